@@ -1,0 +1,55 @@
+"""`python -m bot` runs the app; `python -m bot check` checks its configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from dotenv import load_dotenv
+
+from bot.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    load_dotenv(".env", override=False)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(
+            "usage: python -m bot [check]\n  (no argument) run the app\n  check  check the configuration"
+        )
+        return 0
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from bot import logs
+
+    logs.configure(settings.log_level, _secrets(settings))
+    if argv and argv[0] == "check":
+        from bot.check import run_checks
+
+        return asyncio.run(run_checks(settings))
+    if argv:
+        print(f"unknown argument {argv[0]!r}; usage: python -m bot [check]", file=sys.stderr)
+        return 2
+    from bot.app import MotionBot
+
+    async def run() -> None:
+        await MotionBot.build(settings).run_forever()
+
+    asyncio.run(run())
+    return 0
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    return [
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.motion_api_key,
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The only wiring point: settings in, a running app out (HTTP or Socket Mode, plus the poller)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot import listeners
+from bot.config import Settings
+from bot.jobs import JobService
+from bot.motion import MotionClient
+from bot.poller import Poller
+from bot.schedule import PollSchedule
+from bot.slack_out import SlackOut, make_client
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
+
+
+@dataclass
+class MotionBot:
+    settings: Settings
+    store: Store
+    motion: MotionClient
+    service: JobService
+    poller: Poller
+    app: AsyncApp
+    sandbox_thread: Any = None
+    _runner: web.AppRunner | None = None
+    _socket_handler: Any = None
+    port: int | None = None
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, settings: Settings, *, concurrency: int = 64) -> MotionBot:
+        store = Store(settings.database_path)
+        sandbox_thread = None
+        motion_url = settings.motion_api_url
+        if settings.sandbox:
+            from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+
+            plan = JobPlan(queued_s=2, created_s=3, running_s=25, render_s=6)
+            sandbox_thread = SandboxThread(MotionSandbox(default_plan=plan))
+            motion_url = sandbox_thread.start()
+            log.warning(
+                "SANDBOX MODE: MOTION_API_KEY is not set, so Motion is simulated at %s; "
+                "no credits are spent and every Slack message says so.",
+                motion_url,
+            )
+        motion = MotionClient(
+            motion_url,
+            settings.motion_key,
+            max_in_flight=settings.motion_max_in_flight,
+            timeout=settings.motion_timeout_seconds,
+        )
+        client = make_client(settings.slack_bot_token, settings.slack_api_url)
+        schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
+        service = JobService(
+            store,
+            motion,
+            SlackOut(client),
+            schedule=schedule,
+            sandbox=settings.sandbox,
+            notify_channel=settings.notify_channel,
+            requires_mention=settings.followup_requires_mention,
+        )
+        poller = Poller(store, service.advance, concurrency=concurrency)
+        service.wake = poller.wake
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret or "",
+            request_verification_enabled=not settings.socket_mode,
+            process_before_response=True,
+        )
+        listeners.register(app, service)
+
+        @app.error
+        async def on_error(error: Exception, body: dict[str, Any]) -> None:
+            log.error(
+                "listener failed for a %s request", body.get("type") or "command", exc_info=error
+            )
+
+        return cls(settings, store, motion, service, poller, app, sandbox_thread)
+
+    async def start(self) -> None:
+        """Resume unfinished work, then take requests."""
+        resumed = self.service.recover()
+        log.info("resuming %d job(s) from %s", resumed, self.store.path)
+        self.poller.start()
+        if self.settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            self._socket_handler = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            await self._socket_handler.connect_async()
+            log.info("connected to Slack in Socket Mode")
+        else:
+            web_app = web.Application(client_max_size=2 * 1024 * 1024)
+            web_app.router.add_post("/slack/events", self._slack_events)
+            web_app.router.add_get("/healthz", self._healthz)
+            self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "0.0.0.0", self.settings.port)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+            log.info("listening for Slack on :%s/slack/events (HTTP mode)", self.port)
+
+    async def _slack_events(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        bolt_request = AsyncBoltRequest(
+            body=body, query=request.query_string, headers=dict(request.headers)
+        )
+        response = await self.app.async_dispatch(bolt_request)
+        headers = response.first_headers_without_set_cookie()
+        headers.pop("content-type", None)
+        content_type = "application/json" if response.body.startswith("{") else "text/plain"
+        return web.Response(
+            status=response.status, body=response.body, headers=headers, content_type=content_type
+        )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        try:
+            database = self.store.ping()
+        except Exception:
+            database = False
+        body = {
+            "ok": database,
+            "database": database,
+            "jobs_polled": self.store.count_followed() if database else None,
+            "mode": "socket" if self.settings.socket_mode else "http",
+            "sandbox": self.settings.sandbox,
+        }
+        return web.json_response(body, status=200 if database else 503)
+
+    async def stop(self, timeout: float = SHUTDOWN_SECONDS) -> None:
+        """Stop taking work, let in-flight calls finish (or abandon them), leave all resumable."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._socket_handler is not None:
+            with contextlib.suppress(Exception):
+                await self._socket_handler.close_async()
+        await self.poller.stop(timeout)
+        await self.service.drain_background(2.0)
+        await self.motion.aclose()
+        if self.sandbox_thread is not None:
+            self.sandbox_thread.stop()
+        self.store.close()
+        self._stopped.set()
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("stopping: finishing in-flight work (at most %.0f s)", SHUTDOWN_SECONDS)
+        await self.stop()

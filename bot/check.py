@@ -1,0 +1,109 @@
+"""`python -m bot check`: each piece of configuration tried for real, with the fix when it fails."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.config import WHERE, Settings
+from bot.motion import AuthenticationError, MotionClient, MotionError, NotFound
+from bot.slack_out import make_client
+from bot.store import Store
+
+# A job id that cannot exist: 404 proves the key works without starting (or paying for) anything.
+PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
+
+
+async def run_checks(settings: Settings, out: object = None) -> int:
+    results: list[tuple[bool, str]] = [
+        await _check_slack(settings),
+        _check_transport(settings),
+        await _check_motion(settings),
+        _check_database(settings),
+    ]
+    for ok, line in results:
+        print(("✓ " if ok else "✗ ") + line)
+    failed = sum(1 for ok, _ in results if not ok)
+    print(
+        "All checks passed." if not failed else f"{failed} check(s) failed: fix them and run again."
+    )
+    return 0 if not failed else 1
+
+
+async def _check_slack(settings: Settings) -> tuple[bool, str]:
+    client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    try:
+        response = await client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error") or exc.response.status_code
+        return False, (
+            f"Slack bot token: Slack answered {error}. Copy a fresh token from "
+            f"{WHERE['SLACK_BOT_TOKEN']}."
+        )
+    except (SlackClientError, OSError) as exc:
+        return (
+            False,
+            f"Slack bot token: could not reach {settings.slack_api_url} ({type(exc).__name__}).",
+        )
+    return True, (
+        f"Slack bot token works: team {response.get('team')!s}, bot user "
+        f"{response.get('user')!s} ({response.get('user_id')!s})."
+    )
+
+
+def _check_transport(settings: Settings) -> tuple[bool, str]:
+    if settings.socket_mode:
+        return True, "Socket Mode: SLACK_APP_TOKEN is set (no public URL needed)."
+    if settings.slack_signing_secret:
+        return True, (
+            f"HTTP mode: signing secret present; Slack must send requests to "
+            f"https://<your host>/slack/events (port {settings.port})."
+        )
+    return False, f"HTTP mode needs SLACK_SIGNING_SECRET: {WHERE['SLACK_SIGNING_SECRET']}."
+
+
+async def _check_motion(settings: Settings) -> tuple[bool, str]:
+    if settings.sandbox:
+        return (
+            True,
+            "Motion: no MOTION_API_KEY, so the built-in sandbox will be used (no credits spent).",
+        )
+    client = MotionClient(settings.motion_api_url, settings.motion_key, timeout=10)
+    try:
+        await client.status(PROBE_JOB_ID)
+    except NotFound:
+        return True, "Motion API key works (a probe for a job that cannot exist answered 404)."
+    except AuthenticationError:
+        return (
+            False,
+            f"Motion API key was refused (401): create a new one in {WHERE['MOTION_API_KEY']}.",
+        )
+    except MotionError as exc:
+        return False, f"Motion: could not verify the key ({exc.message}); check MOTION_API_URL."
+    finally:
+        await client.aclose()
+    return False, "Motion answered a probe for a job that cannot exist; check MOTION_API_URL."
+
+
+def _check_database(settings: Settings) -> tuple[bool, str]:
+    path = settings.database_path
+    try:
+        store = Store(path)
+        try:
+            key = f"check:{uuid.uuid4()}"
+            store.claim_event(key, 0.0)
+            store.db.execute("DELETE FROM events WHERE key = ?", (key,))
+        finally:
+            store.close()
+    except Exception as exc:
+        folder = (
+            os.path.dirname(os.path.abspath(path)) if path != ":memory:" else tempfile.gettempdir()
+        )
+        return False, (
+            f"Database {path!r} is not writable ({type(exc).__name__}: {exc}); check that "
+            f"{folder} exists and is writable, or change DATABASE_URL."
+        )
+    return True, f"Database {path!r} is writable (WAL mode, schema up to date)."

@@ -1,0 +1,268 @@
+"""Turn the text of `/motion` (or of a thread reply) into a Motion request or a precise error.
+
+Pure: no Slack, no Motion, no database. Every error message says what is wrong and what to
+type instead, because the person reading it is mid-task in Slack, not reading docs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+MAX_PROMPT = 12_000
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_URL = 4_096
+MAX_ATTACHMENT_NAME = 240
+ASPECTS = ("16:9", "9:16", "1:1", "4:5", "21:9")
+DURATIONS = ("<10s", "10-30s", "30s-1min", "1-5min")
+OPTIONS = ("--style", "--attach", "--aspect", "--duration")
+YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
+_SLACK_FILE_HOSTS = {"files.slack.com", "slack-files.com"}
+
+# Slack (and macOS) turn a typed "--" into an em or en dash: accept both before an option name.
+_DASHED_OPTION = re.compile(r"(?<!\S)(?:—|–)(?=[a-z])")
+_OPTION_TOKEN = re.compile(r"(?<!\S)--[A-Za-z][\w-]*(?:=\S*)?")
+_SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+_EXTENSION_TYPES = {
+    "image": ("png", "jpg", "jpeg", "gif", "webp", "svg", "heic"),
+    "video": ("mp4", "mov", "webm", "mkv", "avi", "m4v"),
+    "audio": ("mp3", "wav", "m4a", "aac", "ogg", "flac"),
+}
+
+
+class UsageError(ValueError):
+    """A message for the person who typed the command; safe to show as it is (escaped)."""
+
+
+@dataclass(frozen=True)
+class MotionRequest:
+    """What the person asked for, already validated against the API's documented rules."""
+
+    prompt: str
+    style_url: str | None = None
+    attachments: tuple[str, ...] = ()
+    aspect: str | None = None
+    duration: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body for create and followups; optional fields only when asked for."""
+        body: dict[str, Any] = {"prompt": self.prompt}
+        if self.style_url:
+            body["style_reference_url"] = self.style_url
+        if self.attachments:
+            body["attachments"] = [_attachment(url) for url in self.attachments]
+        if self.aspect:
+            body["aspect_ratio"] = self.aspect
+        if self.duration:
+            body["duration"] = self.duration
+        return body
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "style_url": self.style_url,
+            "attachments": list(self.attachments),
+            "aspect": self.aspect,
+            "duration": self.duration,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MotionRequest:
+        return cls(
+            prompt=data["prompt"],
+            style_url=data.get("style_url"),
+            attachments=tuple(data.get("attachments") or ()),
+            aspect=data.get("aspect"),
+            duration=data.get("duration"),
+        )
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class ListJobs:
+    pass
+
+
+@dataclass(frozen=True)
+class Start:
+    request: MotionRequest = field()
+
+
+Command = Help | ListJobs | Start
+
+
+def parse_command(slack_text: str) -> Command:
+    """Parse `/motion` text as Slack sent it; raises UsageError with the fix."""
+    text = slack_to_plain(slack_text).strip()
+    if text.lower() in ("", "help", "-h", "--help"):
+        return Help()
+    if text.lower() == "list":
+        return ListJobs()
+    return Start(parse_request(text, already_plain=True))
+
+
+def parse_request(text: str, *, already_plain: bool = False) -> MotionRequest:
+    """Parse a prompt followed by `--name value` options (used for thread followups too)."""
+    if not already_plain:
+        text = slack_to_plain(text)
+    text = _DASHED_OPTION.sub("--", text.strip())
+    first = _OPTION_TOKEN.search(text)
+    prompt = (text[: first.start()] if first else text).strip()
+    options = text[first.start() :].split() if first else []
+
+    style: str | None = None
+    aspect: str | None = None
+    duration: str | None = None
+    attachments: list[str] = []
+    i = 0
+    while i < len(options):
+        token = options[i]
+        name, eq, inline_value = token.partition("=")
+        if not name.startswith("--"):
+            raise UsageError(
+                f"I don't know what to do with `{token}` after the options. Put all of the "
+                "prompt first and the options (`--style`, `--attach`, `--aspect`, `--duration`) "
+                "after it, each followed by one value."
+            )
+        if name not in OPTIONS:
+            raise UsageError(
+                f"`{name}` is not an option. The options are `--style <YouTube link>`, "
+                "`--attach <https link>` (up to 10), `--aspect <ratio>` and `--duration <length>`."
+            )
+        if eq:
+            value = inline_value
+            i += 1
+        elif i + 1 < len(options) and not options[i + 1].startswith("--"):
+            value = options[i + 1]
+            i += 2
+        else:
+            value = ""
+            i += 1
+        if not value:
+            raise UsageError(f"`{name}` needs a value: {_hint(name)}.")
+        value = _strip_brackets(value)
+        if name == "--style":
+            if style is not None:
+                raise UsageError("`--style` was given twice: keep one YouTube link.")
+            style = _check_style(value)
+        elif name == "--attach":
+            attachments.append(_check_attachment(value))
+        elif name == "--aspect":
+            if aspect is not None:
+                raise UsageError("`--aspect` was given twice: keep one.")
+            if value not in ASPECTS:
+                raise UsageError(f"`--aspect {value}` is not supported; use {_hint(name)}.")
+            aspect = value
+        else:
+            if duration is not None:
+                raise UsageError("`--duration` was given twice: keep one.")
+            if value not in DURATIONS:
+                raise UsageError(f"`--duration {value}` is not supported; use {_hint(name)}.")
+            duration = value
+
+    if not prompt:
+        raise UsageError(
+            "The prompt is empty: write what the video should show before any options, e.g. "
+            "`/motion a 20-second teaser for our spring sale --aspect 9:16`."
+        )
+    if len(prompt) > MAX_PROMPT:
+        raise UsageError(
+            f"The prompt is {len(prompt):,} characters; Motion accepts at most {MAX_PROMPT:,}. "
+            f"Shorten it by {len(prompt) - MAX_PROMPT:,} characters."
+        )
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise UsageError(
+            f"{len(attachments)} attachments given; Motion accepts at most {MAX_ATTACHMENTS}. "
+            f"Remove {len(attachments) - MAX_ATTACHMENTS}."
+        )
+    return MotionRequest(prompt, style, tuple(attachments), aspect, duration)
+
+
+def slack_to_plain(text: str) -> str:
+    """Undo Slack's formatting so Motion sees what the person typed.
+
+    Slack wraps links, mentions and channels in `<…>` and entity-encodes `&`, `<`, `>`; the
+    entities are decoded last so that a typed `&lt;` is not mistaken for markup.
+    """
+
+    def link(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith("@") or target.startswith("#"):
+            return target[0] + label if label else target
+        if target.startswith("!"):
+            return "@" + (label or target[1:].split("^")[0])
+        return target
+
+    text = _SLACK_LINK.sub(link, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def strip_mention(text: str, bot_user_id: str) -> tuple[str, bool]:
+    """Remove `<@BOT>` mentions from Slack text; say whether there was one."""
+    pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
+    stripped, count = pattern.subn("", text)
+    return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
+
+
+def _hint(option: str) -> str:
+    return {
+        "--style": "a YouTube link, e.g. `--style https://youtu.be/dQw4w9WgXcQ`",
+        "--attach": "an https link anyone can open, e.g. `--attach https://example.com/logo.png`",
+        "--aspect": "one of " + ", ".join(f"`{a}`" for a in ASPECTS),
+        "--duration": "one of " + ", ".join(f"`{d}`" for d in DURATIONS),
+    }[option]
+
+
+def _strip_brackets(value: str) -> str:
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].split("|", 1)[0]
+    return value
+
+
+def _check_style(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or (parsed.hostname or "") not in YOUTUBE_HOSTS:
+        raise UsageError(
+            f"`--style` must be a YouTube link (youtube.com or youtu.be), not `{value}`. "
+            "Motion copies the style of that video."
+        )
+    return value
+
+
+def _check_attachment(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise UsageError(
+            f"`--attach {value}` is not an https link. Attach files by a public https:// link "
+            "that opens without signing in."
+        )
+    if parsed.hostname in _SLACK_FILE_HOSTS:
+        raise UsageError(
+            "`--attach` got a Slack file link, which only people signed in to Slack can open, "
+            "so Motion cannot fetch it. Share the file from somewhere public (a signed link from "
+            "your storage) and attach that link."
+        )
+    if len(value) > MAX_ATTACHMENT_URL:
+        raise UsageError(
+            f"An `--attach` link is {len(value):,} characters; Motion accepts at most "
+            f"{MAX_ATTACHMENT_URL:,}. Use a shorter link."
+        )
+    return value
+
+
+def _attachment(url: str) -> dict[str, str]:
+    item = {"url": url}
+    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])[:MAX_ATTACHMENT_NAME]
+    if name:
+        item["name"] = name
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        for kind, extensions in _EXTENSION_TYPES.items():
+            if extension in extensions:
+                item["type"] = kind
+    return item

@@ -1,0 +1,240 @@
+"""Settings read from the environment, checked all at once.
+
+Every problem is collected before anything starts, so an admin fixes the whole list in one go
+instead of discovering one missing variable per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_MOTION_API_URL = "https://api.motion.so/api/motion"
+DEFAULT_DATABASE_URL = "sqlite:///motion-bot.db"
+SANDBOX_API_KEY = "motion_sandbox"
+
+WHERE = {
+    "SLACK_BOT_TOKEN": (
+        "the Slack app's settings page → OAuth & Permissions → Bot User OAuth Token "
+        "(create the app from manifest.yml and install it to the workspace first)"
+    ),
+    "SLACK_SIGNING_SECRET": (
+        "the Slack app's settings page → Basic Information → App Credentials → Signing Secret"
+    ),
+    "SLACK_APP_TOKEN": (
+        "the Slack app's settings page → Basic Information → App-Level Tokens "
+        "(scope connections:write)"
+    ),
+    "MOTION_API_KEY": "the Motion web app (motion.so) → Settings → API keys",
+}
+
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, each with what to change."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"motion-bot cannot start; fix the configuration:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app's configuration; secrets are kept out of `repr` so they never reach a log."""
+
+    slack_bot_token: str
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    motion_api_key: str | None = None
+    motion_api_url: str = DEFAULT_MOTION_API_URL
+    database_path: str = "motion-bot.db"
+    notify_channel: str | None = None
+    followup_requires_mention: bool = False
+    poll_initial_seconds: float = 3.0
+    poll_max_seconds: float = 30.0
+    log_level: str = "INFO"
+    motion_max_in_flight: int = 8
+    motion_timeout_seconds: float = 15.0
+
+    def __repr__(self) -> str:
+        shown = {
+            "socket_mode": self.socket_mode,
+            "sandbox": self.sandbox,
+            "slack_api_url": self.slack_api_url,
+            "motion_api_url": self.motion_api_url,
+            "database_path": self.database_path,
+            "port": self.port,
+        }
+        return f"Settings({shown})"
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @property
+    def sandbox(self) -> bool:
+        """No Motion key means the built-in emulator: the whole flow, no credits spent."""
+        return not self.motion_api_key
+
+    @property
+    def motion_key(self) -> str:
+        return self.motion_api_key or SANDBOX_API_KEY
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: os.environ) or raise one ConfigError listing all."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        bot_token = get("SLACK_BOT_TOKEN")
+        if bot_token is None:
+            problems.append(f"SLACK_BOT_TOKEN is missing: copy it from {WHERE['SLACK_BOT_TOKEN']}.")
+        elif not bot_token.startswith("xoxb-"):
+            problems.append(
+                "SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
+                f"(a user token xoxp- or app token xapp- will not work): {WHERE['SLACK_BOT_TOKEN']}."
+            )
+
+        app_token = get("SLACK_APP_TOKEN")
+        if app_token is not None and not app_token.startswith("xapp-"):
+            problems.append(
+                "SLACK_APP_TOKEN must start with xapp- (leave it unset for HTTP mode): "
+                f"{WHERE['SLACK_APP_TOKEN']}."
+            )
+
+        signing_secret = get("SLACK_SIGNING_SECRET")
+        if app_token is None and signing_secret is None:
+            problems.append(
+                "SLACK_SIGNING_SECRET is missing, and HTTP mode (no SLACK_APP_TOKEN) needs it to "
+                f"verify every request: copy it from {WHERE['SLACK_SIGNING_SECRET']}."
+            )
+
+        slack_api_url = _url(
+            get("SLACK_API_URL") or DEFAULT_SLACK_API_URL, "SLACK_API_URL", problems
+        )
+        if not slack_api_url.endswith("/"):
+            slack_api_url += (
+                "/"  # slack_sdk urljoins method names: a base without "/" loses its path
+            )
+
+        port = _number(get("PORT") or "3000", "PORT", int, problems)
+        if port is not None and not 0 <= port <= 65535:
+            problems.append(f"PORT must be between 1 and 65535, got {port}.")
+
+        motion_key = get("MOTION_API_KEY")
+        if motion_key is not None and not motion_key.startswith("motion_"):
+            problems.append(
+                "MOTION_API_KEY must start with motion_ (unset it to use the sandbox): "
+                f"create one in {WHERE['MOTION_API_KEY']}."
+            )
+        motion_url = _url(
+            get("MOTION_API_URL") or DEFAULT_MOTION_API_URL, "MOTION_API_URL", problems
+        ).rstrip("/")
+
+        database_path = _database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL, problems)
+
+        notify = get("MOTION_NOTIFY_CHANNEL")
+        if notify is not None and not _CHANNEL_ID.match(notify):
+            problems.append(
+                f"MOTION_NOTIFY_CHANNEL must be a channel ID such as C0123ABCD, not {notify!r}: "
+                "in Slack, open the channel's details; the ID is at the bottom of the About tab."
+            )
+
+        mention_raw = (get("FOLLOWUP_REQUIRES_MENTION") or "false").lower()
+        if mention_raw not in _TRUE | _FALSE:
+            problems.append(
+                f"FOLLOWUP_REQUIRES_MENTION must be true or false, got {mention_raw!r}."
+            )
+
+        initial = _number(
+            get("POLL_INITIAL_SECONDS") or "3", "POLL_INITIAL_SECONDS", float, problems
+        )
+        maximum = _number(get("POLL_MAX_SECONDS") or "30", "POLL_MAX_SECONDS", float, problems)
+        for name, value in (("POLL_INITIAL_SECONDS", initial), ("POLL_MAX_SECONDS", maximum)):
+            if value is not None and not 0 < value <= 3600:
+                problems.append(
+                    f"{name} must be more than 0 and at most 3600 seconds, got {value}."
+                )
+        if initial is not None and maximum is not None and 0 < maximum < initial:
+            problems.append(
+                f"POLL_MAX_SECONDS ({maximum}) must not be below POLL_INITIAL_SECONDS ({initial})."
+            )
+
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            problems.append(
+                f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {log_level!r}."
+            )
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            slack_bot_token=bot_token or "",
+            slack_signing_secret=signing_secret,
+            slack_app_token=app_token,
+            slack_api_url=slack_api_url,
+            port=port or 0,
+            motion_api_key=motion_key,
+            motion_api_url=motion_url,
+            database_path=database_path,
+            notify_channel=notify,
+            followup_requires_mention=mention_raw in _TRUE,
+            poll_initial_seconds=initial or 3.0,
+            poll_max_seconds=maximum or 30.0,
+            log_level=log_level,
+        )
+
+
+def _url(value: str, name: str, problems: list[str]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        problems.append(f"{name} must be an http(s) URL such as https://host/path, got {value!r}.")
+    return value
+
+
+def _number(value: str, name: str, kind: type[Any], problems: list[str]) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number (decimals allowed)"
+        problems.append(f"{name} must be {what}, got {value!r}.")
+        return None
+
+
+def _database_path(url: str, problems: list[str]) -> str:
+    """Accept sqlite:///relative.db and sqlite:////absolute.db; refuse every other scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "sqlite":
+        problems.append(
+            f"DATABASE_URL must be a SQLite URL such as sqlite:///motion-bot.db "
+            f"(this app keeps its state in one SQLite file), got scheme {scheme or url!r}: "
+            "point it at a file on a persistent disk."
+        )
+        return ""
+    path = rest[1:] if rest.startswith("/") else rest
+    if not path:
+        problems.append("DATABASE_URL names no file: use sqlite:///motion-bot.db.")
+        return ""
+    if path != ":memory:" and not Path(path).parent.exists():
+        problems.append(
+            f"DATABASE_URL points into {str(Path(path).parent)!r}, which does not exist: "
+            "create the folder or choose another path."
+        )
+    return path

@@ -1,0 +1,71 @@
+"""Thread replies become followups; every other event is acknowledged and dropped.
+
+Slack retries any delivery that gets no 2xx, and Bolt answers 404 to events no listener
+matches, so the catch-all listeners here are registered last and match everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.jobs import JobService
+
+log = logging.getLogger(__name__)
+
+# A human "also send to channel" reply is still a reply; every other subtype is not a followup.
+FOLLOWUP_SUBTYPES = (None, "thread_broadcast")
+
+
+def is_human_reply(event: dict[str, Any]) -> bool:
+    """A reply in a thread, written by a person, not an edit, deletion, join or bot post."""
+    thread_ts = event.get("thread_ts")
+    return (
+        event.get("subtype") in FOLLOWUP_SUBTYPES
+        and not event.get("bot_id")
+        and not event.get("bot_profile")
+        and bool(event.get("user"))
+        and bool(thread_ts)
+        and thread_ts != event.get("ts")
+        and isinstance(event.get("text"), str)
+    )
+
+
+def register(app: AsyncApp, service: JobService) -> None:
+    async def take(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        if not is_human_reply(event):
+            return
+        channel, ts = event.get("channel") or "", event.get("ts") or ""
+        keys = [f"msg:{channel}:{ts}"]
+        if body.get("event_id"):
+            keys.insert(0, f"event:{body['event_id']}")
+        outcome = service.take_reply(
+            event_keys=keys,
+            channel_id=channel,
+            thread_ts=event["thread_ts"],
+            ts=ts,
+            user_id=event["user"],
+            text=event["text"],
+            bot_user_id=context.bot_user_id,
+        )
+        if outcome.kind != "ignored":
+            log.info("reply %s in %s: %s", ts, channel, outcome.kind)
+
+    @app.event("app_mention")
+    async def on_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await take(event, body, context)
+
+    @app.event("message")
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await take(event, body, context)
+
+    @app.event(re.compile(".*"))
+    async def anything_else(event: dict[str, Any]) -> None:
+        log.debug("ignored event %s", event.get("type"))

@@ -1,0 +1,580 @@
+"""Every sentence and Block Kit payload the app sends to Slack, and the escaping they rely on.
+
+Anything that came from a person or from Motion passes through `escape` (or `link`) before it
+is placed in mrkdwn, so `<!channel>`, mentions and disguised links arrive as inert text.
+Limits (50 blocks, 3,000 characters a section, 4,000 for chat.update's text) are enforced here,
+where the payloads are built, rather than discovered as Slack errors later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+Blocks = list[dict[str, Any]]
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3_000
+MAX_UPDATE_TEXT = 4_000
+MAX_BUTTON_URL = 3_000
+# Stay well under Slack's undocumented cumulative block-text limit (~12k).
+MAX_MESSAGE_CHARS = 10_000
+PROMPT_PREVIEW = 600
+SANDBOX_NOTE = (
+    "🧪 Sandbox: Motion is simulated here, no credits are spent and the video is a sample."
+)
+CREDITS_URL = "https://motion.so"
+CLEARED_RIGHTS = {
+    "cleared",
+    "licensed",
+    "owned",
+    "public_domain",
+    "public domain",
+    "royalty_free",
+    "royalty-free",
+    "cc0",
+    "approved",
+    "granted",
+    "ok",
+    "generated",
+    "original",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Slack message: fallback text (mrkdwn, already escaped) and blocks."""
+
+    text: str
+    blocks: Blocks = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
+
+
+def escape(text: object) -> str:
+    """Neutralise Slack's control characters; `&` first so entities are not double-read."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str | None, label: str | None = None) -> str:
+    """A link only for http(s) URLs; anything else is shown as inert text."""
+    if not url or urlparse(url).scheme not in ("http", "https"):
+        return escape(label or url or "")
+    safe_url = escape(url.replace("|", "%7C").replace(" ", "%20"))
+    if not label:
+        return f"<{safe_url}>"
+    return f"<{safe_url}|{escape(label).replace('|', '¦')}>"
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>" if re.fullmatch(r"[UW][A-Z0-9]+", user_id or "") else escape(user_id)
+
+
+def quote(text: str, limit: int = PROMPT_PREVIEW) -> str:
+    return "\n".join("> " + line for line in escape(shorten(text, limit)).splitlines() or [""])
+
+
+def duration_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def timestamp(value: Any) -> str | None:
+    """Seconds as m:ss (h:mm:ss past an hour); other text kept as given."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            return None
+        total = int(value)
+        hours, rest = divmod(total, 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    text = str(value).strip()
+    try:
+        return timestamp(float(text))
+    except ValueError:
+        return shorten(text, 20)
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": shorten(text, MAX_SECTION)}}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": shorten(text, MAX_SECTION)}]}
+
+
+def button(
+    text: str, action_id: str, *, value: str = "", url: str | None = None, style: str | None = None
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": shorten(text, 75), "emoji": True},
+        "action_id": action_id,
+    }
+    if value:
+        element["value"] = value[:2000]
+    if url:
+        element["url"] = url
+    if style:
+        element["style"] = style
+    return element
+
+
+def with_sandbox(message: Message, sandbox: bool) -> Message:
+    """Every message posted in sandbox mode says so (the spec's promise to admins)."""
+    if not sandbox:
+        return message
+    return Message(f"{message.text}\n_{SANDBOX_NOTE}_", [*message.blocks, context(SANDBOX_NOTE)])
+
+
+# ---------------------------------------------------------------- the job card
+
+
+@dataclass(frozen=True)
+class RunLine:
+    number: int
+    state: str
+    status_text: str
+    download_url: str | None = None
+
+
+STATE_LABELS = {
+    "new": "⏳ Starting",
+    "queued": "⏳ Queued",
+    "created": "🛠️ Preparing",
+    "running": "🎬 Generating",
+    "awaiting_user_input": "✋ Waiting for someone in the Motion web app",
+    "rendering": "📼 Rendering the file",
+    "done": "✅ Done",
+    "failed": "❌ Failed",
+    "stopped": "⛔ Stopped",
+    "unknown": "❓ Outcome unknown",
+    "waiting": "🕒 Waiting for the previous run",
+    "rejected": "❌ Not started",
+}
+
+
+def status_label(status: str, elapsed: float | None = None) -> str:
+    label = STATE_LABELS.get(status, escape(status.replace("_", " ").capitalize()))
+    if status in ("running", "created", "queued") and elapsed is not None and elapsed >= 1:
+        label += f" · {duration_text(elapsed)}"
+    return label
+
+
+def job_card(
+    *,
+    requester: str,
+    prompt: str,
+    status: str,
+    runs: list[RunLine],
+    sandbox: bool,
+    options: str = "",
+) -> Message:
+    """The card at the top of the thread; edited in place, never re-posted."""
+    header = f"🎬 *Motion video* for {mention(requester)}"
+    lines = [header, quote(prompt)]
+    if options:
+        lines.append(f"_{escape(options)}_")
+    blocks: Blocks = [section("\n".join(lines)), context(f"*Status:* {status}")]
+    if len(runs) > 1 or any(r.download_url for r in runs):
+        history = []
+        for run in runs[-20:]:
+            entry = f"Run {run.number} · {run.status_text}"
+            if run.download_url:
+                entry += f" · {link(run.download_url, 'download')}"
+            history.append(entry)
+        if len(runs) > 20:
+            history.insert(0, f"_{len(runs) - 20} earlier runs not shown_")
+        blocks.append(section("*Runs*\n" + "\n".join(history)))
+    blocks.append(context("Reply in this thread to refine the video."))
+    text = shorten(
+        f"Motion video for {mention(requester)}: {escape(shorten(prompt, 300))} — {status}", 3_000
+    )
+    return with_sandbox(Message(shorten(text, MAX_UPDATE_TEXT - 200), blocks), sandbox)
+
+
+# ---------------------------------------------------------------- results and credits
+
+
+@dataclass(frozen=True)
+class Credit:
+    kind: str
+    provider: str
+    title: str | None
+    url: str | None
+    rights: str | None
+    cleared: bool
+    usages: list[str]
+
+
+def credit_from_source(source: dict[str, Any]) -> Credit:
+    """Read one `sources` entry leniently: the field names beyond kind and provider are not
+    published, so several likely spellings are tried and a missing field is never an error."""
+
+    def first(*keys: str) -> Any:
+        for key in keys:
+            value = source.get(key)
+            if value not in (None, "", [], {}):
+                return value
+        return None
+
+    kind = str(first("source_kind", "kind", "type", "category") or "media").replace("_", " ")
+    provider = str(first("provider", "provider_name", "source", "origin") or "unknown provider")
+    title = first("title", "name", "display_name", "caption", "description")
+    url = first("display_url", "source_url", "url", "page_url", "link")
+    rights_value = first("rights_status", "rights", "license_status", "clearance", "license")
+    if isinstance(rights_value, dict):
+        rights_value = rights_value.get("status") or rights_value.get("name")
+    rights = str(rights_value) if rights_value is not None else None
+    cleared = rights is not None and rights.strip().lower() in CLEARED_RIGHTS
+    usages = []
+    raw_usages = first("usages", "usage", "placements")
+    for usage in raw_usages if isinstance(raw_usages, list) else []:
+        if isinstance(usage, dict):
+            usages.append(_usage_text(usage))
+    return Credit(
+        kind=kind,
+        provider=provider,
+        title=str(title) if title is not None else None,
+        url=str(url) if isinstance(url, str) else None,
+        rights=rights,
+        cleared=cleared,
+        usages=[u for u in usages if u],
+    )
+
+
+def _usage_text(usage: dict[str, Any]) -> str:
+    def first(*keys: str) -> Any:
+        for key in keys:
+            if usage.get(key) not in (None, ""):
+                return usage[key]
+        return None
+
+    start = timestamp(first("start_seconds", "start", "start_time", "timestamp", "at", "time"))
+    end = timestamp(first("end_seconds", "end", "end_time"))
+    scene = first("scene", "scene_index", "scene_number", "scene_id")
+    placement = first("placement", "composition", "position", "layer", "role")
+    parts = []
+    if start and end:
+        parts.append(f"{start}–{end}")
+    elif start:
+        parts.append(f"at {start}")
+    if scene is not None:
+        parts.append(f"scene {escape(shorten(str(scene), 40))}")
+    if placement is not None:
+        parts.append(escape(shorten(str(placement), 60)))
+    return " · ".join(parts)
+
+
+def credit_line(index: int, credit: Credit) -> str:
+    name = credit.title or (urlparse(credit.url).netloc if credit.url else None) or "untitled"
+    title = link(credit.url, shorten(name, 150)) if credit.url else escape(shorten(name, 150))
+    rights = (
+        f"rights: {escape(shorten(credit.rights or '', 60))}"
+        if credit.cleared
+        else f"⚠️ *rights {escape(shorten(credit.rights, 60)) if credit.rights else 'unknown'}"
+        " — check before publishing*"
+    )
+    line = (
+        f"{index}. *{escape(shorten(credit.kind, 60)).capitalize()}* · "
+        f"{escape(shorten(credit.provider, 80))} · {title} · {rights}"
+    )
+    if credit.usages:
+        line += "\n      used " + "; ".join(credit.usages[:20])
+        if len(credit.usages) > 20:
+            line += f"; and {len(credit.usages) - 20} more"
+    return shorten(line, 2_900)
+
+
+def result_messages(
+    *,
+    requester: str,
+    run_number: int,
+    download_url: str,
+    sources: list[dict[str, Any]],
+    expires_at: str | None,
+    sandbox: bool,
+) -> list[Message]:
+    """The result of one run: link first, then every credit, split so that none is dropped."""
+    credits = [credit_from_source(s) for s in sources]
+    flagged = sum(1 for c in credits if not c.cleared)
+    head = f"✅ {mention(requester)} run {run_number} of your Motion video is ready."
+    url_line = f"Download: {link(download_url)}"
+    if expires_at:
+        url_line += f"\n_The link may expire ({escape(expires_at)}); download it soon._"
+    first_blocks: Blocks = [section(head)]
+    if len(download_url) <= MAX_BUTTON_URL and urlparse(download_url).scheme == "https":
+        first_blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    button("⬇️ Download MP4", "download", url=download_url, style="primary")
+                ],
+            }
+        )
+    first_blocks.append(section(url_line))
+    summary = f"*Credits* — {len(credits)} source{'s' if len(credits) != 1 else ''}"
+    if flagged:
+        summary += f", ⚠️ {flagged} not clearly cleared"
+    first_blocks.append(section(summary if credits else "*Credits* — Motion listed no sources."))
+
+    lines = [credit_line(i + 1, c) for i, c in enumerate(credits)]
+    messages: list[Message] = []
+    blocks, size = first_blocks, sum(len(b.get("text", {}).get("text", "")) for b in first_blocks)
+    chunk: list[str] = []
+
+    def flush_chunk() -> None:
+        nonlocal chunk, size
+        if chunk:
+            text = "\n".join(chunk)
+            blocks.append(section(text))
+            size += len(text)
+            chunk = []
+
+    for line in lines:
+        chunk_len = sum(len(x) + 1 for x in chunk)
+        if chunk and chunk_len + len(line) > MAX_SECTION - 50:
+            flush_chunk()
+        if size + chunk_len + len(line) > MAX_MESSAGE_CHARS or len(blocks) >= MAX_BLOCKS - 2:
+            flush_chunk()
+            messages.append(Message("", blocks))
+            blocks, size = [], 0
+        chunk.append(line)
+    flush_chunk()
+    messages.append(Message("", blocks))
+
+    total = len(messages)
+    out = []
+    for i, message in enumerate(messages):
+        if i == 0:
+            text = f"{head} {url_line}"
+        else:
+            text = f"Credits for run {run_number}, continued ({i + 1}/{total})"
+            message.blocks.insert(0, context(text))
+        out.append(with_sandbox(Message(text, message.blocks), sandbox))
+    return out
+
+
+def notify_message(
+    *, requester: str, prompt: str, permalink: str | None, run_number: int, sandbox: bool
+) -> Message:
+    where = link(permalink, "see the thread") if permalink else "see the job's thread"
+    text = (
+        f"🎬 A Motion video for {mention(requester)} is ready (run {run_number}): "
+        f"“{escape(shorten(prompt, 150))}” — {where}."
+    )
+    return with_sandbox(Message(text, [section(text)]), sandbox)
+
+
+# ---------------------------------------------------------------- problems, in plain words
+
+
+def _notice(text: str, sandbox: bool, actions: list[dict[str, Any]] | None = None) -> Message:
+    blocks: Blocks = [section(text)]
+    if actions:
+        blocks.append({"type": "actions", "elements": actions})
+    return with_sandbox(Message(text, blocks), sandbox)
+
+
+def job_failed(*, run_number: int, error: str | None, sandbox: bool) -> Message:
+    reason = escape(shorten(error, 1_500)) if error else "Motion gave no reason."
+    return _notice(
+        f"❌ Run {run_number} failed in Motion: {reason}\n"
+        "Start again with `/motion` and a changed prompt; followups in this thread cannot revive a "
+        "failed job.",
+        sandbox,
+    )
+
+
+def render_failed(*, run_number: int, sandbox: bool) -> Message:
+    return _notice(
+        f"❌ Run {run_number} finished, but Motion could not render the MP4 file. Reply in this "
+        "thread to try the run again, or start a new job with `/motion`.",
+        sandbox,
+    )
+
+
+def insufficient_credits(
+    *, balance: int | None, minimum: int | None, message: str | None, followup: bool, sandbox: bool
+) -> Message:
+    what = "this followup" if followup else "this video"
+    facts = []
+    if balance is not None:
+        facts.append(f"your balance is {balance:,} credits")
+    if minimum is not None:
+        facts.append(f"Motion needs at least {minimum:,} to start")
+    detail = (
+        ("; ".join(facts) + ". ")
+        if facts
+        else (escape(shorten(message, 300)) + " " if message else "")
+    )
+    return _notice(
+        f"💳 Not enough Motion credits for {what}: {detail}"
+        f"Credits are bought in the Motion web app ({link(CREDITS_URL, 'motion.so')}), then try "
+        "again. Nothing was charged for this attempt.",
+        sandbox,
+    )
+
+
+def awaiting_input(*, run_number: int, sandbox: bool) -> Message:
+    return _notice(
+        f"✋ Run {run_number} is waiting for a decision that only a person can make: open the "
+        f"job in the Motion web app ({link(CREDITS_URL, 'motion.so')}) and answer there. I will "
+        "carry on here as soon as it moves.",
+        sandbox,
+    )
+
+
+def outcome_unknown(*, run_number: int, followup: bool, run_id: int, sandbox: bool) -> Message:
+    what = "followup" if followup else "request to start this video"
+    return _notice(
+        f"❓ I sent the {what} (run {run_number}) to Motion, but its answer never reached me, so I "
+        "do not know whether it started. I will not send it again on my own, because that could "
+        "charge twice. Check the Motion web app; if nothing started there, press the button.",
+        sandbox,
+        [button("Send it again", "retry_run", value=str(run_id), style="danger")],
+    )
+
+
+def lost_answer_found(*, run_number: int, sandbox: bool) -> Message:
+    return _notice(
+        f"ℹ️ Motion's answer to run {run_number} was lost on the way, but Motion shows the run "
+        "going, so I am following it. Nothing was sent twice.",
+        sandbox,
+    )
+
+
+def bad_request(*, run_number: int, details: list[str], message: str, sandbox: bool) -> Message:
+    items = "\n".join(f"• {escape(shorten(d, 300))}" for d in details[:10]) or escape(message)
+    return _notice(
+        f"⚠️ Motion refused run {run_number} as invalid:\n{items}\nFix that and try again.",
+        sandbox,
+    )
+
+
+def auth_failed(*, sandbox: bool) -> Message:
+    return _notice(
+        "🔑 Motion did not accept this app's API key, so I stopped following this job. An admin "
+        "should set a valid `MOTION_API_KEY` (Motion web app → Settings → API keys) and run "
+        "`python -m bot check`.",
+        sandbox,
+    )
+
+
+def job_not_found(*, sandbox: bool) -> Message:
+    return _notice(
+        "🔎 Motion no longer knows this job (404): it was deleted, or belongs to another API key. "
+        "I stopped following it; start a new one with `/motion`.",
+        sandbox,
+    )
+
+
+def motion_unreachable(*, run_number: int, error: str, run_id: int, sandbox: bool) -> Message:
+    return _notice(
+        f"⚠️ I could not reach Motion to start run {run_number} ({escape(shorten(error, 200))}). "
+        "Nothing was started or charged. Press the button to try again.",
+        sandbox,
+        [button("Try again", "retry_run", value=str(run_id))],
+    )
+
+
+def followup_queued(*, position: int, sandbox: bool) -> Message:
+    ahead = "the current run" if position <= 1 else f"the current run and {position - 1} more"
+    return _notice(f"🕒 Noted. I will send this once {ahead} is finished.", sandbox)
+
+
+def followup_on_failed(*, job_prompt: str, reply_prompt: str, sandbox: bool, value: str) -> Message:
+    return _notice(
+        "❌ Motion does not take followups on a failed job. I can start a new job with the "
+        "original prompt and your reply, in a new thread.",
+        sandbox,
+        [button("Start a new job", "restart_job", value=value, style="primary")],
+    )
+
+
+def new_job_link(*, permalink: str | None, sandbox: bool) -> Message:
+    where = link(permalink, "this new thread") if permalink else "a new thread"
+    return _notice(f"➡️ Started a new job in {where}.", sandbox)
+
+
+def usage_error(message: str, sandbox: bool = False) -> Message:
+    return _notice(f"⚠️ {escape(message)}", sandbox)
+
+
+# ---------------------------------------------------------------- command replies
+
+
+HELP_TEXT = (
+    "*/motion* turns a prompt into a video, right here in a thread.\n"
+    "• `/motion <prompt>` starts a video; options go after the prompt:\n"
+    "    `--style <YouTube link>` copy the style of a video\n"
+    "    `--attach <https link>` use an image, clip or file (up to 10)\n"
+    "    `--aspect 16:9|9:16|1:1|4:5|21:9`\n"
+    "    `--duration <10s|10-30s|30s-1min|1-5min`\n"
+    "• Reply in the job's thread to refine the video (the same options work there).\n"
+    "• `/motion list` shows your recent jobs.\n"
+    "Example: `/motion a 20-second teaser for our spring sale --aspect 9:16 --duration 10-30s`"
+)
+
+
+def help_message(sandbox: bool) -> Message:
+    text = escape(HELP_TEXT)
+    return with_sandbox(Message(text, [section(text)]), sandbox)
+
+
+def invite_hint(*, channel_is_dm: bool, sandbox: bool) -> Message:
+    if channel_is_dm:
+        text = (
+            "I can't follow a job in this conversation. Run `/motion` in a channel I'm in, "
+            "or in a direct message with me. Nothing was started."
+        )
+    else:
+        text = (
+            "I'm not a member of this channel, so I couldn't post the job here or see replies. "
+            "Invite me with `/invite @motion` and run the command again. Nothing was started."
+        )
+    return with_sandbox(Message(text, [section(text)]), sandbox)
+
+
+def accepted(sandbox: bool) -> Message:
+    return with_sandbox(Message("On it: the job card will appear in this channel."), sandbox)
+
+
+@dataclass(frozen=True)
+class JobListing:
+    prompt: str
+    status: str
+    runs: int
+    permalink: str | None
+    created_at: str
+
+
+def job_list(jobs: list[JobListing], sandbox: bool) -> Message:
+    if not jobs:
+        text = "You have no Motion jobs yet. Start one with `/motion <prompt>`."
+        return with_sandbox(Message(text, [section(text)]), sandbox)
+    lines = []
+    for job in jobs:
+        where = link(job.permalink, "thread") if job.permalink else "thread unavailable"
+        runs = f"{job.runs} run{'s' if job.runs != 1 else ''}"
+        lines.append(
+            f"• {escape(shorten(job.prompt, 80))} — {job.status} · {runs} · {where} · {job.created_at}"
+        )
+    text = "*Your recent Motion jobs*\n" + "\n".join(lines)
+    return with_sandbox(Message(text, [section(text)]), sandbox)

@@ -1,0 +1,217 @@
+"""What the app says to Slack, by intent; the only module that knows Web API method names.
+
+chat.postMessage has no idempotency key, so each post carries a metadata key. After a crash
+mid-post, `find_post` looks for that key in the thread: found means the post went out and must
+not be repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+log = logging.getLogger(__name__)
+METADATA_EVENT = "motion_bot_post"
+# Errors after which a post can never succeed; anything else is retried later.
+PERMANENT_ERRORS = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "thread_not_found",
+    "invalid_blocks",
+    "msg_too_long",
+    "no_text",
+    "restricted_action",
+    "invalid_auth",
+    "account_inactive",
+    "token_revoked",
+    "missing_scope",
+    "message_not_found",
+    "cant_update_message",
+}
+
+
+class SlackFailure(Exception):
+    def __init__(self, code: str, *, permanent: bool) -> None:
+        super().__init__(code)
+        self.code = code
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    member: bool
+    can_join: bool
+
+
+def make_client(token: str, base_url: str) -> AsyncWebClient:
+    """A client that waits out 429s (Retry-After) and retries dropped connections and 5xx."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class SlackOut:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        try:
+            response = await self.client.api_call(method, json=params)
+        except SlackApiError as exc:
+            code = str(exc.response.get("error") or exc.response.status_code)
+            raise SlackFailure(code, permanent=code in PERMANENT_ERRORS) from exc
+        except (SlackClientError, OSError, TimeoutError) as exc:
+            raise SlackFailure(type(exc).__name__, permanent=False) from exc
+        return response.data if isinstance(response.data, dict) else {}
+
+    async def post(
+        self,
+        channel: str,
+        payload: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+        key: str | None = None,
+    ) -> str:
+        params: dict[str, Any] = {
+            "channel": channel,
+            "text": payload.get("text") or " ",
+            "blocks": payload.get("blocks") or None,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+            if broadcast:
+                params["reply_broadcast"] = True
+        if key:
+            params["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"key": key}}
+        data = await self._call(
+            "chat.postMessage", **{k: v for k, v in params.items() if v is not None}
+        )
+        return str(data.get("ts"))
+
+    async def update(self, channel: str, ts: str, payload: dict[str, Any]) -> None:
+        await self._call(
+            "chat.update",
+            channel=channel,
+            ts=ts,
+            text=payload.get("text") or " ",
+            blocks=payload.get("blocks") or [],
+        )
+
+    async def find_post(
+        self, channel: str, thread_ts: str | None, key: str, since: float | None = None
+    ) -> str | None:
+        """The ts of the bot's earlier post carrying `key`, if it reached Slack."""
+        params: dict[str, Any] = {"channel": channel, "include_all_metadata": True}
+        if thread_ts:
+            method, params["ts"], params["limit"] = "conversations.replies", thread_ts, 200
+        else:
+            method, params["limit"] = "conversations.history", 100
+            if since is not None:
+                params["oldest"] = f"{since - 60:.6f}"
+        for _ in range(20):  # pages; a thread of thousands of messages is not a job thread
+            data = await self._call(method, **params)
+            for message in data.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == METADATA_EVENT
+                    and (metadata.get("event_payload") or {}).get("key") == key
+                ):
+                    return str(message.get("ts"))
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not data.get("has_more") or not cursor:
+                break
+            params["cursor"] = cursor
+        return None
+
+    async def join(self, channel: str) -> JoinResult:
+        """Join a public channel so its thread replies reach the app (posting rights do not)."""
+        if channel.startswith("D"):
+            return JoinResult(member=False, can_join=False)
+        try:
+            await self._call("conversations.join", channel=channel)
+        except SlackFailure as exc:
+            if exc.code in (
+                "method_not_supported_for_channel_type",
+                "channel_not_found",
+                "is_archived",
+                "missing_scope",
+            ):
+                return JoinResult(member=False, can_join=False)
+            raise
+        return JoinResult(member=True, can_join=True)
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        except SlackFailure as exc:
+            log.warning("chat.getPermalink failed: %s", exc.code)
+            return None
+        link = data.get("permalink")
+        return link if isinstance(link, str) else None
+
+    async def react(self, channel: str, ts: str, name: str) -> None:
+        try:
+            await self._call("reactions.add", channel=channel, timestamp=ts, name=name)
+        except SlackFailure as exc:
+            if exc.code != "already_reacted":
+                log.warning("reactions.add %s failed: %s", name, exc.code)
+
+    async def unreact(self, channel: str, ts: str, name: str) -> None:
+        try:
+            await self._call("reactions.remove", channel=channel, timestamp=ts, name=name)
+        except SlackFailure as exc:
+            if exc.code != "no_reaction":
+                log.warning("reactions.remove %s failed: %s", name, exc.code)
+
+    async def ephemeral(
+        self, channel: str, user: str, payload: dict[str, Any], thread_ts: str | None = None
+    ) -> bool:
+        params: dict[str, Any] = {
+            "channel": channel,
+            "user": user,
+            "text": payload.get("text") or " ",
+            "blocks": payload.get("blocks") or None,
+        }
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        try:
+            await self._call(
+                "chat.postEphemeral", **{k: v for k, v in params.items() if v is not None}
+            )
+        except SlackFailure as exc:
+            log.warning("chat.postEphemeral failed: %s", exc.code)
+            return False
+        return True
+
+    async def respond(self, response_url: str, payload: dict[str, Any]) -> None:
+        """Answer a slash command after its ack, where the app may not be able to post."""
+        try:
+            response = await AsyncWebhookClient(response_url, timeout=10).send_dict(
+                {"response_type": "ephemeral", "replace_original": False, **payload}
+            )
+        except (SlackClientError, OSError, TimeoutError) as exc:
+            log.warning("response_url failed: %s", type(exc).__name__)
+            return
+        if response.status_code != 200:
+            log.warning("response_url answered %s", response.status_code)

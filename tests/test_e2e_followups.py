@@ -1,0 +1,341 @@
+"""Thread replies as followups, end to end: signed Events API deliveries, the Slack double and
+the sandbox. Each test checks the exact number of Motion calls, Slack posts and reactions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.sandbox import JobPlan
+from tests.conftest import FAST_PLAN, Harness, until
+
+
+def ready_posts(h: Harness, thread_ts: str) -> list[dict[str, Any]]:
+    return [m for m in h.bot_replies(thread_ts) if "is ready" in m["text"]]
+
+
+async def finished_job(h: Harness, prompt: str = "a product teaser", **overrides: str) -> str:
+    """Start the app (if needed), run one job to its result; returns the thread ts."""
+    if not h.bots:
+        await h.start(**overrides)
+    response = await h.command(prompt)
+    assert response.status_code == 200
+    card = (await until(lambda: h.cards(), what="card"))[-1]
+    await until(lambda: ready_posts(h, card["ts"]), what="first result")
+    return card["ts"]
+
+
+def followup_prompts(h: Harness) -> list[str]:
+    return [body["prompt"] for body in h.sandbox.followups]
+
+
+async def test_followup_after_completion_runs_again_and_posts_the_new_result_once(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    reply = harness.reply_event(thread, "make it shorter --aspect 1:1")
+    response = await harness.event(reply)
+    assert response.status_code == 200
+
+    results = await until(
+        lambda: len(ready_posts(harness, thread)) == 2 and ready_posts(harness, thread)
+    )
+    assert harness.sandbox.count("create") == 1
+    assert harness.sandbox.followups == [{"prompt": "make it shorter", "aspect_ratio": "1:1"}]
+    assert "run 2" in results[1]["text"] and "run-2" in results[1]["text"]
+    await until(lambda: "arrow_forward" in harness.slack.reactions("C0PUBLIC", reply["ts"]))
+    assert harness.slack.reactions("C0PUBLIC", reply["ts"]) == [
+        "hourglass_flowing_sand",
+        "arrow_forward",
+    ]
+    card = await until(
+        lambda: (
+            (m := harness.slack.message("C0PUBLIC", thread))
+            and "Run 2" in json.dumps(m["blocks"])
+            and "Done" in m["text"]
+            and m
+        )
+    )
+    history = json.dumps(card["blocks"])
+    assert "run-1.mp4" in history and "run-2.mp4" in history
+    assert len(harness.posts("reactions.add")) == 2
+
+
+async def test_two_followups_written_while_running_are_sent_in_order_once_each(
+    harness: Harness,
+) -> None:
+    harness.sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=1.0, render_s=0.1))
+    await harness.start()
+    await harness.command("first cut")
+    card = (await until(lambda: harness.cards()))[0]
+    first = harness.reply_event(card["ts"], "add music")
+    second = harness.reply_event(card["ts"], "and a logo at the end")
+    assert (await harness.event(first)).status_code == 200
+    assert (await harness.event(second)).status_code == 200
+
+    await until(
+        lambda: len(ready_posts(harness, card["ts"])) == 3, timeout=20, what="three results"
+    )
+    assert harness.sandbox.count("create") == 1
+    assert followup_prompts(harness) == ["add music", "and a logo at the end"]
+    assert harness.sandbox.count("followup") == 2  # never a 409 retry: each waited for completion
+    results = ready_posts(harness, card["ts"])
+    assert [
+        "run 1" in results[0]["text"],
+        "run 2" in results[1]["text"],
+        "run 3" in results[2]["text"],
+    ] == [True] * 3
+    assert len({r["ts"] for r in results}) == 3
+
+
+async def test_redelivered_event_makes_no_second_followup(harness: Harness) -> None:
+    thread = await finished_job(harness)
+    reply = harness.reply_event(thread, "brighter colours")
+    assert (await harness.event(reply, event_id="Ev0REDELIVER")).status_code == 200
+    assert (await harness.event(reply, event_id="Ev0REDELIVER", retry=1)).status_code == 200
+    assert (await harness.event(reply, event_id="Ev0REDELIVER", retry=2)).status_code == 200
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    await harness.bot.service.drain_background()
+    assert followup_prompts(harness) == ["brighter colours"]
+    assert harness.slack.reactions("C0PUBLIC", reply["ts"]) == [
+        "hourglass_flowing_sand",
+        "arrow_forward",
+    ]
+
+
+async def test_mention_delivered_as_app_mention_and_message_is_one_followup(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    reply = harness.reply_event(thread, "<@U0BOT> slower pace")
+    mention = {
+        k: reply[k] for k in ("type", "user", "text", "ts", "channel", "event_ts", "thread_ts")
+    }
+    mention["type"] = "app_mention"
+    assert (await harness.event(mention)).status_code == 200
+    assert (await harness.event(reply)).status_code == 200
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    assert followup_prompts(harness) == ["slower pace"]
+
+
+async def test_events_that_are_not_human_replies_are_acknowledged_and_ignored(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    reply = harness.reply_event(thread, "edited text")
+    other_thread = harness.slack.add_human_message("C0PUBLIC", "unrelated")
+    ignored: list[dict[str, Any]] = [
+        {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": "C0PUBLIC",
+            "ts": "1763869999.000100",
+            "message": {**reply, "text": "changed"},
+            "previous_message": reply,
+        },
+        {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": "C0PUBLIC",
+            "ts": "1763869999.000200",
+            "deleted_ts": reply["ts"],
+            "previous_message": reply,
+        },
+        {
+            **harness.reply_event(thread, "<@U0BOB> has joined the channel"),
+            "subtype": "channel_join",
+        },
+        {
+            **harness.reply_event(thread, "bot says hi"),
+            "subtype": "bot_message",
+            "bot_id": "B0OTHER",
+        },
+        {
+            **harness.reply_event(thread, "modern bot"),
+            "bot_id": "B0OTHER",
+            "bot_profile": {"id": "B0OTHER"},
+        },
+        {**harness.reply_event(thread, "me too"), "subtype": "me_message"},
+        {**harness.reply_event(thread, "a file"), "subtype": "file_share"},
+        harness.reply_event(other_thread, "a reply in a thread that is not a job"),
+        {k: v for k, v in harness.reply_event(thread, "top level").items() if k != "thread_ts"},
+        {
+            "type": "reaction_added",
+            "user": "U0ALICE",
+            "reaction": "tada",
+            "item": {"type": "message", "channel": "C0PUBLIC", "ts": thread},
+            "event_ts": "1763869999.0003",
+        },
+        {**harness.reply_event(thread, "from the app itself"), "user": "U0BOT", "bot_id": "B0BOT"},
+    ]
+    for event in ignored:
+        response = await harness.event(event)
+        assert response.status_code == 200, event
+    await harness.bot.service.drain_background()
+    assert harness.sandbox.count("followup") == 0
+    assert harness.posts("reactions.add") == []
+    assert len(harness.bot_replies(thread)) == 1  # only the first result
+
+
+async def test_followup_requires_mention_when_configured(harness: Harness) -> None:
+    thread = await finished_job(harness, FOLLOWUP_REQUIRES_MENTION="true")
+    plain = harness.reply_event(thread, "this is just chat")
+    assert (await harness.event(plain)).status_code == 200
+    mentioned = harness.reply_event(thread, "<@U0BOT> make it blue")
+    assert (await harness.event(mentioned)).status_code == 200
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    assert followup_prompts(harness) == ["make it blue"]
+    assert harness.slack.reactions("C0PUBLIC", plain["ts"]) == []
+
+
+async def test_reply_with_a_bad_option_gets_the_error_in_the_thread_and_no_motion_call(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    reply = harness.reply_event(thread, "make it wide --aspect 3:2")
+    assert (await harness.event(reply)).status_code == 200
+    assert (await harness.event(reply, retry=1)).status_code == 200
+    errors = await until(
+        lambda: [m for m in harness.bot_replies(thread) if "not supported" in m["text"]]
+    )
+    assert len(errors) == 1
+    assert "16:9" in errors[0]["text"]
+    await until(lambda: harness.slack.reactions("C0PUBLIC", reply["ts"]) == ["x"])
+    assert harness.sandbox.count("followup") == 0
+
+
+async def test_stale_status_after_a_followup_is_never_announced_as_the_new_result(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    harness.sandbox.plan_next(
+        JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.1, stale_polls=4)
+    )
+    await harness.event(harness.reply_event(thread, "second take"))
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    results = ready_posts(harness, thread)
+    assert "run-1.mp4" in results[0]["text"] and "run-2.mp4" not in results[0]["text"]
+    assert "run-2.mp4" in results[1]["text"] and "run-1.mp4" not in results[1]["text"]
+    statuses_after = [c for c in harness.sandbox.calls if c.endpoint == "status"]
+    assert len(statuses_after) >= 5  # the stale answers were seen and waited out
+
+
+async def test_restart_with_a_followup_waiting_sends_it_once(harness: Harness) -> None:
+    harness.sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=1.5, render_s=0.1))
+    await harness.start()
+    await harness.command("long first run")
+    card = (await until(lambda: harness.cards()))[0]
+    await until(lambda: harness.sandbox.count("create") == 1)
+    reply = harness.reply_event(card["ts"], "then tighten the edit")
+    assert (await harness.event(reply)).status_code == 200
+    await harness.stop()
+    await harness.start()
+    await until(lambda: len(ready_posts(harness, card["ts"])) == 2, timeout=20)
+    assert harness.sandbox.count("create") == 1
+    assert followup_prompts(harness) == ["then tighten the edit"]
+
+
+async def test_followup_whose_answer_was_lost_is_found_running_and_not_resent(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    harness.sandbox.fault("followup", after_processing=True, drop=True)
+    await harness.event(harness.reply_event(thread, "lost answer take"))
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    assert harness.sandbox.count("followup") == 1
+    notes = [m for m in harness.bot_replies(thread) if "was lost on the way" in m["text"]]
+    assert len(notes) == 1
+
+
+async def test_followup_lost_before_motion_saw_it_is_reported_with_a_resend_button(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    harness.sandbox.fault("followup", drop=True)  # the request never took effect
+    await harness.event(harness.reply_event(thread, "vanishing take"))
+    notice = await until(
+        lambda: [m for m in harness.bot_replies(thread) if "never reached me" in m["text"]]
+    )
+    assert harness.sandbox.followups == []
+    button = next(e for b in notice[0]["blocks"] if b["type"] == "actions" for e in b["elements"])
+    assert button["action_id"] == "retry_run"
+    await harness.action("retry_run", button["value"], message_ts=notice[0]["ts"])
+    await harness.action("retry_run", button["value"], message_ts=notice[0]["ts"])
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    assert followup_prompts(harness) == ["vanishing take"]
+
+
+async def test_restart_between_recording_a_followup_and_motions_answer(harness: Harness) -> None:
+    thread = await finished_job(harness)
+    bot = harness.bot
+    job = bot.store.job_for_thread("C0PUBLIC", thread)
+    assert job is not None
+    await harness.stop()
+    # What a crash mid-call leaves behind: the followup recorded as sending, no answer stored.
+    from bot.store import Store
+
+    store = Store(harness.env["DATABASE_URL"].removeprefix("sqlite:///"))
+    run_id = store.add_followup(
+        job.id, {"prompt": "crash take"}, "U0ALICE", "C0PUBLIC", "1763869000.000100", 0.0
+    )
+    assert run_id is not None
+    store.mark_sending(
+        run_id, baseline_completed_at=job.motion_completed_at, baseline_url=job.motion_url, now=0.0
+    )
+    store.close()
+    await harness.start()
+    notice = await until(
+        lambda: [m for m in harness.bot_replies(thread) if "never reached me" in m["text"]],
+        timeout=20,
+    )
+    assert len(notice) == 1
+    assert harness.sandbox.count("followup") == 0  # never re-sent blindly
+
+
+async def test_followup_on_a_failed_job_offers_a_new_job_in_a_new_thread(harness: Harness) -> None:
+    harness.sandbox.plan_next(
+        JobPlan(queued_s=0.05, created_s=0.05, running_s=0.2, fail_error="out of ideas")
+    )
+    await harness.start()
+    await harness.command("doomed video")
+    card = (await until(lambda: harness.cards()))[0]
+    await until(lambda: [m for m in harness.bot_replies(card["ts"]) if "failed" in m["text"]])
+    reply = harness.reply_event(card["ts"], "try with cats")
+    await harness.event(reply)
+    offer = await until(
+        lambda: [
+            m for m in harness.bot_replies(card["ts"]) if "does not take followups" in m["text"]
+        ]
+    )
+    assert harness.sandbox.count("followup") == 1  # Motion answered 409
+    button = next(e for b in offer[0]["blocks"] if b["type"] == "actions" for e in b["elements"])
+    assert button["action_id"] == "restart_job"
+    harness.sandbox.plan_next(FAST_PLAN)
+    await harness.action("restart_job", button["value"], message_ts=offer[0]["ts"])
+    await harness.action("restart_job", button["value"], message_ts=offer[0]["ts"])
+    cards = await until(lambda: len(harness.cards()) == 2 and harness.cards())
+    await until(lambda: ready_posts(harness, cards[1]["ts"]))
+    assert harness.sandbox.count("create") == 2
+    assert harness.sandbox.creates[1]["prompt"] == "doomed video\n\ntry with cats"
+    links = await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "Started a new job" in m["text"]]
+    )
+    assert len(links) == 1 and "archives/C0PUBLIC" in links[0]["text"]
+
+
+async def test_motion_list_shows_the_callers_recent_jobs_with_thread_links(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness, prompt="the first video")
+    await harness.command("a video for bob", user="U0BOB")
+    response = await harness.command("list")
+    assert response.status_code == 200
+    listing = await until(
+        lambda: [r for r in harness.slack.responses if "recent Motion jobs" in r.get("text", "")]
+    )
+    text = listing[0]["text"]
+    assert "the first video" in text and "a video for bob" not in text
+    assert f"p{thread.replace('.', '')}" in text
+    assert "1 run" in text

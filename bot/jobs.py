@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot import messages
@@ -35,7 +36,7 @@ from bot.motion import (
     RateLimited,
     Transient,
 )
-from bot.schedule import PollSchedule
+from bot.schedule import ANY, PollSchedule, generation_seconds
 from bot.slack_out import SlackFailure, SlackOut
 from bot.store import ACTIVE_RUN_STATES, Job, NewPost, Run, Store
 
@@ -231,6 +232,8 @@ class JobService:
             else:
                 self.store.mark_verifying(run.id)
         self.store.forget_events_before(now - 7 * 86400)
+        for bucket, seconds in self.store.generation_times():
+            self.schedule.learn(bucket, seconds)
         return self.store.resume_all(now)
 
     # ------------------------------------------------------------ the worker's step
@@ -647,7 +650,9 @@ class JobService:
                 ],
                 now,
             )
-        self.store.mark_seen_new(run.id, status.status)
+        if status.status == "completed" and run.motion_status != "completed":
+            self._learn(run, status, now)
+        self.store.record_run_poll(run.id, status.status, now)
 
         if status.status == "failed":
             self._finish(
@@ -677,7 +682,21 @@ class JobService:
                 await self._settle_result(job, run, status, elapsed)
                 return None
             return self.schedule.next_delay(elapsed=elapsed, status=status.status, rendering=True)
-        return self.schedule.next_delay(elapsed=elapsed, status=status.status, rendering=False)
+        return self.schedule.next_delay(
+            elapsed=elapsed, status=status.status, rendering=False, bucket=_bucket(run)
+        )
+
+    def _learn(self, run: Run, status: JobStatus, now: float) -> None:
+        """Teach the poll schedule how long this run took to generate."""
+        sent_at = run.sent_at or now
+        seconds = generation_seconds(
+            completed_at=_epoch(status.completed_at),
+            sent_at=sent_at,
+            previous_look=run.last_poll_at or sent_at,
+            now=now,
+        )
+        self.store.record_generation_time(_bucket(run), seconds, now)
+        self.schedule.learn(_bucket(run), seconds)
 
     def _verify_polls(self, job: Job, run: Run) -> int:
         return self.store.bump_verify(run.id)
@@ -714,7 +733,6 @@ class JobService:
             posts.append(
                 NewPost("notify", notice.payload(), channel_id=self.notify_channel, thread=False)
             )
-        duration = run.request.get("duration") or "any"
         self.store.finish_run(
             run.id,
             job.id,
@@ -725,7 +743,6 @@ class JobService:
             completed_at=status.completed_at,
             expires_at=status.output.expires_at if status.output else None,
             sources=status.sources,
-            history=(duration, elapsed),
         )
 
     def _finish(
@@ -754,6 +771,19 @@ class JobService:
         self.store.stop_job(
             job.id, run.id, exc.message, [NewPost("stopped", message.payload())], self.clock()
         )
+
+
+def _bucket(run: Run) -> str:
+    return str(run.request.get("duration") or ANY)
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _is_new_run(run: Run, status: JobStatus) -> bool:

@@ -76,6 +76,7 @@ def m001_initial(db: Database) -> None:
             "baseline_url": str,
             "seen_new": int,
             "verify_polls": int,
+            "last_poll_at": float,
             "motion_status": str,
             "started_at": float,
             "completed_at": str,
@@ -165,6 +166,7 @@ class Run:
     baseline_url: str | None
     seen_new: bool
     verify_polls: int | None
+    last_poll_at: float | None
     motion_status: str | None
     started_at: float | None
     completed_at: str | None
@@ -599,10 +601,28 @@ class Store:
     def mark_verifying(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
 
-    def mark_seen_new(self, run_id: int, motion_status: str) -> None:
+    def record_run_poll(self, run_id: int, motion_status: str, now: float) -> None:
+        """The run's own answer was seen (not the previous run's): remember status and time."""
         self.db.execute(
-            "UPDATE runs SET seen_new = 1, motion_status = ? WHERE id = ?", (motion_status, run_id)
+            "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ? WHERE id = ?",
+            (motion_status, now, run_id),
         )
+
+    def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
+        self.db.execute(
+            "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
+            (bucket, seconds, now),
+        )
+
+    def generation_times(self, per_bucket: int = 500) -> list[tuple[str, float]]:
+        """Recent generation times, oldest first, for the poll schedule to learn from."""
+        rows = self.db.execute(
+            "SELECT duration, seconds FROM (SELECT duration, seconds, id, ROW_NUMBER() OVER"
+            " (PARTITION BY duration ORDER BY id DESC) AS rank FROM run_history)"
+            " WHERE rank <= ? ORDER BY id",
+            (per_bucket,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def finish_run(
         self,
@@ -617,7 +637,6 @@ class Store:
         completed_at: str | None = None,
         expires_at: str | None = None,
         sources: list[dict[str, Any]] | None = None,
-        history: tuple[str, float] | None = None,
     ) -> bool:
         """Settle a run and record what to tell Slack, atomically; False if already settled."""
         with self._write() as conn:
@@ -639,33 +658,40 @@ class Store:
             if not changed:
                 return False
             self._add_posts(conn, job_id, run_id, posts, now)
-            if history is not None:
-                conn.execute(
-                    "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
-                    (history[0], history[1], now),
-                )
         return True
 
     def interrupted_runs(self) -> list[Run]:
         """Runs whose Motion call was in flight when the process died: outcome unknown."""
         return [_run(r) for r in self.db.query("SELECT * FROM runs WHERE state = 'sending'")]
 
-    def resume_all(self, now: float) -> int:
-        """At start: everything with work left becomes due now; returns how many jobs."""
-        return self.db.execute(
-            "UPDATE jobs SET due_at = ? WHERE state IN ('new', 'open') AND (state = 'new' OR"
-            " EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id AND runs.state IN"
-            " ('waiting', 'verifying', 'running')) OR EXISTS (SELECT 1 FROM posts WHERE"
-            " posts.job_id = jobs.id AND posts.state IN ('due', 'sending')))",
-            (now,),
-        ).rowcount
+    def resume_all(self, now: float, *, per_second: float = 200.0) -> int:
+        """At start: every job with work left gets a due time; returns how many jobs.
 
-    def run_history(self, duration: str, limit: int = 200) -> list[float]:
-        rows = self.db.execute(
-            "SELECT seconds FROM run_history WHERE duration = ? ORDER BY id DESC LIMIT ?",
-            (duration, limit),
-        ).fetchall()
-        return [r[0] for r in rows]
+        Jobs that were mid-step when the process died have no due time and become due now.
+        Overdue jobs keep their order but are spread at `per_second`, so a restart after
+        downtime does not fire thousands of status calls in the same instant.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open')"
+                " AND (state = 'new' OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
+                " AND runs.state IN ('waiting', 'verifying', 'running')) OR EXISTS (SELECT 1"
+                " FROM posts WHERE posts.job_id = jobs.id AND posts.state IN ('due', 'sending')))",
+                (now,),
+            )
+            overdue = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at",
+                    (now,),
+                )
+            ]
+            if len(overdue) > per_second:
+                conn.executemany(
+                    "UPDATE jobs SET due_at = ? WHERE id = ?",
+                    [(now + rank / per_second, job_id) for rank, job_id in enumerate(overdue)],
+                )
+            return conn.execute("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL").fetchone()[0]
 
     # ------------------------------------------------------------ outbox
 

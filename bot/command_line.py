@@ -171,10 +171,10 @@ def parse_request(text: str, *, already_plain: bool = False) -> MotionRequest:
             "The prompt is empty: write what the video should show before any options, e.g. "
             "`/motion a 20-second teaser for our spring sale --aspect 9:16`."
         )
-    if len(prompt) > MAX_PROMPT:
+    if js_length(prompt) > MAX_PROMPT:
         raise UsageError(
-            f"The prompt is {len(prompt):,} characters; Motion accepts at most {MAX_PROMPT:,}. "
-            f"Shorten it by {len(prompt) - MAX_PROMPT:,} characters."
+            f"The prompt is {js_length(prompt):,} characters; Motion accepts at most "
+            f"{MAX_PROMPT:,}. Shorten it by {js_length(prompt) - MAX_PROMPT:,} characters."
         )
     if len(attachments) > MAX_ATTACHMENTS:
         raise UsageError(
@@ -196,7 +196,8 @@ def slack_to_plain(text: str) -> str:
         if target.startswith("@") or target.startswith("#"):
             return target[0] + label if label else target
         if target.startswith("!"):
-            return "@" + (label or target[1:].split("^")[0])
+            name = label or target[1:].split("^")[0]
+            return name if name.startswith("@") else "@" + name
         return target
 
     text = _SLACK_LINK.sub(link, text)
@@ -208,6 +209,11 @@ def strip_mention(text: str, bot_user_id: str) -> tuple[str, bool]:
     pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
     stripped, count = pattern.subn("", text)
     return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
+
+
+def js_length(text: str) -> int:
+    """Length as Motion's JavaScript validator counts it (UTF-16 units: an emoji counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _hint(option: str) -> str:
@@ -248,9 +254,9 @@ def _check_attachment(value: str) -> str:
             "so Motion cannot fetch it. Share the file from somewhere public (a signed link from "
             "your storage) and attach that link."
         )
-    if len(value) > MAX_ATTACHMENT_URL:
+    if js_length(value) > MAX_ATTACHMENT_URL:
         raise UsageError(
-            f"An `--attach` link is {len(value):,} characters; Motion accepts at most "
+            f"An `--attach` link is {js_length(value):,} characters; Motion accepts at most "
             f"{MAX_ATTACHMENT_URL:,}. Use a shorter link."
         )
     return value
@@ -258,7 +264,9 @@ def _check_attachment(value: str) -> str:
 
 def _attachment(url: str) -> dict[str, str]:
     item = {"url": url}
-    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])[:MAX_ATTACHMENT_NAME]
+    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])
+    while js_length(name) > MAX_ATTACHMENT_NAME:
+        name = name[:-1]
     if name:
         item["name"] = name
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""

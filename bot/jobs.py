@@ -34,6 +34,7 @@ from bot.motion import (
     NotFound,
     OutcomeUnknown,
     RateLimited,
+    ServerRejected,
     Transient,
 )
 from bot.schedule import ANY, PollSchedule, generation_seconds
@@ -45,10 +46,31 @@ log = logging.getLogger(__name__)
 REACT_QUEUED = "hourglass_flowing_sand"
 REACT_SENT = "arrow_forward"
 REACT_FAILED = "x"
-CARD_MIN_INTERVAL = 15.0  # seconds between progress-only card edits (chat.update is Tier 3)
+CARD_MIN_INTERVAL = 15.0  # seconds between progress-only edits of one card
+PROGRESS_EDITS_PER_MINUTE = 30  # across all cards: chat.update is Tier 3 (~50/min a workspace)
 MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
 VERIFY_POLLS = 5  # status calls to look for a followup whose answer was lost
 SETTLED_STATES = ("done", "failed", "unknown", "rejected", "retried", "restarted")
+
+
+@dataclass
+class TokenBucket:
+    """At most `rate` per second on average, `burst` at once."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    updated: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.updated is None:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,7 @@ class JobService:
         self.clock = clock
         self.wake = wake or (lambda job_id: None)
         self._joined: set[str] = set()
+        self._progress_edits = TokenBucket(rate=PROGRESS_EDITS_PER_MINUTE / 60, burst=10)
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ intake (listeners call these)
@@ -355,19 +378,29 @@ class JobService:
         )
 
     async def _refresh_card(self, job: Job) -> None:
+        """Edit the card when its phase changes; progress-only edits (elapsed time) are rationed,
+        per card and across the workspace, because chat.update allows about 50 a minute."""
         if not job.thread_ts:
             return
         runs = self.store.runs(job.id)
+        waiting = sum(1 for r in runs if r.state == "waiting")
+        phase = f"{_job_phase(job, runs)}:{len(runs)}:{waiting}"
+        now = self.clock()
+        if (job.card_hash or "").split("|", 1)[0] == phase:
+            if job.card_updated_at and now - job.card_updated_at < CARD_MIN_INTERVAL:
+                return
+            if not self._progress_edits.take(now):
+                return
         card = self._card(job, runs)
-        phase = _job_phase(job, runs)
         new_hash = _card_hash(card, phase)
         if new_hash == job.card_hash:
             return
-        same_phase = (job.card_hash or "").split("|", 1)[0] == phase
-        now = self.clock()
-        if same_phase and job.card_updated_at and now - job.card_updated_at < CARD_MIN_INTERVAL:
-            return
-        await self.slack.update(job.channel_id, job.thread_ts, card.payload())
+        try:
+            await self.slack.update(job.channel_id, job.thread_ts, card.payload())
+        except SlackFailure as exc:
+            if not exc.permanent:
+                return  # the next look tries again
+            log.warning("job %s: the card cannot be edited (%s)", job.id, exc.code)
         self.store.record_card_update(job.id, new_hash, now)
 
     async def _flush_posts(self, job: Job) -> None:
@@ -466,6 +499,21 @@ class JobService:
                 now=now,
             )
             return await self._requeue_behind_running(job)
+        except ServerRejected as exc:
+            self._finish(
+                job,
+                run,
+                "rejected",
+                messages.motion_server_error(
+                    run_number=run.number,
+                    error=exc.message,
+                    run_id=run.id,
+                    sandbox=job.sandbox,
+                ),
+                error=exc.message,
+                react=REACT_FAILED,
+            )
+            return None
         except RateLimited as exc:
             return self._send_later(job, run, exc, exc.retry_after)
         except Transient as exc:

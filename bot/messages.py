@@ -108,7 +108,7 @@ def timestamp(value: Any) -> str | None:
     try:
         return timestamp(float(text))
     except ValueError:
-        return shorten(text, 20)
+        return escape(shorten(text, 20))
 
 
 def section(text: str) -> dict[str, Any]:
@@ -482,6 +482,15 @@ def job_not_found(*, sandbox: bool) -> Message:
         "🔎 Motion no longer knows this job (404): it was deleted, or belongs to another API key. "
         "I stopped following it; start a new one with `/motion`.",
         sandbox,
+    )
+
+
+def motion_server_error(*, run_number: int, error: str, run_id: int, sandbox: bool) -> Message:
+    return _notice(
+        f"⚠️ Motion reported an internal error and did not start run {run_number} "
+        f"({escape(shorten(error, 200))}). I do not resend on my own; press the button to try again.",
+        sandbox,
+        [button("Try again", "retry_run", value=str(run_id))],
     )
 
 

@@ -71,6 +71,11 @@ class Conflict(MotionError):
         return value if isinstance(value, str) else None
 
 
+class ServerRejected(MotionError):
+    """500 with Motion's own error body on a create or followup: it says it did not start the
+    run. Not retried automatically: if that statement were ever wrong, a resend would bill twice."""
+
+
 class Transient(MotionError):
     """Worth retrying later: nothing suggests the call took effect."""
 
@@ -249,8 +254,10 @@ def _raise_for(response: httpx.Response, *, write: bool) -> Any:
     elif status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise RateLimited(message, retry_after=retry_after, status=status, body=data)
+    elif status == 500 and data is not None and write:
+        kind = ServerRejected
     elif status in (500, 503) and (data is not None or not write):
-        # Motion's own JSON 500 ("internal error creating a job") and 503 mean it was not done.
+        # A 503 means "not now": nothing was done, so the write is retried later.
         kind = ServerError
     elif status >= 500 or data is None:
         # A proxy's 502/504 or an HTML page: the write may have gone through behind it.

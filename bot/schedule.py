@@ -17,13 +17,13 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-GROWTH = 0.2  # cold schedule: wait about a fifth of the time the run has been going
+GROWTH = 0.1  # cold schedule: wait about a tenth of the time the run has been going
 RENDER_SECONDS = 3.0
 ERROR_FLOOR = 1.0
 MIN_SAMPLES = 20  # fewer finished runs than this: the cold schedule
 HISTORY = 500  # most recent generation times kept per bucket
 WINDOW = 10.0  # seconds of history looked at to estimate the hazard...
-WINDOW_SHARE = 0.15  # ...or this share of the elapsed time, whichever is longer
+WINDOW_SHARE = 0.25  # ...or this share of the elapsed time, whichever is longer
 EAGERNESS = 3.0  # higher: more calls, less delay (bench/polling.py shows the trade-off)
 ANY = "any"
 
@@ -55,8 +55,8 @@ class PollSchedule:
     def next_delay(self, *, elapsed: float, status: str | None, rendering: bool,
                    bucket: str = ANY) -> float:  # fmt: skip
         """Seconds until the next status call for a run that has been going `elapsed` seconds."""
-        if rendering:
-            return self._clamp(min(self.initial, self.render_seconds))
+        if rendering:  # the only place allowed below POLL_INITIAL_SECONDS: the link is close
+            return min(self.maximum, self.initial, self.render_seconds)
         if status == "awaiting_user_input":
             return self.maximum  # a person has to act in the web app: no rush
         history = self.samples(bucket)
@@ -72,7 +72,7 @@ class PollSchedule:
 
     def error_delay(self, errors: int, retry_after: float | None = None) -> float:
         """Capped exponential backoff with full jitter; Retry-After is a floor, never ignored."""
-        cap = max(self.maximum, self.initial) * 2
+        cap = max(self.maximum, self.initial)  # POLL_MAX_SECONDS bounds error waits too
         ceiling = min(cap, self.initial * (2 ** max(0, errors - 1)))
         delay = max(min(ERROR_FLOOR, self.initial), self.rng.uniform(0, ceiling))
         if retry_after is not None:

@@ -1,0 +1,306 @@
+"""Settings from the environment: SPEC's defaults, and one error that lists every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings
+
+BOT_TOKEN = "xoxb-1111-2222-secretbottoken"
+SIGNING_SECRET = "signing-secret-abcdef123456"
+APP_TOKEN = "xapp-1-A111-secretapptoken"
+MOTION_KEY = "motion_secretkey_abcdef"
+
+MINIMAL = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+
+
+def problems(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    return caught.value.problems
+
+
+def one_problem(env: dict[str, str], about: str) -> str:
+    found = [p for p in problems(env) if about in p]
+    assert len(found) == 1, found
+    return found[0]
+
+
+# ---------------------------------------------------------------- defaults
+
+
+def test_defaults_are_the_ones_in_the_spec() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.slack_bot_token == BOT_TOKEN
+    assert settings.slack_signing_secret == SIGNING_SECRET
+    assert settings.slack_app_token is None
+    assert settings.socket_mode is False
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.port == 3000
+    assert settings.motion_api_key is None
+    assert settings.sandbox is True
+    assert settings.motion_api_url == "https://api.motion.so/api/motion"
+    assert settings.database_path == "motion-bot.db"
+    assert settings.notify_channel is None
+    assert settings.followup_requires_mention is False
+    assert settings.poll_initial_seconds == 3.0
+    assert settings.poll_max_seconds == 30.0
+    assert settings.log_level == "INFO"
+
+
+def test_from_env_reads_the_process_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in MINIMAL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+    assert Settings.from_env().port == 8123
+
+
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "SLACK_API_URL": "http://127.0.0.1:9999/api/",
+            "PORT": "8080",
+            "MOTION_API_KEY": MOTION_KEY,
+            "MOTION_API_URL": "http://127.0.0.1:8787/api/motion/",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+            "MOTION_NOTIFY_CHANNEL": "C0123ABCD",
+            "FOLLOWUP_REQUIRES_MENTION": "true",
+            "POLL_INITIAL_SECONDS": "0.5",
+            "POLL_MAX_SECONDS": "12.5",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.socket_mode is True
+    assert settings.slack_app_token == APP_TOKEN
+    assert settings.slack_signing_secret is None
+    assert settings.slack_api_url == "http://127.0.0.1:9999/api/"
+    assert settings.port == 8080
+    assert settings.sandbox is False
+    assert settings.motion_key == MOTION_KEY
+    assert settings.motion_api_url == "http://127.0.0.1:8787/api/motion"
+    assert settings.database_path == str(tmp_path / "state.db")
+    assert settings.notify_channel == "C0123ABCD"
+    assert settings.followup_requires_mention is True
+    assert settings.poll_initial_seconds == 0.5
+    assert settings.poll_max_seconds == 12.5
+    assert settings.log_level == "DEBUG"
+
+
+def test_empty_values_count_as_unset() -> None:
+    settings = Settings.from_env({**MINIMAL, "MOTION_API_KEY": "  ", "PORT": "", "LOG_LEVEL": ""})
+    assert settings.sandbox is True
+    assert settings.port == 3000
+    assert settings.log_level == "INFO"
+
+
+def test_slack_api_url_without_trailing_slash_gets_one() -> None:
+    settings = Settings.from_env({**MINIMAL, "SLACK_API_URL": "http://127.0.0.1:9999/api"})
+    assert settings.slack_api_url == "http://127.0.0.1:9999/api/"
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "on", "TRUE"])
+def test_followup_requires_mention_accepts_common_true_spellings(value: str) -> None:
+    env = {**MINIMAL, "FOLLOWUP_REQUIRES_MENTION": value}
+    assert Settings.from_env(env).followup_requires_mention is True
+
+
+@pytest.mark.parametrize("value", ["0", "no", "off", "False"])
+def test_followup_requires_mention_accepts_common_false_spellings(value: str) -> None:
+    env = {**MINIMAL, "FOLLOWUP_REQUIRES_MENTION": value}
+    assert Settings.from_env(env).followup_requires_mention is False
+
+
+def test_absolute_sqlite_path_is_kept_absolute(tmp_path: Path) -> None:
+    settings = Settings.from_env({**MINIMAL, "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert settings.database_path == f"{tmp_path}/x.db"
+    assert Path(settings.database_path).is_absolute()
+
+
+def test_signing_secret_is_not_required_in_socket_mode() -> None:
+    settings = Settings.from_env({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
+    assert settings.socket_mode is True
+
+
+# ---------------------------------------------------------------- every problem at once
+
+
+def test_one_error_names_every_problem_at_once() -> None:
+    found = problems(
+        {
+            "SLACK_API_URL": "not a url",
+            "PORT": "eighty",
+            "MOTION_API_KEY": "sk-wrongprefix",
+            "DATABASE_URL": "postgres://user:pw@db/motion",
+            "MOTION_NOTIFY_CHANNEL": "#general",
+            "FOLLOWUP_REQUIRES_MENTION": "sometimes",
+            "POLL_INITIAL_SECONDS": "soon",
+            "POLL_MAX_SECONDS": "-1",
+            "LOG_LEVEL": "chatty",
+        }
+    )
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_API_URL",
+        "PORT",
+        "MOTION_API_KEY",
+        "DATABASE_URL",
+        "MOTION_NOTIFY_CHANNEL",
+        "FOLLOWUP_REQUIRES_MENTION",
+        "POLL_INITIAL_SECONDS",
+        "POLL_MAX_SECONDS",
+        "LOG_LEVEL",
+    ):
+        assert any(p.startswith(name) for p in found), name
+    assert len(found) == 11
+
+
+def test_the_error_message_lists_every_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"PORT": "x"})
+    text = str(caught.value)
+    assert "SLACK_BOT_TOKEN" in text
+    assert "SLACK_SIGNING_SECRET" in text
+    assert "PORT" in text
+
+
+def test_missing_bot_token_says_where_to_get_it() -> None:
+    message = one_problem({"SLACK_SIGNING_SECRET": SIGNING_SECRET}, "SLACK_BOT_TOKEN")
+    assert "missing" in message
+    assert "OAuth & Permissions" in message
+    assert "manifest.yml" in message
+
+
+@pytest.mark.parametrize("token", ["xoxp-user-token", "xapp-1-app-token", "secret"])
+def test_bot_token_must_start_with_xoxb(token: str) -> None:
+    message = one_problem({**MINIMAL, "SLACK_BOT_TOKEN": token}, "SLACK_BOT_TOKEN")
+    assert "xoxb-" in message
+    assert "OAuth & Permissions" in message
+
+
+def test_app_token_must_start_with_xapp() -> None:
+    message = one_problem({**MINIMAL, "SLACK_APP_TOKEN": "xoxb-wrong"}, "SLACK_APP_TOKEN")
+    assert "xapp-" in message
+    assert "App-Level Tokens" in message
+
+
+def test_missing_signing_secret_in_http_mode_says_where_to_get_it() -> None:
+    message = one_problem({"SLACK_BOT_TOKEN": BOT_TOKEN}, "SLACK_SIGNING_SECRET")
+    assert "HTTP mode" in message
+    assert "Signing Secret" in message
+    assert "Basic Information" in message
+
+
+def test_motion_key_must_start_with_motion_and_says_where_to_create_one() -> None:
+    message = one_problem({**MINIMAL, "MOTION_API_KEY": "sk-123"}, "MOTION_API_KEY")
+    assert "motion_" in message
+    assert "motion.so" in message
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://user:pw@db/motion", "postgresql://db/motion", "mysql://db/x"]
+)
+def test_database_url_with_a_scheme_the_app_cannot_serve_is_refused(url: str) -> None:
+    message = one_problem({**MINIMAL, "DATABASE_URL": url}, "DATABASE_URL")
+    assert "SQLite" in message
+    assert "sqlite:///" in message
+    assert "pw" not in message  # a password in the URL is not echoed
+
+
+def test_database_url_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    assert "does not exist" in one_problem({**MINIMAL, "DATABASE_URL": url}, "DATABASE_URL")
+
+
+def test_database_url_without_a_file_is_refused() -> None:
+    assert "no file" in one_problem({**MINIMAL, "DATABASE_URL": "sqlite:///"}, "DATABASE_URL")
+
+
+@pytest.mark.parametrize("port", ["eighty", "3000.5", "70000", "-1"])
+def test_bad_port_is_refused(port: str) -> None:
+    message = one_problem({**MINIMAL, "PORT": port}, "PORT")
+    assert port in message
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-2", "nan", "inf", "3601"])
+def test_bad_poll_initial_is_refused(value: str) -> None:
+    one_problem({**MINIMAL, "POLL_INITIAL_SECONDS": value}, "POLL_INITIAL_SECONDS must")
+
+
+@pytest.mark.parametrize("value", ["later", "0", "-30", "nan"])
+def test_bad_poll_max_is_refused(value: str) -> None:
+    one_problem({**MINIMAL, "POLL_MAX_SECONDS": value}, "POLL_MAX_SECONDS must")
+
+
+def test_poll_initial_above_poll_max_is_refused() -> None:
+    env = {**MINIMAL, "POLL_INITIAL_SECONDS": "10", "POLL_MAX_SECONDS": "5"}
+    message = one_problem(env, "POLL_MAX_SECONDS")
+    assert "POLL_INITIAL_SECONDS" in message
+
+
+def test_poll_initial_equal_to_poll_max_is_accepted() -> None:
+    env = {**MINIMAL, "POLL_INITIAL_SECONDS": "5", "POLL_MAX_SECONDS": "5"}
+    assert Settings.from_env(env).poll_max_seconds == 5.0
+
+
+def test_bad_log_level_is_refused_with_the_choices() -> None:
+    message = one_problem({**MINIMAL, "LOG_LEVEL": "chatty"}, "LOG_LEVEL")
+    assert "DEBUG" in message
+    assert "WARNING" in message
+
+
+@pytest.mark.parametrize("channel", ["#general", "general", "U0123ABCD", "c0123abcd"])
+def test_notify_channel_must_be_a_channel_id(channel: str) -> None:
+    message = one_problem({**MINIMAL, "MOTION_NOTIFY_CHANNEL": channel}, "MOTION_NOTIFY_CHANNEL")
+    assert "channel ID" in message
+    assert "About" in message  # where to find it
+
+
+@pytest.mark.parametrize("value", ["sometimes", "2", "yess"])
+def test_followup_requires_mention_must_be_a_boolean(value: str) -> None:
+    message = one_problem(
+        {**MINIMAL, "FOLLOWUP_REQUIRES_MENTION": value}, "FOLLOWUP_REQUIRES_MENTION"
+    )
+    assert "true or false" in message
+
+
+@pytest.mark.parametrize("name", ["SLACK_API_URL", "MOTION_API_URL"])
+def test_api_urls_must_be_http_urls(name: str) -> None:
+    assert "http" in one_problem({**MINIMAL, name: "ftp://example.com/api"}, name)
+
+
+# ---------------------------------------------------------------- secrets stay secret
+
+
+def test_repr_contains_no_secret() -> None:
+    settings = Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "MOTION_API_KEY": MOTION_KEY,
+        }
+    )
+    for shown in (repr(settings), str(settings), f"{settings}", f"{settings!r}"):
+        for secret in (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN, MOTION_KEY):
+            assert secret not in shown
+    assert "Settings" in repr(settings)
+
+
+def test_config_errors_do_not_echo_secret_values() -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxp-user-secret-999",
+        "SLACK_APP_TOKEN": "app-secret-888",
+        "MOTION_API_KEY": "sk-secret-777",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    for secret in env.values():
+        assert secret not in str(caught.value)

@@ -1,0 +1,148 @@
+"""When to poll next: pure arithmetic, driven with any clock and a seeded random source."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from bot.schedule import PollSchedule
+
+
+def schedule(initial: float = 3.0, maximum: float = 30.0, seed: int = 7) -> PollSchedule:
+    return PollSchedule(initial=initial, maximum=maximum, rng=random.Random(seed))
+
+
+# ---------------------------------------------------------------- normal polling
+
+
+def test_first_delay_is_the_initial_wait() -> None:
+    assert schedule().next_delay(elapsed=0, status="queued", rendering=False) == 3.0
+
+
+def test_delay_never_drops_below_the_initial_wait() -> None:
+    plan = schedule()
+    for elapsed in (0, 1, 5, 10, 14.9):
+        assert plan.next_delay(elapsed=elapsed, status="running", rendering=False) >= 3.0
+
+
+def test_delay_grows_as_the_run_ages() -> None:
+    plan = schedule()
+    delays = [
+        plan.next_delay(elapsed=e, status="running", rendering=False)
+        for e in (0, 10, 30, 60, 100, 140)
+    ]
+    assert delays == sorted(delays)
+    assert delays[-1] > delays[0]
+
+
+@pytest.mark.parametrize("elapsed", [150, 600, 3_600, 86_400, 10**9])
+def test_delay_never_exceeds_the_maximum(elapsed: float) -> None:
+    delay = schedule().next_delay(elapsed=elapsed, status="running", rendering=False)
+    assert 3.0 <= delay <= 30.0
+
+
+def test_delay_reaches_the_maximum_for_a_very_long_run() -> None:
+    assert schedule().next_delay(elapsed=10**6, status="running", rendering=False) == 30.0
+
+
+def test_delay_stays_between_initial_and_maximum_with_learned_run_times() -> None:
+    plan = schedule()
+    for i in range(60):
+        plan.learn("10-30s", 40.0 + i)
+    for elapsed in range(0, 400, 7):
+        for bucket in ("10-30s", "1-5min", "any"):
+            delay = plan.next_delay(
+                elapsed=elapsed, status="running", rendering=False, bucket=bucket
+            )
+            assert 3.0 <= delay <= 30.0, (elapsed, bucket, delay)
+
+
+def test_delay_respects_a_small_configured_maximum() -> None:
+    plan = schedule(initial=0.05, maximum=0.2)
+    for elapsed in (0, 1, 10, 1_000):
+        assert plan.next_delay(elapsed=elapsed, status="running", rendering=False) <= 0.2
+
+
+@pytest.mark.parametrize("elapsed", [0, 60, 10_000])
+def test_delay_is_short_while_the_file_renders(elapsed: float) -> None:
+    plan = schedule()
+    rendering = plan.next_delay(elapsed=elapsed, status="completed", rendering=True)
+    assert rendering <= 3.0  # never slower than the first wait: the link is seconds away
+
+
+def test_rendering_polls_faster_than_a_long_run() -> None:
+    plan = schedule()
+    generating = plan.next_delay(elapsed=10_000, status="running", rendering=False)
+    rendering = plan.next_delay(elapsed=10_000, status="completed", rendering=True)
+    assert rendering < generating
+
+
+def test_render_delay_is_not_longer_than_a_small_initial_wait() -> None:
+    plan = schedule(initial=0.5, maximum=5)
+    assert plan.next_delay(elapsed=500, status="completed", rendering=True) <= 0.5
+
+
+@pytest.mark.parametrize("elapsed", [0, 5, 10_000])
+def test_awaiting_user_input_waits_the_maximum(elapsed: float) -> None:
+    delay = schedule().next_delay(elapsed=elapsed, status="awaiting_user_input", rendering=False)
+    assert delay == 30.0
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("errors", [1, 2, 3, 5, 8])
+def test_error_delay_jitter_stays_within_the_backoff_bounds(errors: int) -> None:
+    plan = schedule()
+    ceiling = min(2 * 30.0, 3.0 * 2 ** (errors - 1))
+    samples = [plan.error_delay(errors) for _ in range(500)]
+    assert min(samples) >= 1.0
+    assert max(samples) <= ceiling
+    assert len(set(samples)) > 100  # jittered, not one fixed value
+
+
+def test_error_delay_is_reproducible_with_a_seeded_random_source() -> None:
+    first = [schedule(seed=3).error_delay(n) for n in range(1, 10)]
+    second = [schedule(seed=3).error_delay(n) for n in range(1, 10)]
+    assert first == second
+
+
+def test_error_delay_grows_with_consecutive_errors() -> None:
+    plan = schedule(initial=1.0, maximum=100.0)
+    means = [statistics.mean(plan.error_delay(errors) for _ in range(400)) for errors in (1, 3, 5)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_error_delay_is_capped_for_a_long_run_of_errors() -> None:
+    plan = schedule()
+    samples = [plan.error_delay(errors) for errors in (20, 50, 1_000) for _ in range(300)]
+    assert max(samples) <= 60.0
+    assert max(samples) > 30.0 * 0.5  # still a real backoff, not the initial wait
+
+
+def test_error_delay_never_exceeds_the_configured_longest_wait() -> None:
+    # POLL_MAX_SECONDS is "the longest wait between two status calls of one job" (SPEC).
+    plan = schedule()
+    samples = [plan.error_delay(errors) for errors in (6, 10, 50) for _ in range(300)]
+    assert max(samples) <= 30.0
+
+
+@pytest.mark.parametrize("retry_after", [0.5, 7.0, 45.0, 120.0])
+@pytest.mark.parametrize("errors", [1, 4, 30])
+def test_error_delay_is_never_shorter_than_retry_after(retry_after: float, errors: int) -> None:
+    plan = schedule()
+    for _ in range(200):
+        assert plan.error_delay(errors, retry_after) >= retry_after
+
+
+def test_a_long_retry_after_is_honoured_beyond_the_cap() -> None:
+    assert schedule().error_delay(1, 600.0) == 600.0
+
+
+def test_error_delay_with_a_tiny_initial_wait_still_backs_off() -> None:
+    plan = schedule(initial=0.05, maximum=0.2)
+    samples = [plan.error_delay(errors) for errors in (1, 2, 10) for _ in range(200)]
+    assert min(samples) >= 0.05
+    assert max(samples) <= 0.4

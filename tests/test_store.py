@@ -1,0 +1,325 @@
+"""The SQLite store on a real file: migrations, claims, and writes that happen once or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.store import NewPost, Store
+
+T0 = 1_000_000.0
+REQUEST = {"prompt": "a fox in the snow", "style_url": None, "attachments": [], "aspect": None}
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "motion.db")
+
+
+@pytest.fixture
+def store(path: str) -> Iterator[Store]:
+    opened = Store(path)
+    yield opened
+    opened.close()
+
+
+def new_job(
+    store: Store, *, channel: str = "C1", thread_ts: str | None = "1.1", now: float = T0
+) -> tuple[int, int]:
+    job_id, run_id = store.create_job(
+        team_id="T1",
+        channel_id=channel,
+        requester="U1",
+        response_url="https://hooks.slack.example/r",
+        request=REQUEST,
+        sandbox=True,
+        now=now,
+    )
+    if thread_ts is not None:
+        store.record_card(job_id, thread_ts, channel, "hash", now)
+    return job_id, run_id
+
+
+def followup(store: Store, job_id: int, reply_ts: str, keys: tuple[str, ...] = ()) -> int | None:
+    return store.add_followup(
+        job_id, {"prompt": f"reply {reply_ts}"}, "U2", "C1", reply_ts, T0 + 1, event_keys=keys
+    )
+
+
+def post(kind: str, **payload: Any) -> NewPost:
+    return NewPost(kind=kind, payload={"text": kind, **payload})
+
+
+# ---------------------------------------------------------------- schema
+
+
+def test_opening_the_same_file_twice_applies_migrations_once(path: str) -> None:
+    first = Store(path)
+    job_id, _ = new_job(first)
+    first.close()
+    second = Store(path)
+    try:
+        applied = [r["name"] for r in second.db.query("SELECT name FROM _sqlite_migrations")]
+        assert len(applied) == len(set(applied))
+        assert "m001_initial" in applied
+        job = second.job(job_id)
+        assert job is not None
+        assert job.prompt == "a fox in the snow"
+    finally:
+        second.close()
+
+
+def test_database_uses_wal_mode(store: Store, path: str) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_store_has_every_table_it_needs(store: Store) -> None:
+    assert {"jobs", "runs", "posts", "events", "run_history"} <= set(store.db.table_names())
+    assert store.ping() is True
+
+
+# ---------------------------------------------------------------- jobs and followups
+
+
+def test_create_job_records_the_job_and_its_first_run_together(store: Store) -> None:
+    job_id, run_id = new_job(store, thread_ts=None)
+    job = store.job(job_id)
+    assert job is not None
+    assert (job.team_id, job.channel_id, job.requester, job.state) == ("T1", "C1", "U1", "new")
+    assert job.sandbox is True
+    assert job.due_at == T0
+    [run] = store.runs(job_id)
+    assert run.id == run_id
+    assert (run.number, run.kind, run.state, run.request) == (1, "create", "waiting", REQUEST)
+
+
+def test_a_job_is_found_by_its_thread(store: Store) -> None:
+    job_id, _ = new_job(store, thread_ts="1700000000.000100")
+    found = store.job_for_thread("C1", "1700000000.000100")
+    assert found is not None
+    assert found.id == job_id
+    assert found.state == "open"
+    assert store.job_for_thread("C1", "1700000000.000200") is None
+
+
+def test_followups_are_numbered_in_order(store: Store) -> None:
+    job_id, _ = new_job(store)
+    first = followup(store, job_id, "2.1")
+    second = followup(store, job_id, "2.2")
+    assert first is not None
+    assert second is not None
+    assert [(r.number, r.kind) for r in store.runs(job_id)] == [
+        (1, "create"),
+        (2, "followup"),
+        (3, "followup"),
+    ]
+    assert store.waiting_count(job_id) == 3
+
+
+def test_the_same_reply_twice_makes_one_followup(store: Store) -> None:
+    job_id, _ = new_job(store)
+    assert followup(store, job_id, "2.1") is not None
+    assert followup(store, job_id, "2.1") is None
+    assert len(store.runs(job_id)) == 2
+
+
+def test_a_redelivered_event_makes_no_second_followup(store: Store) -> None:
+    job_id, _ = new_job(store)
+    assert followup(store, job_id, "2.1", ("Ev1",)) is not None
+    # Same delivery, seen as another reply (e.g. app_mention and message for one post).
+    assert followup(store, job_id, "2.9", ("Ev1",)) is None
+    assert len(store.runs(job_id)) == 2
+
+
+def test_event_keys_are_claimed_all_or_nothing(store: Store) -> None:
+    job_id, _ = new_job(store)
+    assert followup(store, job_id, "2.1", ("Ev-a", "Ev-b")) is not None
+    # Ev-b is taken, so the whole claim fails and Ev-c stays free.
+    assert followup(store, job_id, "2.2", ("Ev-c", "Ev-b")) is None
+    assert store.claim_event("Ev-c", T0) is True
+    assert len(store.runs(job_id)) == 2
+
+
+def test_claim_event_is_true_once(store: Store) -> None:
+    assert store.claim_event("Ev1", T0) is True
+    assert store.claim_event("Ev1", T0 + 5) is False
+
+
+def test_forgotten_events_can_be_claimed_again(store: Store) -> None:
+    store.claim_event("old", T0)
+    store.claim_event("new", T0 + 100)
+    store.forget_events_before(T0 + 50)
+    assert store.claim_event("old", T0 + 200) is True
+    assert store.claim_event("new", T0 + 200) is False
+
+
+def test_a_reply_error_is_recorded_once_per_delivery(store: Store) -> None:
+    job_id, _ = new_job(store)
+    assert store.record_reply_error(job_id, ["Ev9"], post("usage_error"), T0) is True
+    assert store.record_reply_error(job_id, ["Ev9"], post("usage_error"), T0) is False
+    assert [p.kind for p in store.open_posts(job_id)] == ["usage_error"]
+
+
+# ---------------------------------------------------------------- the poller's queue
+
+
+def test_claim_due_takes_due_jobs_oldest_first_and_clears_their_due_time(store: Store) -> None:
+    late, _ = new_job(store, channel="C1", now=T0 + 30)
+    early, _ = new_job(store, channel="C2", now=T0 + 10)
+    middle, _ = new_job(store, channel="C3", now=T0 + 20)
+    future, _ = new_job(store, channel="C4", now=T0 + 500)
+    claimed = store.claim_due(T0 + 100, limit=10, exclude=set())
+    assert claimed == [(early, T0 + 10), (middle, T0 + 20), (late, T0 + 30)]
+    for job_id in (early, middle, late):
+        job = store.job(job_id)
+        assert job is not None
+        assert job.due_at is None
+    assert store.claim_due(T0 + 100, limit=10, exclude=set()) == []
+    assert store.next_due_at() == T0 + 500
+    assert store.count_followed() == 1
+    assert future not in [c[0] for c in claimed]
+
+
+def test_claim_due_respects_the_limit_and_the_exclusions(store: Store) -> None:
+    jobs = [new_job(store, channel=f"C{i}", now=T0 + i)[0] for i in range(5)]
+    claimed = store.claim_due(T0 + 100, limit=2, exclude={jobs[0]})
+    assert [c[0] for c in claimed] == [jobs[1], jobs[2]]
+    excluded = store.job(jobs[0])
+    assert excluded is not None
+    assert excluded.due_at == T0  # not touched
+
+
+def test_wake_only_brings_a_due_time_forward(store: Store) -> None:
+    job_id, _ = new_job(store)
+    store.set_due(job_id, T0 + 100)
+    store.wake(job_id, T0 + 50)
+    assert store.next_due_at() == T0 + 50
+    store.wake(job_id, T0 + 80)
+    assert store.next_due_at() == T0 + 50
+
+
+# ---------------------------------------------------------------- settling runs
+
+
+def test_finish_run_settles_once_and_records_its_posts(store: Store) -> None:
+    job_id, run_id = new_job(store)
+    store.mark_sending(run_id, baseline_completed_at=None, baseline_url=None, now=T0)
+    store.mark_running(run_id, job_id, "motion-job-1", T0)
+    sources = [{"source_kind": "music", "provider": "x"}]
+    done = store.finish_run(
+        run_id,
+        job_id,
+        state="done",
+        posts=[
+            NewPost("result", {"text": "r"}, broadcast=True),
+            NewPost("notice", {"text": "n"}, channel_id="C9", thread=False),
+        ],
+        now=T0 + 60,
+        download_url="https://cdn.example/1.mp4",
+        completed_at="2026-04-28T23:01:23.695Z",
+        sources=sources,
+    )
+    assert done is True
+    again = store.finish_run(run_id, job_id, state="failed", posts=[post("dup")], now=T0 + 61)
+    assert again is False
+    run = store.run(run_id)
+    assert run is not None
+    assert run.state == "done"
+    assert run.download_url == "https://cdn.example/1.mp4"
+    assert run.sources == sources
+    posts = store.open_posts(job_id)
+    assert [p.kind for p in posts] == ["result", "notice"]
+    assert (posts[0].channel_id, posts[0].thread_ts) == ("C1", "1.1")
+    assert (posts[1].channel_id, posts[1].thread_ts) == ("C9", None)
+    assert posts[0].broadcast is True
+    assert posts[0].payload == {"text": "r"}
+    assert posts[1].broadcast is False
+
+
+def test_finish_run_that_fails_midway_leaves_nothing_behind(store: Store) -> None:
+    job_id, run_id = new_job(store)
+    unwritable = NewPost("result", {"not json": object()})
+    with pytest.raises(TypeError):
+        store.finish_run(
+            run_id, job_id, state="done", posts=[post("first"), unwritable], now=T0 + 1
+        )
+    run = store.run(run_id)
+    assert run is not None
+    assert run.state == "waiting"
+    assert store.open_posts(job_id) == []
+    assert store.finish_run(run_id, job_id, state="done", posts=[post("ok")], now=T0 + 2)
+
+
+def test_posts_leave_the_outbox_when_sent_and_return_when_a_send_fails(store: Store) -> None:
+    job_id, _ = new_job(store)
+    store.add_posts(job_id, None, [post("a"), post("b")], T0)
+    first, second = store.open_posts(job_id)
+    store.mark_post_sending(first.id, T0)
+    store.mark_post_done(first.id, "1.2")
+    store.mark_post_sending(second.id, T0)
+    store.mark_post_failed(second.id, "ratelimited", give_up=False)
+    [left] = store.open_posts(job_id)
+    assert (left.id, left.state, left.attempts) == (second.id, "due", 1)
+    store.mark_post_failed(second.id, "channel_not_found", give_up=True)
+    assert store.open_posts(job_id) == []
+
+
+# ---------------------------------------------------------------- after a restart
+
+
+def test_a_run_that_was_being_sent_is_reported_as_interrupted(path: str) -> None:
+    store = Store(path)
+    job_id, run_id = new_job(store)
+    new_job(store, channel="C2")  # still waiting: not interrupted
+    store.mark_sending(run_id, baseline_completed_at=None, baseline_url=None, now=T0)
+    store.close()  # the process dies mid-call
+    reopened = Store(path)
+    try:
+        assert [r.id for r in reopened.interrupted_runs()] == [run_id]
+        assert reopened.runs(job_id)[0].state == "sending"
+    finally:
+        reopened.close()
+
+
+def test_resume_all_makes_unfinished_jobs_due_and_leaves_settled_ones(store: Store) -> None:
+    fresh, _ = new_job(store, channel="C1", thread_ts=None)
+    running, running_run = new_job(store, channel="C2")
+    store.mark_running(running_run, running, "m-2", T0)
+    settled, settled_run = new_job(store, channel="C3")
+    store.finish_run(settled_run, settled, state="done", posts=[], now=T0)
+    unsent, unsent_run = new_job(store, channel="C4")
+    store.finish_run(unsent_run, unsent, state="done", posts=[post("result")], now=T0)
+    stopped, stopped_run = new_job(store, channel="C5")
+    store.stop_job(stopped, stopped_run, "404", [], T0)
+    for job_id in (fresh, running, settled, unsent, stopped):
+        store.set_due(job_id, None)
+
+    assert store.resume_all(T0 + 10) == 3
+    due = {j for j, _ in store.claim_due(T0 + 10, limit=10, exclude=set())}
+    assert due == {fresh, running, unsent}
+
+
+def test_copy_run_sends_an_unknown_run_again_only_once(store: Store) -> None:
+    job_id, run_id = new_job(store)
+    store.finish_run(run_id, job_id, state="unknown", posts=[], now=T0)
+    copy = store.copy_run(run_id, "U2", T0 + 5)
+    assert copy is not None
+    assert store.copy_run(run_id, "U2", T0 + 6) is None
+    runs = store.runs(job_id)
+    assert [(r.number, r.state) for r in runs] == [(1, "retried"), (2, "waiting")]
+    assert runs[1].request == REQUEST
+    assert runs[1].author == "U2"
+
+
+def test_copy_run_refuses_a_run_that_is_not_unknown_or_rejected(store: Store) -> None:
+    job_id, run_id = new_job(store)
+    assert store.copy_run(run_id, "U2", T0) is None
+    store.finish_run(run_id, job_id, state="done", posts=[], now=T0)
+    assert store.copy_run(run_id, "U2", T0) is None
+    assert len(store.runs(job_id)) == 1

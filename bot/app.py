@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -93,6 +94,10 @@ class MotionBot:
 
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
+        # One pooled session for every Slack call (slack_sdk opens one per call otherwise).
+        self.app.client.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
+        )
         resumed = self.service.recover()
         log.info("resuming %d job(s) from %s", resumed, self.store.path)
         self.poller.start()
@@ -151,6 +156,8 @@ class MotionBot:
         await self.poller.stop(timeout)
         await self.service.drain_background(2.0)
         await self.motion.aclose()
+        if self.app.client.session is not None:
+            await self.app.client.session.close()
         if self.sandbox_thread is not None:
             self.sandbox_thread.stop()
         self.store.close()

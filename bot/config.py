@@ -177,6 +177,19 @@ class Settings:
                 f"POLL_MAX_SECONDS ({maximum}) must not be below POLL_INITIAL_SECONDS ({initial})."
             )
 
+        in_flight = _number(
+            get("MOTION_MAX_IN_FLIGHT") or "8", "MOTION_MAX_IN_FLIGHT", int, problems
+        )
+        if in_flight is not None and not 1 <= in_flight <= 100:
+            problems.append(f"MOTION_MAX_IN_FLIGHT must be between 1 and 100, got {in_flight}.")
+        motion_timeout = _number(
+            get("MOTION_TIMEOUT_SECONDS") or "15", "MOTION_TIMEOUT_SECONDS", float, problems
+        )
+        if motion_timeout is not None and not 0 < motion_timeout <= 60:
+            problems.append(
+                f"MOTION_TIMEOUT_SECONDS must be more than 0 and at most 60, got {motion_timeout}."
+            )
+
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             problems.append(
@@ -199,6 +212,8 @@ class Settings:
             poll_initial_seconds=initial or 3.0,
             poll_max_seconds=maximum or 30.0,
             log_level=log_level,
+            motion_max_in_flight=in_flight or 8,
+            motion_timeout_seconds=motion_timeout or 15.0,
         )
 
 

@@ -1,0 +1,66 @@
+"""Run the real app as a child process (`python -m bot`) against the local doubles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from _common import ROOT
+
+BOT_TOKEN = "xoxb-bench-token"
+SIGNING_SECRET = "bench-signing-secret"
+MOTION_KEY = "motion_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(slack_url: str, motion_url: str, **extra: str) -> Iterator[tuple[int, Path]]:
+    """Start the app in HTTP mode; yields (port, database path); stops it with SIGTERM."""
+    with tempfile.TemporaryDirectory() as folder:
+        port = free_port()
+        database = Path(folder) / "bench.db"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MOTION_"))},
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack_url,
+            "PORT": str(port),
+            "MOTION_API_KEY": MOTION_KEY,
+            "MOTION_API_URL": motion_url,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+        process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=folder, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the app did not start")
+                time.sleep(0.1)
+            yield port, database
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()

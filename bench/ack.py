@@ -1,0 +1,144 @@
+"""Acknowledgement under load: signed /motion commands fired at once at the app in HTTP mode.
+
+The app runs as its own process (`python -m bot`), against the Slack Web API double and the Motion
+sandbox with every create call delayed 2 s (the Motion call must never hold up the ack). Reports
+ack latency p50/p99 for 50, then 200, concurrent commands, and checks that every command got
+exactly one job (one database row, one card, one create call).
+
+Targets: p99 < 100 ms at 50 concurrent, < 1 s at 200, zero lost.
+
+    python bench/ack.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import sqlite3
+import sys
+import time
+from collections import Counter
+from urllib.parse import urlencode
+
+import aiohttp
+from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, running_app
+from _common import percentile, verdict
+
+from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+from tests.doubles.slack_web import SlackDouble
+
+ROUNDS = (50, 200)
+TARGETS = {50: 0.100, 200: 1.0}
+
+
+def signed(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }
+
+
+async def fire(port: int, slack: SlackDouble, prompts: list[str]) -> list[tuple[int, float]]:
+    # aiohttp rather than httpx as the load generator: httpx degrades with many requests in
+    # flight (reliability.md), which would measure the client instead of the app.
+    connector = aiohttp.TCPConnector(limit=len(prompts), force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as client:
+        bodies = [
+            urlencode(
+                {
+                    "token": "x",
+                    "team_id": "T0001",
+                    "team_domain": "sandbox-team",
+                    "channel_id": "C0PUBLIC",
+                    "channel_name": "general",
+                    "user_id": "U0ALICE",
+                    "user_name": "alice",
+                    "command": "/motion",
+                    "text": prompt,
+                    "api_app_id": "A0APP",
+                    "is_enterprise_install": "false",
+                    "response_url": slack.response_url("bench"),
+                    "trigger_id": "1.2.3",
+                }
+            )
+            for prompt in prompts
+        ]
+        start = asyncio.Event()
+
+        async def one(body: str) -> tuple[int, float]:
+            await start.wait()
+            began = time.perf_counter()
+            async with client.post(
+                f"http://127.0.0.1:{port}/slack/events", data=body, headers=signed(body)
+            ) as response:
+                await response.read()
+                return response.status, time.perf_counter() - began
+
+        tasks = [asyncio.create_task(one(b)) for b in bodies]
+        await asyncio.sleep(0.2)  # every request is waiting at the gate
+        start.set()
+        return await asyncio.gather(*tasks)
+
+
+def main() -> int:
+    sandbox = MotionSandbox(
+        default_plan=JobPlan(queued_s=0.5, created_s=0.5, running_s=3600), api_keys={MOTION_KEY}
+    )
+    sandbox.fault("create", delay=2.0, times=10**6)
+    figures: dict[str, object] = {"create_delay_s": 2.0}
+    failures: list[str] = []
+    with SlackDouble(bot_token=BOT_TOKEN) as slack, SandboxThread(sandbox) as motion_url:
+        with running_app(slack.base_url, motion_url, MOTION_MAX_IN_FLIGHT="50") as (port, db):
+            # One warm-up command: the first request also makes Bolt call auth.test.
+            asyncio.run(fire(port, slack, ["warm-up"]))
+            sent: list[str] = ["warm-up"]
+            for n in ROUNDS:
+                prompts = [f"bench {n} #{i:03d}" for i in range(n)]
+                sent += prompts
+                results = asyncio.run(fire(port, slack, prompts))
+                latencies = [t for _, t in results]
+                ok = sum(1 for status, _ in results if status == 200)
+                p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+                figures[f"concurrent_{n}"] = {
+                    "acked_200": ok,
+                    "ack_p50_ms": round(p50 * 1000, 1),
+                    "ack_p99_ms": round(p99 * 1000, 1),
+                    "ack_max_ms": round(max(latencies) * 1000, 1),
+                }
+                if ok != n:
+                    failures.append(f"{n - ok} of {n} commands not acknowledged with 200")
+                if p99 >= TARGETS[n]:
+                    failures.append(
+                        f"p99 {p99 * 1000:.0f} ms at {n} concurrent ≥ {TARGETS[n] * 1000:.0f} ms"
+                    )
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(sandbox.creates) < len(sent):
+                time.sleep(0.5)
+            time.sleep(1.0)  # anything extra would show up now
+            with sqlite3.connect(db) as conn:
+                rows = Counter(p for (p,) in conn.execute("SELECT prompt FROM jobs"))
+        creates = Counter(body["prompt"] for body in sandbox.creates)
+        cards = [m for m in slack.messages("C0PUBLIC") if not m.get("thread_ts")]
+    lost = [p for p in sent if rows[p] == 0 or creates[p] == 0]
+    doubled = [p for p in sent if rows[p] > 1 or creates[p] > 1]
+    figures |= {
+        "commands": len(sent),
+        "jobs_in_database": sum(rows.values()),
+        "create_calls": sum(creates.values()),
+        "cards_posted": len(cards),
+        "lost": len(lost),
+        "duplicated": len(doubled),
+    }
+    if lost or doubled or len(cards) != len(sent):
+        failures.append(
+            f"{len(lost)} lost, {len(doubled)} duplicated, {len(cards)} cards for {len(sent)}"
+        )
+    return verdict("ack", figures, failures)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

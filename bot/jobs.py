@@ -274,30 +274,35 @@ class JobService:
         if job.state == "new":
             return None
         try:
-            await self._flush_posts(job)
+            if job.pending_posts:
+                await self._flush_posts(job)
+            runs = self.store.runs(job_id)
             delay: float | None = None
             for _ in range(3):  # a settled run may free the job for its next followup at once
-                runs = self.store.runs(job_id)
                 active = next((r for r in runs if r.state in ACTIVE_RUN_STATES), None)
                 if active is not None and active.state != "sending":
-                    delay = await self._poll(self._job(job_id), active)
-                    if self._run(active.id).state in ACTIVE_RUN_STATES:
+                    delay, quiet = await self._poll(job, active)
+                    if quiet:  # the common case: still going, nothing to re-read
                         break
-                    await self._flush_posts(self._job(job_id))
+                    job, runs = self._job(job_id), self.store.runs(job_id)
+                    if job.pending_posts:
+                        await self._flush_posts(job)
+                    if any(r.id == active.id and r.state in ACTIVE_RUN_STATES for r in runs):
+                        break
                     continue
                 waiting = next((r for r in runs if r.state == "waiting"), None)
-                job = self._job(job_id)
                 if waiting is None or job.state != "open":
                     delay = None
                     break
                 delay = await self._send(job, waiting)
-                if (
-                    self._run(waiting.id).state in ACTIVE_RUN_STATES
-                    or self._run(waiting.id).state == "waiting"
+                job, runs = self._job(job_id), self.store.runs(job_id)
+                if any(
+                    r.id == waiting.id and r.state in (*ACTIVE_RUN_STATES, "waiting") for r in runs
                 ):
                     break
-            await self._refresh_card(self._job(job_id))
-            await self._flush_posts(self._job(job_id))
+            await self._refresh_card(job, runs)
+            if job.pending_posts:
+                await self._flush_posts(self._job(job_id))
         except SlackFailure as exc:
             job = self._job(job_id)
             errors = job.errors + 1
@@ -377,12 +382,11 @@ class JobService:
             options=_options_text(first),
         )
 
-    async def _refresh_card(self, job: Job) -> None:
+    async def _refresh_card(self, job: Job, runs: list[Run]) -> None:
         """Edit the card when its phase changes; progress-only edits (elapsed time) are rationed,
         per card and across the workspace, because chat.update allows about 50 a minute."""
         if not job.thread_ts:
             return
-        runs = self.store.runs(job.id)
         waiting = sum(1 for r in runs if r.state == "waiting")
         phase = f"{_job_phase(job, runs)}:{len(runs)}:{waiting}"
         now = self.clock()
@@ -435,6 +439,7 @@ class JobService:
                     continue
                 raise
             self.store.mark_post_done(post.id, ts)
+        self.store.clear_pending_posts(job.id)
 
     # ------------------------------------------------------------ Motion calls
 
@@ -609,20 +614,22 @@ class JobService:
         )
         return self.schedule.error_delay(errors, retry_after)
 
-    async def _poll(self, job: Job, run: Run) -> float | None:
+    async def _poll(self, job: Job, run: Run) -> tuple[float | None, bool]:
+        """One status call; returns (next delay, quiet). Quiet means nothing changed but the
+        poll record (kept in `run` too), so the caller need not read the job back."""
         assert job.motion_job_id is not None
         try:
             status = await self.motion.status(job.motion_job_id)
         except RateLimited as exc:
-            return self._poll_later(job, exc.retry_after)
+            return self._poll_later(job, exc.retry_after), True
         except Transient:
-            return self._poll_later(job, None)
+            return self._poll_later(job, None), True
         except AuthenticationError as exc:
             self._stop(job, run, messages.auth_failed(sandbox=job.sandbox), exc)
-            return None
+            return None, False
         except NotFound as exc:
             self._stop(job, run, messages.job_not_found(sandbox=job.sandbox), exc)
-            return None
+            return None, False
         except InsufficientCredits as exc:  # Motion can run out of credits mid-generation
             self._finish(
                 job,
@@ -638,19 +645,21 @@ class JobService:
                 error=exc.message,
                 react=REACT_FAILED,
             )
-            return None
+            return None, False
         except MotionError:
-            return self._poll_later(job, None)
+            return self._poll_later(job, None), True
         now = self.clock()
+        elapsed = now - (run.sent_at or now)
+        fresh = run.seen_new or _is_new_run(run, status)
         self.store.record_poll(
             job.id,
+            run.id if fresh else None,
             motion_status=status.status,
             completed_at=status.completed_at,
             url=status.download_url,
             now=now,
         )
-        elapsed = now - (run.sent_at or now)
-        if not (run.seen_new or _is_new_run(run, status)):
+        if not fresh:
             # Still the previous run's answer (Motion lags after a followup): never settle on it.
             if run.state == "verifying" and self._verify_polls(job, run) >= VERIFY_POLLS:
                 self._finish(
@@ -665,8 +674,9 @@ class JobService:
                     ),
                     error="answer lost; Motion shows no new run",
                 )
-                return None
-            return self.schedule.initial
+                return None, False
+            return self.schedule.initial, True
+        quiet = run.state != "verifying"
         if run.state == "verifying":
             self.store.mark_running(run.id, job.id, job.motion_job_id, now)
             self.store.add_posts(
@@ -685,6 +695,7 @@ class JobService:
             if run.reply_ts and run.reply_channel:
                 self._react_later(run.reply_channel, run.reply_ts, REACT_SENT)
         if status.status == "awaiting_user_input" and run.motion_status != "awaiting_user_input":
+            quiet = False
             self.store.add_posts(
                 job.id,
                 run.id,
@@ -700,7 +711,7 @@ class JobService:
             )
         if status.status == "completed" and run.motion_status != "completed":
             self._learn(run, status, now)
-        self.store.record_run_poll(run.id, status.status, now)
+        run.seen_new, run.motion_status, run.last_poll_at = True, status.status, now
 
         if status.status == "failed":
             self._finish(
@@ -715,7 +726,7 @@ class JobService:
                 error=status.error or "failed",
                 react=REACT_FAILED,
             )
-            return None
+            return None, False
         if status.status == "completed":
             if status.render_failed:
                 self._finish(
@@ -725,14 +736,16 @@ class JobService:
                     messages.render_failed(run_number=run.number, sandbox=job.sandbox),
                     error="render failed",
                 )
-                return None
+                return None, False
             if status.download_url:
                 await self._settle_result(job, run, status, elapsed)
-                return None
-            return self.schedule.next_delay(elapsed=elapsed, status=status.status, rendering=True)
+                return None, False
+            return self.schedule.next_delay(
+                elapsed=elapsed, status=status.status, rendering=True
+            ), quiet
         return self.schedule.next_delay(
             elapsed=elapsed, status=status.status, rendering=False, bucket=_bucket(run)
-        )
+        ), quiet
 
     def _learn(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run took to generate."""

@@ -16,6 +16,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 5.0  # longest sleep between looks at the database when nothing is due
+BATCH_SECONDS = 0.005
 
 
 class Poller:
@@ -68,8 +69,8 @@ class Poller:
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._event.wait(), timeout)
-            else:
-                await asyncio.sleep(0)
+            # Let a burst of wake-ups and finished jobs gather: one claim serves them all.
+            await asyncio.sleep(BATCH_SECONDS)
 
     def _claim_due(self) -> None:
         free = self.concurrency - len(self._tasks)

@@ -50,6 +50,7 @@ def m001_initial(db: Database) -> None:
             "card_hash": str,
             "card_updated_at": float,
             "origin_job_id": int,
+            "pending_posts": int,
             "created_at": float,
             "updated_at": float,
         },
@@ -146,6 +147,7 @@ class Job:
     card_hash: str | None
     card_updated_at: float | None
     origin_job_id: int | None
+    pending_posts: int | None
     created_at: float
     updated_at: float | None
 
@@ -291,8 +293,14 @@ class Store:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Rows as dicts; plain sqlite3 because this is on the poller's hot path."""
+        cursor = self.db.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def job(self, job_id: int) -> Job | None:
-        rows = list(self.db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
     def job_for_thread(self, channel_id: str, thread_ts: str) -> Job | None:
@@ -400,17 +408,27 @@ class Store:
     def record_poll(
         self,
         job_id: int,
+        run_id: int | None,
         *,
         motion_status: str,
         completed_at: str | None,
         url: str | None,
         now: float,
     ) -> None:
-        self.db.execute(
-            "UPDATE jobs SET motion_status = ?, motion_completed_at = ?, motion_url = ?,"
-            " status_calls = status_calls + 1, errors = 0, updated_at = ? WHERE id = ?",
-            (motion_status, completed_at, url, now, job_id),
-        )
+        """What a status call said, in one transaction; `run_id` when it was that run's answer
+        (not the previous run's, which Motion keeps showing for a while after a followup)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET motion_status = ?, motion_completed_at = ?, motion_url = ?,"
+                " status_calls = status_calls + 1, errors = 0, updated_at = ? WHERE id = ?",
+                (motion_status, completed_at, url, now, job_id),
+            )
+            if run_id is not None:
+                conn.execute(
+                    "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ?"
+                    " WHERE id = ?",
+                    (motion_status, now, run_id),
+                )
 
     def count_status_call(self, job_id: int) -> None:
         self.db.execute("UPDATE jobs SET status_calls = status_calls + 1 WHERE id = ?", (job_id,))
@@ -422,10 +440,8 @@ class Store:
         return _run(rows[0]) if rows else None
 
     def runs(self, job_id: int) -> list[Run]:
-        return [
-            _run(r)
-            for r in self.db.query("SELECT * FROM runs WHERE job_id = ? ORDER BY number", [job_id])
-        ]
+        rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
+        return [_run(r) for r in rows]
 
     def add_followup(
         self,
@@ -601,13 +617,6 @@ class Store:
     def mark_verifying(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
 
-    def record_run_poll(self, run_id: int, motion_status: str, now: float) -> None:
-        """The run's own answer was seen (not the previous run's): remember status and time."""
-        self.db.execute(
-            "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ? WHERE id = ?",
-            (motion_status, now, run_id),
-        )
-
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
         self.db.execute(
             "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
@@ -729,6 +738,7 @@ class Store:
                     now,
                 ),
             )
+            conn.execute("UPDATE jobs SET pending_posts = 1 WHERE id = ?", (job_id,))
 
     def open_posts(self, job_id: int) -> list[Post]:
         return [
@@ -738,6 +748,14 @@ class Store:
                 [job_id],
             )
         ]
+
+    def clear_pending_posts(self, job_id: int) -> None:
+        """Lower the job's "posts to send" flag, unless a post was added meanwhile."""
+        self.db.execute(
+            "UPDATE jobs SET pending_posts = 0 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM posts"
+            " WHERE job_id = ? AND state IN ('due', 'sending'))",
+            (job_id, job_id),
+        )
 
     def mark_post_sending(self, post_id: int, now: float) -> None:
         self.db.execute(

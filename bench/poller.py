@@ -1,0 +1,174 @@
+"""Many live jobs: 10,000 unfinished jobs in the database, followed by the real poller.
+
+The Motion sandbox runs as its own process (answering fast, every job still generating), the
+poller, JobService and MotionClient run here exactly as in the app, against a SQLite file holding
+10,000 running jobs whose runs started up to 30 minutes ago (long videos take that long) (so their poll intervals span the
+schedule, from POLL_INITIAL_SECONDS to POLL_MAX_SECONDS) and whose next polls are spread over
+the first interval, as in a running system.
+
+Reports scheduling lag (when a poll started minus when it was due) p50/p99, Motion requests in
+flight at most, peak RSS and CPU seconds per 1,000 polls.
+Targets: lag p99 < 1 s, in flight never above the cap, RSS < 300 MB.
+
+    python bench/poller.py [--jobs 10000] [--seconds 60] [--cap 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from _app import MOTION_KEY, free_port
+from _common import percentile, verdict
+
+from bot.jobs import JobService
+from bot.motion import MotionClient
+from bot.poller import Poller
+from bot.schedule import PollSchedule
+from bot.slack_out import SlackOut, make_client
+from bot.store import Store
+from tests.doubles.slack_web import SlackDouble
+
+
+def start_sandbox(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.sandbox", "--port", str(port), "--running-seconds", "86400",
+         "--api-key", MOTION_KEY],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the sandbox did not start")
+
+
+async def create_jobs(base: str, count: int) -> list[str]:
+    """Real jobs in the sandbox, so every status call is answered for a job that exists."""
+    connector = aiohttp.TCPConnector(limit=32)
+    headers = {"Authorization": f"Bearer {MOTION_KEY}"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def one(i: int) -> str:
+            async with session.post(f"{base}/sessions", json={"prompt": f"live job {i}"}) as r:
+                return str((await r.json())["job_id"])
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def seed_database(
+    store: Store, job_ids: list[str], now: float, rng: random.Random, args_age: float
+) -> None:
+    conn = store.db.conn
+    schedule = PollSchedule(3.0, 30.0)
+    conn.execute("BEGIN IMMEDIATE")
+    for i, motion_id in enumerate(job_ids):
+        sent_at = now - rng.uniform(0, args_age)
+        job = conn.execute(
+            "INSERT INTO jobs (team_id, channel_id, thread_ts, requester, prompt, motion_job_id,"
+            " state, sandbox, due_at, errors, status_calls, card_hash, card_updated_at,"
+            " created_at, updated_at) VALUES ('T0001', 'C0PUBLIC', ?, 'U0ALICE', ?, ?, 'open',"
+            " 0, ?, 0, 0, 'running:1:0|seed', ?, ?, ?)",
+            (f"1763000000.{i:06d}", f"live job {i}", motion_id,
+             now + rng.uniform(0, schedule.next_delay(elapsed=now - sent_at, status="running",
+                                                      rendering=False)),
+             now, sent_at, sent_at),
+        ).lastrowid  # fmt: skip
+        conn.execute(
+            "INSERT INTO runs (job_id, number, kind, request, author, state, sent_at, seen_new,"
+            " motion_status, last_poll_at, created_at) VALUES (?, 1, 'create', ?, 'U0ALICE',"
+            " 'running', ?, 1, 'running', ?, ?)",
+            (job, json.dumps({"prompt": f"live job {i}"}), sent_at, sent_at, sent_at),
+        )
+    conn.execute("COMMIT")
+
+
+async def measure(args: argparse.Namespace, base: str, database: str) -> dict[str, object]:
+    rng = random.Random(args.seed)
+    job_ids = await create_jobs(base, args.jobs)
+    store = Store(database)
+    seed_database(store, job_ids, time.time(), rng, args.max_age)
+    with SlackDouble(bot_token="xoxb-bench") as slack:
+        motion = MotionClient(base, MOTION_KEY, max_in_flight=args.cap, timeout=15)
+        client = make_client("xoxb-bench", slack.base_url)
+        service = JobService(
+            store, motion, SlackOut(client), schedule=PollSchedule(3.0, 30.0), sandbox=False
+        )
+        poller = Poller(store, service.advance, concurrency=64)
+        service.wake = poller.wake
+        poller.lags = []
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu_before, calls_before = time.process_time(), motion.calls
+        poller.start()
+        await asyncio.sleep(args.seconds)
+        await poller.stop(10)
+        cpu = time.process_time() - cpu_before
+        polls = motion.calls - calls_before
+        await motion.aclose()
+    store.close()
+    lags = poller.lags
+    return {
+        "jobs": args.jobs,
+        "seconds": args.seconds,
+        "status_calls": polls,
+        "polls_per_second": round(polls / args.seconds, 1),
+        "lag_p50_ms": round(percentile(lags, 0.50) * 1000, 1),
+        "lag_p99_ms": round(percentile(lags, 0.99) * 1000, 1),
+        "lag_max_ms": round(max(lags, default=0) * 1000, 1),
+        "in_flight_cap": args.cap,
+        "in_flight_max": motion.peak_in_flight,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_polling_mb": round(rss_before, 1),
+        "cpu_seconds_per_1000_polls": round(cpu / max(1, polls) * 1000, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--cap", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--max-age", type=float, default=1800.0, help="runs started up to this many seconds ago"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    port = free_port()
+    sandbox = start_sandbox(port)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            figures = asyncio.run(
+                measure(args, f"http://127.0.0.1:{port}/api/motion", str(Path(folder) / "p.db"))
+            )
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+    failures = []
+    if float(figures["lag_p99_ms"]) >= 1000:  # type: ignore[arg-type]
+        failures.append(f"lag p99 {figures['lag_p99_ms']} ms ≥ 1 s")
+    if int(figures["in_flight_max"]) > args.cap:  # type: ignore[call-overload]
+        failures.append(f"{figures['in_flight_max']} requests in flight > cap {args.cap}")
+    if float(figures["peak_rss_mb"]) >= 300:  # type: ignore[arg-type]
+        failures.append(f"peak RSS {figures['peak_rss_mb']} MB ≥ 300 MB")
+    return verdict("poller", figures, failures)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -38,11 +38,13 @@ class MotionBot:
     sandbox_thread: Any = None
     _runner: web.AppRunner | None = None
     _socket_handler: Any = None
+    _session: aiohttp.ClientSession | None = None
     port: int | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, settings: Settings, *, concurrency: int = 64) -> MotionBot:
+        """Everything wired, nothing started: no socket is opened until `start`."""
         store = Store(settings.database_path)
         sandbox_thread = None
         motion_url = settings.motion_api_url
@@ -64,11 +66,14 @@ class MotionBot:
             timeout=settings.motion_timeout_seconds,
         )
         client = make_client(settings.slack_bot_token, settings.slack_api_url)
+        outbox_client = make_client(
+            settings.slack_bot_token, settings.slack_api_url, retry_writes=False
+        )
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
         service = JobService(
             store,
             motion,
-            SlackOut(client),
+            SlackOut(outbox_client),
             schedule=schedule,
             sandbox=settings.sandbox,
             notify_channel=settings.notify_channel,
@@ -95,9 +100,11 @@ class MotionBot:
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
         # One pooled session for every Slack call (slack_sdk opens one per call otherwise).
-        self.app.client.session = aiohttp.ClientSession(
+        self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
         )
+        self.app.client.session = self._session
+        self.service.slack.client.session = self._session
         resumed = self.service.recover()
         log.info("resuming %d job(s) from %s", resumed, self.store.path)
         self.poller.start()
@@ -156,8 +163,8 @@ class MotionBot:
         await self.poller.stop(timeout)
         await self.service.drain_background(2.0)
         await self.motion.aclose()
-        if self.app.client.session is not None:
-            await self.app.client.session.close()
+        if self._session is not None:
+            await self._session.close()
         if self.sandbox_thread is not None:
             self.sandbox_thread.stop()
         self.store.close()

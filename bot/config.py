@@ -119,6 +119,13 @@ class Settings:
                 f"{WHERE['SLACK_APP_TOKEN']}."
             )
 
+        if get("SLACK_CLIENT_ID") and get("SLACK_CLIENT_SECRET"):
+            problems.append(
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set: that switches Slack's "
+                "framework to multi-workspace OAuth, which ignores SLACK_BOT_TOKEN. This app "
+                "serves one workspace: unset them."
+            )
+
         signing_secret = get("SLACK_SIGNING_SECRET")
         if app_token is None and signing_secret is None:
             problems.append(

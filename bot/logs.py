@@ -39,6 +39,11 @@ def configure(level: str, secrets: Iterable[str | None]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Bolt warns that SLACK_BOT_TOKEN in the environment is unused when a client is given:
+    # the client carries that very token, so the warning would only alarm an admin.
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(
+        lambda record: "will be unused" not in record.getMessage()
+    )
     # Per-request lines from the HTTP clients would drown the app's own; keep their warnings.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -562,7 +562,10 @@ def invite_hint(*, channel_is_dm: bool, sandbox: bool) -> Message:
 
 
 def accepted(sandbox: bool) -> Message:
-    return with_sandbox(Message("On it: the job card will appear in this channel."), sandbox)
+    return with_sandbox(
+        Message("🎬 Starting your video: its card will appear in this channel in a moment."),
+        sandbox,
+    )
 
 
 @dataclass(frozen=True)

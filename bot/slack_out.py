@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -54,18 +55,21 @@ class JoinResult:
     can_join: bool
 
 
-def make_client(token: str, base_url: str) -> AsyncWebClient:
-    """A client that waits out 429s (Retry-After) and retries dropped connections and 5xx."""
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=15,
-        retry_handlers=[
+def make_client(token: str, base_url: str, *, retry_writes: bool = True) -> AsyncWebClient:
+    """A client that waits out 429s (Retry-After: nothing was done, so waiting is safe).
+
+    With `retry_writes` it also retries dropped connections and 5xx, which suits reads and
+    Bolt's own calls. The outbox's client must not: a connection that drops after Slack posted
+    would post again, and chat.postMessage has no idempotency key. Its failures go back to the
+    outbox, which looks for the post in the thread before sending it again.
+    """
+    handlers: list[Any] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+    if retry_writes:
+        handlers += [
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+        ]
+    return AsyncWebClient(token=token, base_url=base_url, timeout=15, retry_handlers=handlers)
 
 
 class SlackOut:
@@ -78,7 +82,7 @@ class SlackOut:
         except SlackApiError as exc:
             code = str(exc.response.get("error") or exc.response.status_code)
             raise SlackFailure(code, permanent=code in PERMANENT_ERRORS) from exc
-        except (SlackClientError, OSError, TimeoutError) as exc:
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise SlackFailure(type(exc).__name__, permanent=False) from exc
         return response.data if isinstance(response.data, dict) else {}
 
@@ -210,7 +214,7 @@ class SlackOut:
             response = await AsyncWebhookClient(response_url, timeout=10).send_dict(
                 {"response_type": "ephemeral", "replace_original": False, **payload}
             )
-        except (SlackClientError, OSError, TimeoutError) as exc:
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("response_url failed: %s", type(exc).__name__)
             return
         if response.status_code != 200:

@@ -14,7 +14,7 @@ async def test_command_runs_the_whole_loop_to_a_result_in_the_thread(harness: Ha
     ack_seconds = time.monotonic() - started
     assert response.status_code == 200
     assert ack_seconds < 3.0
-    assert "card will appear" in response.text
+    assert "card will appear in this channel" in response.text
 
     card = (await until(lambda: harness.cards(), what="the job card"))[0]
     results = await until(

@@ -24,6 +24,7 @@ from tests.doubles.slack_web import SlackDouble
 SIGNING_SECRET = "test-signing-secret-1234"
 BOT_TOKEN = "xoxb-test-token-123456"
 MOTION_KEY = "motion_test_key_abcdef"
+ROOT_DIR = Path(__file__).resolve().parent.parent
 FAST_PLAN = JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.2)
 
 

@@ -877,3 +877,28 @@ async def test_no_secret_in_slack_messages_logs_or_database(
         assert secret not in sent, f"{name} in a Slack message"
         assert not [r for r in records if secret in r], f"{name} in a log record"
         assert secret.encode() not in database, f"{name} in the database"
+
+
+async def test_create_answered_with_motions_own_500_is_reported_not_resent(
+    harness: Harness,
+) -> None:
+    """Motion says it had an internal error creating the job: no automatic resend (that could
+    bill twice if the statement were wrong), a Try again button instead."""
+    harness.sandbox.fault(
+        "create", status=500, body='{"error": "internal_error", "message": "database hiccup"}'
+    )
+    await harness.start()
+    card = await run_command(harness, PROMPT)
+    notice = await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "internal error" in m["text"]],
+        what="the internal-error notice",
+    )
+    assert "database hiccup" in notice[0]["text"]
+    await settle(0.5)
+    assert harness.sandbox.count("create") == 1
+    button = next(e for b in notice[0]["blocks"] if b["type"] == "actions" for e in b["elements"])
+    assert button["action_id"] == "retry_run"
+    await harness.action("retry_run", button["value"], message_ts=notice[0]["ts"])
+    await until(lambda: results(harness, card["ts"]), what="the result after Try again")
+    assert harness.sandbox.count("create") == 2
+    assert len(harness.sandbox.creates) == 1  # only the second one took effect

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from bot.schedule import PollSchedule
+from bot.schedule import PollSchedule, generation_seconds
 
 
 def schedule(initial: float = 3.0, maximum: float = 30.0, seed: int = 7) -> PollSchedule:
@@ -146,3 +146,79 @@ def test_error_delay_with_a_tiny_initial_wait_still_backs_off() -> None:
     samples = [plan.error_delay(errors) for errors in (1, 2, 10) for _ in range(200)]
     assert min(samples) >= 0.05
     assert max(samples) <= 0.4
+
+
+# ---------------------------------------------------------------- learning from finished runs
+
+
+def learned(samples: list[float], bucket: str = "any", **kwargs: float) -> PollSchedule:
+    schedule = PollSchedule(initial=3.0, maximum=30.0, **kwargs)  # type: ignore[arg-type]
+    for seconds in samples:
+        schedule.learn(bucket, seconds)
+    return schedule
+
+
+def test_learned_schedule_polls_densely_where_runs_tend_to_finish() -> None:
+    # Runs that all finish between 100 and 140 s: little reason to look at 20 s, every reason
+    # to look often around 120 s.
+    schedule = learned([100 + i for i in range(41)])
+    early = schedule.next_delay(elapsed=20, status="running", rendering=False)
+    bulk = schedule.next_delay(elapsed=115, status="running", rendering=False)
+    assert early > 20.0
+    assert bulk < 10.0
+
+
+def test_cold_schedule_is_used_until_enough_runs_have_finished() -> None:
+    few = learned([120.0] * 5)
+    cold = PollSchedule(initial=3.0, maximum=30.0)
+    for elapsed in (10, 60, 120, 400):
+        kwargs = {"elapsed": elapsed, "status": "running", "rendering": False}
+        assert few.next_delay(**kwargs) == cold.next_delay(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_run_longer_than_any_seen_falls_back_to_stretching() -> None:
+    schedule = learned([60 + i for i in range(30)])
+    assert schedule.next_delay(elapsed=500, status="running", rendering=False) == 30.0
+
+
+def test_each_requested_duration_learns_on_its_own() -> None:
+    schedule = learned([20 + i * 0.5 for i in range(30)], bucket="<10s")
+    for i in range(30):
+        schedule.learn("1-5min", 300 + i)
+    short = schedule.next_delay(elapsed=25, status="running", rendering=False, bucket="<10s")
+    long = schedule.next_delay(elapsed=25, status="running", rendering=False, bucket="1-5min")
+    assert short < long
+
+
+def test_a_bucket_with_too_few_runs_borrows_from_all_runs() -> None:
+    schedule = learned([100 + i for i in range(40)], bucket="10-30s")
+    rare = schedule.next_delay(elapsed=110, status="running", rendering=False, bucket="1-5min")
+    known = schedule.next_delay(elapsed=110, status="running", rendering=False, bucket="10-30s")
+    assert rare == known
+
+
+def test_nonsense_samples_are_not_learned() -> None:
+    schedule = learned([float("nan"), -1.0, 0.0, float("inf")])
+    assert schedule.samples("any") == []
+
+
+def test_generation_time_uses_completed_at_within_the_window_we_saw_it_finish() -> None:
+    # Seen running at 100 s, completed at 130 s; Motion says it completed at 112 s.
+    assert (
+        generation_seconds(completed_at=1112.0, sent_at=1000.0, previous_look=1100.0, now=1130.0)
+        == 112.0
+    )
+    # A skewed clock cannot move it outside what we saw.
+    assert (
+        generation_seconds(completed_at=900.0, sent_at=1000.0, previous_look=1100.0, now=1130.0)
+        == 100.0
+    )
+    assert (
+        generation_seconds(completed_at=2000.0, sent_at=1000.0, previous_look=1100.0, now=1130.0)
+        == 130.0
+    )
+    # Without completed_at: the middle of the window.
+    assert (
+        generation_seconds(completed_at=None, sent_at=1000.0, previous_look=1100.0, now=1130.0)
+        == 115.0
+    )

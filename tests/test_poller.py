@@ -1,0 +1,108 @@
+"""The poller with an injected clock and a recording `advance`: which job runs when."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.poller import Poller
+from bot.store import Store
+from tests.conftest import until
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_store(tmp_path: Path, due: list[float | None]) -> tuple[Store, list[int]]:
+    store = Store(str(tmp_path / "p.db"))
+    ids = []
+    for at in due:
+        job_id, _ = store.create_job(
+            team_id="T", channel_id="C", requester="U", response_url=None,
+            request={"prompt": "x"}, sandbox=False, now=0.0,
+        )  # fmt: skip
+        store.set_due(job_id, at)
+        ids.append(job_id)
+    return store, ids
+
+
+async def test_only_due_jobs_are_advanced_in_due_order(tmp_path: Path) -> None:
+    store, ids = make_store(tmp_path, [1005.0, 990.0, 2000.0, None])
+    clock, seen = Clock(), []
+
+    async def advance(job_id: int) -> float | None:
+        seen.append(job_id)
+        return 500.0
+
+    poller = Poller(store, advance, concurrency=1, clock=clock)
+    poller.lags = []
+    poller.start()
+    await until(lambda: seen == [ids[1]])
+    clock.now = 1010.0
+    poller.wake(ids[3])  # a new command: due now
+    await until(lambda: seen == [ids[1], ids[0], ids[3]] or seen == [ids[1], ids[3], ids[0]])
+    await asyncio.sleep(0.05)
+    assert ids[2] not in seen  # not due until 2000
+    await poller.stop(1)
+    assert poller.lags[0] == 10.0  # due at 990, claimed at 1000
+    # Every advanced job got its next due time back from `advance` (clock + 500).
+    assert store.job(ids[1]).due_at == 1500.0  # type: ignore[union-attr]
+    store.close()
+
+
+async def test_a_wake_during_an_advance_advances_the_job_again_at_once(tmp_path: Path) -> None:
+    store, ids = make_store(tmp_path, [0.0])
+    clock, calls = Clock(), []
+    gate = asyncio.Event()
+
+    async def advance(job_id: int) -> float | None:
+        calls.append(job_id)
+        if len(calls) == 1:
+            await gate.wait()
+        return None  # nothing more to do... unless woken meanwhile
+
+    poller = Poller(store, advance, clock=clock)
+    poller.start()
+    await until(lambda: calls == [ids[0]])
+    poller.wake(ids[0])  # a followup arrives while the job is being advanced
+    gate.set()
+    await until(lambda: len(calls) == 2)
+    await poller.stop(1)
+    store.close()
+
+
+async def test_a_failing_advance_is_retried_later_not_lost(tmp_path: Path) -> None:
+    store, ids = make_store(tmp_path, [0.0])
+    clock = Clock()
+
+    async def advance(job_id: int) -> float | None:
+        raise RuntimeError("boom")
+
+    poller = Poller(store, advance, clock=clock)
+    poller.start()
+    await until(lambda: poller.advanced == 1)
+    await poller.stop(1)
+    assert store.job(ids[0]).due_at == clock.now + 30.0  # type: ignore[union-attr]
+    store.close()
+
+
+async def test_stop_abandons_slow_work_and_leaves_the_job_due(tmp_path: Path) -> None:
+    store, ids = make_store(tmp_path, [0.0])
+    clock = Clock()
+
+    async def advance(job_id: int) -> float | None:
+        await asyncio.sleep(60)
+        return None
+
+    poller = Poller(store, advance, clock=clock)
+    poller.start()
+    await until(lambda: poller.busy == 1)
+    assert store.job(ids[0]).due_at is None  # type: ignore[union-attr]  # claimed
+    await poller.stop(0.1)
+    assert store.job(ids[0]).due_at == clock.now  # type: ignore[union-attr]  # resumable
+    store.close()

@@ -1,0 +1,57 @@
+"""The files an admin touches agree with SPEC.md and with each other."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_VARIABLES = [
+    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "PORT",
+    "MOTION_API_KEY", "MOTION_API_URL", "DATABASE_URL", "MOTION_NOTIFY_CHANNEL",
+    "FOLLOWUP_REQUIRES_MENTION", "POLL_INITIAL_SECONDS", "POLL_MAX_SECONDS", "LOG_LEVEL",
+]  # fmt: skip
+
+
+def test_manifest_creates_the_app_in_one_paste() -> None:
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    assert len(manifest["display_information"]["name"]) <= 35
+    assert re.fullmatch(r"[a-z0-9._-]+", manifest["features"]["bot_user"]["display_name"])
+    commands = manifest["features"]["slash_commands"]
+    assert [c["command"] for c in commands] == ["/motion"]
+    assert commands[0]["should_escape"] is False
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert scopes == {
+        "commands", "chat:write", "channels:join", "channels:history", "groups:history",
+        "im:history", "mpim:history", "app_mentions:read", "reactions:write",
+    }  # fmt: skip
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is True
+    assert settings["interactivity"]["is_enabled"] is True
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "app_mention", "message.channels", "message.groups", "message.im", "message.mpim",
+    }  # fmt: skip
+
+
+def test_env_example_and_readme_name_every_variable() -> None:
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in SPEC_VARIABLES:
+        assert re.search(rf"^#? ?{name}=", example, re.M), name
+        assert f"`{name}`" in readme, name
+
+
+def test_procfile_runs_one_web_process() -> None:
+    assert (ROOT / "Procfile").read_text().strip() == "web: python -m bot"
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q"
+    assert command in readme
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]'" in ci
+    assert ".venv/bin/python -m pytest -q" in ci
+    assert ".venv/bin/ruff check ." in ci

@@ -3,6 +3,7 @@ the sandbox. Each test checks the exact number of Motion calls, Slack posts and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,6 +24,20 @@ async def finished_job(h: Harness, prompt: str = "a product teaser", **overrides
     card = (await until(lambda: h.cards(), what="card"))[-1]
     await until(lambda: ready_posts(h, card["ts"]), what="first result")
     return card["ts"]
+
+
+async def assert_counts(h: Harness, **expected: int) -> None:
+    """Exact numbers of Motion writes, Slack posts and reactions once everything settled."""
+    await asyncio.sleep(0.4)  # anything extra would show up now
+    await h.bot.service.drain_background()
+    seen = {
+        "creates": h.sandbox.count("create"),
+        "followups": h.sandbox.count("followup"),
+        "posts": len(h.posts("chat.postMessage")),
+        "reactions": len(h.posts("reactions.add")),
+    }
+    print(f"[counts] {seen}")
+    assert seen == expected
 
 
 def followup_prompts(h: Harness) -> list[str]:
@@ -59,6 +74,7 @@ async def test_followup_after_completion_runs_again_and_posts_the_new_result_onc
     history = json.dumps(card["blocks"])
     assert "run-1.mp4" in history and "run-2.mp4" in history
     assert len(harness.posts("reactions.add")) == 2
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_two_followups_written_while_running_are_sent_in_order_once_each(
@@ -86,6 +102,7 @@ async def test_two_followups_written_while_running_are_sent_in_order_once_each(
         "run 3" in results[2]["text"],
     ] == [True] * 3
     assert len({r["ts"] for r in results}) == 3
+    await assert_counts(harness, creates=1, followups=2, posts=4, reactions=4)
 
 
 async def test_redelivered_event_makes_no_second_followup(harness: Harness) -> None:
@@ -101,6 +118,7 @@ async def test_redelivered_event_makes_no_second_followup(harness: Harness) -> N
         "hourglass_flowing_sand",
         "arrow_forward",
     ]
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_mention_delivered_as_app_mention_and_message_is_one_followup(
@@ -116,6 +134,7 @@ async def test_mention_delivered_as_app_mention_and_message_is_one_followup(
     assert (await harness.event(reply)).status_code == 200
     await until(lambda: len(ready_posts(harness, thread)) == 2)
     assert followup_prompts(harness) == ["slower pace"]
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_events_that_are_not_human_replies_are_acknowledged_and_ignored(
@@ -177,6 +196,7 @@ async def test_events_that_are_not_human_replies_are_acknowledged_and_ignored(
     assert harness.sandbox.count("followup") == 0
     assert harness.posts("reactions.add") == []
     assert len(harness.bot_replies(thread)) == 1  # only the first result
+    await assert_counts(harness, creates=1, followups=0, posts=2, reactions=0)
 
 
 async def test_followup_requires_mention_when_configured(harness: Harness) -> None:
@@ -188,6 +208,7 @@ async def test_followup_requires_mention_when_configured(harness: Harness) -> No
     await until(lambda: len(ready_posts(harness, thread)) == 2)
     assert followup_prompts(harness) == ["make it blue"]
     assert harness.slack.reactions("C0PUBLIC", plain["ts"]) == []
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_reply_with_a_bad_option_gets_the_error_in_the_thread_and_no_motion_call(
@@ -204,6 +225,7 @@ async def test_reply_with_a_bad_option_gets_the_error_in_the_thread_and_no_motio
     assert "16:9" in errors[0]["text"]
     await until(lambda: harness.slack.reactions("C0PUBLIC", reply["ts"]) == ["x"])
     assert harness.sandbox.count("followup") == 0
+    await assert_counts(harness, creates=1, followups=0, posts=3, reactions=1)
 
 
 async def test_stale_status_after_a_followup_is_never_announced_as_the_new_result(
@@ -220,6 +242,7 @@ async def test_stale_status_after_a_followup_is_never_announced_as_the_new_resul
     assert "run-2.mp4" in results[1]["text"] and "run-1.mp4" not in results[1]["text"]
     statuses_after = [c for c in harness.sandbox.calls if c.endpoint == "status"]
     assert len(statuses_after) >= 5  # the stale answers were seen and waited out
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_restart_with_a_followup_waiting_sends_it_once(harness: Harness) -> None:
@@ -235,6 +258,7 @@ async def test_restart_with_a_followup_waiting_sends_it_once(harness: Harness) -
     await until(lambda: len(ready_posts(harness, card["ts"])) == 2, timeout=20)
     assert harness.sandbox.count("create") == 1
     assert followup_prompts(harness) == ["then tighten the edit"]
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_followup_whose_answer_was_lost_is_found_running_and_not_resent(
@@ -247,6 +271,7 @@ async def test_followup_whose_answer_was_lost_is_found_running_and_not_resent(
     assert harness.sandbox.count("followup") == 1
     notes = [m for m in harness.bot_replies(thread) if "was lost on the way" in m["text"]]
     assert len(notes) == 1
+    await assert_counts(harness, creates=1, followups=1, posts=4, reactions=2)
 
 
 async def test_followup_lost_before_motion_saw_it_is_reported_with_a_resend_button(
@@ -265,6 +290,7 @@ async def test_followup_lost_before_motion_saw_it_is_reported_with_a_resend_butt
     await harness.action("retry_run", button["value"], message_ts=notice[0]["ts"])
     await until(lambda: len(ready_posts(harness, thread)) == 2)
     assert followup_prompts(harness) == ["vanishing take"]
+    await assert_counts(harness, creates=1, followups=2, posts=4, reactions=1)
 
 
 async def test_restart_between_recording_a_followup_and_motions_answer(harness: Harness) -> None:
@@ -292,6 +318,7 @@ async def test_restart_between_recording_a_followup_and_motions_answer(harness: 
     )
     assert len(notice) == 1
     assert harness.sandbox.count("followup") == 0  # never re-sent blindly
+    await assert_counts(harness, creates=1, followups=0, posts=3, reactions=0)
 
 
 async def test_followup_on_a_failed_job_offers_a_new_job_in_a_new_thread(harness: Harness) -> None:
@@ -323,6 +350,7 @@ async def test_followup_on_a_failed_job_offers_a_new_job_in_a_new_thread(harness
         lambda: [m for m in harness.bot_replies(card["ts"]) if "Started a new job" in m["text"]]
     )
     assert len(links) == 1 and "archives/C0PUBLIC" in links[0]["text"]
+    await assert_counts(harness, creates=2, followups=1, posts=6, reactions=2)
 
 
 async def test_motion_list_shows_the_callers_recent_jobs_with_thread_links(

@@ -144,24 +144,29 @@ class MotionBot:
             database = self.store.ping()
         except Exception:
             database = False
+        polling = self.poller.alive
         body = {
-            "ok": database,
+            "ok": database and polling,
+            "poller": polling,
             "database": database,
             "jobs_polled": self.store.count_followed() if database else None,
             "mode": "socket" if self.settings.socket_mode else "http",
             "sandbox": self.settings.sandbox,
         }
-        return web.json_response(body, status=200 if database else 503)
+        return web.json_response(body, status=200 if body["ok"] else 503)
 
     async def stop(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop taking work, let in-flight calls finish (or abandon them), leave all resumable."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        self.service.stopping = True  # no new create or followup from here on
         if self._runner is not None:
             await self._runner.cleanup()
         if self._socket_handler is not None:
             with contextlib.suppress(Exception):
                 await self._socket_handler.close_async()
-        await self.poller.stop(timeout)
-        await self.service.drain_background(2.0)
+        remaining = deadline - asyncio.get_running_loop().time() - 3.0
+        await self.poller.stop(max(0.0, remaining))
+        await self.service.drain_background(1.0)
         await self.motion.aclose()
         if self._session is not None:
             await self._session.close()

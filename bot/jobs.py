@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from bot import messages
 from bot.command_line import MotionRequest, UsageError, parse_request, strip_mention
 from bot.messages import Message, RunLine
@@ -49,8 +51,11 @@ REACT_FAILED = "x"
 CARD_MIN_INTERVAL = 15.0  # seconds between progress-only edits of one card
 PROGRESS_EDITS_PER_MINUTE = 30  # across all cards: chat.update is Tier 3 (~50/min a workspace)
 MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
-VERIFY_POLLS = 5  # status calls to look for a followup whose answer was lost
-SETTLED_STATES = ("done", "failed", "unknown", "rejected", "retried", "restarted")
+MAX_POST_ATTEMPTS = 8  # a Slack post failing this often is dropped (and logged)
+MAX_STEPS = 20  # runs settled in one look before yielding to other jobs
+VERIFY_LOOKS = 40  # look this many initial waits (2 min by default) for a lost followup
+HIDDEN_STATES = ("retried",)  # superseded by the run "Send it again" made
+BLOCK_ERRORS = {"invalid_blocks", "msg_blocks_too_long", "invalid_blocks_format"}
 
 
 @dataclass
@@ -107,6 +112,7 @@ class JobService:
         self._joined: set[str] = set()
         self._progress_edits = TokenBucket(rate=PROGRESS_EDITS_PER_MINUTE / 60, burst=10)
         self._background: set[asyncio.Task[None]] = set()
+        self.stopping = False
 
     # ------------------------------------------------------------ intake (listeners call these)
 
@@ -154,6 +160,8 @@ class JobService:
             return ReplyOutcome("ignored")
         now = self.clock()
         try:
+            if job.state == "stopped":
+                raise UsageError(messages.STOPPED_JOB_REPLY)
             request = parse_request(text)
         except UsageError as exc:
             post = NewPost("usage_error", messages.usage_error(str(exc), job.sandbox).payload())
@@ -197,7 +205,7 @@ class JobService:
         jobs = self.store.recent_jobs(team_id, user_id, limit=10)
 
         async def listing(job: Job) -> messages.JobListing:
-            runs = [r for r in self.store.runs(job.id) if r.state not in ("retried",)]
+            runs = [r for r in self.store.runs(job.id) if r.state not in HIDDEN_STATES]
             link = (
                 await self.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
             )
@@ -238,22 +246,19 @@ class JobService:
         now = self.clock()
         for run in self.store.interrupted_runs():
             job = self._job(run.job_id)
-            if job.motion_job_id is None:
-                log.warning("job %s: create was in flight at the last stop", job.id)
-                self._finish(
-                    job,
-                    run,
-                    "unknown",
-                    messages.outcome_unknown(
-                        run_number=run.number,
-                        followup=False,
-                        run_id=run.id,
-                        sandbox=job.sandbox,
-                    ),
-                    error="process stopped before Motion answered",
-                )
-            else:
+            if run.kind == "followup" and job.motion_job_id:
                 self.store.mark_verifying(run.id)
+                continue
+            log.warning("job %s: create was in flight at the last stop", job.id)
+            self._finish(
+                job,
+                run,
+                "unknown",
+                messages.outcome_unknown(
+                    run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
+                ),
+                error="process stopped before Motion answered",
+            )
         self.store.forget_events_before(now - 7 * 86400)
         for bucket, seconds in self.store.generation_times():
             self.schedule.learn(bucket, seconds)
@@ -266,21 +271,23 @@ class JobService:
         job = self.store.job(job_id)
         if job is None or job.state == "abandoned":
             return None
-        if job.state == "new":
-            delay = await self._open_thread(job)
-            if delay is not None:
-                return delay
-            job = self._job(job_id)
-        if job.state == "new":
-            return None
         try:
+            if job.state == "new":
+                delay = await self._open_thread(job)
+                job = self._job(job_id)
+                if job.state == "new" or job.state == "abandoned":
+                    return delay
             if job.pending_posts:
                 await self._flush_posts(job)
             runs = self.store.runs(job_id)
-            delay: float | None = None
-            for _ in range(3):  # a settled run may free the job for its next followup at once
+            delay = None
+            for _ in range(MAX_STEPS):  # a settled run frees the job for its next followup
                 active = next((r for r in runs if r.state in ACTIVE_RUN_STATES), None)
-                if active is not None and active.state != "sending":
+                if active is not None:
+                    if active.state == "sending":
+                        # Only a cancelled call leaves this behind; recover() settles it.
+                        delay = None
+                        break
                     delay, quiet = await self._poll(job, active)
                     if quiet:  # the common case: still going, nothing to re-read
                         break
@@ -294,32 +301,36 @@ class JobService:
                 if waiting is None or job.state != "open":
                     delay = None
                     break
+                if self.stopping:  # no new billable call in the last seconds before exit
+                    delay = 0.0
+                    break
                 delay = await self._send(job, waiting)
                 job, runs = self._job(job_id), self.store.runs(job_id)
                 if any(
                     r.id == waiting.id and r.state in (*ACTIVE_RUN_STATES, "waiting") for r in runs
                 ):
                     break
+            else:
+                delay = 0.0  # still more to do: look again at once
             await self._refresh_card(job, runs)
             if job.pending_posts:
                 await self._flush_posts(self._job(job_id))
         except SlackFailure as exc:
-            job = self._job(job_id)
-            errors = job.errors + 1
-            self.store.set_due(job_id, None, errors=errors)
-            log.warning("job %s: Slack call failed (%s); retrying later", job_id, exc.code)
-            return self.schedule.error_delay(errors)
+            return self._backoff(job_id, f"Slack {exc.code}")
+        if job.errors:
+            self.store.set_errors(job_id, 0)
         return delay
+
+    def _backoff(self, job_id: int, reason: str, retry_after: float | None = None) -> float:
+        """Count one more consecutive failure for the job and wait accordingly."""
+        errors = self.store.add_error(job_id)
+        log.info("job %s: %s; retry %s", job_id, reason, errors)
+        return self.schedule.error_delay(errors, retry_after)
 
     def _job(self, job_id: int) -> Job:
         job = self.store.job(job_id)
         assert job is not None
         return job
-
-    def _run(self, run_id: int) -> Run:
-        run = self.store.run(run_id)
-        assert run is not None
-        return run
 
     # ------------------------------------------------------------ the thread
 
@@ -328,11 +339,12 @@ class JobService:
         channel = job.channel_id
         if channel not in self._joined:
             try:
-                joined = await self.slack.join(channel)
+                if (await self.slack.join(channel)).member:
+                    self._joined.add(channel)
             except SlackFailure as exc:
-                return self.schedule.error_delay(job.errors + 1) if not exc.permanent else None
-            if joined.member:
-                self._joined.add(channel)
+                if not exc.permanent:
+                    return self._backoff(job.id, f"conversations.join: {exc.code}")
+                # Joining is refused (an admin setting, say): posting the card decides.
         card = self._card(job, self.store.runs(job.id))
         key = f"card:{job.id}"
         try:
@@ -344,9 +356,7 @@ class JobService:
                 ts = await self.slack.post(channel, card.payload(), key=key)
         except SlackFailure as exc:
             if not exc.permanent:
-                errors = job.errors + 1
-                self.store.set_due(job.id, None, errors=errors)
-                return self.schedule.error_delay(errors)
+                return self._backoff(job.id, f"posting the card: {exc.code}")
             self._joined.discard(channel)
             log.info("job %s: cannot post in %s (%s): invite hint", job.id, channel, exc.code)
             self.store.abandon_job(job.id, self.clock())
@@ -356,27 +366,29 @@ class JobService:
                 )
                 await self.slack.respond(job.response_url, hint.payload())
             return None
-        self.store.record_card(job.id, ts, channel, _card_hash(card, "new"), self.clock())
+        origin_posts: list[NewPost] = []
         if job.origin_job_id:
             link = await self.slack.permalink(channel, ts)
             notice = messages.new_job_link(permalink=link, sandbox=job.sandbox)
-            self.store.add_posts(
-                job.origin_job_id, None, [NewPost("new_job", notice.payload())], self.clock()
-            )
+            origin_posts.append(NewPost("new_job", notice.payload()))
+        self.store.record_card(
+            job.id, ts, channel, _card_hash(card, "new"), self.clock(), origin_posts=origin_posts
+        )
+        if job.origin_job_id:
             self.wake(job.origin_job_id)
         return None
 
     def _card(self, job: Job, runs: list[Run]) -> Message:
-        visible = [r for r in runs if r.state not in ("retried",)]
+        visible = [r for r in runs if r.state not in HIDDEN_STATES]
         lines = [
-            RunLine(r.number, r.state, _run_label(r, self.clock()), r.download_url) for r in visible
+            RunLine(r.number, r.state, messages.status_label(_run_phase(r)), r.download_url)
+            for r in visible
         ]
         first = MotionRequest.from_json(runs[0].request) if runs else MotionRequest(job.prompt)
-        status = _job_label(job, visible, self.clock())
         return messages.job_card(
             requester=job.requester,
             prompt=job.prompt,
-            status=status,
+            status=_job_label(job, visible, self.clock()),
             runs=lines,
             sandbox=job.sandbox,
             options=_options_text(first),
@@ -403,12 +415,12 @@ class JobService:
             await self.slack.update(job.channel_id, job.thread_ts, card.payload())
         except SlackFailure as exc:
             if not exc.permanent:
-                return  # the next look tries again
+                raise  # the job backs off and edits the card at its next look
             log.warning("job %s: the card cannot be edited (%s)", job.id, exc.code)
         self.store.record_card_update(job.id, new_hash, now)
 
     async def _flush_posts(self, job: Job) -> None:
-        """Send recorded messages in order, each at most once as far as Slack can tell us."""
+        """Send recorded messages in order, each once as far as Slack can tell us."""
         for post in self.store.open_posts(job.id):
             key = f"post:{post.id}"
             if post.state == "sending":
@@ -423,14 +435,16 @@ class JobService:
                 if found:
                     self.store.mark_post_done(post.id, found)
                     continue
+            if post.attempts >= MAX_POST_ATTEMPTS:
+                log.error(
+                    "post %s (%s) dropped after %s attempts", post.id, post.kind, post.attempts
+                )
+                self.store.mark_post_failed(post.id, "too many attempts", give_up=True)
+                continue
             self.store.mark_post_sending(post.id, self.clock())
             try:
-                ts = await self.slack.post(
-                    post.channel_id,
-                    post.payload,
-                    thread_ts=post.thread_ts,
-                    broadcast=post.broadcast,
-                    key=key,
+                ts = await self._post(
+                    post.channel_id, post.payload, post.thread_ts, post.broadcast, key
                 )
             except SlackFailure as exc:
                 if exc.permanent:
@@ -441,28 +455,49 @@ class JobService:
             self.store.mark_post_done(post.id, ts)
         self.store.clear_pending_posts(job.id)
 
+    async def _post(self, channel: str, payload: dict[str, Any], thread_ts: str | None,
+                    broadcast: bool, key: str) -> str:  # fmt: skip
+        """Post; if Slack refuses the layout, the words (which carry every link) still go out."""
+        try:
+            return await self.slack.post(
+                channel, payload, thread_ts=thread_ts, broadcast=broadcast, key=key
+            )
+        except SlackFailure as exc:
+            if exc.code not in BLOCK_ERRORS or not payload.get("blocks"):
+                raise
+            log.warning("Slack refused a layout (%s); posting it as plain text", exc.code)
+            text_only = {"text": payload.get("text") or ""}
+            return await self.slack.post(
+                channel, text_only, thread_ts=thread_ts, broadcast=broadcast, key=key
+            )
+
     # ------------------------------------------------------------ Motion calls
 
     async def _send(self, job: Job, run: Run) -> float | None:
         """Send a waiting run. Recorded as "sending" first: a crash mid-call is never re-sent."""
-        body = MotionRequest.from_json(run.request).to_body()
-        is_followup = job.motion_job_id is not None
+        followup = run.kind == "followup"
+        baseline: tuple[str | None, str | None] = (None, None)
+        if followup:
+            if job.motion_job_id is None:
+                self._reject(job, run, messages.nothing_to_refine(sandbox=job.sandbox), "no job")
+                return None
+            ready = await self._ready_for_followup(job, run)
+            if isinstance(ready, float) or ready is None:
+                return ready
+            baseline = ready
         self.store.mark_sending(
-            run.id,
-            baseline_completed_at=job.motion_completed_at if is_followup else None,
-            baseline_url=job.motion_url if is_followup else None,
-            now=self.clock(),
+            run.id, baseline_completed_at=baseline[0], baseline_url=baseline[1], now=self.clock()
         )
-        now = self.clock()
+        body = MotionRequest.from_json(run.request).to_body()
         try:
-            if is_followup:
+            if followup:
                 assert job.motion_job_id is not None
                 motion_job_id = await self.motion.followup(job.motion_job_id, body)
             else:
                 motion_job_id = await self.motion.create(body)
-        except OutcomeUnknown as exc:
+        except (OutcomeUnknown, httpx.HTTPError) as exc:
             log.warning("job %s run %s: answer lost (%s)", job.id, run.number, exc)
-            if is_followup:
+            if followup:
                 self.store.mark_verifying(run.id)
                 return self.schedule.initial
             self._finish(
@@ -470,149 +505,91 @@ class JobService:
                 run,
                 "unknown",
                 messages.outcome_unknown(
-                    run_number=run.number,
-                    followup=False,
-                    run_id=run.id,
-                    sandbox=job.sandbox,
+                    run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
                 ),
                 error=str(exc),
             )
             return None
         except Conflict as exc:
             if exc.job_status == "failed":
-                self._finish(
-                    job,
-                    run,
-                    "rejected",
-                    messages.followup_on_failed(
-                        job_prompt=job.prompt,
-                        reply_prompt=run.request["prompt"],
-                        sandbox=job.sandbox,
-                        value=str(run.id),
-                    ),
-                    error=exc.message,
-                    react=REACT_FAILED,
-                )
+                offer = messages.followup_on_failed(sandbox=job.sandbox, value=str(run.id))
+                self._reject(job, run, offer, exc.message)
                 return None
             # The job moved on between our look and the call: the followup waits its turn.
             self.store.mark_waiting(run.id)
-            self.store.record_poll(
-                job.id,
-                motion_status=exc.job_status or "running",
-                completed_at=None,
-                url=job.motion_url,
-                now=now,
-            )
-            return await self._requeue_behind_running(job)
+            return self._backoff(job.id, f"409 ({exc.job_status})")
         except ServerRejected as exc:
-            self._finish(
-                job,
-                run,
-                "rejected",
-                messages.motion_server_error(
-                    run_number=run.number,
-                    error=exc.message,
-                    run_id=run.id,
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
+            retry = messages.motion_server_error(
+                run_number=run.number, error=exc.message, run_id=run.id, sandbox=job.sandbox
             )
+            self._reject(job, run, retry, exc.message)
             return None
-        except RateLimited as exc:
-            return self._send_later(job, run, exc, exc.retry_after)
-        except Transient as exc:
-            return self._send_later(job, run, exc, None)
+        except Transient as exc:  # nothing reached Motion, or it said "not now"
+            return self._send_later(job, run, exc)
         except InsufficientCredits as exc:
-            self._finish(
-                job,
-                run,
-                "rejected",
-                messages.insufficient_credits(
-                    balance=exc.current_balance,
-                    minimum=exc.minimum_required,
-                    message=exc.message,
-                    followup=is_followup,
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
+            credits = messages.insufficient_credits(
+                balance=exc.current_balance,
+                minimum=exc.minimum_required,
+                message=exc.message,
+                followup=followup,
+                sandbox=job.sandbox,
             )
+            self._reject(job, run, credits, exc.message)
             return None
-        except BadRequest as exc:
-            self._finish(
-                job,
-                run,
-                "rejected",
-                messages.bad_request(
-                    run_number=run.number,
-                    details=exc.details,
-                    message=exc.message,
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
+        except (AuthenticationError, NotFound) as exc:
+            self._stop(job, run, exc)
+            return None
+        except MotionError as exc:  # 400 and anything else Motion refused outright
+            details = exc.details if isinstance(exc, BadRequest) else []
+            refused = messages.bad_request(
+                run_number=run.number, details=details, message=exc.message, sandbox=job.sandbox
             )
-            return None
-        except AuthenticationError as exc:
-            self._stop(job, run, messages.auth_failed(sandbox=job.sandbox), exc)
-            return None
-        except NotFound as exc:
-            self._stop(job, run, messages.job_not_found(sandbox=job.sandbox), exc)
-            return None
-        except MotionError as exc:
-            self._finish(
-                job,
-                run,
-                "rejected",
-                messages.bad_request(
-                    run_number=run.number,
-                    details=[],
-                    message=exc.message,
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
-            )
+            self._reject(job, run, refused, exc.message)
             return None
         self.store.mark_running(run.id, job.id, motion_job_id, self.clock())
-        self.store.set_due(job.id, None, errors=0)
         if run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, REACT_SENT)
         return self.schedule.initial
 
-    async def _requeue_behind_running(self, job: Job) -> float:
-        errors = job.errors + 1
-        self.store.set_due(job.id, None, errors=errors)
-        return max(self.schedule.initial, self.schedule.error_delay(errors))
-
-    def _send_later(
-        self, job: Job, run: Run, exc: MotionError, retry_after: float | None
-    ) -> float | None:
-        """Motion was not reached or refused for now: nothing was started, try again later."""
-        errors = job.errors + 1
-        self.store.mark_waiting(run.id)
-        if errors >= MAX_SEND_ATTEMPTS:
-            self.store.set_due(job.id, None, errors=0)
-            self._finish(
-                job,
-                run,
-                "rejected",
-                messages.motion_unreachable(
-                    run_number=run.number,
-                    error=exc.message,
-                    run_id=run.id,
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
-            )
+    async def _ready_for_followup(
+        self, job: Job, run: Run
+    ) -> tuple[str | None, str | None] | float | None:
+        """Look at the job right before a followup: Motion takes followups only on a completed
+        job, and the previous run's video must be ready (announced) first. Returns the baseline
+        (completed_at, URL) that tells the new run's answers from the old one's, or when to
+        look again (None: the job is stopped)."""
+        assert job.motion_job_id is not None
+        try:
+            status = await self.motion.status(job.motion_job_id)
+        except RateLimited as exc:
+            return self._backoff(job.id, "429 before a followup", exc.retry_after)
+        except (AuthenticationError, NotFound) as exc:
+            self._stop(job, run, exc)
             return None
-        self.store.set_due(job.id, None, errors=errors)
-        log.info(
-            "job %s run %s: Motion unavailable (%s); retry %s", job.id, run.number, exc, errors
+        except MotionError as exc:
+            return self._backoff(job.id, f"status before a followup: {exc.message}")
+        self.store.record_poll(
+            job.id, None, motion_status=status.status, completed_at=status.completed_at,
+            url=status.download_url, now=self.clock(),
+        )  # fmt: skip
+        if status.status == "failed" or status.download_url:
+            return status.completed_at, status.download_url  # failed: Motion will say 409
+        # Still running (someone used the web app) or rendering: the followup waits its turn.
+        return self.schedule.next_delay(
+            elapsed=0.0, status=status.status, rendering=status.status == "completed"
         )
-        return self.schedule.error_delay(errors, retry_after)
+
+    def _send_later(self, job: Job, run: Run, exc: MotionError) -> float | None:
+        """Motion was not reached or said "not now": nothing started; retry, then report."""
+        self.store.mark_waiting(run.id)
+        if self.store.add_send_attempt(run.id) >= MAX_SEND_ATTEMPTS:
+            unreachable = messages.motion_unreachable(
+                run_number=run.number, error=exc.message, run_id=run.id, sandbox=job.sandbox
+            )
+            self._reject(job, run, unreachable, exc.message)
+            return None
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        return self._backoff(job.id, f"Motion unavailable ({exc.message})", retry_after)
 
     async def _poll(self, job: Job, run: Run) -> tuple[float | None, bool]:
         """One status call; returns (next delay, quiet). Quiet means nothing changed but the
@@ -621,135 +598,83 @@ class JobService:
         try:
             status = await self.motion.status(job.motion_job_id)
         except RateLimited as exc:
-            return self._poll_later(job, exc.retry_after), True
-        except Transient:
-            return self._poll_later(job, None), True
-        except AuthenticationError as exc:
-            self._stop(job, run, messages.auth_failed(sandbox=job.sandbox), exc)
-            return None, False
-        except NotFound as exc:
-            self._stop(job, run, messages.job_not_found(sandbox=job.sandbox), exc)
+            return self._backoff(job.id, "429 on a status call", exc.retry_after), True
+        except (AuthenticationError, NotFound) as exc:
+            self._stop(job, run, exc)
             return None, False
         except InsufficientCredits as exc:  # Motion can run out of credits mid-generation
-            self._finish(
-                job,
-                run,
-                "failed",
-                messages.insufficient_credits(
-                    balance=exc.current_balance,
-                    minimum=exc.minimum_required,
-                    message=exc.message,
-                    followup=run.kind == "followup",
-                    sandbox=job.sandbox,
-                ),
-                error=exc.message,
-                react=REACT_FAILED,
+            credits = messages.insufficient_credits(
+                balance=exc.current_balance,
+                minimum=exc.minimum_required,
+                message=exc.message,
+                followup=run.kind == "followup",
+                sandbox=job.sandbox,
             )
+            self._finish(job, run, "failed", credits, error=exc.message, react=REACT_FAILED)
             return None, False
-        except MotionError:
-            return self._poll_later(job, None), True
+        except MotionError as exc:  # transient: timeouts, 5xx, garbled answers
+            return self._backoff(job.id, f"status call: {exc.message}"), True
         now = self.clock()
-        elapsed = now - (run.sent_at or now)
-        fresh = run.seen_new or _is_new_run(run, status)
-        self.store.record_poll(
-            job.id,
-            run.id if fresh else None,
-            motion_status=status.status,
-            completed_at=status.completed_at,
-            url=status.download_url,
-            now=now,
-        )
-        if not fresh:
+        elapsed = now - (run.sent_at if run.sent_at is not None else now)
+        if not (run.seen_new or _is_new_run(run, status)):
             # Still the previous run's answer (Motion lags after a followup): never settle on it.
-            if run.state == "verifying" and self._verify_polls(job, run) >= VERIFY_POLLS:
-                self._finish(
-                    job,
-                    run,
-                    "unknown",
-                    messages.outcome_unknown(
-                        run_number=run.number,
-                        followup=True,
-                        run_id=run.id,
-                        sandbox=job.sandbox,
-                    ),
-                    error="answer lost; Motion shows no new run",
+            self.store.record_poll(
+                job.id, None, motion_status=status.status, completed_at=status.completed_at,
+                url=status.download_url, now=now,
+            )  # fmt: skip
+            if run.state == "verifying" and elapsed >= VERIFY_LOOKS * self.schedule.initial:
+                unknown = messages.outcome_unknown(
+                    run_number=run.number, followup=True, run_id=run.id, sandbox=job.sandbox
                 )
+                self._finish(job, run, "unknown", unknown, error="answer lost; no new run seen")
                 return None, False
             return self.schedule.initial, True
-        quiet = run.state != "verifying"
+        posts: list[NewPost] = []
         if run.state == "verifying":
-            self.store.mark_running(run.id, job.id, job.motion_job_id, now)
-            self.store.add_posts(
-                job.id,
-                run.id,
-                [
-                    NewPost(
-                        "lost_answer_found",
-                        messages.lost_answer_found(
-                            run_number=run.number, sandbox=job.sandbox
-                        ).payload(),
-                    )
-                ],
-                now,
-            )
+            found = messages.lost_answer_found(run_number=run.number, sandbox=job.sandbox)
+            posts.append(NewPost("lost_answer_found", found.payload()))
             if run.reply_ts and run.reply_channel:
                 self._react_later(run.reply_channel, run.reply_ts, REACT_SENT)
         if status.status == "awaiting_user_input" and run.motion_status != "awaiting_user_input":
-            quiet = False
-            self.store.add_posts(
-                job.id,
-                run.id,
-                [
-                    NewPost(
-                        "awaiting_input",
-                        messages.awaiting_input(
-                            run_number=run.number, sandbox=job.sandbox
-                        ).payload(),
-                    )
-                ],
-                now,
-            )
+            notice = messages.awaiting_input(run_number=run.number, sandbox=job.sandbox)
+            posts.append(NewPost("awaiting_input", notice.payload()))
         if status.status == "completed" and run.motion_status != "completed":
             self._learn(run, status, now)
+        self.store.record_poll(
+            job.id, run.id, motion_status=status.status, completed_at=status.completed_at,
+            url=status.download_url, now=now, posts=posts,
+            run_state="running" if run.state == "verifying" else None,
+        )  # fmt: skip
+        quiet = not posts and run.state != "verifying"
         run.seen_new, run.motion_status, run.last_poll_at = True, status.status, now
 
         if status.status == "failed":
+            failed = messages.job_failed(
+                run_number=run.number, error=status.error, sandbox=job.sandbox
+            )
             self._finish(
-                job,
-                run,
-                "failed",
-                messages.job_failed(
-                    run_number=run.number,
-                    error=status.error,
-                    sandbox=job.sandbox,
-                ),
-                error=status.error or "failed",
-                react=REACT_FAILED,
+                job, run, "failed", failed, error=status.error or "failed", react=REACT_FAILED
             )
             return None, False
         if status.status == "completed":
             if status.render_failed:
-                self._finish(
-                    job,
-                    run,
-                    "failed",
-                    messages.render_failed(run_number=run.number, sandbox=job.sandbox),
-                    error="render failed",
-                )
+                failed = messages.render_failed(run_number=run.number, sandbox=job.sandbox)
+                self._finish(job, run, "failed", failed, error="render failed")
                 return None, False
             if status.download_url:
-                await self._settle_result(job, run, status, elapsed)
+                await self._settle_result(job, run, status)
                 return None, False
-            return self.schedule.next_delay(
-                elapsed=elapsed, status=status.status, rendering=True
-            ), quiet
+            rendering = self.schedule.next_delay(
+                elapsed=elapsed, status="completed", rendering=True
+            )
+            return rendering, quiet
         return self.schedule.next_delay(
             elapsed=elapsed, status=status.status, rendering=False, bucket=_bucket(run)
         ), quiet
 
     def _learn(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run took to generate."""
-        sent_at = run.sent_at or now
+        sent_at = run.sent_at if run.sent_at is not None else now
         seconds = generation_seconds(
             completed_at=_epoch(status.completed_at),
             sent_at=sent_at,
@@ -759,24 +684,16 @@ class JobService:
         self.store.record_generation_time(_bucket(run), seconds, now)
         self.schedule.learn(_bucket(run), seconds)
 
-    def _verify_polls(self, job: Job, run: Run) -> int:
-        return self.store.bump_verify(run.id)
-
-    def _poll_later(self, job: Job, retry_after: float | None) -> float:
-        errors = job.errors + 1
-        self.store.set_due(job.id, None, errors=errors)
-        self.store.count_status_call(job.id)
-        return self.schedule.error_delay(errors, retry_after)
-
-    async def _settle_result(self, job: Job, run: Run, status: JobStatus, elapsed: float) -> None:
+    async def _settle_result(self, job: Job, run: Run, status: JobStatus) -> None:
         """Record the result and every message announcing it in one transaction."""
         assert status.download_url is not None and job.thread_ts is not None
+        expires_at = status.output.expires_at if status.output else None
         parts = messages.result_messages(
             requester=run.author or job.requester,
             run_number=run.number,
             download_url=status.download_url,
             sources=status.sources,
-            expires_at=status.output.expires_at if status.output else None,
+            expires_at=expires_at,
             sandbox=job.sandbox,
         )
         posts = [
@@ -802,36 +719,35 @@ class JobService:
             now=self.clock(),
             download_url=status.download_url,
             completed_at=status.completed_at,
-            expires_at=status.output.expires_at if status.output else None,
+            expires_at=expires_at,
             sources=status.sources,
         )
 
-    def _finish(
-        self,
-        job: Job,
-        run: Run,
-        state: str,
-        message: Message,
-        *,
-        error: str,
-        react: str | None = None,
-    ) -> None:
+    def _finish(self, job: Job, run: Run, state: str, message: Message, *, error: str,
+                react: str | None = None) -> None:  # fmt: skip
         self.store.finish_run(
-            run.id,
-            job.id,
-            state=state,
-            error=error,
-            now=self.clock(),
+            run.id, job.id, state=state, error=error, now=self.clock(),
             posts=[NewPost(state, message.payload())],
-        )
+        )  # fmt: skip
         if react and run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, react)
 
-    def _stop(self, job: Job, run: Run, message: Message, exc: MotionError) -> None:
+    def _reject(self, job: Job, run: Run, message: Message, error: str) -> None:
+        """The run was not started; its reply (if any) gets the "failed" reaction."""
+        self._finish(job, run, "rejected", message, error=error, react=REACT_FAILED)
+
+    def _stop(self, job: Job, run: Run, exc: MotionError) -> None:
+        """Motion no longer answers for this job (401: the key; 404: the job)."""
         log.warning("job %s: Motion answered %s; no longer following it", job.id, exc.status)
+        if isinstance(exc, AuthenticationError):
+            message = messages.auth_failed(sandbox=job.sandbox)
+        else:
+            message = messages.job_not_found(sandbox=job.sandbox)
         self.store.stop_job(
             job.id, run.id, exc.message, [NewPost("stopped", message.payload())], self.clock()
         )
+        if run.reply_ts and run.reply_channel:
+            self._react_later(run.reply_channel, run.reply_ts, REACT_FAILED)
 
 
 def _bucket(run: Run) -> str:
@@ -848,45 +764,46 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def _is_new_run(run: Run, status: JobStatus) -> bool:
-    """Does this status describe `run`, rather than the run before it? (See SPEC: never stale.)"""
-    if run.kind != "followup" or (run.baseline_completed_at is None and run.baseline_url is None):
+    """Does this status describe `run`, rather than the run before it? (SPEC: never stale.)
+
+    Motion's `completed_at` decides when both sides have one; the URL is compared (without its
+    query string, which a signing CDN may change on every call) only when they do not."""
+    baseline_completed, baseline_url = run.baseline_completed_at, run.baseline_url
+    if run.kind != "followup" or (baseline_completed is None and baseline_url is None):
         return True
     if status.status != "completed":
         return True
-    if status.completed_at and status.completed_at != run.baseline_completed_at:
-        return True
-    return bool(status.download_url) and status.download_url != run.baseline_url
+    if status.completed_at and baseline_completed:
+        return status.completed_at != baseline_completed
+    url = status.download_url
+    return bool(url) and _strip_query(url) != _strip_query(baseline_url or "")
 
 
-def _run_label(run: Run, now: float) -> str:
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _run_phase(run: Run) -> str:
+    """The label key for one run, from what is known of it."""
     if run.state in ("running", "verifying"):
         if not run.seen_new:
-            return messages.status_label("queued")
-        if run.motion_status == "completed":
-            return messages.status_label("rendering")
-        return messages.status_label(run.motion_status or "queued", now - (run.sent_at or now))
+            return "queued"
+        return "rendering" if run.motion_status == "completed" else (run.motion_status or "queued")
     if run.state == "sending":
-        return messages.status_label("queued")
-    return messages.status_label(run.state)
+        return "queued"
+    return run.state
 
 
 def _job_phase(job: Job, runs: list[Run]) -> str:
     if job.state == "stopped":
         return "stopped"
-    current = [r for r in runs if r.state not in ("retried",)]
+    current = [r for r in runs if r.state not in HIDDEN_STATES]
     if not current:
         return "new"
-    active = next((r for r in current if r.state in ACTIVE_RUN_STATES), None)
-    run = active or current[-1]
-    if run.state in ("running", "verifying"):
-        if not run.seen_new:
-            return "queued"
-        return "rendering" if run.motion_status == "completed" else (run.motion_status or "queued")
+    run = next((r for r in current if r.state in ACTIVE_RUN_STATES), None) or current[-1]
     if run.state == "waiting":
         return "queued" if job.motion_job_id else "new"
-    if run.state == "sending":
-        return "queued"
-    return run.state
+    return _run_phase(run)
 
 
 def _job_label(job: Job, runs: list[Run], now: float) -> str:

@@ -111,12 +111,18 @@ def timestamp(value: Any) -> str | None:
         return escape(shorten(text, 20))
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack must not turn any plain "@channel" or "#name" into a live mention/link;
+    # every link and mention the app means is already written out as <…>.
+    return {"type": "mrkdwn", "text": shorten(text, MAX_SECTION), "verbatim": True}
+
+
 def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": shorten(text, MAX_SECTION)}}
+    return {"type": "section", "text": _mrkdwn(text)}
 
 
 def context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": shorten(text, MAX_SECTION)}]}
+    return {"type": "context", "elements": [_mrkdwn(text)]}
 
 
 def button(
@@ -348,9 +354,9 @@ def result_messages(
             chunk = []
 
     for line in lines:
-        chunk_len = sum(len(x) + 1 for x in chunk)
-        if chunk and chunk_len + len(line) > MAX_SECTION - 50:
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION - 50:
             flush_chunk()
+        chunk_len = sum(len(x) + 1 for x in chunk)
         if size + chunk_len + len(line) > MAX_MESSAGE_CHARS or len(blocks) >= MAX_BLOCKS - 2:
             flush_chunk()
             messages.append(Message("", blocks))
@@ -362,13 +368,23 @@ def result_messages(
     total = len(messages)
     out = []
     for i, message in enumerate(messages):
-        if i == 0:
-            text = f"{head} {url_line}"
-        else:
-            text = f"Credits for run {run_number}, continued ({i + 1}/{total})"
-            message.blocks.insert(0, context(text))
+        if i > 0:
+            message.blocks.insert(
+                0, context(f"Credits for run {run_number}, continued ({i + 1}/{total})")
+            )
+        # The text repeats the message (link first): it is what is posted if Slack refuses the
+        # blocks, kept within the 4,000 characters Slack handles well in notifications.
+        text = shorten("\n".join(_block_text(b) for b in message.blocks if _block_text(b)), 3_900)
         out.append(with_sandbox(Message(text, message.blocks), sandbox))
     return out
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    if block.get("type") == "section":
+        return str(block["text"]["text"])
+    if block.get("type") == "context":
+        return " ".join(str(e.get("text", "")) for e in block["elements"])
+    return ""
 
 
 def notify_message(
@@ -503,18 +519,27 @@ def motion_unreachable(*, run_number: int, error: str, run_id: int, sandbox: boo
     )
 
 
-def followup_queued(*, position: int, sandbox: bool) -> Message:
-    ahead = "the current run" if position <= 1 else f"the current run and {position - 1} more"
-    return _notice(f"🕒 Noted. I will send this once {ahead} is finished.", sandbox)
-
-
-def followup_on_failed(*, job_prompt: str, reply_prompt: str, sandbox: bool, value: str) -> Message:
+def followup_on_failed(*, sandbox: bool, value: str) -> Message:
     return _notice(
         "❌ Motion does not take followups on a failed job. I can start a new job with the "
         "original prompt and your reply, in a new thread.",
         sandbox,
         [button("Start a new job", "restart_job", value=value, style="primary")],
     )
+
+
+def nothing_to_refine(*, sandbox: bool) -> Message:
+    return _notice(
+        "⚠️ This video never started in Motion, so there is nothing to refine yet. Use the button "
+        "above to send the original request again, or start a new video with `/motion`.",
+        sandbox,
+    )
+
+
+STOPPED_JOB_REPLY = (
+    "I stopped following this job (see above), so replies here can no longer refine it. "
+    "Start a new video with `/motion`."
+)
 
 
 def new_job_link(*, permalink: str | None, sandbox: bool) -> Message:

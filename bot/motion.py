@@ -216,7 +216,7 @@ class MotionClient:
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise Transient(f"could not reach Motion ({type(exc).__name__})") from exc
-            except (httpx.TransportError, TimeoutError) as exc:
+            except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
                 name = type(exc).__name__
                 if write:
                     raise OutcomeUnknown(f"Motion's answer was lost ({name})") from exc

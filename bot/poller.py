@@ -17,6 +17,7 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 IDLE_WAIT = 5.0  # longest sleep between looks at the database when nothing is due
 BATCH_SECONDS = 0.005
+UNEXPECTED_ERROR_DELAY = 30.0  # a bug in one job's step must not spin; the job stays followed
 
 
 class Poller:
@@ -44,6 +45,10 @@ class Poller:
     def busy(self) -> int:
         return len(self._tasks)
 
+    @property
+    def alive(self) -> bool:
+        return self._runner is not None and not self._runner.done()
+
     def wake(self, job_id: int) -> None:
         """Something new for this job (a command, a reply, a button): look at it now."""
         if job_id in self._tasks:
@@ -57,14 +62,15 @@ class Poller:
 
     async def _run(self) -> None:
         while not self._stopping:
-            try:
-                self._claim_due()
-            except Exception:
-                log.exception("poller: claiming due jobs failed")
             timeout = IDLE_WAIT
-            next_due = self.store.next_due_at()
-            if next_due is not None and len(self._tasks) < self.concurrency:
-                timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
+            try:  # a database hiccup must not end the loop: every job depends on it
+                self._claim_due()
+                next_due = self.store.next_due_at()
+                if next_due is not None and len(self._tasks) < self.concurrency:
+                    timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
+            except Exception:
+                log.exception("poller: claiming due jobs failed; trying again shortly")
+                timeout = 1.0
             self._event.clear()
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
@@ -92,13 +98,13 @@ class Poller:
             raise
         except Exception:
             log.exception("job %s: unexpected error; will look again shortly", job_id)
-            delay = 30.0
+            delay = UNEXPECTED_ERROR_DELAY
         finally:
             self.advanced += 1
             self._tasks.pop(job_id, None)
             if job_id in self._rewake:
                 self._rewake.discard(job_id)
-                delay = 0.0 if delay is None else min(delay, 0.0)
+                delay = 0.0
             with contextlib.suppress(Exception):
                 self.store.set_due(job_id, None if delay is None else self.clock() + delay)
             self._event.set()

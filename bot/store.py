@@ -4,7 +4,8 @@ Write paths that change more than one row start with `BEGIN IMMEDIATE` (`_write`
 mode a plain `BEGIN` that reads and then writes fails with "database is locked" when another
 connection wrote in between, and the busy timeout does not help there.
 Messages for Slack are recorded here (the `posts` outbox) in the same transaction as the state
-change that causes them, so a crash can neither lose them nor make them twice.
+change that causes them, so a crash cannot lose them; the sender looks for a post in Slack
+before repeating one whose answer it never saw.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def m001_initial(db: Database) -> None:
             "baseline_completed_at": str,
             "baseline_url": str,
             "seen_new": int,
-            "verify_polls": int,
+            "attempts": int,
             "last_poll_at": float,
             "motion_status": str,
             "started_at": float,
@@ -167,7 +168,7 @@ class Run:
     baseline_completed_at: str | None
     baseline_url: str | None
     seen_new: bool
-    verify_polls: int | None
+    attempts: int | None
     last_poll_at: float | None
     motion_status: str | None
     started_at: float | None
@@ -228,10 +229,11 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # a failed COMMIT must not leave the transaction open
             raise
-        conn.execute("COMMIT")
 
     def ping(self) -> bool:
         return self.db.execute("SELECT 1").fetchone() == (1,)
@@ -325,7 +327,7 @@ class Store:
         """Take up to `limit` due jobs, oldest due first, clearing their due time.
 
         A cleared due time is restored by the worker when it finishes, and by
-        `recover_interrupted` after a crash, so a claimed job is never forgotten.
+        `resume_all` after a crash, so a claimed job is never forgotten.
         """
         rows = self.db.execute(
             "SELECT id, due_at FROM jobs WHERE due_at IS NOT NULL AND due_at <= ?"
@@ -355,6 +357,21 @@ class Store:
                 "UPDATE jobs SET due_at = ?, errors = ? WHERE id = ?", (due_at, errors, job_id)
             )
 
+    def add_error(self, job_id: int) -> int:
+        """One more consecutive failure for this job; returns how many in a row."""
+        self.db.execute("UPDATE jobs SET errors = errors + 1 WHERE id = ?", (job_id,))
+        return self.db.execute("SELECT errors FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+
+    def set_errors(self, job_id: int, errors: int) -> None:
+        self.db.execute("UPDATE jobs SET errors = ? WHERE id = ?", (errors, job_id))
+
+    def add_send_attempt(self, run_id: int) -> int:
+        """One more try at sending this run that did not reach Motion; returns the count."""
+        self.db.execute(
+            "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ?", (run_id,)
+        )
+        return self.db.execute("SELECT attempts FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+
     def wake(self, job_id: int, now: float) -> None:
         """Make the job due now unless it is already due sooner."""
         self.db.execute(
@@ -363,13 +380,26 @@ class Store:
         )
 
     def record_card(
-        self, job_id: int, thread_ts: str, channel_id: str, card_hash: str, now: float
+        self,
+        job_id: int,
+        thread_ts: str,
+        channel_id: str,
+        card_hash: str,
+        now: float,
+        origin_posts: list[NewPost] | None = None,
     ) -> None:
-        self.db.execute(
-            "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_hash = ?,"
-            " card_updated_at = ?, updated_at = ? WHERE id = ?",
-            (thread_ts, channel_id, card_hash, now, now, job_id),
-        )
+        """The thread exists. The command's response_url is forgotten: it is a capability
+        that is no longer needed. A job started from an older one links back in the same step."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_hash = ?,"
+                " card_updated_at = ?, updated_at = ?, response_url = NULL WHERE id = ?",
+                (thread_ts, channel_id, card_hash, now, now, job_id),
+            )
+            origin = conn.execute("SELECT origin_job_id FROM jobs WHERE id = ?", (job_id,))
+            origin_id = origin.fetchone()[0]
+            if origin_id and origin_posts:
+                self._add_posts(conn, origin_id, None, origin_posts, now)
 
     def record_card_update(self, job_id: int, card_hash: str, now: float) -> None:
         self.db.execute(
@@ -381,7 +411,8 @@ class Store:
         """No thread could be made: nothing was sent to Motion, nothing more will be."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE jobs SET state = 'abandoned', due_at = NULL, updated_at = ? WHERE id = ?",
+                "UPDATE jobs SET state = 'abandoned', due_at = NULL, response_url = NULL,"
+                " updated_at = ? WHERE id = ?",
                 (now, job_id),
             )
             conn.execute(
@@ -414,9 +445,14 @@ class Store:
         completed_at: str | None,
         url: str | None,
         now: float,
+        posts: list[NewPost] | None = None,
+        run_state: str | None = None,
     ) -> None:
-        """What a status call said, in one transaction; `run_id` when it was that run's answer
-        (not the previous run's, which Motion keeps showing for a while after a followup)."""
+        """What a status call said, with the messages it calls for, in one transaction.
+
+        `run_id` when it was that run's own answer (not the previous run's, which Motion keeps
+        showing for a while after a followup); `run_state` to move the run on (a followup whose
+        answer was lost, found running)."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE jobs SET motion_status = ?, motion_completed_at = ?, motion_url = ?,"
@@ -425,10 +461,11 @@ class Store:
             )
             if run_id is not None:
                 conn.execute(
-                    "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ?"
-                    " WHERE id = ?",
-                    (motion_status, now, run_id),
+                    "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ?,"
+                    " state = COALESCE(?, state) WHERE id = ?",
+                    (motion_status, now, run_state, run_id),
                 )
+            self._add_posts(conn, job_id, run_id, posts or [], now)
 
     def count_status_call(self, job_id: int) -> None:
         self.db.execute("UPDATE jobs SET status_calls = status_calls + 1 WHERE id = ?", (job_id,))
@@ -544,15 +581,6 @@ class Store:
             self._insert_run(conn, new_job, 1, "create", request, requester, None, None, now)
         return new_job
 
-    def bump_verify(self, run_id: int) -> int:
-        """Count the status calls spent looking for a followup whose answer was lost."""
-        self.db.execute(
-            "UPDATE runs SET verify_polls = COALESCE(verify_polls, 0) + 1 WHERE id = ?", (run_id,)
-        )
-        return self.db.execute("SELECT verify_polls FROM runs WHERE id = ?", (run_id,)).fetchone()[
-            0
-        ]
-
     def copy_run(self, run_id: int, author: str, now: float) -> int | None:
         """A new waiting run with the same request, for "send it again"; only once per run."""
         with self._write() as conn:
@@ -572,16 +600,11 @@ class Store:
                 conn, job_id, number, kind, json.loads(request), author, None, None, now
             )
             conn.execute(
-                "UPDATE jobs SET state = CASE WHEN state = 'stopped' THEN 'open' ELSE state END,"
-                " due_at = ? WHERE id = ?",
-                (now, job_id),
+                "UPDATE jobs SET state = CASE WHEN state = 'stopped' THEN 'open' ELSE state END"
+                " WHERE id = ?",
+                (job_id,),
             )
         return new_id
-
-    def waiting_count(self, job_id: int) -> int:
-        return self.db.execute(
-            "SELECT COUNT(*) FROM runs WHERE job_id = ? AND state = 'waiting'", (job_id,)
-        ).fetchone()[0]
 
     def mark_sending(
         self,
@@ -682,8 +705,8 @@ class Store:
         """
         with self._write() as conn:
             conn.execute(
-                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open')"
-                " AND (state = 'new' OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
+                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open',"
+                " 'stopped') AND (state = 'new' OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
                 " AND runs.state IN ('waiting', 'verifying', 'running')) OR EXISTS (SELECT 1"
                 " FROM posts WHERE posts.job_id = jobs.id AND posts.state IN ('due', 'sending')))",
                 (now,),

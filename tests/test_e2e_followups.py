@@ -367,3 +367,90 @@ async def test_motion_list_shows_the_callers_recent_jobs_with_thread_links(
     assert "the first video" in text and "a video for bob" not in text
     assert f"p{thread.replace('.', '')}" in text
     assert "1 run" in text
+
+
+async def test_a_409_because_the_job_moved_on_puts_the_followup_back_in_the_queue(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    harness.sandbox.fault(
+        "followup",
+        status=409,
+        body=json.dumps(
+            {
+                "error": "followup_requires_completed_job",
+                "message": "Followups can only be created for completed Mosaic Motion jobs.",
+                "status": "running",
+            }
+        ),
+    )
+    reply = harness.reply_event(thread, "keep this one")
+    await harness.event(reply)
+    await until(lambda: len(ready_posts(harness, thread)) == 2, what="run 2 after the 409")
+    assert followup_prompts(harness) == ["keep this one"]  # accepted once
+    await assert_counts(harness, creates=1, followups=2, posts=3, reactions=2)
+
+
+async def test_a_reply_to_a_job_that_never_started_is_not_sent_as_a_new_video(
+    harness: Harness,
+) -> None:
+    harness.sandbox.set_balance(0, minimum=300)
+    await harness.start()
+    await harness.command("no credits left")
+    card = (await until(lambda: harness.cards()))[0]
+    await until(lambda: [m for m in harness.bot_replies(card["ts"]) if "credits" in m["text"]])
+    harness.sandbox.set_balance(None)
+    reply = harness.reply_event(card["ts"], "try anyway")
+    await harness.event(reply)
+    notice = await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "nothing to refine" in m["text"]]
+    )
+    assert len(notice) == 1
+    await until(lambda: harness.slack.reactions("C0PUBLIC", reply["ts"])[-1:] == ["x"])
+    await assert_counts(harness, creates=1, followups=0, posts=3, reactions=2)
+
+
+async def test_every_queued_followup_is_settled_even_when_each_is_refused(
+    harness: Harness,
+) -> None:
+    harness.sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=0.8, render_s=0.1))
+    await harness.start()
+    await harness.command("a busy thread")
+    card = (await until(lambda: harness.cards()))[0]
+    credits = json.dumps(
+        {
+            "error": "insufficient_credits",
+            "code": "insufficient_credits_minimum_kickoff_balance",
+            "message": "Not enough credits.",
+            "minimum_required_credits": 1,
+            "current_balance": 0,
+        }
+    )
+    harness.sandbox.fault("followup", status=402, body=credits, times=4)
+    replies = [harness.reply_event(card["ts"], f"change {i}") for i in range(4)]
+    for reply in replies:
+        await harness.event(reply)
+    await until(
+        lambda: len([m for m in harness.bot_replies(card["ts"]) if "Not enough" in m["text"]]) == 4,
+        what="four refusals",
+    )
+    for reply in replies:
+        await until(lambda r=reply: harness.slack.reactions("C0PUBLIC", r["ts"])[-1:] == ["x"])
+    await assert_counts(harness, creates=1, followups=4, posts=6, reactions=8)
+
+
+async def test_a_reply_in_a_stopped_job_is_answered_not_left_waiting(harness: Harness) -> None:
+    await harness.start()
+    harness.sandbox.fault("status", status=404, body='{"error": "not_found"}', times=50)
+    await harness.command("a job Motion will forget")
+    card = (await until(lambda: harness.cards()))[0]
+    await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "no longer knows" in m["text"]]
+    )
+    reply = harness.reply_event(card["ts"], "hello?")
+    await harness.event(reply)
+    answer = await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "stopped following" in m["text"]]
+    )
+    assert len(answer) == 1
+    await assert_counts(harness, creates=1, followups=0, posts=3, reactions=1)

@@ -460,9 +460,10 @@ BUILDERS: dict[str, Callable[[bool], Message | list[Message]]] = {
     "motion_unreachable": lambda s: m.motion_unreachable(
         run_number=1, error=HOSTILE, run_id=7, sandbox=s
     ),
-    "followup_queued": lambda s: m.followup_queued(position=3, sandbox=s),
-    "followup_on_failed": lambda s: m.followup_on_failed(
-        job_prompt=HOSTILE, reply_prompt=HOSTILE, sandbox=s, value="7"
+    "followup_on_failed": lambda s: m.followup_on_failed(sandbox=s, value="7"),
+    "nothing_to_refine": lambda s: m.nothing_to_refine(sandbox=s),
+    "motion_server_error": lambda s: m.motion_server_error(
+        run_number=1, error=HOSTILE, run_id=7, sandbox=s
     ),
     "new_job_link": lambda s: m.new_job_link(
         permalink="https://x.slack.com/archives/C1/p1", sandbox=s

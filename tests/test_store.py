@@ -119,7 +119,7 @@ def test_followups_are_numbered_in_order(store: Store) -> None:
         (2, "followup"),
         (3, "followup"),
     ]
-    assert store.waiting_count(job_id) == 3
+    assert sum(1 for r in store.runs(job_id) if r.state == "waiting") == 3
 
 
 def test_the_same_reply_twice_makes_one_followup(store: Store) -> None:
@@ -323,3 +323,16 @@ def test_copy_run_refuses_a_run_that_is_not_unknown_or_rejected(store: Store) ->
     store.finish_run(run_id, job_id, state="done", posts=[], now=T0)
     assert store.copy_run(run_id, "U2", T0) is None
     assert len(store.runs(job_id)) == 1
+
+
+def test_a_failed_commit_does_not_leave_the_transaction_open(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "c.db"))
+    try:
+        with store._write() as conn:
+            conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 1)")
+            conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 2)")  # unique key
+    except sqlite3.IntegrityError:
+        pass
+    assert not store.db.conn.in_transaction
+    assert store.claim_event("b", 3.0)  # the next write works
+    store.close()

@@ -143,7 +143,9 @@ class Settings:
 
         port = _number(get("PORT") or "3000", "PORT", int, problems)
         if port is not None and not 0 <= port <= 65535:
-            problems.append(f"PORT must be between 1 and 65535, got {port}.")
+            problems.append(
+                f"PORT must be between 1 and 65535 (or 0 for any free port), got {port}."
+            )
 
         motion_key = get("MOTION_API_KEY")
         if motion_key is not None and not motion_key.startswith("motion_"):

@@ -205,24 +205,28 @@ class MotionClient:
         return JobStatus.parse(data, job_id)
 
     async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
-        async with self._limit:
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            self.calls += 1
-            try:
-                # The overall deadline covers a server that trickles bytes past the read timeout.
-                response = await asyncio.wait_for(
-                    self._client.request(method, path, json=body), self._deadline
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise Transient(f"could not reach Motion ({type(exc).__name__})") from exc
-            except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
-                name = type(exc).__name__
-                if write:
-                    raise OutcomeUnknown(f"Motion's answer was lost ({name})") from exc
-                raise Transient(f"Motion did not answer ({name})") from exc
-            finally:
-                self.in_flight -= 1
+        try:  # waiting for a free slot counts against the same deadline as the call itself
+            await asyncio.wait_for(self._limit.acquire(), self._deadline)
+        except TimeoutError as exc:
+            raise Transient("too many Motion calls in flight; nothing was sent") from exc
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.calls += 1
+        try:
+            # The overall deadline covers a server that trickles bytes past the read timeout.
+            response = await asyncio.wait_for(
+                self._client.request(method, path, json=body), self._deadline
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Transient(f"could not reach Motion ({type(exc).__name__})") from exc
+        except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
+            name = type(exc).__name__
+            if write:
+                raise OutcomeUnknown(f"Motion's answer was lost ({name})") from exc
+            raise Transient(f"Motion did not answer ({name})") from exc
+        finally:
+            self.in_flight -= 1
+            self._limit.release()
         return _raise_for(response, write=write)
 
 

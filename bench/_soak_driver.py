@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import random
@@ -41,7 +40,7 @@ import httpx
 
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, Harness
-from tests.doubles.slack_web import SlackDouble
+from tests.doubles.slack_web import SlackDouble, signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0PUBLIC"
@@ -164,15 +163,7 @@ class SlackSide(Harness):
         timestamp: int | None = None,
         secret: str = SIGNING_SECRET,
     ) -> httpx.Response:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        base = f"v0:{ts}:{body}".encode()
-        signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-        all_headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature,
-            **(headers or {}),
-        }
+        all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
         return await self.http.post(
             f"http://127.0.0.1:{self.port}/slack/events", content=body, headers=all_headers
         )

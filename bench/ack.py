@@ -13,8 +13,6 @@ Targets: p99 < 100 ms at 50 concurrent, < 1 s at 200, zero lost.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import sqlite3
 import sys
 import time
@@ -26,20 +24,14 @@ from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, running_app
 from _common import percentile, verdict
 
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
-from tests.doubles.slack_web import SlackDouble
+from tests.doubles.slack_web import SlackDouble, signed_headers
 
 ROUNDS = (50, 200)
 TARGETS = {50: 0.100, 200: 1.0}
 
 
 def signed(body: str) -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": "v0=" + digest.hexdigest(),
-    }
+    return signed_headers(body, SIGNING_SECRET, "application/x-www-form-urlencoded")
 
 
 async def fire(port: int, slack: SlackDouble, prompts: list[str]) -> list[tuple[int, float]]:

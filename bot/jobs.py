@@ -250,15 +250,7 @@ class JobService:
                 self.store.mark_verifying(run.id)
                 continue
             log.warning("job %s: create was in flight at the last stop", job.id)
-            self._finish(
-                job,
-                run,
-                "unknown",
-                messages.outcome_unknown(
-                    run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
-                ),
-                error="process stopped before Motion answered",
-            )
+            self._create_unknown(job, run, "process stopped before Motion answered")
         self.store.forget_events_before(now - 7 * 86400)
         for bucket, seconds in self.store.generation_times():
             self.schedule.learn(bucket, seconds)
@@ -500,15 +492,7 @@ class JobService:
             if followup:
                 self.store.mark_verifying(run.id)
                 return self.schedule.initial
-            self._finish(
-                job,
-                run,
-                "unknown",
-                messages.outcome_unknown(
-                    run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
-                ),
-                error=str(exc),
-            )
+            self._create_unknown(job, run, str(exc))
             return None
         except Conflict as exc:
             if exc.job_status == "failed":
@@ -731,6 +715,13 @@ class JobService:
         )  # fmt: skip
         if react and run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, react)
+
+    def _create_unknown(self, job: Job, run: Run, error: str) -> None:
+        """A create whose answer never came: say so, offer a resend, never resend alone."""
+        unknown = messages.outcome_unknown(
+            run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
+        )
+        self._finish(job, run, "unknown", unknown, error=error)
 
     def _reject(self, job: Job, run: Run, message: Message, error: str) -> None:
         """The run was not started; its reply (if any) gets the "failed" reaction."""

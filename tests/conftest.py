@@ -4,8 +4,6 @@ in HTTP mode, driven by signed requests exactly as Slack would send them."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +17,7 @@ import pytest
 from bot.app import MotionBot
 from bot.config import Settings
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
-from tests.doubles.slack_web import SlackDouble
+from tests.doubles.slack_web import SlackDouble, signed_headers
 
 SIGNING_SECRET = "test-signing-secret-1234"
 BOT_TOKEN = "xoxb-test-token-123456"
@@ -101,17 +99,7 @@ class Harness:
         timestamp: int | None = None,
         secret: str = SIGNING_SECRET,
     ) -> httpx.Response:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        signature = (
-            "v0="
-            + hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-        )
-        all_headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature,
-            **(headers or {}),
-        }
+        all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
         return await self.http.post(
             f"http://127.0.0.1:{self.bot.port}/slack/events", content=body, headers=all_headers
         )

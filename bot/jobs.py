@@ -176,7 +176,8 @@ class JobService:
         if run_id is None:
             return ReplyOutcome("duplicate")
         self._react_later(channel_id, ts, REACT_QUEUED)
-        self.wake(job.id)
+        if not self.store.has_active_run(job.id):
+            self.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
         return ReplyOutcome("queued", run_id)
 
     def retry_run(self, run_id: int, user_id: str) -> bool:

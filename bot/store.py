@@ -480,6 +480,14 @@ class Store:
         rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
         return [_run(r) for r in rows]
 
+    def has_active_run(self, job_id: int) -> bool:
+        marks = ",".join("?" * len(ACTIVE_RUN_STATES))
+        row = self.db.execute(
+            f"SELECT 1 FROM runs WHERE job_id = ? AND state IN ({marks}) LIMIT 1",
+            (job_id, *ACTIVE_RUN_STATES),
+        ).fetchone()
+        return row is not None
+
     def add_followup(
         self,
         job_id: int,

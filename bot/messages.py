@@ -586,6 +586,10 @@ def invite_hint(*, channel_is_dm: bool, sandbox: bool) -> Message:
     return with_sandbox(Message(text, [section(text)]), sandbox)
 
 
+def already_done(what: str, sandbox: bool) -> Message:
+    return with_sandbox(Message(f"ℹ️ {escape(what)}"), sandbox)
+
+
 def accepted(sandbox: bool) -> Message:
     return with_sandbox(
         Message("🎬 Starting your video: its card will appear in this channel in a moment."),

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot import messages
 from bot.jobs import JobService
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ def register(app: AsyncApp, service: JobService) -> None:
         user = (body.get("user") or {}).get("id") or ""
         if not _int(action.get("value")) or not service.retry_run(int(action["value"]), user):
             await respond(
-                text="This was already sent again (or is no longer needed).",
+                **messages.already_done(
+                    "This was already sent again (or is no longer needed).", service.sandbox
+                ).payload(),
                 response_type="ephemeral",
                 replace_original=False,
             )
@@ -41,7 +44,9 @@ def register(app: AsyncApp, service: JobService) -> None:
         value = action.get("value")
         if not _int(value) or service.restart_job(int(value), user, team) is None:
             await respond(
-                text="A new job was already started from this reply.",
+                **messages.already_done(
+                    "A new job was already started from this reply.", service.sandbox
+                ).payload(),
                 response_type="ephemeral",
                 replace_original=False,
             )

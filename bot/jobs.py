@@ -51,7 +51,9 @@ REACT_FAILED = "x"
 CARD_MIN_INTERVAL = 15.0  # seconds between progress-only edits of one card
 PROGRESS_EDITS_PER_MINUTE = 30  # across all cards: chat.update is Tier 3 (~50/min a workspace)
 MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
-MAX_POST_ATTEMPTS = 8  # a Slack post failing this often is dropped (and logged)
+MAX_POST_ATTEMPTS = 8  # a Slack post failing this often, for this long, is dropped (and logged)
+POST_GIVE_UP_SECONDS = 6 * 3600
+SENDING_GRACE = 60.0  # longer than any Motion call may take (timeout + slot wait)
 MAX_STEPS = 20  # runs settled in one look before yielding to other jobs
 VERIFY_LOOKS = 40  # look this many initial waits (2 min by default) for a lost followup
 HIDDEN_STATES = ("retried",)  # superseded by the run "Send it again" made
@@ -113,6 +115,7 @@ class JobService:
         self._progress_edits = TokenBucket(rate=PROGRESS_EDITS_PER_MINUTE / 60, burst=10)
         self._background: set[asyncio.Task[None]] = set()
         self.stopping = False
+        self._backed_off: set[int] = set()  # jobs whose current look hit a failure
 
     # ------------------------------------------------------------ intake (listeners call these)
 
@@ -246,12 +249,7 @@ class JobService:
         """
         now = self.clock()
         for run in self.store.interrupted_runs():
-            job = self._job(run.job_id)
-            if run.kind == "followup" and job.motion_job_id:
-                self.store.mark_verifying(run.id)
-                continue
-            log.warning("job %s: create was in flight at the last stop", job.id)
-            self._create_unknown(job, run, "process stopped before Motion answered")
+            self._settle_interrupted(self._job(run.job_id), run)
         self.store.forget_events_before(now - 7 * 86400)
         for bucket, seconds in self.store.generation_times():
             self.schedule.learn(bucket, seconds)
@@ -278,9 +276,15 @@ class JobService:
                 active = next((r for r in runs if r.state in ACTIVE_RUN_STATES), None)
                 if active is not None:
                     if active.state == "sending":
-                        # Only a cancelled call leaves this behind; recover() settles it.
-                        delay = None
-                        break
+                        # A call interrupted in this process (cancelled, or a failed write
+                        # after it): once its deadline has passed, settle it as a restart would.
+                        sent_at = active.sent_at if active.sent_at is not None else 0.0
+                        if self.clock() - sent_at < SENDING_GRACE:
+                            delay = SENDING_GRACE
+                            break
+                        self._settle_interrupted(job, active)
+                        job, runs = self._job(job_id), self.store.runs(job_id)
+                        continue
                     delay, quiet = await self._poll(job, active)
                     if quiet:  # the common case: still going, nothing to re-read
                         break
@@ -310,13 +314,19 @@ class JobService:
                 await self._flush_posts(self._job(job_id))
         except SlackFailure as exc:
             return self._backoff(job_id, f"Slack {exc.code}")
-        if job.errors:
-            self.store.set_errors(job_id, 0)
+        finally:
+            backed_off = job_id in self._backed_off
+            self._backed_off.discard(job_id)
+        if job.errors and not backed_off:
+            self.store.set_errors(job_id, 0)  # a clean look ends a run of failures
+        if job.pending_posts:
+            self.store.clear_pending_posts(job_id)  # only now: the card shows the change too
         return delay
 
     def _backoff(self, job_id: int, reason: str, retry_after: float | None = None) -> float:
         """Count one more consecutive failure for the job and wait accordingly."""
         errors = self.store.add_error(job_id)
+        self._backed_off.add(job_id)
         log.info("job %s: %s; retry %s", job_id, reason, errors)
         return self.schedule.error_delay(errors, retry_after)
 
@@ -423,12 +433,17 @@ class JobService:
                         post.channel_id, post.thread_ts, key, since=post.created_at
                     )
                 except SlackFailure as exc:
-                    log.warning("post %s: could not check the thread (%s)", post.id, exc.code)
+                    if not exc.permanent:
+                        raise  # ask again later rather than risk a second copy
+                    log.warning("post %s: cannot check the thread (%s)", post.id, exc.code)
                     found = None  # err on the side of posting: a lost result is worse
                 if found:
                     self.store.mark_post_done(post.id, found)
                     continue
-            if post.attempts >= MAX_POST_ATTEMPTS:
+            if (
+                post.attempts >= MAX_POST_ATTEMPTS
+                and self.clock() - post.created_at > POST_GIVE_UP_SECONDS
+            ):
                 log.error(
                     "post %s (%s) dropped after %s attempts", post.id, post.kind, post.attempts
                 )
@@ -446,7 +461,6 @@ class JobService:
                     continue
                 raise
             self.store.mark_post_done(post.id, ts)
-        self.store.clear_pending_posts(job.id)
 
     async def _post(self, channel: str, payload: dict[str, Any], thread_ts: str | None,
                     broadcast: bool, key: str) -> str:  # fmt: skip
@@ -475,8 +489,10 @@ class JobService:
                 self._reject(job, run, messages.nothing_to_refine(sandbox=job.sandbox), "no job")
                 return None
             ready = await self._ready_for_followup(job, run)
-            if isinstance(ready, float) or ready is None:
+            if not isinstance(ready, tuple):
                 return ready
+            if self.stopping:
+                return 0.0
             baseline = ready
         self.store.mark_sending(
             run.id, baseline_completed_at=baseline[0], baseline_url=baseline[1], now=self.clock()
@@ -488,7 +504,7 @@ class JobService:
                 motion_job_id = await self.motion.followup(job.motion_job_id, body)
             else:
                 motion_job_id = await self.motion.create(body)
-        except (OutcomeUnknown, httpx.HTTPError) as exc:
+        except (OutcomeUnknown, httpx.HTTPError, ValueError, OSError) as exc:
             log.warning("job %s run %s: answer lost (%s)", job.id, run.number, exc)
             if followup:
                 self.store.mark_verifying(run.id)
@@ -501,8 +517,7 @@ class JobService:
                 self._reject(job, run, offer, exc.message)
                 return None
             # The job moved on between our look and the call: the followup waits its turn.
-            self.store.mark_waiting(run.id)
-            return self._backoff(job.id, f"409 ({exc.job_status})")
+            return self._send_later(job, run, exc)
         except ServerRejected as exc:
             retry = messages.motion_server_error(
                 run_number=run.number, error=exc.message, run_id=run.id, sandbox=job.sandbox
@@ -551,13 +566,23 @@ class JobService:
         except (AuthenticationError, NotFound) as exc:
             self._stop(job, run, exc)
             return None
+        except InsufficientCredits as exc:
+            credits = messages.insufficient_credits(
+                balance=exc.current_balance,
+                minimum=exc.minimum_required,
+                message=exc.message,
+                followup=True,
+                sandbox=job.sandbox,
+            )
+            self._reject(job, run, credits, exc.message)
+            return None
         except MotionError as exc:
             return self._backoff(job.id, f"status before a followup: {exc.message}")
         self.store.record_poll(
             job.id, None, motion_status=status.status, completed_at=status.completed_at,
             url=status.download_url, now=self.clock(),
         )  # fmt: skip
-        if status.status == "failed" or status.download_url:
+        if status.status == "failed" or status.render_failed or status.download_url:
             return status.completed_at, status.download_url  # failed: Motion will say 409
         # Still running (someone used the web app) or rendering: the followup waits its turn.
         return self.schedule.next_delay(
@@ -613,7 +638,12 @@ class JobService:
                 )
                 self._finish(job, run, "unknown", unknown, error="answer lost; no new run seen")
                 return None, False
-            return self.schedule.initial, True
+            if elapsed < VERIFY_LOOKS * self.schedule.initial:
+                return self.schedule.initial, True
+            # Accepted, yet still shown as the previous run for long: keep looking, less often.
+            return self.schedule.next_delay(
+                elapsed=elapsed, status="running", rendering=False
+            ), True
         posts: list[NewPost] = []
         if run.state == "verifying":
             found = messages.lost_answer_found(run_number=run.number, sandbox=job.sandbox)
@@ -716,6 +746,15 @@ class JobService:
         )  # fmt: skip
         if react and run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, react)
+
+    def _settle_interrupted(self, job: Job, run: Run) -> None:
+        """A Motion write whose answer this process never saw: a followup can be checked
+        against the job's status; a create cannot, so its thread is told."""
+        if run.kind == "followup" and job.motion_job_id:
+            self.store.mark_verifying(run.id)
+            return
+        log.warning("job %s: the create of run %s was interrupted", job.id, run.number)
+        self._create_unknown(job, run, "interrupted before Motion answered")
 
     def _create_unknown(self, job: Job, run: Run, error: str) -> None:
         """A create whose answer never came: say so, offer a resend, never resend alone."""

@@ -714,7 +714,7 @@ class Store:
         with self._write() as conn:
             conn.execute(
                 "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open',"
-                " 'stopped') AND (state = 'new' OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
+                " 'stopped') AND (state = 'new' OR pending_posts = 1 OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
                 " AND runs.state IN ('waiting', 'verifying', 'running')) OR EXISTS (SELECT 1"
                 " FROM posts WHERE posts.job_id = jobs.id AND posts.state IN ('due', 'sending')))",
                 (now,),

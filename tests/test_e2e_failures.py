@@ -902,3 +902,17 @@ async def test_create_answered_with_motions_own_500_is_reported_not_resent(
     await until(lambda: results(harness, card["ts"]), what="the result after Try again")
     assert harness.sandbox.count("create") == 2
     assert len(harness.sandbox.creates) == 1  # only the second one took effect
+
+
+async def test_a_lost_post_is_not_repeated_while_the_thread_cannot_be_checked(
+    harness: Harness,
+) -> None:
+    harness.sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.1))
+    await harness.start()
+    card = await run_command(harness, PROMPT)
+    harness.slack.fail_next("chat.postMessage", drop="after")  # the result: posted, answer lost
+    harness.slack.fail_next("conversations.replies", status=500, times=2)  # can't check at first
+    await wait_card(harness, card["ts"], "✅ Done")
+    await settle(0.5)
+    assert len(results(harness, card["ts"])) == 1
+    assert len(harness.slack.calls("conversations.replies")) == 3

@@ -454,3 +454,35 @@ async def test_a_reply_in_a_stopped_job_is_answered_not_left_waiting(harness: Ha
     )
     assert len(answer) == 1
     await assert_counts(harness, creates=1, followups=0, posts=3, reactions=1)
+
+
+async def test_a_followup_after_a_failed_render_is_sent(harness: Harness) -> None:
+    harness.sandbox.plan_next(
+        JobPlan(queued_s=0.05, created_s=0.05, running_s=0.2, render_s=0.1, render_fails=True)
+    )
+    await harness.start()
+    await harness.command("render me")
+    card = (await until(lambda: harness.cards()))[0]
+    await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "could not render" in m["text"]]
+    )
+    await harness.event(harness.reply_event(card["ts"], "try the render again"))
+    await until(lambda: ready_posts(harness, card["ts"]), what="run 2's result")
+    assert followup_prompts(harness) == ["try the render again"]
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
+
+
+async def test_a_followup_refused_with_409_again_and_again_is_reported_not_retried_forever(
+    harness: Harness,
+) -> None:
+    thread = await finished_job(harness)
+    conflict = json.dumps({"error": "followup_requires_completed_job", "message": "Not now."})
+    harness.sandbox.fault("followup", status=409, body=conflict, times=50)
+    reply = harness.reply_event(thread, "never accepted")
+    await harness.event(reply)
+    notice = await until(
+        lambda: [m for m in harness.bot_replies(thread) if "could not reach Motion" in m["text"]],
+        what="the give-up notice",
+    )
+    assert "Not now." in notice[0]["text"]
+    await assert_counts(harness, creates=1, followups=6, posts=3, reactions=2)

@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         await MotionBot.build(settings).run_forever()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:  # found only by asking Slack (a refused app-level token)
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 

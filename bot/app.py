@@ -13,9 +13,10 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 
 from bot import listeners
-from bot.config import Settings
+from bot.config import WHERE, ConfigError, Settings
 from bot.jobs import JobService
 from bot.motion import MotionClient
 from bot.poller import Poller
@@ -112,6 +113,17 @@ class MotionBot:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             self._socket_handler = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            client = self._socket_handler.client
+            try:  # slack_sdk would retry a refused token forever; ask once so it fails loudly
+                client.wss_uri = await client.issue_new_wss_url()
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                raise ConfigError(
+                    [
+                        f"SLACK_APP_TOKEN was refused by Slack ({error}): create a new one in "
+                        f"{WHERE['SLACK_APP_TOKEN']}."
+                    ]
+                ) from exc
             await self._socket_handler.connect_async()
             log.info("connected to Slack in Socket Mode")
         else:
@@ -181,7 +193,20 @@ class MotionBot:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await stop.wait()
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        failure: BaseException | None = None
+        if not starting.done():  # SIGTERM while still starting: honour it
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        elif starting.exception() is not None:
+            failure = starting.exception()
+        else:
+            await stopping
+        stopping.cancel()
         log.info("stopping: finishing in-flight work (at most %.0f s)", SHUTDOWN_SECONDS)
         await self.stop()
+        if failure is not None:
+            raise failure

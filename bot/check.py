@@ -20,7 +20,7 @@ PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
 async def run_checks(settings: Settings, out: object = None) -> int:
     results: list[tuple[bool, str]] = [
         await _check_slack(settings),
-        _check_transport(settings),
+        await _check_transport(settings),
         await _check_motion(settings),
         _check_database(settings),
     ]
@@ -54,9 +54,20 @@ async def _check_slack(settings: Settings) -> tuple[bool, str]:
     )
 
 
-def _check_transport(settings: Settings) -> tuple[bool, str]:
+async def _check_transport(settings: Settings) -> tuple[bool, str]:
     if settings.socket_mode:
-        return True, "Socket Mode: SLACK_APP_TOKEN is set (no public URL needed)."
+        client = make_client(settings.slack_bot_token, settings.slack_api_url)
+        try:
+            await client.apps_connections_open(app_token=settings.slack_app_token or "")
+        except SlackApiError as exc:
+            error = exc.response.get("error") or exc.response.status_code
+            return False, (
+                f"Socket Mode: Slack refused SLACK_APP_TOKEN ({error}); create a new one in "
+                f"{WHERE['SLACK_APP_TOKEN']}."
+            )
+        except (SlackClientError, OSError) as exc:
+            return False, f"Socket Mode: could not reach Slack ({type(exc).__name__})."
+        return True, "Socket Mode: SLACK_APP_TOKEN works (no public URL needed)."
     if settings.slack_signing_secret:
         return True, (
             f"HTTP mode: signing secret present; Slack must send requests to "

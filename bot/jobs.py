@@ -114,6 +114,7 @@ class JobService:
         self._joined: set[str] = set()
         self._progress_edits = TokenBucket(rate=PROGRESS_EDITS_PER_MINUTE / 60, burst=10)
         self._background: set[asyncio.Task[None]] = set()
+        self._reacting: dict[str, asyncio.Task[None]] = {}  # message ts → its latest reaction
         self.stopping = False
         self._backed_off: set[int] = set()  # jobs whose current look hit a failure
 
@@ -229,12 +230,25 @@ class JobService:
         )
 
     def _react_later(self, channel: str, ts: str, name: str) -> None:
-        self._in_background(self.slack.react(channel, ts, name))
+        """React without holding anything up; one message's reactions land in order (⏳ first)."""
+        previous = self._reacting.get(ts)
 
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        async def react() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self.slack.react(channel, ts, name)
+
+        task = self._in_background(react())
+        self._reacting[ts] = task
+        task.add_done_callback(
+            lambda done: self._reacting.pop(ts, None) if self._reacting.get(ts) is done else None
+        )
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain_background(self, timeout: float = 5.0) -> None:
         if self._background:

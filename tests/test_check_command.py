@@ -56,3 +56,16 @@ def test_missing_configuration_names_every_problem_and_exits(tmp_path: Path) -> 
     assert "SLACK_BOT_TOKEN is missing" in result.stderr
     assert "SLACK_SIGNING_SECRET is missing" in result.stderr
     assert "DATABASE_URL must be a SQLite URL" in result.stderr
+
+
+def test_check_tries_the_app_level_token_in_socket_mode(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    socket = {**env, "SLACK_APP_TOKEN": "xapp-test", "SLACK_SIGNING_SECRET": ""}
+    good = run_check(socket, tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "✓ Socket Mode: SLACK_APP_TOKEN works" in good.stdout
+    bad = run_check({**socket, "SLACK_APP_TOKEN": "xapp-revoked"}, tmp_path)
+    assert bad.returncode == 1
+    assert "✗ Socket Mode: Slack refused SLACK_APP_TOKEN (invalid_auth)" in bad.stdout
+    assert "xapp-revoked" not in bad.stdout + bad.stderr

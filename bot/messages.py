@@ -199,14 +199,17 @@ def job_card(
         lines.append(f"_{escape(options)}_")
     blocks: Blocks = [section("\n".join(lines)), context(f"*Status:* {status}")]
     if len(runs) > 1 or any(r.download_url for r in runs):
-        history = []
-        for run in runs[-20:]:
+        history: list[str] = []
+        room = MAX_SECTION - 100  # newest runs first in line for the space; links never cut
+        for run in reversed(runs):
             entry = f"Run {run.number} · {run.status_text}"
-            if run.download_url:
+            if run.download_url and len(run.download_url) < room // 2:
                 entry += f" · {link(run.download_url, 'download')}"
-            history.append(entry)
-        if len(runs) > 20:
-            history.insert(0, f"_{len(runs) - 20} earlier runs not shown_")
+            if len(history) >= 20 or sum(len(h) + 1 for h in history) + len(entry) > room:
+                break
+            history.insert(0, entry)
+        if len(history) < len(runs):
+            history.insert(0, f"_{len(runs) - len(history)} earlier runs not shown_")
         blocks.append(section("*Runs*\n" + "\n".join(history)))
     blocks.append(context("Reply in this thread to refine the video."))
     text = shorten(

@@ -541,13 +541,7 @@ class JobService:
         except Transient as exc:  # nothing reached Motion, or it said "not now"
             return self._send_later(job, run, exc)
         except InsufficientCredits as exc:
-            credits = messages.insufficient_credits(
-                balance=exc.current_balance,
-                minimum=exc.minimum_required,
-                message=exc.message,
-                followup=followup,
-                sandbox=job.sandbox,
-            )
+            credits = _credits_message(job, exc, followup=followup)
             self._reject(job, run, credits, exc.message)
             return None
         except (AuthenticationError, NotFound) as exc:
@@ -581,13 +575,7 @@ class JobService:
             self._stop(job, run, exc)
             return None
         except InsufficientCredits as exc:
-            credits = messages.insufficient_credits(
-                balance=exc.current_balance,
-                minimum=exc.minimum_required,
-                message=exc.message,
-                followup=True,
-                sandbox=job.sandbox,
-            )
+            credits = _credits_message(job, exc, followup=True)
             self._reject(job, run, credits, exc.message)
             return None
         except MotionError as exc:
@@ -627,13 +615,7 @@ class JobService:
             self._stop(job, run, exc)
             return None, False
         except InsufficientCredits as exc:  # Motion can run out of credits mid-generation
-            credits = messages.insufficient_credits(
-                balance=exc.current_balance,
-                minimum=exc.minimum_required,
-                message=exc.message,
-                followup=run.kind == "followup",
-                sandbox=job.sandbox,
-            )
+            credits = _credits_message(job, exc, followup=run.kind == "followup")
             self._finish(job, run, "failed", credits, error=exc.message, react=REACT_FAILED)
             return None, False
         except MotionError as exc:  # transient: timeouts, 5xx, garbled answers
@@ -793,6 +775,17 @@ class JobService:
         )
         if run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, REACT_FAILED)
+
+
+def _credits_message(job: Job, exc: InsufficientCredits, *, followup: bool) -> Message:
+    """402, at create or during generation: the numbers come from Motion's body."""
+    return messages.insufficient_credits(
+        balance=exc.current_balance,
+        minimum=exc.minimum_required,
+        message=exc.message,
+        followup=followup,
+        sandbox=job.sandbox,
+    )
 
 
 def _bucket(run: Run) -> str:

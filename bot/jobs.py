@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from bot import messages
 from bot.command_line import MotionRequest, UsageError, parse_request, strip_mention
 from bot.messages import Message, RunLine
@@ -518,7 +516,7 @@ class JobService:
                 motion_job_id = await self.motion.followup(job.motion_job_id, body)
             else:
                 motion_job_id = await self.motion.create(body)
-        except (OutcomeUnknown, httpx.HTTPError, ValueError, OSError) as exc:
+        except (OutcomeUnknown, ValueError, OSError) as exc:  # answer lost or unreadable
             log.warning("job %s run %s: answer lost (%s)", job.id, run.number, exc)
             if followup:
                 self.store.mark_verifying(run.id)

@@ -40,7 +40,7 @@ import httpx
 
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, Harness
-from tests.doubles.slack_web import SlackDouble, signed_headers
+from tests.doubles.slack_web import SlackDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0PUBLIC"
@@ -154,19 +154,9 @@ class SlackSide(Harness):
             timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0)
         )
 
-    async def post(
-        self,
-        body: str,
-        content_type: str,
-        *,
-        headers: dict[str, str] | None = None,
-        timestamp: int | None = None,
-        secret: str = SIGNING_SECRET,
-    ) -> httpx.Response:
-        all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
-        return await self.http.post(
-            f"http://127.0.0.1:{self.port}/slack/events", content=body, headers=all_headers
-        )
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -100,30 +100,37 @@ class Harness:
         secret: str = SIGNING_SECRET,
     ) -> httpx.Response:
         all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
-        return await self.http.post(
-            f"http://127.0.0.1:{self.bot.port}/slack/events", content=body, headers=all_headers
-        )
+        return await self.http.post(self.events_url, content=body, headers=all_headers)
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.bot.port}/slack/events"
+
+    def command_fields(
+        self, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE"
+    ) -> dict[str, str]:
+        """Every field Slack sends with a slash command (form-encoded over HTTP, JSON in Socket
+        Mode), `response_url` included."""
+        return {
+            "token": "legacy-verification-token",
+            "team_id": "T0001",
+            "team_domain": "sandbox-team",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": "alice",
+            "command": "/motion",
+            "text": text,
+            "api_app_id": "A0APP",
+            "is_enterprise_install": "false",
+            "response_url": self.slack.response_url(f"cmd-{user}"),
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        }
 
     async def command(
         self, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE", **kwargs: Any
     ) -> httpx.Response:
-        body = urlencode(
-            {
-                "token": "legacy-verification-token",
-                "team_id": "T0001",
-                "team_domain": "sandbox-team",
-                "channel_id": channel,
-                "channel_name": "general",
-                "user_id": user,
-                "user_name": "alice",
-                "command": "/motion",
-                "text": text,
-                "api_app_id": "A0APP",
-                "is_enterprise_install": "false",
-                "response_url": self.slack.response_url(f"cmd-{user}"),
-                "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-            }
-        )
+        body = urlencode(self.command_fields(text, channel=channel, user=user))
         return await self.post(body, "application/x-www-form-urlencoded", **kwargs)
 
     def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:

@@ -42,21 +42,7 @@ def command_payload(
     harness: Harness, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE"
 ) -> dict[str, Any]:
     """The slash command as Socket Mode delivers it: the HTTP form fields, as a JSON object."""
-    return {
-        "token": "legacy-verification-token",
-        "team_id": "T0001",
-        "team_domain": "sandbox-team",
-        "channel_id": channel,
-        "channel_name": "general",
-        "user_id": user,
-        "user_name": "alice",
-        "command": "/motion",
-        "text": text,
-        "api_app_id": "A0APP",
-        "is_enterprise_install": "false",
-        "response_url": harness.slack.response_url(f"cmd-{user}"),
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-    }
+    return dict(harness.command_fields(text, channel=channel, user=user))
 
 
 async def acked(

@@ -39,7 +39,7 @@ from bot.motion import (
 )
 from bot.schedule import ANY, PollSchedule, generation_seconds
 from bot.slack_out import SlackFailure, SlackOut
-from bot.store import ACTIVE_RUN_STATES, Job, NewPost, Run, Store
+from bot.store import ACTIVE_RUN_STATES, Job, NewPost, Post, Run, Store
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class JobService:
                 raise UsageError(messages.STOPPED_JOB_REPLY)
             request = parse_request(text)
         except UsageError as exc:
-            post = NewPost("usage_error", messages.usage_error(str(exc), job.sandbox).payload())
+            post = NewPost.of(messages.usage_error(str(exc), job.sandbox))
             if not self.store.record_reply_error(job.id, event_keys, post, now):
                 return ReplyOutcome("duplicate")
             self._react_later(channel_id, ts, REACT_FAILED)
@@ -368,7 +368,7 @@ class JobService:
                 ts = await self.slack.find_post(channel, None, key, since=job.created_at)
             if ts is None:
                 self.store.record_card_update(job.id, "posting", self.clock())
-                ts = await self.slack.post(channel, card.payload(), key=key)
+                ts = await self.slack.post(channel, card.payload(), key=key, kind="card")
         except SlackFailure as exc:
             if not exc.permanent:
                 return self._backoff(job.id, f"posting the card: {exc.code}")
@@ -385,7 +385,7 @@ class JobService:
         if job.origin_job_id:
             link = await self.slack.permalink(channel, ts)
             notice = messages.new_job_link(permalink=link, sandbox=job.sandbox)
-            origin_posts.append(NewPost("new_job", notice.payload()))
+            origin_posts.append(NewPost.of(notice))
         self.store.record_card(
             job.id, ts, channel, _card_hash(card, "new"), self.clock(), origin_posts=origin_posts
         )
@@ -463,9 +463,7 @@ class JobService:
                 continue
             self.store.mark_post_sending(post.id, self.clock())
             try:
-                ts = await self._post(
-                    post.channel_id, post.payload, post.thread_ts, post.broadcast, key
-                )
+                ts = await self._post(post, key)
             except SlackFailure as exc:
                 if exc.permanent:
                     log.error("post %s (%s) dropped: Slack said %s", post.id, post.kind, exc.code)
@@ -474,21 +472,23 @@ class JobService:
                 raise
             self.store.mark_post_done(post.id, ts)
 
-    async def _post(self, channel: str, payload: dict[str, Any], thread_ts: str | None,
-                    broadcast: bool, key: str) -> str:  # fmt: skip
+    async def _post(self, post: Post, key: str) -> str:
         """Post; if Slack refuses the layout, the words (which carry every link) still go out."""
+        where: dict[str, Any] = {
+            "thread_ts": post.thread_ts,
+            "broadcast": post.broadcast,
+            "key": key,
+            "kind": post.kind,
+            "run": post.run_number,
+        }
         try:
-            return await self.slack.post(
-                channel, payload, thread_ts=thread_ts, broadcast=broadcast, key=key
-            )
+            return await self.slack.post(post.channel_id, post.payload, **where)
         except SlackFailure as exc:
-            if exc.code not in BLOCK_ERRORS or not payload.get("blocks"):
+            if exc.code not in BLOCK_ERRORS or not post.payload.get("blocks"):
                 raise
             log.warning("Slack refused a layout (%s); posting it as plain text", exc.code)
-            text_only = {"text": payload.get("text") or ""}
-            return await self.slack.post(
-                channel, text_only, thread_ts=thread_ts, broadcast=broadcast, key=key
-            )
+            text_only = {"text": post.payload.get("text") or ""}
+            return await self.slack.post(post.channel_id, text_only, **where)
 
     # ------------------------------------------------------------ Motion calls
 
@@ -641,12 +641,12 @@ class JobService:
         posts: list[NewPost] = []
         if run.state == "verifying":
             found = messages.lost_answer_found(run_number=run.number, sandbox=job.sandbox)
-            posts.append(NewPost("lost_answer_found", found.payload()))
+            posts.append(NewPost.of(found))
             if run.reply_ts and run.reply_channel:
                 self._react_later(run.reply_channel, run.reply_ts, REACT_SENT)
         if status.status == "awaiting_user_input" and run.motion_status != "awaiting_user_input":
             notice = messages.awaiting_input(run_number=run.number, sandbox=job.sandbox)
-            posts.append(NewPost("awaiting_input", notice.payload()))
+            posts.append(NewPost.of(notice))
         if status.status == "completed" and run.motion_status != "completed":
             self._learn(run, status, now)
         self.store.record_poll(
@@ -705,9 +705,7 @@ class JobService:
             expires_at=expires_at,
             sandbox=job.sandbox,
         )
-        posts = [
-            NewPost("result", part.payload(), broadcast=(i == 0)) for i, part in enumerate(parts)
-        ]
+        posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
         if self.notify_channel:
             link = await self.slack.permalink(job.channel_id, job.thread_ts)
             notice = messages.notify_message(
@@ -717,9 +715,7 @@ class JobService:
                 run_number=run.number,
                 sandbox=job.sandbox,
             )
-            posts.append(
-                NewPost("notify", notice.payload(), channel_id=self.notify_channel, thread=False)
-            )
+            posts.append(NewPost.of(notice, channel_id=self.notify_channel, thread=False))
         self.store.finish_run(
             run.id,
             job.id,
@@ -736,7 +732,7 @@ class JobService:
                 react: str | None = None) -> None:  # fmt: skip
         self.store.finish_run(
             run.id, job.id, state=state, error=error, now=self.clock(),
-            posts=[NewPost(state, message.payload())],
+            posts=[NewPost.of(message)],
         )  # fmt: skip
         if react and run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, react)
@@ -768,9 +764,7 @@ class JobService:
             message = messages.auth_failed(sandbox=job.sandbox)
         else:
             message = messages.job_not_found(sandbox=job.sandbox)
-        self.store.stop_job(
-            job.id, run.id, exc.message, [NewPost("stopped", message.payload())], self.clock()
-        )
+        self.store.stop_job(job.id, run.id, exc.message, [NewPost.of(message)], self.clock())
         if run.reply_ts and run.reply_channel:
             self._react_later(run.reply_channel, run.reply_ts, REACT_FAILED)
 

@@ -50,6 +50,9 @@ class Message:
 
     text: str
     blocks: Blocks = field(default_factory=list)
+    # What the message is (its builder's name): carried in the post's metadata so that
+    # whoever reads the thread later (the outbox, the soak) knows it without parsing words.
+    kind: str = "message"
 
     def payload(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
@@ -146,7 +149,9 @@ def with_sandbox(message: Message, sandbox: bool) -> Message:
     """Every message posted in sandbox mode says so (the spec's promise to admins)."""
     if not sandbox:
         return message
-    return Message(f"{message.text}\n_{SANDBOX_NOTE}_", [*message.blocks, context(SANDBOX_NOTE)])
+    return Message(
+        f"{message.text}\n_{SANDBOX_NOTE}_", [*message.blocks, context(SANDBOX_NOTE)], message.kind
+    )
 
 
 # ---------------------------------------------------------------- the job card
@@ -215,7 +220,7 @@ def job_card(
     text = shorten(
         f"Motion video for {mention(requester)}: {escape(shorten(prompt, 300))} — {status}", 3_000
     )
-    return with_sandbox(Message(shorten(text, MAX_UPDATE_TEXT - 200), blocks), sandbox)
+    return with_sandbox(Message(shorten(text, MAX_UPDATE_TEXT - 200), blocks, "card"), sandbox)
 
 
 # ---------------------------------------------------------------- results and credits
@@ -378,7 +383,8 @@ def result_messages(
         # The text repeats the message (link first): it is what is posted if Slack refuses the
         # blocks, kept within the 4,000 characters Slack handles well in notifications.
         text = shorten("\n".join(_block_text(b) for b in message.blocks if _block_text(b)), 3_900)
-        out.append(with_sandbox(Message(text, message.blocks), sandbox))
+        kind = "result" if i == 0 else "result_continued"
+        out.append(with_sandbox(Message(text, message.blocks, kind), sandbox))
     return out
 
 
@@ -398,22 +404,25 @@ def notify_message(
         f"🎬 A Motion video for {mention(requester)} is ready (run {run_number}): "
         f"“{escape(shorten(prompt, 150))}” — {where}."
     )
-    return with_sandbox(Message(text, [section(text)]), sandbox)
+    return with_sandbox(Message(text, [section(text)], "notify"), sandbox)
 
 
 # ---------------------------------------------------------------- problems, in plain words
 
 
-def _notice(text: str, sandbox: bool, actions: list[dict[str, Any]] | None = None) -> Message:
+def _notice(
+    kind: str, text: str, sandbox: bool, actions: list[dict[str, Any]] | None = None
+) -> Message:
     blocks: Blocks = [section(text)]
     if actions:
         blocks.append({"type": "actions", "elements": actions})
-    return with_sandbox(Message(text, blocks), sandbox)
+    return with_sandbox(Message(text, blocks, kind), sandbox)
 
 
 def job_failed(*, run_number: int, error: str | None, sandbox: bool) -> Message:
     reason = escape(shorten(error, 1_500)) if error else "Motion gave no reason."
     return _notice(
+        "job_failed",
         f"❌ Run {run_number} failed in Motion: {reason}\n"
         "Start again with `/motion` and a changed prompt; followups in this thread cannot revive a "
         "failed job.",
@@ -423,6 +432,7 @@ def job_failed(*, run_number: int, error: str | None, sandbox: bool) -> Message:
 
 def render_failed(*, run_number: int, sandbox: bool) -> Message:
     return _notice(
+        "render_failed",
         f"❌ Run {run_number} finished, but Motion could not render the MP4 file. Reply in this "
         "thread to try the run again, or start a new job with `/motion`.",
         sandbox,
@@ -444,6 +454,7 @@ def insufficient_credits(
         else (escape(shorten(message, 300)) + " " if message else "")
     )
     return _notice(
+        "insufficient_credits",
         f"💳 Not enough Motion credits for {what}: {detail}"
         f"Credits are bought in the Motion web app ({link(CREDITS_URL, 'motion.so')}), then try "
         "again. Nothing was charged for this attempt.",
@@ -453,6 +464,7 @@ def insufficient_credits(
 
 def awaiting_input(*, run_number: int, sandbox: bool) -> Message:
     return _notice(
+        "awaiting_input",
         f"✋ Run {run_number} is waiting for a decision that only a person can make: open the "
         f"job in the Motion web app ({link(CREDITS_URL, 'motion.so')}) and answer there. I will "
         "carry on here as soon as it moves.",
@@ -463,6 +475,7 @@ def awaiting_input(*, run_number: int, sandbox: bool) -> Message:
 def outcome_unknown(*, run_number: int, followup: bool, run_id: int, sandbox: bool) -> Message:
     what = "followup" if followup else "request to start this video"
     return _notice(
+        "outcome_unknown",
         f"❓ I sent the {what} (run {run_number}) to Motion, but its answer never reached me, so I "
         "do not know whether it started. I will not send it again on my own, because that could "
         "charge twice. Check the Motion web app; if nothing started there, press the button.",
@@ -473,6 +486,7 @@ def outcome_unknown(*, run_number: int, followup: bool, run_id: int, sandbox: bo
 
 def lost_answer_found(*, run_number: int, sandbox: bool) -> Message:
     return _notice(
+        "lost_answer_found",
         f"ℹ️ Motion's answer to run {run_number} was lost on the way, but Motion shows the run "
         "going, so I am following it. Nothing was sent twice.",
         sandbox,
@@ -482,6 +496,7 @@ def lost_answer_found(*, run_number: int, sandbox: bool) -> Message:
 def bad_request(*, run_number: int, details: list[str], message: str, sandbox: bool) -> Message:
     items = "\n".join(f"• {escape(shorten(d, 300))}" for d in details[:10]) or escape(message)
     return _notice(
+        "bad_request",
         f"⚠️ Motion refused run {run_number} as invalid:\n{items}\nFix that and try again.",
         sandbox,
     )
@@ -489,6 +504,7 @@ def bad_request(*, run_number: int, details: list[str], message: str, sandbox: b
 
 def auth_failed(*, sandbox: bool) -> Message:
     return _notice(
+        "auth_failed",
         "🔑 Motion did not accept this app's API key, so I stopped following this job. An admin "
         "should set a valid `MOTION_API_KEY` (Motion web app → Settings → API keys) and run "
         "`python -m bot check`.",
@@ -498,6 +514,7 @@ def auth_failed(*, sandbox: bool) -> Message:
 
 def job_not_found(*, sandbox: bool) -> Message:
     return _notice(
+        "job_not_found",
         "🔎 Motion no longer knows this job (404): it was deleted, or belongs to another API key. "
         "I stopped following it; start a new one with `/motion`.",
         sandbox,
@@ -506,6 +523,7 @@ def job_not_found(*, sandbox: bool) -> Message:
 
 def motion_server_error(*, run_number: int, error: str, run_id: int, sandbox: bool) -> Message:
     return _notice(
+        "motion_server_error",
         f"⚠️ Motion reported an internal error and did not start run {run_number} "
         f"({escape(shorten(error, 200))}). I do not resend on my own; press the button to try again.",
         sandbox,
@@ -515,6 +533,7 @@ def motion_server_error(*, run_number: int, error: str, run_id: int, sandbox: bo
 
 def motion_unreachable(*, run_number: int, error: str, run_id: int, sandbox: bool) -> Message:
     return _notice(
+        "motion_unreachable",
         f"⚠️ I could not reach Motion to start run {run_number} ({escape(shorten(error, 200))}). "
         "Nothing was started or charged. Press the button to try again.",
         sandbox,
@@ -524,6 +543,7 @@ def motion_unreachable(*, run_number: int, error: str, run_id: int, sandbox: boo
 
 def followup_on_failed(*, sandbox: bool, value: str) -> Message:
     return _notice(
+        "followup_on_failed",
         "❌ Motion does not take followups on a failed job. I can start a new job with the "
         "original prompt and your reply, in a new thread.",
         sandbox,
@@ -533,6 +553,7 @@ def followup_on_failed(*, sandbox: bool, value: str) -> Message:
 
 def nothing_to_refine(*, sandbox: bool) -> Message:
     return _notice(
+        "nothing_to_refine",
         "⚠️ This video never started in Motion, so there is nothing to refine yet. Use the button "
         "above to send the original request again, or start a new video with `/motion`.",
         sandbox,
@@ -547,11 +568,11 @@ STOPPED_JOB_REPLY = (
 
 def new_job_link(*, permalink: str | None, sandbox: bool) -> Message:
     where = link(permalink, "this new thread") if permalink else "a new thread"
-    return _notice(f"➡️ Started a new job in {where}.", sandbox)
+    return _notice("new_job_link", f"➡️ Started a new job in {where}.", sandbox)
 
 
 def usage_error(message: str, sandbox: bool = False) -> Message:
-    return _notice(f"⚠️ {escape(message)}", sandbox)
+    return _notice("usage_error", f"⚠️ {escape(message)}", sandbox)
 
 
 # ---------------------------------------------------------------- command replies

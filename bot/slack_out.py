@@ -94,7 +94,11 @@ class SlackOut:
         thread_ts: str | None = None,
         broadcast: bool = False,
         key: str | None = None,
+        kind: str | None = None,
+        run: int | None = None,
     ) -> str:
+        """Post a message tagged with metadata: `key` finds it again after a lost answer;
+        `kind` and `run` say what it is to anyone reading the thread later."""
         params: dict[str, Any] = {
             "channel": channel,
             "text": payload.get("text") or " ",
@@ -107,7 +111,12 @@ class SlackOut:
             if broadcast:
                 params["reply_broadcast"] = True
         if key:
-            params["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"key": key}}
+            about: dict[str, Any] = {"key": key}
+            if kind:
+                about["kind"] = kind
+            if run is not None:
+                about["run"] = run
+            params["metadata"] = {"event_type": METADATA_EVENT, "event_payload": about}
         data = await self._call(
             "chat.postMessage", **{k: v for k, v in params.items() if v is not None}
         )

@@ -195,6 +195,7 @@ class Post:
     slack_ts: str | None
     attempts: int
     created_at: float
+    run_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,11 @@ class NewPost:
     broadcast: bool = False
     channel_id: str | None = None
     thread: bool = True
+
+    @classmethod
+    def of(cls, message: Any, **where: Any) -> NewPost:
+        """The outbox entry for a built message, under the message's own kind."""
+        return cls(message.kind, message.payload(), **where)
 
 
 class Store:
@@ -775,7 +781,9 @@ class Store:
         return [
             _post(r)
             for r in self.db.query(
-                "SELECT * FROM posts WHERE job_id = ? AND state IN ('due', 'sending') ORDER BY id",
+                "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
+                " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
+                " ('due', 'sending') ORDER BY posts.id",
                 [job_id],
             )
         ]

@@ -44,15 +44,19 @@ class MotionBot:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def build(cls, settings: Settings, *, concurrency: int = 64) -> MotionBot:
-        """Everything wired, nothing started: no socket is opened until `start`."""
+    def build(
+        cls, settings: Settings, *, concurrency: int = 64, sandbox_plan: Any = None
+    ) -> MotionBot:
+        """Everything wired, nothing started: no socket is opened until `start`.
+
+        `sandbox_plan` (a `bot.sandbox.JobPlan`) sets how long sandbox jobs take."""
         store = Store(settings.database_path)
         sandbox_thread = None
         motion_url = settings.motion_api_url
         if settings.sandbox:
             from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
 
-            plan = JobPlan(queued_s=2, created_s=3, running_s=25, render_s=6)
+            plan = sandbox_plan or JobPlan(queued_s=2, created_s=3, running_s=25, render_s=6)
             sandbox_thread = SandboxThread(MotionSandbox(default_plan=plan))
             motion_url = sandbox_thread.start()
             log.warning(

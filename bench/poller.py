@@ -82,13 +82,13 @@ def seed_database(
         sent_at = now - rng.uniform(0, args_age)
         job = conn.execute(
             "INSERT INTO jobs (team_id, channel_id, thread_ts, requester, prompt, motion_job_id,"
-            " state, sandbox, due_at, errors, status_calls, card_hash, card_updated_at,"
-            " created_at, updated_at) VALUES ('T0001', 'C0PUBLIC', ?, 'U0ALICE', ?, ?, 'open',"
-            " 0, ?, 0, 0, 'running:1:0|seed', ?, ?, ?)",
+            " state, sandbox, due_at, errors, pending_posts, card_phase, card_digest,"
+            " card_updated_at, created_at) VALUES ('T0001', 'C0PUBLIC', ?, 'U0ALICE', ?, ?,"
+            " 'open', 0, ?, 0, 0, 'running:1:0', 'seed', ?, ?)",
             (f"1763000000.{i:06d}", f"live job {i}", motion_id,
              now + rng.uniform(0, schedule.next_delay(elapsed=now - sent_at, status="running",
                                                       rendering=False)),
-             now, sent_at, sent_at),
+             now, sent_at),
         ).lastrowid  # fmt: skip
         conn.execute(
             "INSERT INTO runs (job_id, number, kind, request, author, state, sent_at, seen_new,"

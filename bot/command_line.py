@@ -8,75 +8,30 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
-MAX_PROMPT = 12_000
-MAX_ATTACHMENTS = 10
-MAX_ATTACHMENT_URL = 4_096
-MAX_ATTACHMENT_NAME = 240
-ASPECTS = ("16:9", "9:16", "1:1", "4:5", "21:9")
-DURATIONS = ("<10s", "10-30s", "30s-1min", "1-5min")
+from bot.motion import (
+    ASPECTS,
+    DURATIONS,
+    MAX_ATTACHMENT_URL,
+    MAX_ATTACHMENTS,
+    MAX_PROMPT,
+    MotionRequest,
+    is_youtube,
+    js_length,
+)
+
 OPTIONS = ("--style", "--attach", "--aspect", "--duration")
-YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
 _SLACK_FILE_HOSTS = {"files.slack.com", "slack-files.com"}
 
 # Slack (and macOS) turn a typed "--" into an em or en dash: accept both before an option name.
 _DASHED_OPTION = re.compile(r"(?<!\S)(?:—|–)(?=[a-z])")
 _OPTION_TOKEN = re.compile(r"(?<!\S)--[A-Za-z][\w-]*(?:=\S*)?")
 _SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
-_EXTENSION_TYPES = {
-    "image": ("png", "jpg", "jpeg", "gif", "webp", "svg", "heic"),
-    "video": ("mp4", "mov", "webm", "mkv", "avi", "m4v"),
-    "audio": ("mp3", "wav", "m4a", "aac", "ogg", "flac"),
-}
 
 
 class UsageError(ValueError):
     """A message for the person who typed the command; safe to show as it is (escaped)."""
-
-
-@dataclass(frozen=True)
-class MotionRequest:
-    """What the person asked for, already validated against the API's documented rules."""
-
-    prompt: str
-    style_url: str | None = None
-    attachments: tuple[str, ...] = ()
-    aspect: str | None = None
-    duration: str | None = None
-
-    def to_body(self) -> dict[str, Any]:
-        """The JSON body for create and followups; optional fields only when asked for."""
-        body: dict[str, Any] = {"prompt": self.prompt}
-        if self.style_url:
-            body["style_reference_url"] = self.style_url
-        if self.attachments:
-            body["attachments"] = [_attachment(url) for url in self.attachments]
-        if self.aspect:
-            body["aspect_ratio"] = self.aspect
-        if self.duration:
-            body["duration"] = self.duration
-        return body
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "style_url": self.style_url,
-            "attachments": list(self.attachments),
-            "aspect": self.aspect,
-            "duration": self.duration,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MotionRequest:
-        return cls(
-            prompt=data["prompt"],
-            style_url=data.get("style_url"),
-            attachments=tuple(data.get("attachments") or ()),
-            aspect=data.get("aspect"),
-            duration=data.get("duration"),
-        )
 
 
 @dataclass(frozen=True)
@@ -211,11 +166,6 @@ def strip_mention(text: str, bot_user_id: str) -> tuple[str, bool]:
     return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
 
 
-def js_length(text: str) -> int:
-    """Length as Motion's JavaScript validator counts it (UTF-16 units: an emoji counts 2)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _hint(option: str) -> str:
     return {
         "--style": "a YouTube link, e.g. `--style https://youtu.be/dQw4w9WgXcQ`",
@@ -232,8 +182,7 @@ def _strip_brackets(value: str) -> str:
 
 
 def _check_style(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or (parsed.hostname or "") not in YOUTUBE_HOSTS:
+    if not is_youtube(value):
         raise UsageError(
             f"`--style` must be a YouTube link (youtube.com or youtu.be), not `{value}`. "
             "Motion copies the style of that video."
@@ -260,17 +209,3 @@ def _check_attachment(value: str) -> str:
             f"{MAX_ATTACHMENT_URL:,}. Use a shorter link."
         )
     return value
-
-
-def _attachment(url: str) -> dict[str, str]:
-    item = {"url": url}
-    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])
-    while js_length(name) > MAX_ATTACHMENT_NAME:
-        name = name[:-1]
-    if name:
-        item["name"] = name
-        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        for kind, extensions in _EXTENSION_TYPES.items():
-            if extension in extensions:
-                item["type"] = kind
-    return item

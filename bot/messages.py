@@ -14,6 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.motion import (
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    InsufficientCredits,
+    MotionError,
+    NotFound,
+    Retry,
+    ServerError,
+    Source,
+    Usage,
+)
+
 Blocks = list[dict[str, Any]]
 
 MAX_BLOCKS = 50
@@ -27,21 +40,6 @@ SANDBOX_NOTE = (
     "🧪 Sandbox: Motion is simulated here, no credits are spent and the video is a sample."
 )
 CREDITS_URL = "https://motion.so"
-CLEARED_RIGHTS = {
-    "cleared",
-    "licensed",
-    "owned",
-    "public_domain",
-    "public domain",
-    "royalty_free",
-    "royalty-free",
-    "cc0",
-    "approved",
-    "granted",
-    "ok",
-    "generated",
-    "original",
-}
 
 
 @dataclass(frozen=True)
@@ -226,93 +224,39 @@ def job_card(
 # ---------------------------------------------------------------- results and credits
 
 
-@dataclass(frozen=True)
-class Credit:
-    kind: str
-    provider: str
-    title: str | None
-    url: str | None
-    rights: str | None
-    cleared: bool
-    usages: list[str]
-
-
-def credit_from_source(source: dict[str, Any]) -> Credit:
-    """Read one `sources` entry leniently: the field names beyond kind and provider are not
-    published, so several likely spellings are tried and a missing field is never an error."""
-
-    def first(*keys: str) -> Any:
-        for key in keys:
-            value = source.get(key)
-            if value not in (None, "", [], {}):
-                return value
-        return None
-
-    kind = str(first("source_kind", "kind", "type", "category") or "media").replace("_", " ")
-    provider = str(first("provider", "provider_name", "source", "origin") or "unknown provider")
-    title = first("title", "name", "display_name", "caption", "description")
-    url = first("display_url", "source_url", "url", "page_url", "link")
-    rights_value = first("rights_status", "rights", "license_status", "clearance", "license")
-    if isinstance(rights_value, dict):
-        rights_value = rights_value.get("status") or rights_value.get("name")
-    rights = str(rights_value) if rights_value is not None else None
-    cleared = rights is not None and rights.strip().lower() in CLEARED_RIGHTS
-    usages = []
-    raw_usages = first("usages", "usage", "placements")
-    for usage in raw_usages if isinstance(raw_usages, list) else []:
-        if isinstance(usage, dict):
-            usages.append(_usage_text(usage))
-    return Credit(
-        kind=kind,
-        provider=provider,
-        title=str(title) if title is not None else None,
-        url=str(url) if isinstance(url, str) else None,
-        rights=rights,
-        cleared=cleared,
-        usages=[u for u in usages if u],
-    )
-
-
-def _usage_text(usage: dict[str, Any]) -> str:
-    def first(*keys: str) -> Any:
-        for key in keys:
-            if usage.get(key) not in (None, ""):
-                return usage[key]
-        return None
-
-    start = timestamp(first("start_seconds", "start", "start_time", "timestamp", "at", "time"))
-    end = timestamp(first("end_seconds", "end", "end_time"))
-    scene = first("scene", "scene_index", "scene_number", "scene_id")
-    placement = first("placement", "composition", "position", "layer", "role")
+def usage_text(usage: Usage) -> str:
+    """Where a source is used, in words: times as m:ss, the scene, the placement."""
+    start, end = timestamp(usage.start), timestamp(usage.end)
     parts = []
     if start and end:
         parts.append(f"{start}–{end}")
     elif start:
         parts.append(f"at {start}")
-    if scene is not None:
-        parts.append(f"scene {escape(shorten(str(scene), 40))}")
-    if placement is not None:
-        parts.append(escape(shorten(str(placement), 60)))
+    if usage.scene is not None:
+        parts.append(f"scene {escape(shorten(usage.scene, 40))}")
+    if usage.placement is not None:
+        parts.append(escape(shorten(usage.placement, 60)))
     return " · ".join(parts)
 
 
-def credit_line(index: int, credit: Credit) -> str:
-    name = credit.title or (urlparse(credit.url).netloc if credit.url else None) or "untitled"
-    title = link(credit.url, shorten(name, 150)) if credit.url else escape(shorten(name, 150))
+def credit_line(index: int, source: Source) -> str:
+    name = source.title or (urlparse(source.url).netloc if source.url else None) or "untitled"
+    title = link(source.url, shorten(name, 150)) if source.url else escape(shorten(name, 150))
     rights = (
-        f"rights: {escape(shorten(credit.rights or '', 60))}"
-        if credit.cleared
-        else f"⚠️ *rights {escape(shorten(credit.rights, 60)) if credit.rights else 'unknown'}"
+        f"rights: {escape(shorten(source.rights or '', 60))}"
+        if source.cleared
+        else f"⚠️ *rights {escape(shorten(source.rights, 60)) if source.rights else 'unknown'}"
         " — check before publishing*"
     )
     line = (
-        f"{index}. *{escape(shorten(credit.kind, 60)).capitalize()}* · "
-        f"{escape(shorten(credit.provider, 80))} · {title} · {rights}"
+        f"{index}. *{escape(shorten(source.kind, 60)).capitalize()}* · "
+        f"{escape(shorten(source.provider, 80))} · {title} · {rights}"
     )
-    if credit.usages:
-        line += "\n      used " + "; ".join(credit.usages[:20])
-        if len(credit.usages) > 20:
-            line += f"; and {len(credit.usages) - 20} more"
+    usages = [text for text in map(usage_text, source.usages) if text]
+    if usages:
+        line += "\n      used " + "; ".join(usages[:20])
+        if len(usages) > 20:
+            line += f"; and {len(usages) - 20} more"
     return shorten(line, 2_900)
 
 
@@ -321,12 +265,12 @@ def result_messages(
     requester: str,
     run_number: int,
     download_url: str,
-    sources: list[dict[str, Any]],
+    sources: list[Source],
     expires_at: str | None,
     sandbox: bool,
 ) -> list[Message]:
     """The result of one run: link first, then every credit, split so that none is dropped."""
-    credits = [credit_from_source(s) for s in sources]
+    credits = sources
     flagged = sum(1 for c in credits if not c.cleared)
     head = f"✅ {mention(requester)} run {run_number} of your Motion video is ready."
     url_line = f"Download: {link(download_url)}"
@@ -408,6 +352,36 @@ def notify_message(
 
 
 # ---------------------------------------------------------------- problems, in plain words
+
+# Why a run ended without a video, in a few words for the card (plain text: escaped there).
+ANSWER_LOST = "Motion's answer never arrived"
+NEVER_STARTED = "the video never started in Motion, so there was nothing to refine"
+NO_REASON = "Motion gave no reason"
+RENDER_FAILED = "Motion could not render the MP4 file"
+
+
+def reason_for(exc: MotionError) -> str:
+    """Why Motion did not take (or dropped) a run, for the card: with the numbers for credits."""
+    if isinstance(exc, InsufficientCredits):
+        facts = []
+        if exc.current_balance is not None:
+            facts.append(f"balance {exc.current_balance:,}")
+        if exc.minimum_required is not None:
+            facts.append(f"at least {exc.minimum_required:,} needed")
+        return "not enough Motion credits" + (f" ({', '.join(facts)})" if facts else "")
+    if isinstance(exc, AuthenticationError):
+        return "Motion refused this app's API key"
+    if isinstance(exc, NotFound):
+        return "Motion no longer knows this job"
+    if isinstance(exc, BadRequest):
+        return "Motion refused the request as invalid"
+    if isinstance(exc, Conflict):
+        return "Motion takes no followups on a failed job"
+    if exc.retry is Retry.LATER:
+        return "Motion could not be reached"
+    if isinstance(exc, ServerError):
+        return "Motion reported an internal error"
+    return f"Motion refused it ({shorten(exc.message, 150)})"
 
 
 def _notice(

@@ -1,8 +1,15 @@
-"""The Motion API client: one pooled httpx client, a cap on requests in flight, typed answers.
+"""Motion's API, and the only module that knows its wire format.
 
-Errors are mapped from HTTP status in one place (`_raise_for`), so callers decide by type:
-`Transient` means "try again later", `OutcomeUnknown` means "the call may have taken effect
-and must not be re-sent blindly" (create and followups have no idempotency key and cost credits).
+Here: the request body (`MotionRequest`), Motion's limits, the rule for merging a followup into
+a new request, the typed answers (`JobStatus`, `Output`, `Source`, `Usage`), one pooled httpx
+client with caps on calls in flight, and the error tree.
+
+Each error says two things, kept apart: what HTTP said (its class: `BadRequest`, `Conflict`,
+`ServerError`, ...) and whether the call may be repeated (`retry`): `Retry.LATER` when nothing
+took effect, `Retry.UNSAFE` when a create or followup may have taken effect (they carry no
+idempotency key and cost credits, so they are never re-sent blindly), `Retry.NO` when the answer
+is final. Callers decide on `retry` first and on the class second, so the order of `except`
+clauses never matters.
 """
 
 from __future__ import annotations
@@ -12,17 +19,153 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import httpx
+
+# ---------------------------------------------------------------- Motion's limits
+
+MAX_PROMPT = 12_000  # UTF-16 code units, as Motion's JavaScript validator counts
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_URL = 4_096
+MAX_ATTACHMENT_NAME = 240
+ASPECTS = ("16:9", "9:16", "1:1", "4:5", "21:9")
+DURATIONS = ("<10s", "10-30s", "30s-1min", "1-5min")
+ATTACHMENT_TYPES = ("image", "video", "audio", "file")
+YOUTUBE_HOSTS = frozenset(
+    {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
+)
+_EXTENSION_TYPES = {
+    "image": ("png", "jpg", "jpeg", "gif", "webp", "svg", "heic"),
+    "video": ("mp4", "mov", "webm", "mkv", "avi", "m4v"),
+    "audio": ("mp3", "wav", "m4a", "aac", "ogg", "flac"),
+}
+# Rights statuses that clearly allow use; anything else is flagged to the people publishing.
+CLEARED_RIGHTS = frozenset(
+    {
+        "cleared", "licensed", "owned", "public_domain", "public domain", "royalty_free",
+        "royalty-free", "cc0", "approved", "granted", "ok", "generated", "original",
+    }
+)  # fmt: skip
+
+
+def js_length(text: str) -> int:
+    """Length as Motion's JavaScript validator counts it (UTF-16 units: an emoji counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def is_youtube(url: str) -> bool:
+    parts = urlparse(url)
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in YOUTUBE_HOSTS
+
+
+class MotionStatus(StrEnum):
+    """The job statuses motion-api.md names; an unknown one is kept as plain text."""
+
+    QUEUED = "queued"
+    CREATED = "created"
+    RUNNING = "running"
+    AWAITING_USER_INPUT = "awaiting_user_input"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------- the request
+
+
+@dataclass(frozen=True)
+class MotionRequest:
+    """What a person asked for, already checked against Motion's documented rules."""
+
+    prompt: str
+    style_url: str | None = None
+    attachments: tuple[str, ...] = ()
+    aspect: str | None = None
+    duration: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body for create and followups; optional fields only when asked for."""
+        body: dict[str, Any] = {"prompt": self.prompt}
+        if self.style_url:
+            body["style_reference_url"] = self.style_url
+        if self.attachments:
+            body["attachments"] = [_attachment(url) for url in self.attachments]
+        if self.aspect:
+            body["aspect_ratio"] = self.aspect
+        if self.duration:
+            body["duration"] = self.duration
+        return body
+
+    def to_json(self) -> dict[str, Any]:
+        """How a request is kept in the database (not Motion's wire format)."""
+        return {
+            "prompt": self.prompt,
+            "style_url": self.style_url,
+            "attachments": list(self.attachments),
+            "aspect": self.aspect,
+            "duration": self.duration,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MotionRequest:
+        return cls(
+            prompt=data["prompt"],
+            style_url=data.get("style_url"),
+            attachments=tuple(data.get("attachments") or ()),
+            aspect=data.get("aspect"),
+            duration=data.get("duration"),
+        )
+
+    def merged_with(self, followup: MotionRequest) -> MotionRequest:
+        """A new job from this request plus a followup that Motion refused on a failed job:
+        both prompts, the followup's options where it set them, all attachments, within
+        Motion's limits."""
+        prompt = f"{self.prompt}\n\n{followup.prompt}"
+        while js_length(prompt) > MAX_PROMPT:
+            prompt = prompt[: MAX_PROMPT - (js_length(prompt) - len(prompt)) - 1]
+        return MotionRequest(
+            prompt=prompt,
+            style_url=followup.style_url or self.style_url,
+            attachments=(*self.attachments, *followup.attachments)[:MAX_ATTACHMENTS],
+            aspect=followup.aspect or self.aspect,
+            duration=followup.duration or self.duration,
+        )
+
+
+def _attachment(url: str) -> dict[str, str]:
+    item = {"url": url}
+    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])
+    while js_length(name) > MAX_ATTACHMENT_NAME:
+        name = name[:-1]
+    if name:
+        item["name"] = name
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        for kind, extensions in _EXTENSION_TYPES.items():
+            if extension in extensions:
+                item["type"] = kind
+    return item
+
+
+# ---------------------------------------------------------------- errors
+
+
+class Retry(StrEnum):
+    LATER = "later"  # nothing took effect: try again after a wait
+    UNSAFE = "unsafe"  # a write may have taken effect: never resend on our own
+    NO = "no"  # a final answer: the same call would get the same
 
 
 class MotionError(Exception):
     """Any failure talking to Motion; `message` is Motion's own words where it gave some."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+    def __init__(
+        self, message: str, *, retry: Retry, status: int | None = None, body: Any = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.retry = retry
         self.status = status
         self.body = body
 
@@ -71,29 +214,28 @@ class Conflict(MotionError):
         return value if isinstance(value, str) else None
 
 
-class ServerRejected(MotionError):
-    """500 with Motion's own error body on a create or followup: it says it did not start the
-    run. Not retried automatically: if that statement were ever wrong, a resend would bill twice."""
-
-
-class Transient(MotionError):
-    """Worth retrying later: nothing suggests the call took effect."""
-
-
-class RateLimited(Transient):
+class RateLimited(MotionError):
     """429: wait at least `retry_after` seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, retry=Retry.LATER, **kwargs)
         self.retry_after = retry_after
 
 
-class ServerError(Transient):
-    """5xx on a read, or a 5xx on a write that Motion itself reported as not done."""
+class ServerError(MotionError):
+    """5xx, from Motion or a proxy in front of it."""
 
 
-class OutcomeUnknown(Transient):
-    """The request may have reached Motion and taken effect, but no usable answer came back."""
+class Unreachable(MotionError):
+    """No connection, or no free slot: nothing was sent."""
+
+
+class AnswerLost(MotionError):
+    """The request went out but no usable answer came back (a timeout, a dropped connection,
+    a 2xx body that is not what the API returns)."""
+
+
+# ---------------------------------------------------------------- answers
 
 
 @dataclass(frozen=True)
@@ -104,12 +246,76 @@ class Output:
 
     @property
     def ready(self) -> bool:
-        return self.status == "completed" and bool(self.download_url)
+        return self.status == MotionStatus.COMPLETED and bool(self.download_url)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where a source is used in the video; every field may be missing."""
+
+    start: float | str | None = None
+    end: float | str | None = None
+    scene: str | None = None
+    placement: str | None = None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Usage:
+        first = _first_of(data)
+        scene = first("scene", "scene_index", "scene_number", "scene_id")
+        placement = first("placement", "composition", "position", "layer", "role")
+        return cls(
+            start=_time_or_none(first("start_seconds", "start", "start_time", "timestamp", "at", "time")),
+            end=_time_or_none(first("end_seconds", "end", "end_time")),
+            scene=str(scene) if scene is not None else None,
+            placement=str(placement) if placement is not None else None,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Source:
+    """One `sources` entry, read leniently: beyond `source_kind` and `provider` the field names
+    are not published, so likely spellings are tried and a missing field is never an error."""
+
+    kind: str
+    provider: str
+    title: str | None = None
+    url: str | None = None
+    rights: str | None = None
+    usages: tuple[Usage, ...] = ()
+
+    @property
+    def cleared(self) -> bool:
+        return self.rights is not None and self.rights.strip().lower() in CLEARED_RIGHTS
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Source:
+        first = _first_of(data)
+        kind = str(first("source_kind", "kind", "type", "category") or "media").replace("_", " ")
+        provider = str(first("provider", "provider_name", "source", "origin") or "unknown provider")
+        title = first("title", "name", "display_name", "caption", "description")
+        url = first("display_url", "source_url", "url", "page_url", "link")
+        rights = first("rights_status", "rights", "license_status", "clearance", "license")
+        if isinstance(rights, dict):
+            rights = rights.get("status") or rights.get("name")
+        raw_usages = first("usages", "usage", "placements")
+        usages = [
+            Usage.parse(u) for u in (raw_usages if isinstance(raw_usages, list) else [])
+            if isinstance(u, dict)
+        ]  # fmt: skip
+        return cls(
+            kind=kind,
+            provider=provider,
+            title=str(title) if title is not None else None,
+            url=url if isinstance(url, str) else None,
+            rights=str(rights) if rights is not None else None,
+            usages=tuple(u for u in usages if u != Usage()),
+        )
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A status answer, parsed leniently: absent keys mean null / empty, unknown keys kept."""
+    """A status answer, parsed leniently: absent keys mean null / empty. `sources` keeps the
+    raw entries (with fields this app does not know yet); `credits` is their typed reading."""
 
     job_id: str
     status: str
@@ -127,15 +333,21 @@ class JobStatus:
     @property
     def render_failed(self) -> bool:
         return (
-            self.status == "completed"
+            self.status == MotionStatus.COMPLETED
             and self.output is not None
-            and self.output.status == "failed"
+            and self.output.status == MotionStatus.FAILED
         )
+
+    @property
+    def credits(self) -> list[Source]:
+        return [Source.parse(s) for s in self.sources]
 
     @classmethod
     def parse(cls, data: Any, job_id: str) -> JobStatus:
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
-            raise OutcomeUnknown("Motion answered a status call without a status", body=data)
+            raise AnswerLost(
+                "Motion answered a status call without a status", retry=Retry.LATER, body=data
+            )
         output_data = data.get("output")
         output = None
         if isinstance(output_data, dict):
@@ -191,13 +403,16 @@ class MotionClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def create(self, body: dict[str, Any]) -> str:
-        """Start a job; returns its id. Build status URLs from the id, never from status_url."""
-        data = await self._request("POST", "/sessions", body, write=True)
+    async def create(self, request: MotionRequest | dict[str, Any]) -> str:
+        """Start a job; returns its id. Build status URLs from the id, never from status_url.
+
+        A dict is sent as the body exactly as given (for tools and tests of Motion's checks)."""
+        data = await self._request("POST", "/sessions", _body(request), write=True)
         return _job_id(data)
 
-    async def followup(self, job_id: str, body: dict[str, Any]) -> str:
-        data = await self._request("POST", f"/sessions/{job_id}/followups", body, write=True)
+    async def followup(self, job_id: str, request: MotionRequest | dict[str, Any]) -> str:
+        path = f"/sessions/{job_id}/followups"
+        data = await self._request("POST", path, _body(request), write=True)
         return _job_id(data, default=job_id)
 
     async def status(self, job_id: str) -> JobStatus:
@@ -205,10 +420,15 @@ class MotionClient:
         return JobStatus.parse(data, job_id)
 
     async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
+        lost = (
+            Retry.UNSAFE if write else Retry.LATER
+        )  # what a call that went out but got no answer means
         try:  # waiting for a free slot counts against the same deadline as the call itself
             await asyncio.wait_for(self._limit.acquire(), self._deadline)
         except TimeoutError as exc:
-            raise Transient("too many Motion calls in flight; nothing was sent") from exc
+            raise Unreachable(
+                "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
+            ) from exc
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         self.calls += 1
@@ -218,12 +438,13 @@ class MotionClient:
                 self._client.request(method, path, json=body), self._deadline
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise Transient(f"could not reach Motion ({type(exc).__name__})") from exc
+            raise Unreachable(
+                f"could not reach Motion ({type(exc).__name__})", retry=Retry.LATER
+            ) from exc
         except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
             name = type(exc).__name__
-            if write:
-                raise OutcomeUnknown(f"Motion's answer was lost ({name})") from exc
-            raise Transient(f"Motion did not answer ({name})") from exc
+            what = "Motion's answer was lost" if write else "Motion did not answer"
+            raise AnswerLost(f"{what} ({name})", retry=lost) from exc
         finally:
             self.in_flight -= 1
             self._limit.release()
@@ -231,44 +452,44 @@ class MotionClient:
 
 
 def _raise_for(response: httpx.Response, *, write: bool) -> Any:
-    """Map an HTTP answer to data or to the error type that says what the caller should do."""
+    """Map an HTTP answer to data, or to an error saying what HTTP said and whether to retry."""
     status = response.status_code
+    lost = Retry.UNSAFE if write else Retry.LATER
     try:
         data: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         data = None
     if 200 <= status < 300:
         if data is None:
-            raise (OutcomeUnknown if write else Transient)(
-                f"Motion answered {status} with a body that is not JSON", status=status
+            raise AnswerLost(
+                f"Motion answered {status} with a body that is not JSON", retry=lost, status=status
             )
         return data
     message = _message(data) or f"HTTP {status}"
-    kind: type[MotionError]
-    if status == 400:
-        kind = BadRequest
-    elif status == 401:
-        kind = AuthenticationError
-    elif status == 402:
-        kind = InsufficientCredits
-    elif status == 404:
-        kind = NotFound
-    elif status == 409:
-        kind = Conflict
-    elif status == 429:
+    if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise RateLimited(message, retry_after=retry_after, status=status, body=data)
-    elif status == 500 and data is not None and write:
-        kind = ServerRejected
-    elif status in (500, 503) and (data is not None or not write):
-        # A 503 means "not now": nothing was done, so the write is retried later.
+    kind: type[MotionError] = _BY_STATUS.get(status, MotionError)
+    # Not an answer of Motion's own (no JSON, a status it does not use): something in between.
+    retry = lost if data is None and kind is MotionError else Retry.NO
+    if status >= 500:
         kind = ServerError
-    elif status >= 500 or data is None:
-        # A proxy's 502/504 or an HTML page: the write may have gone through behind it.
-        kind = OutcomeUnknown if write else ServerError
-    else:
-        kind = MotionError
-    raise kind(message, status=status, body=data)
+        if not write or (status == 503 and data is not None):
+            retry = Retry.LATER  # a read changes nothing; a JSON 503 says "not now"
+        elif data is None or status != 500:
+            retry = Retry.UNSAFE  # a proxy's 502/504 or an HTML page: the write may be through
+        # A JSON 500 on a write is Motion saying it did not start the run: final, never
+        # resent on our own (if that statement were ever wrong, a resend would bill twice).
+    raise kind(message, retry=retry, status=status, body=data)
+
+
+_BY_STATUS: dict[int, type[MotionError]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    402: InsufficientCredits,
+    404: NotFound,
+    409: Conflict,
+}
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -311,7 +532,13 @@ def _job_id(data: Any, default: str | None = None) -> str:
         return value
     if default:
         return default
-    raise OutcomeUnknown("Motion accepted the job but its answer has no job_id", body=data)
+    raise AnswerLost(
+        "Motion accepted the job but its answer has no job_id", retry=Retry.UNSAFE, body=data
+    )
+
+
+def _body(request: MotionRequest | dict[str, Any]) -> dict[str, Any]:
+    return request.to_body() if isinstance(request, MotionRequest) else request
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -321,3 +548,24 @@ def _str_or_none(value: Any) -> str | None:
 def _int_or_none(body: Any, key: str) -> int | None:
     value = body.get(key) if isinstance(body, dict) else None
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _first_of(data: dict[str, Any]) -> Any:
+    """A getter for the first of several spellings that holds a value."""
+
+    def first(*keys: str) -> Any:
+        for key in keys:
+            value = data.get(key)
+            if value not in (None, "", [], {}):
+                return value
+        return None
+
+    return first
+
+
+def _time_or_none(value: Any) -> float | str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    return str(value)

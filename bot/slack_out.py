@@ -42,6 +42,39 @@ PERMANENT_ERRORS = {
 }
 
 
+# Slack refuses these for the layout alone: the same words without blocks still go out.
+BLOCK_ERRORS = {"invalid_blocks", "msg_blocks_too_long", "invalid_blocks_format"}
+# chat.update is Tier 3 (about 50 a minute for a workspace): progress-only edits of cards
+# (the elapsed time) share a budget below that, so phase changes and posts are never held up.
+PROGRESS_EDITS_PER_MINUTE = 30
+PROGRESS_EDIT_BURST = 10
+
+
+def is_direct_message(channel: str) -> bool:
+    """A DM's id starts with D: the app cannot join one."""
+    return channel.startswith("D")
+
+
+@dataclass
+class TokenBucket:
+    """At most `rate` per second on average, `burst` at once."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    updated: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.updated is None:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class SlackFailure(Exception):
     def __init__(self, code: str, *, permanent: bool) -> None:
         super().__init__(code)
@@ -75,6 +108,11 @@ def make_client(token: str, base_url: str, *, retry_writes: bool = True) -> Asyn
 class SlackOut:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+        self._progress_edits = TokenBucket(PROGRESS_EDITS_PER_MINUTE / 60, PROGRESS_EDIT_BURST)
+
+    def may_edit_progress(self, now: float) -> bool:
+        """Whether a progress-only edit fits in the workspace's chat.update budget now."""
+        return self._progress_edits.take(now)
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         try:
@@ -87,6 +125,29 @@ class SlackOut:
         return response.data if isinstance(response.data, dict) else {}
 
     async def post(
+        self,
+        channel: str,
+        payload: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+        key: str | None = None,
+        kind: str | None = None,
+        run: int | None = None,
+    ) -> str:
+        """Post; if Slack refuses the layout, the words (which carry every link) still go out."""
+        where: dict[str, Any] = {
+            "thread_ts": thread_ts, "broadcast": broadcast, "key": key, "kind": kind, "run": run,
+        }  # fmt: skip
+        try:
+            return await self._post(channel, payload, **where)
+        except SlackFailure as exc:
+            if exc.code not in BLOCK_ERRORS or not payload.get("blocks"):
+                raise
+            log.warning("Slack refused a layout (%s); posting it as plain text", exc.code)
+            return await self._post(channel, {"text": payload.get("text") or ""}, **where)
+
+    async def _post(
         self,
         channel: str,
         payload: dict[str, Any],
@@ -159,7 +220,7 @@ class SlackOut:
 
     async def join(self, channel: str) -> JoinResult:
         """Join a public channel so its thread replies reach the app (posting rights do not)."""
-        if channel.startswith("D"):
+        if is_direct_message(channel):
             return JoinResult(member=False, can_join=False)
         try:
             await self._call("conversations.join", channel=channel)

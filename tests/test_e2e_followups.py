@@ -303,12 +303,13 @@ async def test_restart_between_recording_a_followup_and_motions_answer(harness: 
     from bot.store import Store
 
     store = Store(harness.env["DATABASE_URL"].removeprefix("sqlite:///"))
+    done = store.runs(job.id)[-1]
     run_id = store.add_followup(
         job.id, {"prompt": "crash take"}, "U0ALICE", "C0PUBLIC", "1763869000.000100", 0.0
     )
     assert run_id is not None
     store.mark_sending(
-        run_id, baseline_completed_at=job.motion_completed_at, baseline_url=job.motion_url, now=0.0
+        run_id, baseline_completed_at=done.completed_at, baseline_url=done.download_url, now=0.0
     )
     store.close()
     await harness.start()

@@ -15,12 +15,13 @@ from bot.messages import (
     JobListing,
     Message,
     RunLine,
-    credit_from_source,
     credit_line,
     escape,
     link,
     result_messages,
+    usage_text,
 )
+from bot.motion import Source
 from bot.sandbox import generated_sources
 from tests.doubles.slack_web import block_errors
 
@@ -62,7 +63,7 @@ def results(sources: list[dict[str, Any]], *, sandbox: bool = False) -> list[Mes
         requester="U0ALICE",
         run_number=2,
         download_url=DOWNLOAD,
-        sources=sources,
+        sources=[Source.parse(s) for s in sources],
         expires_at=None,
         sandbox=sandbox,
     )
@@ -260,12 +261,12 @@ def test_flagged_credits_are_counted_in_the_summary() -> None:
     ],
 )
 def test_usage_timestamps_are_minutes_and_seconds(seconds: Any, shown: str) -> None:
-    credit = credit_from_source({"usages": [{"start_seconds": seconds}]})
-    assert credit.usages == [f"at {shown}"]
+    credit = Source.parse({"usages": [{"start_seconds": seconds}]})
+    assert [usage_text(u) for u in credit.usages] == [f"at {shown}"]
 
 
 def test_usage_shows_the_range_the_scene_and_the_placement() -> None:
-    credit = credit_from_source(
+    credit = Source.parse(
         {
             "usages": [
                 {"start_seconds": 72.4, "end_seconds": 3725, "scene": 3, "placement": "overlay"}
@@ -279,11 +280,11 @@ def test_usage_shows_the_range_the_scene_and_the_placement() -> None:
 
 
 def test_scene_zero_is_shown() -> None:
-    assert "scene 0" in credit_line(1, credit_from_source({"usages": [{"scene": 0}]}))
+    assert "scene 0" in credit_line(1, Source.parse({"usages": [{"scene": 0}]}))
 
 
 def test_many_usages_are_summarised() -> None:
-    credit = credit_from_source({"usages": [{"start_seconds": i} for i in range(25)]})
+    credit = Source.parse({"usages": [{"start_seconds": i} for i in range(25)]})
     assert "and 5 more" in credit_line(1, credit)
 
 
@@ -292,7 +293,7 @@ def test_rights_not_clearly_cleared_are_flagged(rights: str | None) -> None:
     source: dict[str, Any] = {"source_kind": "music", "provider": "epidemic_sound"}
     if rights is not None:
         source["rights_status"] = rights
-    line = credit_line(1, credit_from_source(source))
+    line = credit_line(1, Source.parse(source))
     assert "⚠️" in line
     assert "check before publishing" in line
 
@@ -307,7 +308,7 @@ def test_rights_not_clearly_cleared_are_flagged(rights: str | None) -> None:
     ],
 )
 def test_cleared_or_licensed_rights_are_not_flagged(source: dict[str, Any]) -> None:
-    line = credit_line(1, credit_from_source({"source_kind": "music", "provider": "x", **source}))
+    line = credit_line(1, Source.parse({"source_kind": "music", "provider": "x", **source}))
     assert "⚠️" not in line
     assert "rights:" in line
 
@@ -315,7 +316,7 @@ def test_cleared_or_licensed_rights_are_not_flagged(source: dict[str, Any]) -> N
 def test_credit_line_shows_kind_provider_and_linked_title() -> None:
     line = credit_line(
         4,
-        credit_from_source(
+        Source.parse(
             {
                 "source_kind": "stock_video",
                 "provider": "pexels",
@@ -340,14 +341,14 @@ def test_credit_line_shows_kind_provider_and_linked_title() -> None:
     ],
 )
 def test_credit_with_missing_or_odd_fields_does_not_crash(source: dict[str, Any]) -> None:
-    line = credit_line(1, credit_from_source(source))
+    line = credit_line(1, Source.parse(source))
     assert line.startswith("1. ")
     [message] = results([source])
     assert_valid(message)
 
 
 def test_credit_without_title_shows_the_links_host() -> None:
-    line = credit_line(1, credit_from_source({"source_url": "https://media.example/x/y"}))
+    line = credit_line(1, Source.parse({"source_url": "https://media.example/x/y"}))
     assert "media.example" in line
 
 
@@ -370,7 +371,7 @@ def test_hostile_titles_and_providers_are_escaped() -> None:
 
 def test_hostile_text_in_a_usage_timestamp_is_escaped() -> None:
     # Timestamps that are not numbers are shown as given: they must still be escaped.
-    credit = credit_from_source({"usages": [{"start": "<!channel>", "end": "<@U123>"}]})
+    credit = Source.parse({"usages": [{"start": "<!channel>", "end": "<@U123>"}]})
     line = credit_line(1, credit)
     assert "<!channel>" not in line
     assert "<@U123>" not in line

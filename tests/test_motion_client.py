@@ -16,11 +16,11 @@ from bot.motion import (
     Conflict,
     InsufficientCredits,
     MotionClient,
+    MotionError,
     NotFound,
-    OutcomeUnknown,
     RateLimited,
+    Retry,
     ServerError,
-    Transient,
     parse_retry_after,
 )
 from bot.sandbox import BASE_PATH, JobPlan, MotionSandbox, SandboxThread
@@ -234,7 +234,7 @@ async def test_rate_limit_gives_retry_after_in_seconds(
         await motion.status("any-job")
     assert caught.value.status == 429
     assert caught.value.retry_after == 7.0
-    assert isinstance(caught.value, Transient)
+    assert caught.value.retry is Retry.LATER
 
 
 async def test_rate_limit_gives_retry_after_from_an_http_date(
@@ -297,15 +297,16 @@ async def test_html_502_on_a_read_is_a_server_error(
     with pytest.raises(ServerError) as caught:
         await motion.status("any-job")
     assert caught.value.status == 502
-    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry is Retry.LATER
 
 
 async def test_html_502_on_a_create_is_outcome_unknown(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault_html_502("create")
-    with pytest.raises(OutcomeUnknown) as caught:
+    with pytest.raises(MotionError) as caught:
         await motion.create(BODY)
+    assert caught.value.retry is Retry.UNSAFE
     assert caught.value.status == 502
 
 
@@ -313,8 +314,9 @@ async def test_html_502_on_a_followup_is_outcome_unknown(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault_html_502("followup")
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(MotionError) as caught:
         await motion.followup("any-job", BODY)
+    assert caught.value.retry is Retry.UNSAFE
 
 
 async def test_slow_answer_on_a_read_is_transient_not_outcome_unknown(
@@ -322,9 +324,9 @@ async def test_slow_answer_on_a_read_is_transient_not_outcome_unknown(
 ) -> None:
     sandbox.fault("status", delay=1.0)
     started = time.monotonic()
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(MotionError) as caught:
         await impatient.status("any-job")
-    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry is Retry.LATER
     assert time.monotonic() - started < 0.9
 
 
@@ -333,8 +335,9 @@ async def test_slow_answer_on_a_create_is_outcome_unknown(
 ) -> None:
     sandbox.fault("create", delay=1.0, after_processing=True)
     started = time.monotonic()
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(MotionError) as caught:
         await impatient.create(BODY)
+    assert caught.value.retry is Retry.UNSAFE
     assert time.monotonic() - started < 0.9
     assert len(sandbox.job_ids) == 1  # it did take effect
 
@@ -343,16 +346,18 @@ async def test_slow_answer_on_a_followup_is_outcome_unknown(
     impatient: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("followup", delay=1.0)
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(MotionError) as caught:
         await impatient.followup("any-job", BODY)
+    assert caught.value.retry is Retry.UNSAFE
 
 
 async def test_dropped_connection_after_a_create_is_outcome_unknown_and_the_job_exists(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("create", drop=True, after_processing=True)
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(MotionError) as caught:
         await motion.create(BODY)
+    assert caught.value.retry is Retry.UNSAFE
     assert len(sandbox.job_ids) == 1
     assert sandbox.creates == [BODY]
 
@@ -361,30 +366,31 @@ async def test_dropped_connection_on_a_read_is_transient(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("status", drop=True)
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(MotionError) as caught:
         await motion.status("any-job")
-    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry is Retry.LATER
 
 
 async def test_connection_refused_is_transient_not_outcome_unknown() -> None:
     client = MotionClient(closed_port_url(), KEY, timeout=2.0)
     try:
-        with pytest.raises(Transient) as on_write:
+        with pytest.raises(MotionError) as on_write:
             await client.create(BODY)
-        with pytest.raises(Transient) as on_read:
+        with pytest.raises(MotionError) as on_read:
             await client.status("any-job")
     finally:
         await client.aclose()
-    assert not isinstance(on_write.value, OutcomeUnknown)
-    assert not isinstance(on_read.value, OutcomeUnknown)
+    assert on_write.value.retry is Retry.LATER
+    assert on_read.value.retry is Retry.LATER
 
 
 async def test_non_json_success_on_a_create_is_outcome_unknown(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("create", status=200, body="OK", after_processing=True)
-    with pytest.raises(OutcomeUnknown) as caught:
+    with pytest.raises(MotionError) as caught:
         await motion.create(BODY)
+    assert caught.value.retry is Retry.UNSAFE
     assert caught.value.status == 200
     assert len(sandbox.job_ids) == 1
 
@@ -393,17 +399,18 @@ async def test_non_json_success_on_a_read_is_transient_not_outcome_unknown(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("status", status=200, body="<html>maintenance</html>")
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(MotionError) as caught:
         await motion.status("any-job")
-    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry is Retry.LATER
 
 
 async def test_create_answer_without_a_job_id_is_outcome_unknown(
     motion: MotionClient, sandbox: MotionSandbox
 ) -> None:
     sandbox.fault("create", status=202, body='{"status": "queued"}', after_processing=True)
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(MotionError) as caught:
         await motion.create(BODY)
+    assert caught.value.retry is Retry.UNSAFE
 
 
 # ---------------------------------------------------------------- one pool, one limit
@@ -422,3 +429,38 @@ async def test_requests_in_flight_never_exceed_the_cap(sandbox: MotionSandbox) -
     assert client.peak_in_flight == 4
     assert client.in_flight == 0
     assert sandbox.count("status") == 30
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry"),
+    [
+        (500, '{"error": "internal error creating a job"}', Retry.NO),  # Motion: not started
+        (503, '{"error": "try later"}', Retry.LATER),  # Motion: not now
+        (503, "<html>down</html>", Retry.UNSAFE),  # a proxy's page: it may be through
+        (504, '{"error": "gateway timeout"}', Retry.UNSAFE),
+        (403, "<html>blocked</html>", Retry.UNSAFE),  # not Motion's own answer
+        (422, '{"error": "unprocessable"}', Retry.NO),
+    ],
+)
+async def test_a_write_error_says_whether_it_may_be_retried(
+    motion: MotionClient, sandbox: MotionSandbox, status: int, body: str, retry: Retry
+) -> None:
+    sandbox.fault("create", status=status, body=body)
+    with pytest.raises(MotionError) as caught:
+        await motion.create(BODY)
+    assert caught.value.status == status
+    assert caught.value.retry is retry
+    assert isinstance(caught.value, ServerError) == (status >= 500)
+
+
+async def test_every_error_of_a_read_may_be_retried_except_motions_own_answers(
+    motion: MotionClient, sandbox: MotionSandbox
+) -> None:
+    for status, body in [(500, '{"error": "x"}'), (502, "<html/>"), (503, "{}"), (504, "")]:
+        sandbox.fault("status", status=status, body=body)
+        with pytest.raises(ServerError) as caught:
+            await motion.status("any-job")
+        assert caught.value.retry is Retry.LATER, status
+    with pytest.raises(NotFound) as missing:
+        await motion.status("any-job")
+    assert missing.value.retry is Retry.NO

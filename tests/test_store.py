@@ -40,7 +40,7 @@ def new_job(
         now=now,
     )
     if thread_ts is not None:
-        store.record_card(job_id, thread_ts, channel, "hash", now)
+        store.record_card(job_id, thread_ts, channel, "new", "digest", now)
     return job_id, run_id
 
 
@@ -258,7 +258,8 @@ def test_finish_run_that_fails_midway_leaves_nothing_behind(store: Store) -> Non
 
 def test_posts_leave_the_outbox_when_sent_and_return_when_a_send_fails(store: Store) -> None:
     job_id, _ = new_job(store)
-    store.add_posts(job_id, None, [post("a"), post("b")], T0)
+    for each in (post("a"), post("b")):
+        assert store.record_reply_error(job_id, [], each, T0)
     first, second = store.open_posts(job_id)
     store.mark_post_sending(first.id, T0)
     store.mark_post_done(first.id, "1.2")
@@ -335,4 +336,43 @@ def test_a_failed_commit_does_not_leave_the_transaction_open(tmp_path: Path) -> 
         pass
     assert not store.db.conn.in_transaction
     assert store.claim_event("b", 3.0)  # the next write works
+    store.close()
+
+
+def test_a_database_from_before_m002_keeps_its_cards_and_loses_only_dead_columns(
+    path: str,
+) -> None:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    from bot.store.migrations import m001_initial
+
+    first_only = Migrations("motion-bot")
+    first_only()(m001_initial)
+    db = Database(path)
+    first_only.apply(db)
+    for job_id, card_hash in ((1, "posting"), (2, "running:1:0|0123abcd"), (3, None)):
+        db["jobs"].insert(
+            {
+                "id": job_id, "team_id": "T1", "channel_id": "C1", "requester": "U1",
+                "prompt": "p", "state": "open", "created_at": T0 + job_id,
+                "card_hash": card_hash, "status_calls": 4, "motion_url": "https://x",
+            }
+        )  # fmt: skip
+    db.close()
+
+    store = Store(path)
+    jobs = {j: store.job(j) for j in (1, 2, 3)}
+    assert [(j.card_sent_at, j.card_phase, j.card_digest) for j in jobs.values() if j] == [
+        (T0 + 1, None, None),
+        (None, "running:1:0", "0123abcd"),
+        (None, None, None),
+    ]
+    columns = set(store.db["jobs"].columns_dict)
+    assert not columns & {"card_hash", "status_calls", "motion_url", "motion_status"}
+    assert "started_at" not in store.db["runs"].columns_dict
+    assert {tuple(i.columns) for i in store.db["jobs"].indexes} >= {
+        ("due_at",),
+        ("channel_id", "thread_ts"),
+    }
     store.close()

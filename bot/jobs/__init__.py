@@ -1,0 +1,12 @@
+"""The service, one module per stage of a job's life:
+
+intake (commands, replies, buttons → recorded work), step (one look at one job), card (the
+job's card), outbox (sending what was recorded for Slack), motion_calls (the calls to Motion and
+what each answer means), outcomes (how a run ends), background (reactions and late answers),
+context (what the stages share), service (the one object the app wires).
+"""
+
+from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.service import JobService
+
+__all__ = ["JobService", "ReplyKind", "ReplyOutcome"]

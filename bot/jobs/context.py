@@ -1,0 +1,67 @@
+"""What every stage of a job's life shares: its collaborators, the clock, and how a step says
+what it did."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.jobs.background import Background
+from bot.motion import MotionClient
+from bot.schedule import PollSchedule
+from bot.slack_out import SlackOut
+from bot.store import Job, Run, Store
+
+log = logging.getLogger("bot.jobs")
+
+REACT_QUEUED = "hourglass_flowing_sand"
+REACT_SENT = "arrow_forward"
+REACT_FAILED = "x"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did to a job.
+
+    `delay`: seconds until the job needs its next look (None: only when something wakes it).
+    `changed`: the job or its runs changed in the store, so the caller reads them again;
+    when False, `run` is the run as the step left it (the caller need not read anything).
+    `failed`: the step met a failure and counted it, so the job's failure count stays.
+    """
+
+    delay: float | None
+    changed: bool = True
+    failed: bool = False
+    run: Run | None = None
+
+
+@dataclass
+class JobContext:
+    store: Store
+    motion: MotionClient
+    slack: SlackOut
+    schedule: PollSchedule
+    background: Background
+    clock: Callable[[], float]
+    wake: Callable[[int], None]
+    sandbox: bool
+    notify_channel: str | None = None
+    requires_mention: bool = False
+    stopping: bool = False  # set at SIGTERM: no new Motion write from then on
+
+    def job(self, job_id: int) -> Job:
+        job = self.store.job(job_id)
+        assert job is not None, f"job {job_id} vanished"
+        return job
+
+    def backoff(self, job_id: int, reason: str, retry_after: float | None = None) -> Step:
+        """Count one more consecutive failure for the job and wait accordingly."""
+        errors = self.store.add_error(job_id)
+        log.info("job %s: %s; retry %s", job_id, reason, errors)
+        return Step(self.schedule.error_delay(errors, retry_after), changed=False, failed=True)
+
+    def react(self, run: Run, name: str) -> None:
+        """React on the reply a run came from, if it came from one."""
+        if run.reply_ts and run.reply_channel:
+            self.background.react(run.reply_channel, run.reply_ts, name)

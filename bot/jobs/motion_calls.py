@@ -1,0 +1,291 @@
+"""The calls to Motion a job makes (send a run, look at its status) and what each answer means
+for the job. Every write is recorded as "sending" before it goes out, so a crash mid-call is
+never re-sent blindly: create and followups cost credits and carry no idempotency key."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import messages
+from bot.jobs.context import REACT_FAILED, REACT_SENT, JobContext, Step
+from bot.jobs.outcomes import Outcomes
+from bot.motion import (
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    InsufficientCredits,
+    JobStatus,
+    MotionError,
+    MotionRequest,
+    MotionStatus,
+    NotFound,
+    RateLimited,
+    Retry,
+    ServerError,
+)
+from bot.schedule import ANY, generation_seconds
+from bot.store import Job, NewPost, Run, RunKind, RunState
+
+log = logging.getLogger(__name__)
+MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
+VERIFY_LOOKS = 40  # look this many initial waits (2 min by default) for a lost followup
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The job as Motion showed it just before a followup: what tells the new run's answers
+    from the previous run's, which Motion keeps showing for a while."""
+
+    completed_at: str | None
+    url: str | None
+
+
+class MotionCalls:
+    def __init__(self, ctx: JobContext, outcomes: Outcomes) -> None:
+        self.ctx = ctx
+        self.outcomes = outcomes
+
+    # ------------------------------------------------------------ sending a run
+
+    async def send(self, job: Job, run: Run) -> Step:
+        """Send a waiting run (a create, or a followup once the job is ready for it)."""
+        ctx = self.ctx
+        followup = run.kind == RunKind.FOLLOWUP
+        baseline = Baseline(None, None)
+        if followup:
+            if job.motion_job_id is None:
+                nothing = messages.nothing_to_refine(sandbox=job.sandbox)
+                self.outcomes.reject(job, run, nothing, messages.NEVER_STARTED)
+                return Step(None)
+            ready = await self._ready_for_followup(job, run)
+            if isinstance(ready, Step):
+                return ready
+            if ctx.stopping:
+                return Step(0.0)
+            baseline = ready
+        ctx.store.mark_sending(
+            run.id, baseline_completed_at=baseline.completed_at, baseline_url=baseline.url,
+            now=ctx.clock(),
+        )  # fmt: skip
+        request = MotionRequest.from_json(run.request)
+        try:
+            if followup:
+                assert job.motion_job_id is not None
+                motion_job_id = await ctx.motion.followup(job.motion_job_id, request)
+            else:
+                motion_job_id = await ctx.motion.create(request)
+        except MotionError as exc:
+            return self._not_sent(job, run, exc)
+        ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
+        ctx.react(run, REACT_SENT)
+        return Step(ctx.schedule.initial)
+
+    def _not_sent(self, job: Job, run: Run, exc: MotionError) -> Step:
+        """A write that failed: decided first by whether it may have taken effect."""
+        if exc.retry is Retry.UNSAFE:  # the answer was lost: Motion may have started it
+            log.warning("job %s run %s: answer lost (%s)", job.id, run.number, exc.message)
+            if run.kind == RunKind.FOLLOWUP:
+                self.ctx.store.mark_verifying(run.id)  # the job's status will tell
+                return Step(self.ctx.schedule.initial)
+            self.outcomes.create_unknown(job, run, exc.message)
+            return Step(None)
+        if exc.retry is Retry.LATER:  # nothing reached Motion, or it said "not now"
+            return self._send_later(job, run, exc)
+        if isinstance(exc, Conflict):
+            if exc.job_status == MotionStatus.FAILED:
+                offer = messages.followup_on_failed(sandbox=job.sandbox, value=str(run.id))
+                self.outcomes.refused(job, run, exc, offer)
+                return Step(None)
+            # The job moved on between our look and the call: the followup waits its turn.
+            return self._send_later(job, run, exc)
+        if isinstance(exc, InsufficientCredits):
+            self.outcomes.out_of_credits(job, run, exc, started=False)
+        elif isinstance(exc, AuthenticationError | NotFound):
+            self.outcomes.stop(job, run, exc)
+        elif isinstance(exc, ServerError):  # Motion said it did not start it; no auto-resend
+            retry = messages.motion_server_error(
+                run_number=run.number, error=exc.message, run_id=run.id, sandbox=job.sandbox
+            )
+            self.outcomes.refused(job, run, exc, retry)
+        else:  # 400, and anything else Motion refused outright
+            details = exc.details if isinstance(exc, BadRequest) else []
+            refused = messages.bad_request(
+                run_number=run.number, details=details, message=exc.message, sandbox=job.sandbox
+            )
+            self.outcomes.refused(job, run, exc, refused)
+        return Step(None)
+
+    def _send_later(self, job: Job, run: Run, exc: MotionError) -> Step:
+        """Nothing started: put the run back in the queue; retry with backoff, then report."""
+        store = self.ctx.store
+        store.mark_waiting(run.id)
+        if store.add_send_attempt(run.id) >= MAX_SEND_ATTEMPTS:
+            unreachable = messages.motion_unreachable(
+                run_number=run.number, error=exc.message, run_id=run.id, sandbox=job.sandbox
+            )
+            self.outcomes.refused(job, run, exc, unreachable)
+            return Step(None)
+        return self.ctx.backoff(job.id, f"Motion unavailable ({exc.message})", _retry_after(exc))
+
+    async def _ready_for_followup(self, job: Job, run: Run) -> Baseline | Step:
+        """Look at the job right before a followup: Motion takes followups only on a completed
+        job, and the previous run's video must be ready (announced) first."""
+        ctx = self.ctx
+        assert job.motion_job_id is not None
+        try:
+            status = await ctx.motion.status(job.motion_job_id)
+        except MotionError as exc:
+            if isinstance(exc, AuthenticationError | NotFound):
+                self.outcomes.stop(job, run, exc)
+                return Step(None)
+            if isinstance(exc, InsufficientCredits):
+                self.outcomes.out_of_credits(job, run, exc, started=False)
+                return Step(None)
+            return ctx.backoff(
+                job.id, f"status before a followup: {exc.message}", _retry_after(exc)
+            )
+        ctx.store.record_poll(job.id, None, motion_status=status.status, now=ctx.clock())
+        if status.status == MotionStatus.FAILED or status.render_failed or status.download_url:
+            return Baseline(status.completed_at, status.download_url)  # failed: Motion says 409
+        # Still running (someone used the web app) or rendering: the followup waits its turn.
+        rendering = status.status == MotionStatus.COMPLETED
+        return Step(
+            ctx.schedule.next_delay(elapsed=0.0, status=status.status, rendering=rendering),
+            changed=False,
+        )
+
+    # ------------------------------------------------------------ following a run
+
+    async def poll(self, job: Job, run: Run) -> Step:
+        """One status call for the job's active run, and what it means."""
+        ctx, outcomes = self.ctx, self.outcomes
+        assert job.motion_job_id is not None
+        try:
+            status = await ctx.motion.status(job.motion_job_id)
+        except MotionError as exc:
+            if isinstance(exc, AuthenticationError | NotFound):
+                outcomes.stop(job, run, exc)
+                return Step(None)
+            if isinstance(exc, InsufficientCredits):  # Motion can run out mid-generation
+                outcomes.out_of_credits(job, run, exc, started=True)
+                return Step(None)
+            return ctx.backoff(job.id, f"status call: {exc.message}", _retry_after(exc))
+        now = ctx.clock()
+        elapsed = now - (run.sent_at if run.sent_at is not None else now)
+        if not (run.seen_new or is_new_run(run, status)):
+            return self._still_previous(job, run, status, elapsed)
+        posts: list[NewPost] = []
+        if run.state == RunState.VERIFYING:
+            posts.append(
+                NewPost.of(messages.lost_answer_found(run_number=run.number, sandbox=job.sandbox))
+            )
+            ctx.react(run, REACT_SENT)
+        awaiting = MotionStatus.AWAITING_USER_INPUT
+        if status.status == awaiting and run.motion_status != awaiting:
+            posts.append(
+                NewPost.of(messages.awaiting_input(run_number=run.number, sandbox=job.sandbox))
+            )
+        if status.status == MotionStatus.COMPLETED and run.motion_status != MotionStatus.COMPLETED:
+            self._learn(run, status, now)
+        ctx.store.record_poll(
+            job.id, run.id, motion_status=status.status, now=now, posts=posts,
+            run_state=RunState.RUNNING if run.state == RunState.VERIFYING else None,
+        )  # fmt: skip
+        quiet = not posts and run.state != RunState.VERIFYING
+        seen = dataclasses.replace(
+            run, seen_new=True, motion_status=status.status, last_poll_at=now
+        )
+
+        if status.status == MotionStatus.FAILED:
+            failed = messages.job_failed(
+                run_number=run.number, error=status.error, sandbox=job.sandbox
+            )
+            reason = status.error or messages.NO_REASON
+            outcomes.finish(job, run, RunState.FAILED, failed, error=reason, react=REACT_FAILED)
+            return Step(None)
+        if status.status == MotionStatus.COMPLETED:
+            if status.render_failed:
+                failed = messages.render_failed(run_number=run.number, sandbox=job.sandbox)
+                outcomes.finish(job, run, RunState.FAILED, failed, error=messages.RENDER_FAILED)
+                return Step(None)
+            if status.download_url:
+                await outcomes.result(job, run, status)
+                return Step(None)
+            rendering = ctx.schedule.next_delay(
+                elapsed=elapsed, status=status.status, rendering=True
+            )
+            return Step(rendering, changed=not quiet, run=seen)
+        delay = ctx.schedule.next_delay(
+            elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(run)
+        )
+        return Step(delay, changed=not quiet, run=seen)
+
+    def _still_previous(self, job: Job, run: Run, status: JobStatus, elapsed: float) -> Step:
+        """Motion still shows the previous run (it lags after a followup): never settle on it."""
+        ctx = self.ctx
+        ctx.store.record_poll(job.id, None, motion_status=status.status, now=ctx.clock())
+        looked_long = elapsed >= VERIFY_LOOKS * ctx.schedule.initial
+        if run.state == RunState.VERIFYING and looked_long:
+            unknown = messages.outcome_unknown(
+                run_number=run.number, followup=True, run_id=run.id, sandbox=job.sandbox
+            )
+            self.outcomes.finish(job, run, RunState.UNKNOWN, unknown, error=messages.ANSWER_LOST)
+            return Step(None)
+        if not looked_long:
+            return Step(ctx.schedule.initial, changed=False)
+        # Accepted, yet still shown as the previous run for long: keep looking, less often.
+        delay = ctx.schedule.next_delay(elapsed=elapsed, status="running", rendering=False)
+        return Step(delay, changed=False)
+
+    def _learn(self, run: Run, status: JobStatus, now: float) -> None:
+        """Teach the poll schedule how long this run took to generate."""
+        sent_at = run.sent_at if run.sent_at is not None else now
+        seconds = generation_seconds(
+            completed_at=_epoch(status.completed_at),
+            sent_at=sent_at,
+            previous_look=run.last_poll_at or sent_at,
+            now=now,
+        )
+        self.ctx.store.record_generation_time(bucket(run), seconds, now)
+        self.ctx.schedule.learn(bucket(run), seconds)
+
+
+def bucket(run: Run) -> str:
+    """Runs are learned by their requested duration: a 1-5 min video takes longer."""
+    return str(run.request.get("duration") or ANY)
+
+
+def is_new_run(run: Run, status: JobStatus) -> bool:
+    """Does this status describe `run`, rather than the run before it? (SPEC: never stale.)
+
+    Motion's `completed_at` decides when both sides have one; the URL is compared (without its
+    query string, which a signing CDN may change on every call) only when they do not."""
+    baseline_completed, baseline_url = run.baseline_completed_at, run.baseline_url
+    if run.kind != RunKind.FOLLOWUP or (baseline_completed is None and baseline_url is None):
+        return True
+    if status.status != MotionStatus.COMPLETED:
+        return True
+    if status.completed_at and baseline_completed:
+        return status.completed_at != baseline_completed
+    url = status.download_url
+    return bool(url) and _strip_query(url) != _strip_query(baseline_url or "")
+
+
+def _retry_after(exc: MotionError) -> float | None:
+    return exc.retry_after if isinstance(exc, RateLimited) else None
+
+
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

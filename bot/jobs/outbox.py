@@ -1,0 +1,68 @@
+"""The outbox's sender: what was recorded for Slack goes out in order, once as far as Slack
+can tell. chat.postMessage has no idempotency key, so every post carries a metadata key, and a
+post whose answer was never seen is looked for in the thread before it is sent again."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.jobs.context import JobContext
+from bot.slack_out import SlackFailure
+from bot.store import Job, PostState
+
+log = logging.getLogger(__name__)
+MAX_POST_ATTEMPTS = 8  # a Slack post failing this often, for this long, is dropped (and logged)
+POST_GIVE_UP_SECONDS = 6 * 3600
+
+
+class Outbox:
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+
+    async def flush(self, job: Job) -> None:
+        """Send the job's recorded messages; a transient Slack failure propagates (the job
+        backs off and the rest waits, in order)."""
+        store, slack = self.ctx.store, self.ctx.slack
+        for post in store.open_posts(job.id):
+            key = f"post:{post.id}"
+            if post.state == PostState.SENDING:
+                # Sent before, answer unknown (crash, timeout): look before posting again.
+                try:
+                    found = await slack.find_post(
+                        post.channel_id, post.thread_ts, key, since=post.created_at
+                    )
+                except SlackFailure as exc:
+                    if not exc.permanent:
+                        raise  # ask again later rather than risk a second copy
+                    log.warning("post %s: cannot check the thread (%s)", post.id, exc.code)
+                    found = None  # err on the side of posting: a lost result is worse
+                if found:
+                    store.mark_post_done(post.id, found)
+                    continue
+            if (
+                post.attempts >= MAX_POST_ATTEMPTS
+                and self.ctx.clock() - post.created_at > POST_GIVE_UP_SECONDS
+            ):
+                log.error(
+                    "post %s (%s) dropped after %s attempts", post.id, post.kind, post.attempts
+                )
+                store.mark_post_failed(post.id, "too many attempts", give_up=True)
+                continue
+            store.mark_post_sending(post.id, self.ctx.clock())
+            try:
+                ts = await slack.post(
+                    post.channel_id,
+                    post.payload,
+                    thread_ts=post.thread_ts,
+                    broadcast=post.broadcast,
+                    key=key,
+                    kind=post.kind,
+                    run=post.run_number,
+                )
+            except SlackFailure as exc:
+                if exc.permanent:
+                    log.error("post %s (%s) dropped: Slack said %s", post.id, post.kind, exc.code)
+                    store.mark_post_failed(post.id, exc.code, give_up=True)
+                    continue
+                raise
+            store.mark_post_done(post.id, ts)

@@ -1,0 +1,116 @@
+"""How a run ends: each ending recorded with the messages that announce it, in one transaction,
+so a crash can lose neither the state nor what the thread must be told."""
+
+from __future__ import annotations
+
+import logging
+
+from bot import messages
+from bot.jobs.context import REACT_FAILED, JobContext
+from bot.messages import Message
+from bot.motion import AuthenticationError, InsufficientCredits, JobStatus, MotionError
+from bot.store import Job, NewPost, Run, RunKind, RunState
+
+log = logging.getLogger(__name__)
+
+
+class Outcomes:
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+
+    def finish(
+        self, job: Job, run: Run, state: RunState, message: Message, *, error: str,
+        react: str | None = None,
+    ) -> None:  # fmt: skip
+        """`error` is the reason in a few plain words: the card shows it."""
+        self.ctx.store.finish_run(
+            run.id, job.id, state=state, error=error, now=self.ctx.clock(),
+            posts=[NewPost.of(message)],
+        )  # fmt: skip
+        if react:
+            self.ctx.react(run, react)
+
+    def reject(self, job: Job, run: Run, message: Message, reason: str) -> None:
+        """The run was not started; its reply (if any) gets the "failed" reaction."""
+        self.finish(job, run, RunState.REJECTED, message, error=reason, react=REACT_FAILED)
+
+    def refused(self, job: Job, run: Run, exc: MotionError, message: Message) -> None:
+        self.reject(job, run, message, messages.reason_for(exc))
+
+    def out_of_credits(
+        self, job: Job, run: Run, exc: InsufficientCredits, *, started: bool
+    ) -> None:
+        """402, at create or during generation: the numbers come from Motion's body."""
+        message = messages.insufficient_credits(
+            balance=exc.current_balance,
+            minimum=exc.minimum_required,
+            message=exc.message,
+            followup=run.kind == RunKind.FOLLOWUP,
+            sandbox=job.sandbox,
+        )
+        state = RunState.FAILED if started else RunState.REJECTED
+        self.finish(job, run, state, message, error=messages.reason_for(exc), react=REACT_FAILED)
+
+    def stop(self, job: Job, run: Run, exc: MotionError) -> None:
+        """Motion no longer answers for this job (401: the key; 404: the job)."""
+        log.warning("job %s: Motion answered %s; no longer following it", job.id, exc.status)
+        if isinstance(exc, AuthenticationError):
+            message = messages.auth_failed(sandbox=job.sandbox)
+        else:
+            message = messages.job_not_found(sandbox=job.sandbox)
+        self.ctx.store.stop_job(
+            job.id, run.id, messages.reason_for(exc), [NewPost.of(message)], self.ctx.clock()
+        )
+        self.ctx.react(run, REACT_FAILED)
+
+    def create_unknown(self, job: Job, run: Run, error: str) -> None:
+        """A create whose answer never came: say so, offer a resend, never resend alone."""
+        log.warning("job %s run %s: the create's answer was lost (%s)", job.id, run.number, error)
+        unknown = messages.outcome_unknown(
+            run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
+        )
+        self.finish(job, run, RunState.UNKNOWN, unknown, error=messages.ANSWER_LOST)
+
+    def settle_interrupted(self, job: Job, run: Run) -> None:
+        """A Motion write whose answer this process never saw: a followup can be checked
+        against the job's status; a create cannot (Motion has no list), so its thread is told."""
+        if run.kind == RunKind.FOLLOWUP and job.motion_job_id:
+            self.ctx.store.mark_verifying(run.id)
+            return
+        self.create_unknown(job, run, "interrupted before Motion answered")
+
+    async def result(self, job: Job, run: Run, status: JobStatus) -> None:
+        """Record the result and every message announcing it in one transaction."""
+        ctx = self.ctx
+        assert status.download_url is not None and job.thread_ts is not None
+        expires_at = status.output.expires_at if status.output else None
+        parts = messages.result_messages(
+            requester=run.author or job.requester,
+            run_number=run.number,
+            download_url=status.download_url,
+            sources=status.credits,
+            expires_at=expires_at,
+            sandbox=job.sandbox,
+        )
+        posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
+        if ctx.notify_channel:
+            link = await ctx.slack.permalink(job.channel_id, job.thread_ts)
+            notice = messages.notify_message(
+                requester=run.author or job.requester,
+                prompt=run.request["prompt"],
+                permalink=link,
+                run_number=run.number,
+                sandbox=job.sandbox,
+            )
+            posts.append(NewPost.of(notice, channel_id=ctx.notify_channel, thread=False))
+        ctx.store.finish_run(
+            run.id,
+            job.id,
+            state=RunState.DONE,
+            posts=posts,
+            now=ctx.clock(),
+            download_url=status.download_url,
+            completed_at=status.completed_at,
+            expires_at=expires_at,
+            sources=status.sources,
+        )

@@ -1,0 +1,96 @@
+"""The service: where Motion, the store and Slack meet. One object for the app to wire, made
+of the stages of a job's life, each in its own module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bot.jobs.background import Background
+from bot.jobs.card import Card
+from bot.jobs.context import JobContext
+from bot.jobs.intake import Intake
+from bot.jobs.motion_calls import MotionCalls
+from bot.jobs.outbox import Outbox
+from bot.jobs.outcomes import Outcomes
+from bot.jobs.step import Stepper
+from bot.motion import MotionClient
+from bot.schedule import PollSchedule
+from bot.slack_out import SlackOut
+from bot.store import Store
+
+EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
+
+
+class JobService(Intake):
+    """Intake (commands, replies, buttons) plus `advance` for the poller and `recover` at start."""
+
+    def __init__(
+        self,
+        store: Store,
+        motion: MotionClient,
+        slack: SlackOut,
+        *,
+        schedule: PollSchedule,
+        sandbox: bool,
+        notify_channel: str | None = None,
+        requires_mention: bool = False,
+        clock: Callable[[], float] = time.time,
+        wake: Callable[[int], None] | None = None,
+    ) -> None:
+        ctx = JobContext(
+            store=store,
+            motion=motion,
+            slack=slack,
+            schedule=schedule,
+            background=Background(slack),
+            clock=clock,
+            wake=wake or (lambda job_id: None),
+            sandbox=sandbox,
+            notify_channel=notify_channel,
+            requires_mention=requires_mention,
+        )
+        super().__init__(ctx)
+        self.store, self.slack, self.sandbox = store, slack, sandbox
+        self.outcomes = Outcomes(ctx)
+        calls = MotionCalls(ctx, self.outcomes)
+        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes)
+
+    @property
+    def wake(self) -> Callable[[int], None]:
+        return self.ctx.wake
+
+    @wake.setter
+    def wake(self, wake: Callable[[int], None]) -> None:
+        self.ctx.wake = wake
+
+    @property
+    def stopping(self) -> bool:
+        return self.ctx.stopping
+
+    @stopping.setter
+    def stopping(self, stopping: bool) -> None:
+        self.ctx.stopping = stopping
+
+    async def advance(self, job_id: int) -> float | None:
+        """Do what the job needs now; returns when it next needs a look (None: until woken)."""
+        return await self._stepper.advance(job_id)
+
+    def recover(self) -> int:
+        """At start, before any work: settle calls a dead process left in flight, resume all.
+
+        A create whose answer never came cannot be checked (Motion has no list endpoint), so
+        its thread is told and offered a button; a followup can be checked against the job's
+        status, so it is verified by polling before anything is said.
+        """
+        ctx = self.ctx
+        now = ctx.clock()
+        for run in ctx.store.interrupted_runs():
+            self.outcomes.settle_interrupted(ctx.job(run.job_id), run)
+        ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
+        for bucket, seconds in ctx.store.generation_times():
+            ctx.schedule.learn(bucket, seconds)
+        return ctx.store.resume_all(now)
+
+    async def drain_background(self, timeout: float = 5.0) -> None:
+        await self.ctx.background.drain(timeout)

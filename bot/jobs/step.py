@@ -1,0 +1,112 @@
+"""One look at one job: do whatever it needs now (post its card, send the messages recorded for
+it, send a waiting run, poll its active run, edit the card) and say when it next needs a look.
+
+The poller guarantees that one job is never advanced twice at once, so nothing here locks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.jobs.card import Card
+from bot.jobs.context import JobContext
+from bot.jobs.motion_calls import MotionCalls
+from bot.jobs.outbox import Outbox
+from bot.jobs.outcomes import Outcomes
+from bot.slack_out import SlackFailure
+from bot.store import Job, JobState, Run, RunState
+
+log = logging.getLogger(__name__)
+SENDING_GRACE = 60.0  # longer than any Motion call may take (timeout + slot wait)
+MAX_STEPS = 20  # runs settled in one look before yielding to other jobs
+
+
+@dataclass(frozen=True)
+class Look:
+    """The job and its runs as a look left them, when it needs the next, and whether any step
+    of it met a failure (then the job's failure count stays)."""
+
+    job: Job
+    runs: list[Run]
+    delay: float | None
+    failed: bool
+
+
+class Stepper:
+    def __init__(
+        self, ctx: JobContext, card: Card, outbox: Outbox, calls: MotionCalls, outcomes: Outcomes
+    ) -> None:
+        self.ctx = ctx
+        self.card = card
+        self.outbox = outbox
+        self.calls = calls
+        self.outcomes = outcomes
+
+    async def advance(self, job_id: int) -> float | None:
+        """Returns seconds until the job next needs a look (None: until something wakes it)."""
+        ctx = self.ctx
+        job = ctx.store.job(job_id)
+        if job is None or job.state == JobState.ABANDONED:
+            return None
+        try:
+            if job.state == JobState.NEW:
+                opened = await self.card.open_thread(job)
+                job = ctx.job(job_id)
+                if job.state in (JobState.NEW, JobState.ABANDONED):
+                    return opened.delay
+            if job.pending_posts:
+                await self.outbox.flush(job)
+            look = await self._work(job)
+            job = look.job
+            await self.card.refresh(job, look.runs)
+            if job.pending_posts:
+                await self.outbox.flush(ctx.job(job_id))
+        except SlackFailure as exc:
+            return ctx.backoff(job_id, f"Slack {exc.code}").delay
+        if job.errors and not look.failed:
+            ctx.store.clear_errors(job_id)  # a clean look ends a run of failures
+        if job.pending_posts:
+            ctx.store.clear_pending_posts(job_id)  # only now: the card shows the change too
+        return look.delay
+
+    async def _work(self, job: Job) -> Look:
+        """Settle runs until one is busy in Motion or none is left; a settled run frees the job
+        for its next followup."""
+        ctx = self.ctx
+        runs = ctx.store.runs(job.id)
+        failed = False
+        for _ in range(MAX_STEPS):
+            active = next((r for r in runs if r.active), None)
+            if active is not None:
+                if active.state == RunState.SENDING:
+                    # A call interrupted in this process (cancelled, or a failed write after
+                    # it): once its deadline has passed, settle it as a restart would.
+                    sent_at = active.sent_at if active.sent_at is not None else 0.0
+                    if ctx.clock() - sent_at < SENDING_GRACE:
+                        return Look(job, runs, SENDING_GRACE, failed)
+                    self.outcomes.settle_interrupted(job, active)
+                    job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                    continue
+                step = await self.calls.poll(job, active)
+                failed |= step.failed
+                if not step.changed:  # the common case: still going, nothing to read again
+                    if step.run is not None:
+                        runs = [step.run if r.id == active.id else r for r in runs]
+                    return Look(job, runs, step.delay, failed)
+                job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                if job.pending_posts:
+                    await self.outbox.flush(job)
+                if any(r.id == active.id and r.active for r in runs):
+                    return Look(job, runs, step.delay, failed)
+                continue
+            waiting = next((r for r in runs if r.state == RunState.WAITING), None)
+            if waiting is None or job.state != JobState.OPEN:
+                return Look(job, runs, None, failed)
+            if ctx.stopping:  # no new billable call in the last seconds before exit
+                return Look(job, runs, 0.0, failed)
+            step = await self.calls.send(job, waiting)
+            failed |= step.failed
+            job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+            if any(r.id == waiting.id and (r.active or r.state == RunState.WAITING) for r in runs):
+                return Look(job, runs, step.delay, failed)
+        return Look(job, runs, 0.0, failed)  # still more to do: look again at once

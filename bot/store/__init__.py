@@ -1,0 +1,42 @@
+"""Everything that must survive a restart, with methods named by intent.
+
+`Store` is one object over one database; its methods are grouped by what they hold (jobs,
+runs, the outbox), each group in its own module, sharing one connection and one write path.
+"""
+
+from __future__ import annotations
+
+from bot.store.jobs import JobRows
+from bot.store.models import (
+    ACTIVE_RUN_STATES,
+    HIDDEN_RUN_STATES,
+    Job,
+    JobState,
+    NewPost,
+    Post,
+    PostState,
+    Run,
+    RunKind,
+    RunState,
+)
+from bot.store.outbox import OutboxRows
+from bot.store.runs import RunRows
+
+
+class Store(JobRows, RunRows, OutboxRows):
+    """The app's state in SQLite (WAL mode), migrated at open."""
+
+
+__all__ = [
+    "ACTIVE_RUN_STATES",
+    "HIDDEN_RUN_STATES",
+    "Job",
+    "JobState",
+    "NewPost",
+    "Post",
+    "PostState",
+    "Run",
+    "RunKind",
+    "RunState",
+    "Store",
+]

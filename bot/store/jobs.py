@@ -1,0 +1,237 @@
+"""Jobs: their Slack place, their card, and when each next needs a look (the poller's queue)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from bot.store.base import Connection
+from bot.store.models import Job, JobState, NewPost, job_from_row
+from bot.store.outbox import insert_posts
+from bot.store.runs import insert_run
+
+
+class JobRows(Connection):
+    def create_job(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        requester: str,
+        response_url: str | None,
+        request: dict[str, Any],
+        sandbox: bool,
+        now: float,
+    ) -> tuple[int, int]:
+        """Record a job and its first run together: both exist or neither does."""
+        with self._write() as conn:
+            return _insert_job(
+                conn, team_id, channel_id, requester, response_url, request, sandbox, now, None
+            )
+
+    def restart_from(
+        self, run_id: int, request: dict[str, Any], requester: str, team_id: str, sandbox: bool,
+        now: float,
+    ) -> int | None:  # fmt: skip
+        """A new job in place of a followup refused on a failed job; once per button, however
+        often it is pressed (the refused run is marked in the same transaction)."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT runs.job_id, jobs.channel_id FROM runs JOIN jobs ON jobs.id = runs.job_id"
+                " WHERE runs.id = ? AND runs.state = 'rejected'",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE runs SET state = 'restarted' WHERE id = ?", (run_id,))
+            job_id, _ = _insert_job(
+                conn, team_id, row[1], requester, None, request, sandbox, now, row[0]
+            )
+        return job_id
+
+    def first_request(self, job_id: int) -> dict[str, Any] | None:
+        """The request the job was started with."""
+        value = self._value(
+            "SELECT request FROM runs WHERE job_id = ? ORDER BY number LIMIT 1", (job_id,)
+        )
+        return json.loads(value) if value else None
+
+    def job(self, job_id: int) -> Job | None:
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return job_from_row(rows[0]) if rows else None
+
+    def job_for_thread(self, channel_id: str, thread_ts: str) -> Job | None:
+        rows = self._rows(
+            "SELECT * FROM jobs WHERE channel_id = ? AND thread_ts = ?", (channel_id, thread_ts)
+        )
+        return job_from_row(rows[0]) if rows else None
+
+    def recent_jobs(self, team_id: str, requester: str, limit: int = 10) -> list[Job]:
+        rows = self._rows(
+            "SELECT * FROM jobs WHERE team_id = ? AND requester = ? AND state != 'abandoned'"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (team_id, requester, limit),
+        )
+        return [job_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------ the poller's queue
+
+    def claim_due(self, now: float, limit: int, exclude: set[int]) -> list[tuple[int, float]]:
+        """Take up to `limit` due jobs, oldest due first, clearing their due time.
+
+        A cleared due time is restored by the worker when it finishes, and by
+        `resume_all` after a crash, so a claimed job is never forgotten.
+        """
+        rows = self.db.execute(
+            "SELECT id, due_at FROM jobs WHERE due_at IS NOT NULL AND due_at <= ?"
+            " ORDER BY due_at LIMIT ?",
+            (now, limit + len(exclude)),
+        ).fetchall()
+        claimed = [(r[0], r[1]) for r in rows if r[0] not in exclude][:limit]
+        if claimed:
+            marks = ",".join("?" * len(claimed))
+            self.db.execute(
+                f"UPDATE jobs SET due_at = NULL WHERE id IN ({marks})", [c[0] for c in claimed]
+            )
+        return claimed
+
+    def next_due_at(self) -> float | None:
+        value = self._value("SELECT MIN(due_at) FROM jobs WHERE due_at IS NOT NULL")
+        return float(value) if value is not None else None
+
+    def count_followed(self) -> int:
+        return int(self._value("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL"))
+
+    def set_due(self, job_id: int, due_at: float | None) -> None:
+        self.db.execute("UPDATE jobs SET due_at = ? WHERE id = ?", (due_at, job_id))
+
+    def wake(self, job_id: int, now: float) -> None:
+        """Make the job due now unless it is already due sooner."""
+        self.db.execute(
+            "UPDATE jobs SET due_at = ? WHERE id = ? AND (due_at IS NULL OR due_at > ?)",
+            (now, job_id, now),
+        )
+
+    def add_error(self, job_id: int) -> int:
+        """One more consecutive failure for this job; returns how many in a row."""
+        self.db.execute("UPDATE jobs SET errors = errors + 1 WHERE id = ?", (job_id,))
+        return int(self._value("SELECT errors FROM jobs WHERE id = ?", (job_id,)))
+
+    def clear_errors(self, job_id: int) -> None:
+        self.db.execute("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
+
+    def resume_all(self, now: float, *, per_second: float = 200.0) -> int:
+        """At start: every job with work left gets a due time; returns how many jobs.
+
+        Jobs that were mid-step when the process died have no due time and become due now.
+        Overdue jobs keep their order but are spread at `per_second`, so a restart after
+        downtime does not fire thousands of status calls in the same instant.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open',"
+                " 'stopped') AND (state = 'new' OR pending_posts = 1 OR EXISTS (SELECT 1 FROM"
+                " runs WHERE runs.job_id = jobs.id AND runs.state IN ('waiting', 'verifying',"
+                " 'running')) OR EXISTS (SELECT 1 FROM posts WHERE posts.job_id = jobs.id AND"
+                " posts.state IN ('due', 'sending')))",
+                (now,),
+            )
+            overdue = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at",
+                    (now,),
+                )
+            ]
+            if len(overdue) > per_second:
+                conn.executemany(
+                    "UPDATE jobs SET due_at = ? WHERE id = ?",
+                    [(now + rank / per_second, job_id) for rank, job_id in enumerate(overdue)],
+                )
+            return int(
+                conn.execute("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL").fetchone()[0]
+            )
+
+    # ------------------------------------------------------------ the thread and its card
+
+    def record_card_sending(self, job_id: int, now: float) -> None:
+        """The card is being handed to Slack: from here on, look for it before posting again."""
+        self.db.execute(
+            "UPDATE jobs SET card_sent_at = COALESCE(card_sent_at, ?) WHERE id = ?", (now, job_id)
+        )
+
+    def record_card(
+        self,
+        job_id: int,
+        thread_ts: str,
+        channel_id: str,
+        phase: str,
+        digest: str,
+        now: float,
+        origin_posts: list[NewPost] | None = None,
+    ) -> None:
+        """The thread exists. The command's response_url is forgotten: it is a capability
+        that is no longer needed. A job started from an older one links back in the same step."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_phase = ?,"
+                " card_digest = ?, card_updated_at = ?, response_url = NULL WHERE id = ?",
+                (thread_ts, channel_id, phase, digest, now, job_id),
+            )
+            origin = conn.execute("SELECT origin_job_id FROM jobs WHERE id = ?", (job_id,))
+            origin_id = origin.fetchone()[0]
+            if origin_id and origin_posts:
+                insert_posts(conn, origin_id, None, origin_posts, now)
+
+    def record_card_update(self, job_id: int, phase: str, digest: str, now: float) -> None:
+        self.db.execute(
+            "UPDATE jobs SET card_phase = ?, card_digest = ?, card_updated_at = ? WHERE id = ?",
+            (phase, digest, now, job_id),
+        )
+
+    def abandon_job(self, job_id: int, now: float) -> None:
+        """No thread could be made: nothing was sent to Motion, nothing more will be."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'abandoned', due_at = NULL, response_url = NULL"
+                " WHERE id = ?",
+                (job_id,),
+            )
+            conn.execute(
+                "UPDATE runs SET state = 'rejected', finished_at = ? WHERE job_id = ?"
+                " AND state = 'waiting'",
+                (now, job_id),
+            )
+
+    def stop_job(
+        self, job_id: int, run_id: int | None, error: str, posts: list[NewPost], now: float
+    ) -> None:
+        """Motion no longer answers for this job (401/404): stop following it, say so once."""
+        with self._write() as conn:
+            conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.STOPPED, job_id))
+            conn.execute(
+                "UPDATE runs SET state = 'failed', error = ?, finished_at = ? WHERE job_id = ?"
+                " AND state IN ('waiting', 'sending', 'verifying', 'running')",
+                (error, now, job_id),
+            )
+            insert_posts(conn, job_id, run_id, posts, now)
+
+
+def _insert_job(
+    conn: sqlite3.Connection, team_id: str, channel_id: str, requester: str,
+    response_url: str | None, request: dict[str, Any], sandbox: bool, now: float,
+    origin_job_id: int | None,
+) -> tuple[int, int]:  # fmt: skip
+    job_id = conn.execute(
+        "INSERT INTO jobs (team_id, channel_id, requester, response_url, prompt, state, sandbox,"
+        " due_at, errors, pending_posts, origin_job_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?)",
+        (
+            team_id, channel_id, requester, response_url, request["prompt"], int(sandbox), now,
+            origin_job_id, now,
+        ),
+    ).lastrowid  # fmt: skip
+    assert job_id is not None
+    run_id = insert_run(conn, job_id, 1, "create", request, requester, None, None, now)
+    return job_id, run_id

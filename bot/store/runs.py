@@ -1,0 +1,260 @@
+"""Runs (one Motion create or followup each), the Slack deliveries already taken, and the
+generation times the poll schedule learns from."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from bot.store.base import Connection
+from bot.store.models import ACTIVE_RUN_STATES, NewPost, Run, run_from_row
+from bot.store.outbox import insert_posts
+
+
+class RunRows(Connection):
+    def run(self, run_id: int) -> Run | None:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return run_from_row(rows[0]) if rows else None
+
+    def runs(self, job_id: int) -> list[Run]:
+        rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
+        return [run_from_row(r) for r in rows]
+
+    def has_active_run(self, job_id: int) -> bool:
+        marks = ",".join("?" * len(ACTIVE_RUN_STATES))
+        row = self.db.execute(
+            f"SELECT 1 FROM runs WHERE job_id = ? AND state IN ({marks}) LIMIT 1",
+            (job_id, *ACTIVE_RUN_STATES),
+        ).fetchone()
+        return row is not None
+
+    def add_followup(
+        self,
+        job_id: int,
+        request: dict[str, Any],
+        author: str,
+        reply_channel: str,
+        reply_ts: str,
+        now: float,
+        event_keys: Iterable[str] = (),
+    ) -> int | None:
+        """Queue a followup; None when this reply was already taken (a redelivered event).
+
+        The delivery's keys are claimed in the same transaction, so a crash leaves either both
+        the claim and the followup or neither, and Slack's redelivery then finds the right state.
+        """
+        with self._write() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
+                (reply_channel, reply_ts),
+            ).fetchone()
+            if exists or not _claim(conn, event_keys, now):
+                return None
+            number = conn.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+            run_id = insert_run(
+                conn, job_id, number, "followup", request, author, reply_channel, reply_ts, now
+            )
+        return run_id
+
+    def record_reply_error(
+        self, job_id: int, event_keys: Iterable[str], post: NewPost, now: float
+    ) -> bool:
+        """Record the answer to an unusable reply once per reply, with its delivery's keys."""
+        with self._write() as conn:
+            if not _claim(conn, event_keys, now):
+                return False
+            insert_posts(conn, job_id, None, [post], now)
+        return True
+
+    def copy_run(self, run_id: int, author: str, now: float) -> int | None:
+        """A new waiting run with the same request, for "send it again"; only once per run."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT job_id, kind, request FROM runs WHERE id = ? AND state IN"
+                " ('unknown', 'rejected')",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            job_id, kind, request = row
+            conn.execute("UPDATE runs SET state = 'retried' WHERE id = ?", (run_id,))
+            number = conn.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+            new_id = insert_run(
+                conn, job_id, number, kind, json.loads(request), author, None, None, now
+            )
+            conn.execute(
+                "UPDATE jobs SET state = CASE WHEN state = 'stopped' THEN 'open' ELSE state END"
+                " WHERE id = ?",
+                (job_id,),
+            )
+        return new_id
+
+    def mark_sending(
+        self,
+        run_id: int,
+        *,
+        baseline_completed_at: str | None,
+        baseline_url: str | None,
+        now: float,
+    ) -> None:
+        """Recorded before the call: a crash after this line means "answer unknown"."""
+        self.db.execute(
+            "UPDATE runs SET state = 'sending', sent_at = ?, baseline_completed_at = ?,"
+            " baseline_url = ? WHERE id = ?",
+            (now, baseline_completed_at, baseline_url, run_id),
+        )
+
+    def mark_running(self, run_id: int, job_id: int, motion_job_id: str, now: float) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET state = 'running' WHERE id = ?", (run_id,))
+            conn.execute("UPDATE jobs SET motion_job_id = ? WHERE id = ?", (motion_job_id, job_id))
+
+    def mark_waiting(self, run_id: int) -> None:
+        """Put a run back in the queue (a 409 race, or Motion unreachable before sending)."""
+        self.db.execute("UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ?", (run_id,))
+
+    def mark_verifying(self, run_id: int) -> None:
+        self.db.execute("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
+
+    def add_send_attempt(self, run_id: int) -> int:
+        """One more try at sending this run that did not reach Motion; returns the count."""
+        self.db.execute(
+            "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ?", (run_id,)
+        )
+        return self.db.execute("SELECT attempts FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+
+    def record_poll(
+        self,
+        job_id: int,
+        run_id: int | None,
+        *,
+        motion_status: str,
+        now: float,
+        posts: list[NewPost] | None = None,
+        run_state: str | None = None,
+    ) -> None:
+        """What a status call said, with the messages it calls for, in one transaction.
+
+        `run_id` when it was that run's own answer (not the previous run's, which Motion keeps
+        showing for a while after a followup); `run_state` to move the run on (a followup whose
+        answer was lost, found running). Any answer ends the job's run of failures."""
+        with self._write() as conn:
+            conn.execute("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
+            if run_id is not None:
+                conn.execute(
+                    "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ?,"
+                    " state = COALESCE(?, state) WHERE id = ?",
+                    (motion_status, now, run_state, run_id),
+                )
+            insert_posts(conn, job_id, run_id, posts or [], now)
+
+    def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
+        self.db.execute(
+            "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
+            (bucket, seconds, now),
+        )
+
+    def generation_times(self, per_bucket: int = 500) -> list[tuple[str, float]]:
+        """Recent generation times, oldest first, for the poll schedule to learn from."""
+        rows = self.db.execute(
+            "SELECT duration, seconds FROM (SELECT duration, seconds, id, ROW_NUMBER() OVER"
+            " (PARTITION BY duration ORDER BY id DESC) AS rank FROM run_history)"
+            " WHERE rank <= ? ORDER BY id",
+            (per_bucket,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def finish_run(
+        self,
+        run_id: int,
+        job_id: int,
+        *,
+        state: str,
+        posts: list[NewPost],
+        now: float,
+        error: str | None = None,
+        download_url: str | None = None,
+        completed_at: str | None = None,
+        expires_at: str | None = None,
+        sources: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Settle a run and record what to tell Slack, atomically; False if already settled."""
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE runs SET state = ?, error = ?, download_url = ?, completed_at = ?,"
+                " expires_at = ?, sources = ?, finished_at = ? WHERE id = ? AND state IN"
+                " ('waiting', 'sending', 'verifying', 'running')",
+                (
+                    state,
+                    error,
+                    download_url,
+                    completed_at,
+                    expires_at,
+                    json.dumps(sources) if sources is not None else None,
+                    now,
+                    run_id,
+                ),
+            ).rowcount
+            if not changed:
+                return False
+            insert_posts(conn, job_id, run_id, posts, now)
+        return True
+
+    def interrupted_runs(self) -> list[Run]:
+        """Runs whose Motion call was in flight when the process died: outcome unknown."""
+        return [
+            run_from_row(r) for r in self._rows("SELECT * FROM runs WHERE state = 'sending'", ())
+        ]
+
+    def claim_event(self, key: str, now: float) -> bool:
+        """True the first time a Slack delivery is seen; False for any redelivery."""
+        cursor = self.db.execute(
+            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            (key, now),
+        )
+        return cursor.rowcount == 1
+
+    def forget_events_before(self, cutoff: float) -> None:
+        self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,))
+
+
+def insert_run(
+    conn: sqlite3.Connection,
+    job_id: int,
+    number: int,
+    kind: str,
+    request: dict[str, Any],
+    author: str | None,
+    reply_channel: str | None,
+    reply_ts: str | None,
+    now: float,
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO runs (job_id, number, kind, request, author, reply_channel, reply_ts,"
+        " state, seen_new, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', 0, ?)",
+        (job_id, number, kind, json.dumps(request), author, reply_channel, reply_ts, now),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _claim(conn: sqlite3.Connection, keys: Iterable[str], now: float) -> bool:
+    """Claim every key or none; an already-claimed key rolls the claim back."""
+    conn.execute("SAVEPOINT claim")
+    for key in keys:
+        cursor = conn.execute(
+            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            (key, now),
+        )
+        if cursor.rowcount != 1:
+            conn.execute("ROLLBACK TO claim")
+            conn.execute("RELEASE claim")
+            return False
+    conn.execute("RELEASE claim")
+    return True

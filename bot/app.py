@@ -11,11 +11,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 
-from bot import listeners
+from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.jobs import JobService
 from bot.motion import MotionClient
@@ -36,10 +37,11 @@ class MotionBot:
     service: JobService
     poller: Poller
     app: AsyncApp
+    session: aiohttp.ClientSession
+    _verifier: SignatureVerifier | None
     sandbox_thread: Any = None
     _runner: web.AppRunner | None = None
     _socket_handler: Any = None
-    _session: aiohttp.ClientSession | None = None
     port: int | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -47,7 +49,8 @@ class MotionBot:
     def build(
         cls, settings: Settings, *, concurrency: int = 64, sandbox_plan: Any = None
     ) -> MotionBot:
-        """Everything wired, nothing started: no socket is opened until `start`.
+        """Everything wired, nothing started: no socket is opened until `start`. Called from
+        a coroutine (the Slack connection pool belongs to the running loop).
 
         `sandbox_plan` (a `bot.sandbox.JobPlan`) sets how long sandbox jobs take."""
         store = Store(settings.database_path)
@@ -70,10 +73,13 @@ class MotionBot:
             max_in_flight=settings.motion_max_in_flight,
             timeout=settings.motion_timeout_seconds,
         )
-        client = make_client(settings.slack_bot_token, settings.slack_api_url)
-        outbox_client = make_client(
-            settings.slack_bot_token, settings.slack_api_url, retry_writes=False
+        # One pooled session for every Slack call (slack_sdk opens one per call otherwise).
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
         )
+        token, api_url = settings.slack_bot_token, settings.slack_api_url
+        client = make_client(token, api_url, session=session)
+        outbox_client = make_client(token, api_url, retry_writes=False, session=session)
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
         service = JobService(
             store,
@@ -88,7 +94,7 @@ class MotionBot:
         service.wake = poller.wake
         app = AsyncApp(
             client=client,
-            signing_secret=settings.slack_signing_secret or "",
+            signing_secret=app_signing_secret(settings),
             request_verification_enabled=not settings.socket_mode,
             process_before_response=True,
         )
@@ -100,16 +106,11 @@ class MotionBot:
                 "listener failed for a %s request", body.get("type") or "command", exc_info=error
             )
 
-        return cls(settings, store, motion, service, poller, app, sandbox_thread)
+        verifier = None if settings.socket_mode else SignatureVerifier(app_signing_secret(settings))
+        return cls(settings, store, motion, service, poller, app, session, verifier, sandbox_thread)
 
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
-        # One pooled session for every Slack call (slack_sdk opens one per call otherwise).
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
-        )
-        self.app.client.session = self._session
-        self.service.slack.client.session = self._session
         resumed = self.service.recover()
         log.info("resuming %d job(s) from %s", resumed, self.store.path)
         self.poller.start()
@@ -136,24 +137,23 @@ class MotionBot:
             web_app.router.add_get("/healthz", self._healthz)
             self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "0.0.0.0", self.settings.port)
-            await site.start()
-            sockets = getattr(site._server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+            await web.TCPSite(self._runner, "0.0.0.0", self.settings.port).start()
+            address = self._runner.addresses[0] if self._runner.addresses else None
+            self.port = int(address[1]) if address else self.settings.port
             log.info("listening for Slack on :%s/slack/events (HTTP mode)", self.port)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         body = await request.text()
-        bolt_request = AsyncBoltRequest(
-            body=body, query=request.query_string, headers=dict(request.headers)
-        )
-        response = await self.app.async_dispatch(bolt_request)
-        headers = response.first_headers_without_set_cookie()
-        headers.pop("content-type", None)
-        content_type = "application/json" if response.body.startswith("{") else "text/plain"
-        return web.Response(
-            status=response.status, body=response.body, headers=headers, content_type=content_type
-        )
+        headers = dict(request.headers)
+        if not http_intake.signed(self._verifier, body, headers):
+            return web.Response(status=401, text="invalid signature")
+        try:
+            http_intake.check_shape(body, request.headers.get("Content-Type", ""))
+        except http_intake.Malformed as exc:
+            log.warning("refused a signed request: %s", exc)
+            return web.Response(status=400, text=f"malformed request: {exc}")
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         try:
@@ -184,8 +184,7 @@ class MotionBot:
         await self.poller.stop(max(0.0, remaining))
         await self.service.drain_background(1.0)
         await self.motion.aclose()
-        if self._session is not None:
-            await self._session.close()
+        await self.session.close()
         if self.sandbox_thread is not None:
             self.sandbox_thread.stop()
         self.store.close()
@@ -214,3 +213,8 @@ class MotionBot:
         await self.stop()
         if failure is not None:
             raise failure
+
+
+def app_signing_secret(settings: Settings) -> str:
+    """Socket Mode needs none (Slack's connection is the proof); HTTP mode's is required."""
+    return settings.slack_signing_secret or ""

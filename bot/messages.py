@@ -147,8 +147,10 @@ def with_sandbox(message: Message, sandbox: bool) -> Message:
     """Every message posted in sandbox mode says so (the spec's promise to admins)."""
     if not sandbox:
         return message
+    # Slack shows the blocks when there are any, so a text-only message gets its words as a block.
+    blocks = message.blocks or [section(message.text)]
     return Message(
-        f"{message.text}\n_{SANDBOX_NOTE}_", [*message.blocks, context(SANDBOX_NOTE)], message.kind
+        f"{message.text}\n_{SANDBOX_NOTE}_", [*blocks, context(SANDBOX_NOTE)], message.kind
     )
 
 
@@ -534,6 +536,10 @@ def nothing_to_refine(*, sandbox: bool) -> Message:
     )
 
 
+MALFORMED_COMMAND = (
+    "Slack sent this command without the person or the channel, so nothing was started. "
+    "Try the command again."
+)
 STOPPED_JOB_REPLY = (
     "I stopped following this job (see above), so replies here can no longer refine it. "
     "Start a new video with `/motion`."

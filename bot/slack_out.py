@@ -88,7 +88,13 @@ class JoinResult:
     can_join: bool
 
 
-def make_client(token: str, base_url: str, *, retry_writes: bool = True) -> AsyncWebClient:
+def make_client(
+    token: str,
+    base_url: str,
+    *,
+    retry_writes: bool = True,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncWebClient:
     """A client that waits out 429s (Retry-After: nothing was done, so waiting is safe).
 
     With `retry_writes` it also retries dropped connections and 5xx, which suits reads and
@@ -102,7 +108,9 @@ def make_client(token: str, base_url: str, *, retry_writes: bool = True) -> Asyn
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ]
-    return AsyncWebClient(token=token, base_url=base_url, timeout=15, retry_handlers=handlers)
+    return AsyncWebClient(
+        token=token, base_url=base_url, timeout=15, retry_handlers=handlers, session=session
+    )
 
 
 class SlackOut:

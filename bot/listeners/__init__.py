@@ -1,12 +1,15 @@
-"""Slack listeners, grouped by surface; each module has a `register(app, service)`."""
+"""Slack listeners, grouped by surface; each module's `register(app)` adds its callbacks."""
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.jobs import JobService
-from bot.listeners import actions, commands, events
+from bot.listeners import actions, commands, events, fallback
+from bot.listeners.context import service_middleware
 
 
 def register(app: AsyncApp, service: JobService) -> None:
-    commands.register(app, service)
-    actions.register(app, service)
-    events.register(app, service)  # last: it holds the catch-all listeners
+    app.use(service_middleware(service))
+    commands.register(app)
+    actions.register(app)
+    events.register(app)
+    fallback.register(app)  # last: it matches everything the others did not

@@ -2,55 +2,61 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot import messages
-from bot.jobs import JobService
-
-log = logging.getLogger(__name__)
+from bot.listeners.context import service_of
 
 
-def register(app: AsyncApp, service: JobService) -> None:
-    @app.action("download")
-    async def download(ack: AsyncAck) -> None:
-        """A link button still sends an interaction payload; it only needs an ack."""
-        await ack()
-
-    @app.action("retry_run")
-    async def retry_run(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        user = (body.get("user") or {}).get("id") or ""
-        if not _int(action.get("value")) or not service.retry_run(int(action["value"]), user):
-            await respond(
-                **messages.already_done(
-                    "This was already sent again (or is no longer needed).", service.sandbox
-                ).payload(),
-                response_type="ephemeral",
-                replace_original=False,
-            )
-
-    @app.action("restart_job")
-    async def restart_job(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        user = (body.get("user") or {}).get("id") or ""
-        team = (body.get("team") or {}).get("id") or ""
-        value = action.get("value")
-        if not _int(value) or service.restart_job(int(value), user, team) is None:
-            await respond(
-                **messages.already_done(
-                    "A new job was already started from this reply.", service.sandbox
-                ).payload(),
-                response_type="ephemeral",
-                replace_original=False,
-            )
+async def download(ack: AsyncAck) -> None:
+    """A link button still sends an interaction payload; it only needs an ack."""
+    await ack()
 
 
-def _int(value: Any) -> bool:
-    return isinstance(value, str) and value.isdigit()
+async def retry_run(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "Send it again" / "Try again": one new run per button, however often it is pressed."""
+    await ack()
+    service = service_of(context)
+    run_id = _run_id(action)
+    if run_id is None or not service.retry_run(run_id, _user(body)):
+        await _say_done(
+            respond, "This was already sent again (or is no longer needed).", service.sandbox
+        )
+
+
+async def restart_job(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "Start a new job" after Motion refused a followup on a failed job."""
+    await ack()
+    service = service_of(context)
+    team = (body.get("team") or {}).get("id") or ""
+    run_id = _run_id(action)
+    if run_id is None or service.restart_job(run_id, _user(body), team) is None:
+        await _say_done(respond, "A new job was already started from this reply.", service.sandbox)
+
+
+def register(app: AsyncApp) -> None:
+    app.action("download")(download)
+    app.action("retry_run")(retry_run)
+    app.action("restart_job")(restart_job)
+
+
+async def _say_done(respond: AsyncRespond, what: str, sandbox: bool) -> None:
+    payload = messages.already_done(what, sandbox).payload()
+    await respond(**payload, response_type="ephemeral", replace_original=False)
+
+
+def _run_id(action: dict[str, Any]) -> int | None:
+    value = action.get("value")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")

@@ -1,8 +1,8 @@
 """`/motion`: parse, record, acknowledge. The Motion call happens later, in the poller.
 
 The app runs with process_before_response, so the ack goes out when this returns: everything
-here is local (parsing, one SQLite insert), which keeps the ack far inside Slack's 3 seconds and
-means an acknowledged command is already in the database.
+here is local (parsing, one database insert), which keeps the ack far inside Slack's 3 seconds
+and means an acknowledged command is already in the database.
 """
 
 from __future__ import annotations
@@ -10,45 +10,48 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot import messages
 from bot.command_line import Help, ListJobs, UsageError, parse_command
-from bot.jobs import JobService
+from bot.listeners.context import service_of
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, service: JobService) -> None:
-    @app.command("/motion")
-    async def motion_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        try:
-            parsed = parse_command(command.get("text") or "")
-        except UsageError as exc:
-            await ack(**messages.usage_error(str(exc), service.sandbox).payload())
-            return
-        if isinstance(parsed, Help):
-            await ack(**messages.help_message(service.sandbox).payload())
-            return
-        if isinstance(parsed, ListJobs):
-            await ack()
-            service.send_job_list(
-                team_id=command.get("team_id") or "",
-                user_id=command.get("user_id") or "",
-                response_url=command.get("response_url"),
-            )
-            return
-        job_id = service.start_job(
+async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
+    service = service_of(context)
+    user, channel = command.get("user_id"), command.get("channel_id")
+    if not user or not channel:  # HTTP mode refuses these with a 400 before Bolt sees them
+        log.warning("a /motion command without user_id or channel_id was ignored")
+        await ack(**messages.usage_error(messages.MALFORMED_COMMAND, service.sandbox).payload())
+        return
+    try:
+        parsed = parse_command(command.get("text") or "")
+    except UsageError as exc:
+        await ack(**messages.usage_error(str(exc), service.sandbox).payload())
+        return
+    if isinstance(parsed, Help):
+        await ack(**messages.help_message(service.sandbox).payload())
+        return
+    if isinstance(parsed, ListJobs):
+        await ack()
+        service.send_job_list(
             team_id=command.get("team_id") or "",
-            channel_id=command.get("channel_id") or "",
-            user_id=command.get("user_id") or "",
+            user_id=user,
             response_url=command.get("response_url"),
-            request=parsed.request,
         )
-        log.info(
-            "job %s: accepted from %s in %s",
-            job_id,
-            command.get("user_id"),
-            command.get("channel_id"),
-        )
-        await ack(**messages.accepted(service.sandbox).payload())
+        return
+    job_id = service.start_job(
+        team_id=command.get("team_id") or "",
+        channel_id=channel,
+        user_id=user,
+        response_url=command.get("response_url"),
+        request=parsed.request,
+    )
+    log.info("job %s: accepted from %s in %s", job_id, user, channel)
+    await ack(**messages.accepted(service.sandbox).payload())
+
+
+def register(app: AsyncApp) -> None:
+    app.command("/motion")(motion_command)

@@ -12,7 +12,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.jobs import JobService
+from bot.jobs import ReplyKind
+from bot.listeners.context import service_of
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +35,33 @@ def is_human_reply(event: dict[str, Any]) -> bool:
     )
 
 
-def register(app: AsyncApp, service: JobService) -> None:
-    async def take(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if not is_human_reply(event):
-            return
-        channel, ts = event.get("channel") or "", event.get("ts") or ""
-        keys = [f"msg:{channel}:{ts}"]
-        if body.get("event_id"):
-            keys.insert(0, f"event:{body['event_id']}")
-        outcome = service.take_reply(
-            event_keys=keys,
-            channel_id=channel,
-            thread_ts=event["thread_ts"],
-            ts=ts,
-            user_id=event["user"],
-            text=event["text"],
-            bot_user_id=context.bot_user_id,
-        )
-        if outcome.kind != "ignored":
-            log.info("reply %s in %s: %s", ts, channel, outcome.kind)
+async def on_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    """A `message` or `app_mention` event: a human reply in a job thread becomes a followup.
+    Both keys are claimed: the same reply arrives as both events when it mentions the app."""
+    if not is_human_reply(event):
+        return
+    channel, ts = event.get("channel") or "", event.get("ts") or ""
+    keys = [f"msg:{channel}:{ts}"]
+    if body.get("event_id"):
+        keys.insert(0, f"event:{body['event_id']}")
+    outcome = service_of(context).take_reply(
+        event_keys=keys,
+        channel_id=channel,
+        thread_ts=event["thread_ts"],
+        ts=ts,
+        user_id=event["user"],
+        text=event["text"],
+        bot_user_id=context.bot_user_id,
+    )
+    if outcome.kind != ReplyKind.IGNORED:
+        log.info("reply %s in %s: %s", ts, channel, outcome.kind)
 
-    @app.event("app_mention")
-    async def on_mention(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await take(event, body, context)
 
-    @app.event("message")
-    async def on_message(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await take(event, body, context)
+async def anything_else(event: dict[str, Any]) -> None:
+    log.debug("ignored event %s", event.get("type"))
 
-    @app.event(re.compile(".*"))
-    async def anything_else(event: dict[str, Any]) -> None:
-        log.debug("ignored event %s", event.get("type"))
+
+def register(app: AsyncApp) -> None:
+    app.event("app_mention")(on_reply)
+    app.event("message")(on_reply)
+    app.event(re.compile(".*"))(anything_else)  # last: every delivery gets its 2xx

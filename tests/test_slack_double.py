@@ -23,7 +23,8 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from tests.doubles.slack_web import SlackDouble, block_errors
+from tests.support.blockkit import block_errors
+from tests.support.slack import SlackDouble
 
 TOKEN = "xoxb-test"
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -105,6 +107,17 @@ def parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     for name in _BOOLEAN_PARAMS & params.keys():
         params[name] = _as_bool(params[name])
     return params
+
+
+def signed(body: str, secret: str, content_type: str) -> dict[str, str]:
+    """The headers Slack sends with every request to an app: v0 HMAC-SHA256 of `v0:ts:body`."""
+    ts = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
 
 
 class SlackStandIn(Workspace):
@@ -211,6 +224,70 @@ class SlackStandIn(Workspace):
         if "blocks" in payload and self.block_problems(payload["blocks"]):
             return "invalid_blocks"
         return None
+
+    # -- what Slack sends to the app ----------------------------------------------------------
+
+    def slash_command(self, command: str, text: str, *, channel: str, user: str) -> dict[str, str]:
+        """Every field of a slash command's form, ``response_url`` (on this server) included."""
+        with self._lock:
+            channel_name, user_name = self._channels[channel].name, self._users[user]["name"]
+        return {
+            "token": "standin-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "sandbox-team",
+            "channel_id": channel,
+            "channel_name": channel_name,
+            "user_id": user,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": self.response_url(f"{command}-{user}"),
+            "trigger_id": f"{secrets.randbelow(10**10)}.{secrets.token_hex(8)}",
+        }
+
+    def thread_reply(self, channel: str, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
+        """Post a person's reply in a thread; returns the ``message`` event Slack delivers."""
+        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+        with self._lock:
+            message = self._messages[channel][ts]
+            return {
+                "type": "message",
+                "channel": channel,
+                "user": user,
+                "text": text,
+                "ts": ts,
+                "event_ts": ts,
+                "thread_ts": thread_ts,
+                "parent_user_id": message.get("parent_user_id"),
+                "channel_type": "channel",
+                "team": self.team_id,
+                "client_msg_id": message["client_msg_id"],
+                "blocks": copy.deepcopy(message["blocks"]),
+            }
+
+    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The Events API envelope around ``event``, as Slack POSTs it to the app."""
+        return {
+            "token": "standin-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
 
     # -- HTTP entry points (server threads) -----------------------------------------------------
 

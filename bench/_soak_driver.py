@@ -40,7 +40,7 @@ import httpx
 
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, Harness
-from tests.doubles.slack_web import SlackDouble
+from tests.support.slack import SlackDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0PUBLIC"

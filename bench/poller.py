@@ -37,7 +37,7 @@ from bot.poller import Poller
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut, make_client
 from bot.store import Store
-from tests.doubles.slack_web import SlackDouble
+from tests.support.slack import SlackDouble
 
 
 def start_sandbox(port: int) -> subprocess.Popen[bytes]:

@@ -1,4 +1,4 @@
-"""`python -m bot` runs the app; `python -m bot check` checks its configuration."""
+"""`python -m bot` runs the app; `check` checks its configuration; `try` shows it locally."""
 
 from __future__ import annotations
 
@@ -12,10 +12,17 @@ from bot.config import ConfigError, Settings
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "try":  # needs no configuration: it makes up its own
+        from bot import tryout
+
+        return tryout.main(argv[1:])
     load_dotenv(".env", override=False)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(
-            "usage: python -m bot [check]\n  (no argument) run the app\n  check  check the configuration"
+            "usage: python -m bot [check | try [PROMPT] [--followup TEXT]]\n"
+            "  (no argument) run the app\n"
+            "  check  check the configuration\n"
+            "  try    run the app against a local Slack stand-in and the sandbox, and watch"
         )
         return 0
     try:
@@ -31,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_checks(settings))
     if argv:
-        print(f"unknown argument {argv[0]!r}; usage: python -m bot [check]", file=sys.stderr)
+        print(f"unknown argument {argv[0]!r}; usage: python -m bot [check | try]", file=sys.stderr)
         return 2
     from bot.app import MotionBot
 

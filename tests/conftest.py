@@ -17,7 +17,8 @@ import pytest
 from bot.app import MotionBot
 from bot.config import Settings
 from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
-from tests.doubles.slack_web import SlackDouble, signed_headers
+from tests.support.signing import signed_headers
+from tests.support.slack import SlackDouble
 
 SIGNING_SECRET = "test-signing-secret-1234"
 BOT_TOKEN = "xoxb-test-token-123456"

@@ -20,7 +20,6 @@ import pytest
 from bot.sandbox import JobPlan, MotionSandbox, download_url, generated_sources
 from bot.store import Store
 from tests.conftest import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, Harness, until
-from tests.doubles.slack_web import WORKSPACE_URL, SlackDouble
 from tests.e2e_helpers import (
     buttons,
     card_text,
@@ -36,6 +35,7 @@ from tests.e2e_helpers import (
     wait_card,
     wait_reply,
 )
+from tests.support.slack import WORKSPACE_URL, SlackDouble
 
 PROMPT = "a teaser for our spring sale"
 

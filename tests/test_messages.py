@@ -23,7 +23,7 @@ from bot.messages import (
 )
 from bot.motion import Source
 from bot.sandbox import generated_sources
-from tests.doubles.slack_web import block_errors
+from tests.support.blockkit import block_errors
 
 DOWNLOAD = "https://cdn.example.com/jobs/abc/run-1.mp4?sig=abc&expires=123"
 HOSTILE = "<!channel> <!here> <@U123> <http://evil.example|good> & <#C1>"

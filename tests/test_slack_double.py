@@ -23,7 +23,10 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from tests.doubles.slack_web import SlackDouble, block_errors
+from bot.slack_standin import SlackStandIn
+from bot.slack_workspace import Change
+from tests.support.blockkit import block_errors
+from tests.support.slack import SlackDouble
 
 TOKEN = "xoxb-test"
 
@@ -364,6 +367,36 @@ async def test_all_text_collects_every_text_sent(
 
     for expected in ("posted", "in a block", "via response_url", "refused but sent"):
         assert expected in text
+
+
+async def test_observers_hear_each_visible_change_in_order() -> None:
+    """The stand-in alone (no test extras), as `python -m bot try` uses it."""
+    heard: list[Change] = []
+    with SlackStandIn(bot_token=TOKEN) as standin:
+        standin.observe(heard.append)
+        client = AsyncWebClient(token=TOKEN, base_url=standin.base_url)
+        posted = await client.chat_postMessage(channel="C0PUBLIC", text="card")
+        await client.chat_update(channel="C0PUBLIC", ts=posted["ts"], text="card, edited")
+        reply = standin.thread_reply("C0PUBLIC", "warmer", user="U0ALICE", thread_ts=posted["ts"])
+        await client.reactions_add(channel="C0PUBLIC", timestamp=reply["ts"], name="eyes")
+        await client.chat_postEphemeral(channel="C0PUBLIC", user="U0ALICE", text="just you")
+        await AsyncWebhookClient(standin.response_url()).send(text="via response_url")
+        await slack_error(client.chat_postMessage(channel="C0NOTIN", text="refused"))
+        envelope = standin.event_callback(reply)
+        command = standin.slash_command("/motion", "hi", channel="C0PUBLIC", user="U0ALICE")
+
+    assert [(c.kind, c.message.get("text"), c.reaction) for c in heard] == [
+        ("posted", "card", None),
+        ("edited", "card, edited", None),
+        ("posted", "warmer", None),
+        ("reaction_added", "warmer", "eyes"),
+        ("ephemeral", "just you", None),
+        ("response", "via response_url", None),
+    ]
+    assert reply["thread_ts"] == posted["ts"] and reply["parent_user_id"] == "U0BOT"
+    assert envelope["type"] == "event_callback" and envelope["event"] == reply
+    assert command["channel_name"] == "general" and command["user_name"] == "alice"
+    assert "/commands/T0001/" in command["response_url"]
 
 
 # -- faults --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app import MotionBot
 from bot.config import Settings
 from tests.conftest import BOT_TOKEN, Harness, until
-from tests.doubles.slack_web import SlackDouble
+from tests.support.slack import SlackDouble
 
 APP_TOKEN = "xapp-test"  # the double's default app-level token
 ACK_SECONDS = 3.0

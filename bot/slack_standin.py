@@ -1,0 +1,398 @@
+"""A local stand-in for one Slack workspace: its Web API over real HTTP, and its response_urls.
+
+The real ``slack_sdk`` clients reach it through ``SLACK_API_URL`` (`base_url`), in the way
+bolt-python's own tests use a mock Web API server. The workspace behind it is
+`bot.slack_workspace.Workspace`. `python -m bot try` runs the app against it and watches it
+through `observe`; the tests add fault injection, call recording and Block Kit checks
+(`tests/support/slack.py`).
+
+The server runs in its own daemon thread, so the app under test keeps its event loop; every
+method takes the workspace lock, so callers may use it from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from bot.slack_workspace import SlackError, Workspace
+
+RESPONSE_URL_USES = 5
+
+_BOOLEAN_PARAMS = frozenset(
+    {
+        "reply_broadcast",
+        "unfurl_links",
+        "unfurl_media",
+        "mrkdwn",
+        "as_user",
+        "link_names",
+        "include_all_metadata",
+        "inclusive",
+        "replace_original",
+        "delete_original",
+    }
+)
+_JSON_STRING_PARAMS = ("blocks", "attachments", "metadata")
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One Web API request, parsed: ``params`` merges query and body, JSON strings decoded."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    parse_error: str | None
+    arrived: float
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+@dataclass
+class _ResponseUrl:
+    tag: str
+    uses: int = 0
+
+
+def _as_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0", ""):
+        return value.lower() in ("true", "1")
+    return value
+
+
+def parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """What the client sent, the same whether it was a form or JSON (`SlackError` if neither)."""
+    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if body:
+        if mime == "application/json":
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise SlackError("invalid_json") from None
+            if not isinstance(decoded, dict):
+                raise SlackError("invalid_json")
+            params.update(decoded)
+        elif mime in ("application/x-www-form-urlencoded", ""):
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        else:
+            raise SlackError("invalid_form_data")
+    for name in _JSON_STRING_PARAMS:
+        if isinstance(params.get(name), str) and params[name]:
+            # An undecodable value stays a string: the method answers invalid_*_format.
+            with contextlib.suppress(ValueError):
+                params[name] = json.loads(params[name])
+    for name in _BOOLEAN_PARAMS & params.keys():
+        params[name] = _as_bool(params[name])
+    return params
+
+
+def signed(body: str, secret: str, content_type: str) -> dict[str, str]:
+    """The headers Slack sends with every request to an app: v0 HMAC-SHA256 of `v0:ts:body`."""
+    ts = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+class SlackStandIn(Workspace):
+    """A workspace behind a Web API server on 127.0.0.1 (a free port).
+
+    Use it as a context manager; point the client at ``base_url`` and ``response_url()``::
+
+        with SlackStandIn() as slack:
+            client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test",
+        team_id: str = "T0001",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        app_id: str = "A0APP",
+        populate: bool = True,
+    ) -> None:
+        super().__init__(
+            team_id=team_id,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+            app_id=app_id,
+            populate=populate,
+        )
+        self.bot_token = bot_token
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._responses: list[dict[str, Any]] = []
+        self._response_urls: dict[str, _ResponseUrl] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> SlackStandIn:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.standin = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.name = f"SlackStandIn:{self.port}"
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the Slack stand-in is not running; use it as a context manager")
+        return self._server.server_address[1]
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The Web API base; the trailing slash matters because slack_sdk urljoins onto it."""
+        return f"{self.root_url}/api/"
+
+    # -- response_url --------------------------------------------------------------------------
+
+    def response_url(self, tag: str = "") -> str:
+        """A fresh ``response_url`` on this server, as Slack puts in a command payload."""
+        with self._lock:
+            number = len(self._response_urls) + 1
+            url = f"{self.root_url}/commands/{self.team_id}/{number}/{secrets.token_urlsafe(12)}"
+            self._response_urls[url] = _ResponseUrl(tag=tag)
+            return url
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """Each accepted JSON body sent to a ``response_url``, plus its ``"url"`` and ``"tag"``."""
+        with self._lock:
+            return copy.deepcopy(self._responses)
+
+    def response_problem(self, payload: dict[str, Any]) -> str | None:
+        """Why Slack would refuse a response_url body (``no_text``, ``invalid_blocks``), if so."""
+        if not (
+            payload.get("text")
+            or payload.get("blocks")
+            or payload.get("attachments")
+            or payload.get("delete_original")
+        ):
+            return "no_text"
+        if "blocks" in payload and self.block_problems(payload["blocks"]):
+            return "invalid_blocks"
+        return None
+
+    # -- what Slack sends to the app ----------------------------------------------------------
+
+    def slash_command(self, command: str, text: str, *, channel: str, user: str) -> dict[str, str]:
+        """Every field of a slash command's form, ``response_url`` (on this server) included."""
+        with self._lock:
+            channel_name, user_name = self._channels[channel].name, self._users[user]["name"]
+        return {
+            "token": "standin-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "sandbox-team",
+            "channel_id": channel,
+            "channel_name": channel_name,
+            "user_id": user,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": self.response_url(f"{command}-{user}"),
+            "trigger_id": f"{secrets.randbelow(10**10)}.{secrets.token_hex(8)}",
+        }
+
+    def thread_reply(self, channel: str, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
+        """Post a person's reply in a thread; returns the ``message`` event Slack delivers."""
+        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+        with self._lock:
+            message = self._messages[channel][ts]
+            return {
+                "type": "message",
+                "channel": channel,
+                "user": user,
+                "text": text,
+                "ts": ts,
+                "event_ts": ts,
+                "thread_ts": thread_ts,
+                "parent_user_id": message.get("parent_user_id"),
+                "channel_type": "channel",
+                "team": self.team_id,
+                "client_msg_id": message["client_msg_id"],
+                "blocks": copy.deepcopy(message["blocks"]),
+            }
+
+    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The Events API envelope around ``event``, as Slack POSTs it to the app."""
+        return {
+            "token": "standin-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+
+    # -- HTTP entry points (server threads) -----------------------------------------------------
+
+    def _serve(self, verb: str, path: str, query: str, headers: Any, body: bytes) -> Reply:
+        if path.startswith("/api/"):
+            return self._serve_api(path[len("/api/") :], query, headers, body)
+        if path.startswith("/commands/"):
+            return self._serve_response_url(verb, f"{self.root_url}{path}", body)
+        return Reply(404, b"not found", "text/plain")
+
+    def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:
+        arrived = time.monotonic()
+        try:
+            params = parse_params(query, body, headers.get("Content-Type", ""))
+        except SlackError as failure:
+            params, parse_error = {}, failure.error
+        else:
+            parse_error = None
+        token = self._token(headers.get("Authorization"), params)
+        return self._respond_api(ApiRequest(method, params, token, parse_error, arrived))
+
+    def _respond_api(self, request: ApiRequest) -> Reply:
+        """Answer a parsed request as Slack would; `_answered` hears of every answer."""
+        status = 200
+        if not self.knows(request.method):
+            answer = {"ok": False, "error": "unknown_method", "req_method": request.method}
+        elif request.token is None:
+            answer = {"ok": False, "error": "not_authed"}
+        elif request.token != self.bot_token:
+            answer = {"ok": False, "error": "invalid_auth"}
+        elif request.parse_error is not None:
+            answer = {"ok": False, "error": request.parse_error}
+        else:
+            try:
+                answer = {"ok": True, **self.call(request.method, request.params)}
+            except SlackError as failure:
+                answer = {"ok": False, "error": failure.error, **failure.extra}
+            except Exception as exc:  # a bug in the stand-in: make it loud, not a hang
+                answer = {"ok": False, "error": "fatal_error", "standin_bug": repr(exc)}
+                status = 500
+        self._answered(request, answer)
+        return Reply(status, json.dumps(answer).encode())
+
+    def _answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
+        """Called with every Web API answer; a subclass may record them."""
+
+    def _token(self, authorization: str | None, params: dict[str, Any]) -> str | None:
+        body_token = params.pop("token", None)
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            return value.strip() if scheme.lower() == "bearer" else ""
+        return body_token
+
+    def _serve_response_url(self, verb: str, url: str, body: bytes) -> Reply:
+        def plain(status: int, text: str) -> Reply:
+            return Reply(status, text.encode(), "text/plain; charset=utf-8")
+
+        if verb != "POST":
+            return plain(405, "invalid_method")
+        with self._lock:
+            entry = self._response_urls.get(url)
+            if entry is None:
+                return plain(404, "no_service")
+            if entry.uses >= RESPONSE_URL_USES:
+                return plain(404, "used_url")
+            try:
+                payload = json.loads(body or b"null")
+            except ValueError:
+                return plain(400, "invalid_payload")
+            if not isinstance(payload, dict):
+                return plain(400, "invalid_payload")
+            problem = self.response_problem(payload)
+            if problem is not None:
+                return plain(400, problem)
+            entry.uses += 1
+            self._responses.append({**payload, "url": url, "tag": entry.tag})
+            self._tell("response", None, payload)
+            return plain(200, "ok")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "SlackStandIn/1.0"
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        standin: SlackStandIn = self.server.standin  # type: ignore[attr-defined]
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        reply = standin._serve(self.command, split.path, split.query, self.headers, body)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr line."""

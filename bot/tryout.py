@@ -1,0 +1,275 @@
+"""`python -m bot try`: the whole product in a terminal, with no Slack workspace, key or settings.
+
+The real app (listeners, service, poller, outbox) runs against a local stand-in for one Slack
+workspace (`bot.slack_standin`) and the Motion sandbox. This module plays the person: it sends
+`/motion <prompt>` (and a thread reply) signed as Slack signs them, and prints what the channel
+shows as it changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+import httpx
+
+from bot import logs
+from bot.app import MotionBot
+from bot.config import Settings
+from bot.messages import SANDBOX_NOTE
+from bot.sandbox import JobPlan
+from bot.slack_standin import SlackStandIn, signed
+from bot.slack_workspace import Change
+
+DEFAULT_PROMPT = "a 20-second teaser for our spring sale"
+PLAN = JobPlan(queued_s=1.5, created_s=1.5, running_s=4.0, render_s=2.0)  # about 9 s a run
+FAST_PLAN = JobPlan(queued_s=0.2, created_s=0.2, running_s=0.6, render_s=0.3)
+CHANNEL, CHANNEL_NAME, USER, USER_NAME = "C0PUBLIC", "general", "U0ALICE", "alice"
+FAILED_KINDS = frozenset(
+    {
+        "job_failed", "render_failed", "insufficient_credits", "outcome_unknown", "bad_request",
+        "auth_failed", "job_not_found", "motion_server_error", "motion_unreachable",
+        "followup_on_failed", "nothing_to_refine", "usage_error",
+    }
+)  # fmt: skip
+EMOJI = {"hourglass_flowing_sand": "⏳", "arrow_forward": "▶️", "x": "❌", "white_check_mark": "✅"}
+_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+_BOLD = re.compile(r"(?<![\w*])\*(\S(?:[^*\n]*\S)?)\*(?![\w*])")
+_ITALIC = re.compile(r"(?<![\w_])_(\S(?:[^_\n]*\S)?)_(?![\w_])")
+
+
+def plain(mrkdwn: str, names: dict[str, str], *, urls: bool = True) -> str:
+    """Slack mrkdwn as a terminal shows it: links and mentions spelled out, entities decoded;
+    without `urls`, a labelled link shows only its label."""
+
+    def spell(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith("@"):
+            return "@" + (label or names.get(target[1:], target[1:]))
+        if target.startswith("#"):
+            return "#" + (label or names.get(target[1:], target[1:]))
+        if label and label != target:
+            return f"{label} ({target})" if urls else label
+        return target
+
+    text = _ITALIC.sub(r"\1", _BOLD.sub(r"\1", _LINK.sub(spell, mrkdwn)))
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def message_lines(
+    message: dict[str, Any], names: dict[str, str], *, urls: bool = True
+) -> list[str]:
+    """What Slack shows of a message, line by line: its Block Kit texts and buttons when it has
+    blocks (the text is then only the notification's), else its text."""
+    lines: list[str] = []
+    for block in message.get("blocks") or []:
+        kind = block.get("type")
+        if kind == "section" and isinstance(block.get("text"), dict):
+            lines += plain(block["text"].get("text", ""), names, urls=urls).splitlines()
+        elif kind == "context":
+            texts = [e.get("text", "") for e in block.get("elements", []) if "text" in e]
+            lines.append(plain(" ".join(texts), names, urls=urls))
+        elif kind == "actions":
+            labels = [e.get("text", {}).get("text", "") for e in block.get("elements", [])]
+            lines.append("  ".join(f"[ {label} ]" for label in labels if label))
+    return lines or plain(message.get("text") or "", names, urls=urls).splitlines()
+
+
+def card_line(message: dict[str, Any], names: dict[str, str]) -> str:
+    """The card in one line, without the lines every card repeats."""
+    lines = message_lines(message, names, urls=False)
+    lines = [line for line in lines if line and line not in _CARD_FOOTERS]
+    return " · ".join(lines)
+
+
+_CARD_FOOTERS = ("Reply in this thread to refine the video.", SANDBOX_NOTE)
+
+
+def kind_of(message: dict[str, Any]) -> str | None:
+    return ((message.get("metadata") or {}).get("event_payload") or {}).get("kind")
+
+
+class Terminal:
+    """Prints the channel as it changes, each line stamped with the time since the start."""
+
+    def __init__(self, out: TextIO, names: dict[str, str], started: float) -> None:
+        self.out, self.names, self.started = out, names, started
+        self.cards: dict[str, str] = {}  # card ts → the line last shown
+
+    def say(self, head: str, body: list[str] | None = None) -> None:
+        elapsed = int(time.monotonic() - self.started)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {head}", file=self.out)
+        for line in body or []:
+            print(f"        {line}" if line else "", file=self.out)
+        self.out.flush()
+
+    def show(self, change: Change) -> None:
+        message, who = change.message, self.names.get(change.message.get("user", ""), "someone")
+        if change.kind in ("ephemeral", "response"):
+            self.say("(only you can see this)", message_lines(message, self.names))
+        elif change.kind == "reaction_added":
+            self.say(f"motion reacted {EMOJI.get(change.reaction or '', change.reaction)} "
+                     f"to {who}'s message")  # fmt: skip
+        elif change.kind in ("posted", "edited") and kind_of(message) == "card":
+            line = card_line(message, self.names)
+            if self.cards.get(message["ts"]) != line:
+                self.say(("card posted: " if change.kind == "posted" else "card edited: ") + line)
+                self.cards[message["ts"]] = line
+        elif change.kind == "posted":
+            thread = message.get("thread_ts") not in (None, message["ts"])
+            head = f"{'  ↳ ' if thread else ''}{who}"
+            if message.get("subtype") == "thread_broadcast":
+                head += f" (also sent to #{self.names.get(change.channel or '', 'the channel')})"
+            self.say(f"{head}:", message_lines(message, self.names))
+
+
+def try_settings(slack_api_url: str, directory: Path, *, fast: bool, verbose: bool) -> Settings:
+    """Settings for the stand-in, made up here: nothing is read from the environment."""
+    return Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": f"xoxb-try-{secrets.token_hex(12)}",
+            "SLACK_SIGNING_SECRET": secrets.token_hex(16),
+            "SLACK_API_URL": slack_api_url,
+            "PORT": "0",
+            "DATABASE_URL": f"sqlite:///{directory / 'motion-bot.db'}",
+            "POLL_INITIAL_SECONDS": "0.2" if fast else "1",
+            "POLL_MAX_SECONDS": "0.4" if fast else "2",
+            "LOG_LEVEL": "INFO" if verbose else "ERROR",
+        }
+    )
+
+
+class Tryout:
+    """One person's session: a command, then maybe a thread reply, each until its result."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args, self.out = args, out
+        self.changes: asyncio.Queue[Change] = asyncio.Queue()
+
+    async def run(self) -> str | None:
+        """Run the whole session; returns why it failed, or None when the last result is in."""
+        loop = asyncio.get_running_loop()
+
+        def heard(change: Change) -> None:  # on the stand-in's thread
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(self.changes.put_nowait, change)
+
+        with tempfile.TemporaryDirectory() as directory, SlackStandIn() as slack:
+            settings = try_settings(
+                slack.base_url, Path(directory), fast=self.args.fast, verbose=self.args.verbose
+            )
+            slack.bot_token = settings.slack_bot_token
+            slack.observe(heard)
+            logs.configure(
+                settings.log_level, [settings.slack_bot_token, settings.slack_signing_secret]
+            )
+            bot = MotionBot.build(settings, sandbox_plan=FAST_PLAN if self.args.fast else PLAN)
+            try:
+                await bot.start()
+                async with httpx.AsyncClient(timeout=10) as http:
+                    return await asyncio.wait_for(
+                        self.session(slack, settings, http, f"http://127.0.0.1:{bot.port}"),
+                        self.args.timeout,
+                    )
+            except TimeoutError:
+                return f"no result within {self.args.timeout:g} s"
+            finally:
+                await bot.stop(timeout=5)
+
+    async def session(
+        self, slack: SlackStandIn, settings: Settings, http: httpx.AsyncClient, app: str
+    ) -> str | None:
+        names = {USER: USER_NAME, slack.bot_user_id: "motion", CHANNEL: CHANNEL_NAME}
+        self.terminal = Terminal(self.out, names, time.monotonic())
+        secret = settings.slack_signing_secret or ""
+        self.terminal.say(f"#{CHANNEL_NAME} · a local stand-in for Slack, Motion in sandbox mode")
+        self.terminal.say(f"{USER_NAME}: /motion {self.args.prompt}")
+        fields = slack.slash_command("/motion", self.args.prompt, channel=CHANNEL, user=USER)
+        body = urlencode(fields)
+        ack = await http.post(
+            f"{app}/slack/events",
+            content=body,
+            headers=signed(body, secret, "application/x-www-form-urlencoded"),
+        )
+        if ack.status_code != 200:
+            return f"the app answered the command with HTTP {ack.status_code}"
+        if ack.headers.get("content-type", "").startswith("application/json"):
+            self.terminal.say("(only you can see this)", message_lines(ack.json(), names))
+        card_ts, failure = await self.until_result(run=1)
+        if failure or not self.args.followup:
+            return failure
+        event = slack.thread_reply(CHANNEL, self.args.followup, user=USER, thread_ts=card_ts)
+        envelope = slack.event_callback(event)
+        body = json.dumps(envelope)
+        answer = await http.post(
+            f"{app}/slack/events", content=body, headers=signed(body, secret, "application/json")
+        )
+        if answer.status_code != 200:
+            return f"the app answered the thread reply with HTTP {answer.status_code}"
+        return (await self.until_result(run=2))[1]
+
+    async def until_result(self, *, run: int) -> tuple[str, str | None]:
+        """Print changes until run `run`'s result is posted (then a moment more): (card, why not)."""
+        card_ts, failure, done = "", None, False
+        while not done:
+            change = await self.changes.get()
+            self.terminal.show(change)
+            message, kind = change.message, kind_of(change.message)
+            run_of = ((message.get("metadata") or {}).get("event_payload") or {}).get("run")
+            if change.kind == "posted" and kind == "card":
+                card_ts = message["ts"]
+            elif change.kind == "posted" and kind == "result" and run_of in (run, None):
+                done = True
+            elif change.kind == "posted" and kind in FAILED_KINDS:
+                failure = " ".join(message_lines(message, self.terminal.names)[:1])
+                done = True
+        with contextlib.suppress(TimeoutError):  # the card's last edit, the reactions
+            while True:
+                self.terminal.show(await asyncio.wait_for(self.changes.get(), 1.0))
+        return card_ts, failure
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot try",
+        description="Try the app with no Slack workspace, no Motion key and no configuration.",
+    )
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT, help="what /motion gets")
+    parser.add_argument("--followup", metavar="TEXT", help="then reply in the job's thread")
+    parser.add_argument("--fast", action="store_true", help="sandbox runs of about a second")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")
+    parser.add_argument("--verbose", action="store_true", help="show the app's log")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str], out: TextIO = sys.stdout) -> int:
+    args = parse_args(argv)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.ERROR)
+
+    async def interruptible() -> str | None:
+        task = asyncio.ensure_future(Tryout(args, out).run())
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return "interrupted"
+
+    reason = asyncio.run(interruptible())
+    if reason is not None:
+        print(f"motion-bot try: {reason}", file=sys.stderr)
+        return 130 if reason == "interrupted" else 1
+    return 0

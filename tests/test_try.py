@@ -1,0 +1,147 @@
+"""`python -m bot try` as a newcomer runs it: a real process, no configuration at all, and the
+terminal rendering of what the stand-in's channel shows."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bot import messages
+from bot.slack_workspace import Change
+from bot.tryout import Terminal, Tryout, card_line, message_lines, plain
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = {"U0ALICE": "alice", "U0BOT": "motion", "C0PUBLIC": "general"}
+
+
+def run_try(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "MOTION_", "DATABASE_", "POLL_", "PORT", "LOG_LEVEL"))
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "try", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_try_shows_a_job_and_its_followup_with_no_configuration(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "--fast", "--followup", "make it warmer")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    assert "alice: /motion a 20-second teaser for our spring sale" in out
+    assert "card posted: 🎬 Motion video for @alice" in out
+    assert "card edited:" in out and "Status: ✅ Done" in out
+    assert "motion (also sent to #general):" in out
+    assert "run 1 of your Motion video is ready." in out
+    assert "Download: https://" in out and "run-1.mp4" in out
+    assert "Credits — " in out and "rights:" in out
+    assert "alice:\n        make it warmer" in out
+    assert "motion reacted ⏳ to alice's message" in out
+    assert "run 2 of your Motion video is ready." in out and "run-2.mp4" in out
+    assert out.index("run 1 of your") < out.index("make it warmer") < out.index("run 2 of your")
+    assert list(tmp_path.iterdir()) == []  # nothing left behind in the working directory
+
+
+def test_try_gives_up_with_a_reason_after_its_timeout(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "a slow one", "--timeout", "0.5")
+
+    assert done.returncode == 1
+    assert done.stderr == "motion-bot try: no result within 0.5 s\n"
+
+
+def test_mrkdwn_is_shown_as_plain_text() -> None:
+    text = "*Credits* for <@U0ALICE> in <#C0PUBLIC>: <https://x.example/a?b=1&amp;c=2|the file>"
+    assert plain(text, NAMES) == (
+        "Credits for @alice in #general: the file (https://x.example/a?b=1&c=2)"
+    )
+    assert plain("_note_ &lt;b&gt; <https://x.example>", NAMES) == "note <b> https://x.example"
+    assert plain("see <https://x.example|here>", NAMES, urls=False) == "see here"
+    assert plain("snake_case_name and 2*3*4", NAMES) == "snake_case_name and 2*3*4"
+
+
+def test_result_lines_show_the_link_the_button_and_every_credit() -> None:
+    (result,) = messages.result_messages(
+        requester="U0ALICE",
+        run_number=1,
+        download_url="https://cdn.example/run-1.mp4",
+        sources=[{"kind": "music", "provider": "artlist", "title": "Uplift", "rights": "cleared"}],
+        expires_at=None,
+        sandbox=True,
+    )
+    lines = message_lines(result.payload(), NAMES)
+
+    assert lines[0] == "✅ @alice run 1 of your Motion video is ready."
+    assert "[ ⬇️ Download MP4 ]" in lines
+    assert "Download: https://cdn.example/run-1.mp4" in lines
+    assert any(line.startswith("Credits — 1 source") for line in lines)
+    assert any("Uplift" in line and "artlist" in line for line in lines)
+    assert lines[-1] == messages.SANDBOX_NOTE
+
+
+def test_the_card_is_one_line_without_its_footers() -> None:
+    card = messages.job_card(
+        requester="U0ALICE",
+        prompt="a teaser <for> us",
+        status=messages.status_label("running", 3),
+        runs=[messages.RunLine(1, "done", "✅ Done", "https://cdn.example/run-1.mp4")],
+        sandbox=True,
+    )
+    line = card_line(card.payload(), NAMES)
+
+    assert line.startswith(
+        "🎬 Motion video for @alice · > a teaser <for> us · Status: 🎬 Generating"
+    )
+    assert line.endswith("Run 1 · ✅ Done · download")
+    assert "\n" not in line and "Sandbox" not in line and "Reply in this thread" not in line
+
+
+def test_terminal_prints_changes_with_their_time() -> None:
+    out = io.StringIO()
+    terminal = Terminal(out, NAMES, started=time.monotonic())
+    card = {"ts": "1.1", "text": "x", "metadata": {"event_payload": {"kind": "card"}}}
+    card["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": "Status: queued"}}]
+    reply = {"ts": "1.2", "thread_ts": "1.1", "user": "U0BOT", "subtype": "thread_broadcast"}
+    reply["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": "ready &amp; done"}}]
+
+    terminal.show(Change("posted", "C0PUBLIC", card))
+    terminal.show(Change("edited", "C0PUBLIC", card))  # nothing visible changed: no line
+    terminal.show(Change("posted", "C0PUBLIC", reply))
+    terminal.show(Change("reaction_added", "C0PUBLIC", {"user": "U0ALICE"}, "arrow_forward"))
+
+    assert out.getvalue().splitlines() == [
+        "[00:00] card posted: Status: queued",
+        "[00:00]   ↳ motion (also sent to #general):",
+        "        ready & done",
+        "[00:00] motion reacted ▶️ to alice's message",
+    ]
+
+
+async def test_a_failure_post_ends_the_wait_with_its_words() -> None:
+    args = argparse.Namespace(followup=None)
+    tryout = Tryout(args, io.StringIO())
+    tryout.terminal = Terminal(io.StringIO(), NAMES, started=0.0)
+    failed = messages.job_failed(run_number=1, error="Render crashed", sandbox=True).payload()
+    failed["ts"], failed["thread_ts"], failed["user"] = "1.2", "1.1", "U0BOT"
+    failed["metadata"] = {"event_payload": {"kind": "job_failed", "run": 1}}
+    card = {"ts": "1.1", "text": "card", "metadata": {"event_payload": {"kind": "card"}}}
+    tryout.changes.put_nowait(Change("posted", "C0PUBLIC", card))
+    tryout.changes.put_nowait(Change("posted", "C0PUBLIC", failed))
+
+    card_ts, failure = await tryout.until_result(run=1)
+
+    assert card_ts == "1.1"
+    assert failure is not None and "Render crashed" in failure

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bot import messages
+from bot.motion import Source
 from bot.slack_workspace import Change
 from bot.tryout import Terminal, Tryout, card_line, message_lines, plain
 
@@ -78,7 +79,11 @@ def test_result_lines_show_the_link_the_button_and_every_credit() -> None:
         requester="U0ALICE",
         run_number=1,
         download_url="https://cdn.example/run-1.mp4",
-        sources=[{"kind": "music", "provider": "artlist", "title": "Uplift", "rights": "cleared"}],
+        sources=[
+            Source.parse(
+                {"kind": "music", "provider": "artlist", "title": "Uplift", "rights": "cleared"}
+            )
+        ],
         expires_at=None,
         sandbox=True,
     )

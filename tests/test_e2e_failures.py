@@ -289,7 +289,7 @@ async def test_create_400_says_motion_refused_it_with_the_details(harness: Harne
     reply = await wait_reply(harness, card["ts"], "refused")
     assert "Motion refused run 1 as invalid" in reply["text"]
     assert "attachments: Array must contain at most 10 element(s)" in reply["text"]
-    await wait_card(harness, card["ts"], "❌ Not started")
+    await wait_card(harness, card["ts"], "❌ Not started — Motion refused the request as invalid")
     await settle()
     assert harness.sandbox.count("create") == 1
     assert harness.sandbox.count("status") == 0
@@ -303,7 +303,7 @@ async def test_create_401_says_the_key_was_refused_and_stops(harness: Harness) -
     reply = await wait_reply(harness, card["ts"], "API key")
     assert "Motion did not accept this app's API key" in reply["text"]
     assert "MOTION_API_KEY" in reply["text"]
-    await wait_card(harness, card["ts"], "⛔ Stopped")
+    await wait_card(harness, card["ts"], "⛔ Stopped — Motion refused this app's API key")
     await settle()
     assert [c.status for c in motion_calls(harness.sandbox, "create")] == [401]
     assert harness.sandbox.count("status") == 0
@@ -335,7 +335,9 @@ async def test_create_402_gives_balance_minimum_and_where_to_buy_without_retryin
     assert "your balance is 120 credits" in reply["text"]
     assert "Motion needs at least 300 to start" in reply["text"]
     assert "<https://motion.so|motion.so>" in reply["text"]
-    await wait_card(harness, card["ts"], "❌ Not started")
+    await wait_card(
+        harness, card["ts"], "❌ Not started — not enough Motion credits (balance 120, at least 300"
+    )
     await settle(0.6)
     creates = motion_calls(harness.sandbox, "create")
     assert [c.status for c in creates] == [402]

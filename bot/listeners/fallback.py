@@ -22,5 +22,6 @@ def register(app: AsyncApp) -> None:
     app.command(ANY)(acknowledge)
     app.action(ANY)(acknowledge)
     app.shortcut(ANY)(acknowledge)
-    app.view(ANY)(acknowledge)
+    app.view_submission(ANY)(acknowledge)
+    app.view_closed(ANY)(acknowledge)
     app.options(ANY)(acknowledge)

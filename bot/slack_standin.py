@@ -300,12 +300,11 @@ class SlackStandIn(Workspace):
 
     def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:
         arrived = time.monotonic()
+        parse_error: str | None = None
         try:
             params = parse_params(query, body, headers.get("Content-Type", ""))
         except SlackError as failure:
             params, parse_error = {}, failure.error
-        else:
-            parse_error = None
         token = self._token(headers.get("Authorization"), params)
         return self._respond_api(ApiRequest(method, params, token, parse_error, arrived))
 
@@ -336,6 +335,7 @@ class SlackStandIn(Workspace):
 
     def _token(self, authorization: str | None, params: dict[str, Any]) -> str | None:
         body_token = params.pop("token", None)
+        body_token = body_token if isinstance(body_token, str) else None
         if authorization:
             scheme, _, value = authorization.partition(" ")
             return value.strip() if scheme.lower() == "bearer" else ""

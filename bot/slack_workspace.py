@@ -238,7 +238,9 @@ class Workspace:
 
     # -- inspection ----------------------------------------------------------------------------
 
-    def messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict]:
+    def messages(
+        self, channel: str | None = None, thread_ts: str | None = None
+    ) -> list[dict[str, Any]]:
         """Current messages (after updates), in ts order, each with a ``"channel"`` key added.
 
         With ``thread_ts``: only the replies in that thread, not its parent (conversations.replies
@@ -491,7 +493,9 @@ class Workspace:
             raise SlackError("user_not_in_channel")
         self.check_content(params)
         ts = self._next_ts()
-        shown = {k: params[k] for k in ("text", "blocks", "thread_ts") if k in params}
+        shown: dict[str, Any] = {
+            k: params[k] for k in ("text", "blocks", "thread_ts") if k in params
+        }
         self._tell("ephemeral", channel.id, {**shown, "user": user, "ts": ts})
         return {"message_ts": ts}
 

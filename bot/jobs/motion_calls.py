@@ -271,7 +271,7 @@ def is_new_run(run: Run, status: JobStatus) -> bool:
     if status.completed_at and baseline_completed:
         return status.completed_at != baseline_completed
     url = status.download_url
-    return bool(url) and _strip_query(url) != _strip_query(baseline_url or "")
+    return url is not None and _strip_query(url) != _strip_query(baseline_url or "")
 
 
 def _retry_after(exc: MotionError) -> float | None:

@@ -14,7 +14,7 @@ migrations = Migrations("motion-bot")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": int,
             "team_id": str,
@@ -43,10 +43,10 @@ def m001_initial(db: Database) -> None:
         not_null={"team_id", "channel_id", "requester", "state", "created_at"},
         defaults={"state": "new", "errors": 0, "status_calls": 0, "sandbox": 0},
     )
-    db["jobs"].create_index(["due_at"])
-    db["jobs"].create_index(["channel_id", "thread_ts"], unique=True)
-    db["jobs"].create_index(["team_id", "requester", "created_at"])
-    db["runs"].create(
+    db.table("jobs").create_index(["due_at"])
+    db.table("jobs").create_index(["channel_id", "thread_ts"], unique=True)
+    db.table("jobs").create_index(["team_id", "requester", "created_at"])
+    db.table("runs").create(
         {
             "id": int,
             "job_id": int,
@@ -78,9 +78,9 @@ def m001_initial(db: Database) -> None:
         not_null={"job_id", "number", "kind", "request", "state", "created_at"},
         defaults={"seen_new": 0},
     )
-    db["runs"].create_index(["job_id", "number"], unique=True)
-    db["runs"].create_index(["reply_channel", "reply_ts"], unique=True)
-    db["posts"].create(
+    db.table("runs").create_index(["job_id", "number"], unique=True)
+    db.table("runs").create_index(["reply_channel", "reply_ts"], unique=True)
+    db.table("posts").create(
         {
             "id": int,
             "job_id": int,
@@ -102,20 +102,20 @@ def m001_initial(db: Database) -> None:
         not_null={"job_id", "kind", "channel_id", "payload", "state", "created_at"},
         defaults={"attempts": 0, "broadcast": 0},
     )
-    db["posts"].create_index(["job_id", "state"])
-    db["events"].create({"key": str, "received_at": float}, pk="key")
-    db["events"].create_index(["received_at"])
-    db["run_history"].create(
+    db.table("posts").create_index(["job_id", "state"])
+    db.table("events").create({"key": str, "received_at": float}, pk="key")
+    db.table("events").create_index(["received_at"])
+    db.table("run_history").create(
         {"id": int, "duration": str, "seconds": float, "finished_at": float}, pk="id"
     )
-    db["run_history"].create_index(["duration", "finished_at"])
+    db.table("run_history").create_index(["duration", "finished_at"])
 
 
 @migrations()
 def m002_card_columns_and_dead_state(db: Database) -> None:
     """The card's phase, digest and "handed to Slack" moment get their own columns (the old
     `card_hash` held "posting" as a sentinel); columns nothing read are dropped."""
-    jobs = db["jobs"]
+    jobs = db.table("jobs")
     jobs.add_column("card_phase", str)
     jobs.add_column("card_digest", str)
     jobs.add_column("card_sent_at", float)
@@ -133,4 +133,4 @@ def m002_card_columns_and_dead_state(db: Database) -> None:
         },
         defaults={"state": "new", "errors": 0, "sandbox": 0, "pending_posts": 0},
     )  # fmt: skip
-    db["runs"].transform(drop={"started_at"})
+    db.table("runs").transform(drop={"started_at"})

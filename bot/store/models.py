@@ -119,7 +119,8 @@ class Post:
 class Built(Protocol):
     """A message as `bot.messages` builds it (the store needs only these two things)."""
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def payload(self) -> dict[str, Any]: ...
 

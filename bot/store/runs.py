@@ -127,7 +127,7 @@ class RunRows(Connection):
         self.db.execute(
             "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ?", (run_id,)
         )
-        return self.db.execute("SELECT attempts FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+        return int(self._value("SELECT attempts FROM runs WHERE id = ?", (run_id,)))
 
     def record_poll(
         self,

@@ -38,9 +38,10 @@ from typing import Any, TextIO
 
 import httpx
 
-from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+from bot.sandbox import JobPlan, SandboxThread
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, Harness
 from tests.doubles.slack_web import SlackDouble
+from tests.support.motion import ScriptedSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0PUBLIC"
@@ -141,7 +142,7 @@ class SoakReport:
 class SlackSide(Harness):
     """What Slack sends, signed, to the app's fixed port; the payload shapes are Harness's."""
 
-    def __init__(self, slack: SlackDouble, sandbox: MotionSandbox, port: int) -> None:
+    def __init__(self, slack: SlackDouble, sandbox: ScriptedSandbox, port: int) -> None:
         # Harness.__init__ is not called: it would open a client with keep-alive, and a pooled
         # connection to a killed process would blur "not delivered" into "maybe delivered".
         self.env: dict[str, str] = {}
@@ -405,7 +406,7 @@ class Soak:
     async def run(self) -> SoakReport:
         database = self.work_dir / "soak.db"
         app_log = self.work_dir / "app.log"
-        self.sandbox = MotionSandbox(
+        self.sandbox = ScriptedSandbox(
             default_plan=JobPlan(queued_s=0.1, created_s=0.1, running_s=1.0, render_s=0.3),
             api_keys={MOTION_KEY},
         )

@@ -23,8 +23,9 @@ import aiohttp
 from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, running_app
 from _common import percentile, verdict
 
-from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+from bot.sandbox import JobPlan, SandboxThread
 from tests.doubles.slack_web import SlackDouble, signed_headers
+from tests.support.motion import ScriptedSandbox as MotionSandbox
 
 ROUNDS = (50, 200)
 TARGETS = {50: 0.100, 200: 1.0}

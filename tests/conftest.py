@@ -16,8 +16,9 @@ import pytest
 
 from bot.app import MotionBot
 from bot.config import Settings
-from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+from bot.sandbox import JobPlan, SandboxThread
 from tests.doubles.slack_web import SlackDouble, signed_headers
+from tests.support.motion import ScriptedSandbox
 
 SIGNING_SECRET = "test-signing-secret-1234"
 BOT_TOKEN = "xoxb-test-token-123456"
@@ -33,14 +34,14 @@ def slack() -> Iterator[SlackDouble]:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[MotionSandbox]:
-    emulator = MotionSandbox(default_plan=FAST_PLAN, api_keys={MOTION_KEY})
+def sandbox() -> Iterator[ScriptedSandbox]:
+    emulator = ScriptedSandbox(default_plan=FAST_PLAN, api_keys={MOTION_KEY})
     with SandboxThread(emulator):
         yield emulator
 
 
 @pytest.fixture
-def env(slack: SlackDouble, sandbox: MotionSandbox, tmp_path: Path) -> dict[str, str]:
+def env(slack: SlackDouble, sandbox: ScriptedSandbox, tmp_path: Path) -> dict[str, str]:
     """The environment a deployment would have, pointed at the doubles."""
     return {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -58,7 +59,7 @@ def env(slack: SlackDouble, sandbox: MotionSandbox, tmp_path: Path) -> dict[str,
 class Harness:
     """Starts app instances and sends them what Slack would send."""
 
-    def __init__(self, env: dict[str, str], slack: SlackDouble, sandbox: MotionSandbox) -> None:
+    def __init__(self, env: dict[str, str], slack: SlackDouble, sandbox: ScriptedSandbox) -> None:
         self.env = env
         self.slack = slack
         self.sandbox = sandbox
@@ -258,7 +259,7 @@ async def until(predicate: Callable[[], Any], timeout: float = 15.0, what: str =
 
 @pytest.fixture
 async def harness(
-    env: dict[str, str], slack: SlackDouble, sandbox: MotionSandbox
+    env: dict[str, str], slack: SlackDouble, sandbox: ScriptedSandbox
 ) -> AsyncIterator[Harness]:
     h = Harness(env, slack, sandbox)
     try:

@@ -13,8 +13,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.sandbox import Call, MotionSandbox
 from tests.conftest import SIGNING_SECRET, Harness, until
+from tests.support.motion import Call, ScriptedSandbox
 
 READY = "is ready"  # the result reply's head: "✅ <@U…> run N of your Motion video is ready."
 
@@ -91,9 +91,8 @@ def section_texts(message: dict[str, Any]) -> list[str]:
     ]
 
 
-def motion_calls(sandbox: MotionSandbox, endpoint: str) -> list[Call]:
-    with sandbox._lock:  # the sandbox's own recording lock; a read-only copy
-        return [c for c in sandbox.calls if c.endpoint == endpoint]
+def motion_calls(sandbox: ScriptedSandbox, endpoint: str) -> list[Call]:
+    return sandbox.calls_to(endpoint)
 
 
 async def settle(seconds: float = 0.4) -> None:

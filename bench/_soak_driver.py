@@ -3,7 +3,7 @@
 The Slack double and the Motion sandbox run in this process (threads); the app runs as a
 subprocess (`python -m bot`, HTTP mode) that is killed with SIGKILL at random moments and
 restarted at once on the same database. Commands, thread replies and button presses go to it
-as signed HTTP requests, shaped like `tests.conftest.Harness` shapes them. Motion misbehaves
+as signed HTTP requests, shaped like `tests.support.harness.Harness` shapes them. Motion misbehaves
 throughout (429, 500 with a JSON error, a proxy's HTML 502, answers later than the app's
 timeout, answers lost after the call took effect). Everything is counted from the doubles at
 the end, after the app was stopped with SIGTERM:
@@ -39,8 +39,8 @@ from typing import Any, TextIO
 import httpx
 
 from bot.sandbox import JobPlan, SandboxThread
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, Harness
 from tests.doubles.slack_web import SlackDouble
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, Harness
 from tests.support.motion import ScriptedSandbox
 
 ROOT = Path(__file__).resolve().parent.parent

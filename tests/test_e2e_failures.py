@@ -19,9 +19,8 @@ import pytest
 
 from bot.sandbox import JobPlan, download_url, generated_sources
 from bot.store import Store
-from tests.conftest import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, Harness, until
 from tests.doubles.slack_web import WORKSPACE_URL, SlackDouble
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     buttons,
     card_text,
     command_body,
@@ -36,6 +35,7 @@ from tests.e2e_helpers import (
     wait_card,
     wait_reply,
 )
+from tests.support.harness import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, Harness, until
 from tests.support.motion import ScriptedSandbox
 
 PROMPT = "a teaser for our spring sale"

@@ -19,8 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import MotionBot
 from bot.config import Settings
-from tests.conftest import BOT_TOKEN, Harness, until
 from tests.doubles.slack_web import SlackDouble
+from tests.support.harness import BOT_TOKEN, Harness, until
 
 APP_TOKEN = "xapp-test"  # the double's default app-level token
 ACK_SECONDS = 3.0

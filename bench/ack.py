@@ -23,7 +23,8 @@ import aiohttp
 from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, running_app
 from _common import percentile, verdict
 
-from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+from bot.sandbox import JobPlan, SandboxThread
+from tests.support.motion import ScriptedSandbox as MotionSandbox
 from tests.support.slack import SlackDouble, signed_headers
 
 ROUNDS = (50, 200)

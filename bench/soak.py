@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 from _common import verdict
-from _soak_driver import SoakConfig, run_soak
+
+from tests.support.soak import SoakConfig, run_soak
 
 
 def main() -> int:

@@ -1,13 +1,15 @@
-"""A local emulator of the Mosaic Motion API, for sandbox mode, tests and benchmarks.
+"""A local emulator of the Mosaic Motion API, for sandbox mode and ``python -m bot.sandbox``.
 
 It follows the public documentation (see ``motion-api.md``): strict where the documentation is
-precise (body rules, error bodies, status codes, ownership), scriptable where it is vague
-(timings, ``sources``, proxy faults, the lag after a followup). That lets the bot be exercised
-against every behaviour it has to survive without spending credits or waiting for real renders.
+precise (body rules, error bodies, status codes, ownership), configurable where it is vague
+(timings, ``sources``, the lag after a followup). That lets the bot run the whole flow without
+spending credits or waiting for real renders.
 
-Every lifecycle decision reads ``MotionSandbox.clock``, so a test can pass a fake clock and move
-time forward instead of sleeping. Scripting and recording methods take a lock, because tests run
-the bot in one event loop and the sandbox in another thread (``SandboxThread``).
+Every lifecycle decision reads ``MotionSandbox.clock``, so a caller can pass a fake clock and move
+time forward instead of sleeping. State is read and changed under one lock, because the bot runs
+in one event loop and the sandbox in another thread (``SandboxThread``). Subclasses extend it
+through two hooks: ``next_plan`` (how the next run behaves) and ``respond`` (around every call);
+the tests' fault scripting and call recording live in ``tests/support/motion.py``.
 
 Standalone: ``python -m bot.sandbox --port 8787`` prints the base URL and serves until stopped.
 """
@@ -25,7 +27,6 @@ import signal
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,6 @@ from aiohttp import web
 
 BASE_PATH = "/api/motion"
 API_KEY_PREFIX = "motion_"
-ENDPOINTS = ("create", "followup", "status")
 
 MAX_PROMPT_CHARS = 12_000
 MAX_ATTACHMENTS = 10
@@ -77,8 +77,6 @@ DOWNLOAD_BASE = "https://cdn.sandbox.motion.invalid"
 DOWNLOAD_URL_LIFETIME_S = 3_600.0
 SHUTDOWN_TIMEOUT_S = 0.1
 
-HTML_502 = "<html><body><h1>502 Bad Gateway</h1></body></html>"
-
 _MISSING = object()
 
 
@@ -112,46 +110,6 @@ class JobPlan:
 
 
 @dataclass
-class Call:
-    """One request the sandbox received; `status` is what went on the wire (0: no answer)."""
-
-    endpoint: str
-    method: str
-    path: str
-    job_id: str | None
-    body: dict[str, Any] | None
-    status: int
-    at: float
-    # True when the request really took effect (job created / followup run started), even if
-    # a fault then replaced or dropped the answer.
-    accepted: bool = False
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """The true state of a job, as opposed to what a (possibly stale) status call shows."""
-
-    job_id: str
-    api_key: str
-    runs: int
-    status: str
-    output_status: str | None
-    download_url: str | None
-    bodies: tuple[dict[str, Any], ...]
-
-
-@dataclass
-class _Fault:
-    status: int | None
-    body: bytes | None
-    headers: dict[str, str]
-    delay: float
-    times: int
-    after_processing: bool
-    drop: bool
-
-
-@dataclass
 class _Run:
     number: int
     plan: JobPlan
@@ -178,11 +136,27 @@ class _RunState:
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """What the API answers to one call, and what the call did."""
+
     status: int
     payload: dict[str, Any]
     job_id: str | None = None
+    # True when the call took effect (a job created, a followup run started).
     accepted: bool = False
+    # The request body, when it parsed as a JSON object.
+    request_body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One call as received, before it is processed: what the `respond` hook is given."""
+
+    endpoint: str  # "create", "followup" or "status"
+    request: web.Request
+    raw: bytes
+    job_id: str | None  # from the path
+    received_at: float
 
 
 # --- request validation (zod-shaped issues, as the real API answers) -----------------------
@@ -380,7 +354,7 @@ def _latest(steps: list[tuple[float, str]], now: float) -> tuple[float, str] | N
     return reached[-1] if reached else None
 
 
-def _run_state(run: _Run, now: float) -> _RunState:
+def run_state(run: _Run, now: float) -> _RunState:
     """Where a run is at `now`, derived only from the plan and when the run was submitted."""
     plan = run.plan
     running_at = run.submitted_at + plan.queued_s + plan.created_s
@@ -486,7 +460,7 @@ def generated_sources(job_id: str, run_number: int, count: int) -> list[dict[str
 
 
 class MotionSandbox:
-    """The Motion API in one object: state, scripting (plans, faults), recording, HTTP server."""
+    """The Motion API in one object: its state, the lifecycle of its runs, its HTTP server."""
 
     def __init__(
         self,
@@ -504,119 +478,29 @@ class MotionSandbox:
         self.balance = balance
         self.minimum_credits = minimum_credits
         self.stale_polls = stale_polls
-        self.calls: list[Call] = []
         self.base_url: str | None = None
         self._lock = threading.Lock()
-        self._plans: deque[JobPlan] = deque()
-        self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
         self._jobs: dict[str, _Job] = {}
         self._clock_anchor = clock()
         self._wall_anchor = time.time()
         self._runner: web.AppRunner | None = None
 
-    # scripting
+    # hooks for subclasses
 
-    def plan_next(self, *plans: JobPlan) -> None:
-        """Queue plans for the next submitted runs, creates and followups alike, in order."""
-        with self._lock:
-            self._plans.extend(dataclasses.replace(plan) for plan in plans)
+    def next_plan(self) -> JobPlan:
+        """How the run being submitted will behave; called under the lock, once per run."""
+        return dataclasses.replace(self.default_plan)
 
-    def fault(
-        self,
-        endpoint: str,
-        *,
-        status: int | None = None,
-        body: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        delay: float = 0.0,
-        times: int = 1,
-        after_processing: bool = False,
-        drop: bool = False,
-    ) -> None:
-        """Make the next `times` calls to `endpoint` misbehave.
+    async def respond(
+        self, exchange: Exchange, process: Callable[[], Answer]
+    ) -> web.StreamResponse:
+        """Answer one call; `process()` makes it take effect and returns the API's answer.
 
-        `status` (with optional `body`/`headers`) replaces the answer; `drop` closes the
-        connection without one; `delay` answers late. Without `after_processing` the request is
-        not processed (a proxy answered), and a delayed request whose client gave up meanwhile
-        is never processed; with it, the request takes effect first and only the answer is
-        replaced or lost.
+        A subclass may wrap this (delay, replace or lose the answer, record the exchange);
+        not calling `process` means the call never reached the API.
         """
-        if endpoint not in ENDPOINTS:
-            raise ValueError(f"endpoint must be one of {ENDPOINTS}, not {endpoint!r}")
-        if times < 1 or delay < 0:
-            raise ValueError("times must be >= 1 and delay >= 0")
-        if body is not None and status is None:
-            raise ValueError("a fault body needs a status")
-        encoded = body.encode() if isinstance(body, str) else body
-        fault = _Fault(status, encoded, dict(headers or {}), delay, times, after_processing, drop)
-        with self._lock:
-            self._faults[endpoint].append(fault)
-
-    def fault_rate_limited(self, endpoint: str, *, retry_after: float = 2, times: int = 1) -> None:
-        """429 with a Retry-After header (undocumented, but clients must expect it)."""
-        body = json.dumps({"error": "rate_limited", "message": "Too many requests"})
-        seconds = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-        self.fault(endpoint, status=429, body=body, headers={"Retry-After": seconds}, times=times)
-
-    def fault_html_502(self, endpoint: str, *, times: int = 1) -> None:
-        """A proxy's HTML 502 page instead of JSON."""
-        headers = {"Content-Type": "text/html"}
-        self.fault(endpoint, status=502, body=HTML_502, headers=headers, times=times)
-
-    def set_balance(self, balance: int | None, minimum: int | None = None) -> None:
-        """Set the credit balance (None: unlimited) and optionally the kickoff minimum."""
-        with self._lock:
-            self.balance = balance
-            if minimum is not None:
-                self.minimum_credits = minimum
-
-    # recording
-
-    def count(self, endpoint: str) -> int:
-        """How many calls reached `endpoint`, whatever their answer."""
-        with self._lock:
-            return sum(1 for call in self.calls if call.endpoint == endpoint)
-
-    @property
-    def creates(self) -> list[dict[str, Any]]:
-        """Bodies of the creates that really created a job (faulted-away ones excluded)."""
-        return self._accepted_bodies("create")
-
-    @property
-    def followups(self) -> list[dict[str, Any]]:
-        """Bodies of the followups that really started a run."""
-        return self._accepted_bodies("followup")
-
-    @property
-    def job_ids(self) -> list[str]:
-        """Ids of every job created, oldest first."""
-        with self._lock:
-            return list(self._jobs)
-
-    def job(self, job_id: str) -> JobSnapshot:
-        """The true current state of a job (KeyError if unknown)."""
-        with self._lock:
-            job = self._jobs[job_id]
-            run = job.runs[-1]
-            state = _run_state(run, self.clock())
-            ready = state.output_status == "completed"
-            return JobSnapshot(
-                job_id=job_id,
-                api_key=job.api_key,
-                runs=len(job.runs),
-                status=state.status,
-                output_status=state.output_status,
-                download_url=download_url(job_id, run.number) if ready else None,
-                bodies=tuple(copy.deepcopy(r.body) for r in job.runs),
-            )
-
-    def _accepted_bodies(self, endpoint: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [
-                copy.deepcopy(call.body or {})
-                for call in self.calls
-                if call.endpoint == endpoint and call.accepted
-            ]
+        answer = process()
+        return web.json_response(answer.payload, status=answer.status)
 
     # the API itself (synchronous, under the lock)
 
@@ -639,16 +523,13 @@ class MotionSandbox:
             accepted = key.startswith(API_KEY_PREFIX)
         return (key, "") if accepted else (None, "The API key is not valid or was revoked")
 
-    def _next_plan(self) -> JobPlan:
-        return self._plans.popleft() if self._plans else dataclasses.replace(self.default_plan)
-
     def _owned_job(self, job_id: str | None, key: str) -> _Job | None:
         job = self._jobs.get(job_id or "")
         return job if job is not None and job.api_key == key else None
 
     def _status_body(self, job: _Job, now: float) -> dict[str, Any]:
         run = job.runs[-1]
-        state = _run_state(run, now)
+        state = run_state(run, now)
         failed = state.status == "failed"
         finished_at = state.finished_at
         body: dict[str, Any] = {
@@ -669,7 +550,7 @@ class MotionSandbox:
             # A followup run in progress: the previous run's result stays until replaced.
             previous = job.runs[-2]
             body["output"] = self._output(
-                job.job_id, previous, _run_state(previous, run.submitted_at)
+                job.job_id, previous, run_state(previous, run.submitted_at)
             )
             body["sources"] = self._sources(job.job_id, previous)
         if run.plan.omit_keys and state.status != "completed":
@@ -693,26 +574,30 @@ class MotionSandbox:
 
     def _process(
         self, endpoint: str, authorization: str | None, raw: bytes, job_id: str | None
-    ) -> tuple[_Answer, dict[str, Any] | None]:
-        """Answer one API call as the real service would; returns the answer and parsed body."""
+    ) -> Answer:
+        """Answer one API call as the real service would."""
         with self._lock:
             now = self.clock()
             key, reason = self._authenticate(authorization)
             if key is None:
-                return _Answer(401, {"error": "Invalid API key", "message": reason}), None
+                return Answer(401, {"error": "Invalid API key", "message": reason})
             job = None
             if endpoint != "create":
                 job = self._owned_job(job_id, key)
                 if job is None:
-                    return _Answer(404, {"error": "not_found", "message": "Job not found"}), None
+                    return Answer(404, {"error": "not_found", "message": "Job not found"})
                 if endpoint == "status":
-                    return _Answer(200, self._status_payload(job, now), job.job_id), None
+                    return Answer(200, self._status_payload(job, now), job.job_id)
             body, issues = _parse_body(raw)
             if issues or body is None:
-                return _Answer(400, {"error": "Invalid request", "details": issues}, job_id), body
-            if job is None:
-                return self._create(key, body, now), body
-            return self._followup(job, body, now), body
+                payload = {"error": "Invalid request", "details": issues}
+                answer = Answer(400, payload, job_id)
+            elif job is None:
+                answer = self._create(key, body, now)
+            else:
+                answer = self._followup(job, body, now)
+            answer.request_body = body
+            return answer
 
     def _status_payload(self, job: _Job, now: float) -> dict[str, Any]:
         if job.stale_remaining > 0 and job.stale_body is not None:
@@ -720,7 +605,7 @@ class MotionSandbox:
             return copy.deepcopy(job.stale_body)
         return self._status_body(job, now)
 
-    def _create(self, key: str, body: dict[str, Any], now: float) -> _Answer:
+    def _create(self, key: str, body: dict[str, Any], now: float) -> Answer:
         if self.balance is not None and self.balance < self.minimum_credits:
             minimum = self.minimum_credits
             message = (
@@ -734,26 +619,26 @@ class MotionSandbox:
                 "minimum_required_credits": minimum,
                 "current_balance": self.balance,
             }
-            return _Answer(402, payload)
+            return Answer(402, payload)
         job_id = str(uuid.uuid4())
-        self._jobs[job_id] = _Job(job_id, key, [_Run(1, self._next_plan(), now, body)])
-        return _Answer(202, _accepted_payload(job_id), job_id, accepted=True)
+        self._jobs[job_id] = _Job(job_id, key, [_Run(1, self.next_plan(), now, body)])
+        return Answer(202, _accepted_payload(job_id), job_id, accepted=True)
 
-    def _followup(self, job: _Job, body: dict[str, Any], now: float) -> _Answer:
-        status = _run_state(job.runs[-1], now).status
+    def _followup(self, job: _Job, body: dict[str, Any], now: float) -> Answer:
+        status = run_state(job.runs[-1], now).status
         if status != "completed":
             payload = {
                 "error": "followup_requires_completed_job",
                 "message": "Followups can only be created for completed Mosaic Motion jobs.",
                 "status": status,
             }
-            return _Answer(409, payload, job.job_id)
+            return Answer(409, payload, job.job_id)
         previous_body = self._status_body(job, now)
-        plan = self._next_plan()
+        plan = self.next_plan()
         job.runs.append(_Run(len(job.runs) + 1, plan, now, body))
         job.stale_remaining = plan.stale_polls or self.stale_polls
         job.stale_body = previous_body if job.stale_remaining else None
-        return _Answer(202, _accepted_payload(job.job_id), job.job_id, accepted=True)
+        return Answer(202, _accepted_payload(job.job_id), job.job_id, accepted=True)
 
     # HTTP
 
@@ -776,50 +661,16 @@ class MotionSandbox:
         return await self._handle(request, "status")
 
     async def _handle(self, request: web.Request, endpoint: str) -> web.StreamResponse:
-        """Process one call, with any fault in front (a proxy) or behind (a lost answer)."""
-        at = self.clock()
+        received_at = self.clock()
         raw = await request.read()
         job_id = request.match_info.get("job_id")
-        with self._lock:
-            fault = self._take_fault(endpoint)
+        authorization = request.headers.get("Authorization")
 
-        def record(status: int, answer: _Answer | None, body: dict[str, Any] | None) -> None:
-            call = Call(
-                endpoint=endpoint,
-                method=request.method,
-                path=request.path,
-                job_id=(answer.job_id if answer else None) or job_id,
-                body=copy.deepcopy(body) if body is not None else _lenient_json(raw),
-                status=status,
-                at=at,
-                accepted=bool(answer and answer.accepted),
-            )
-            with self._lock:
-                self.calls.append(call)
+        def process() -> Answer:
+            return self._process(endpoint, authorization, raw, job_id)
 
-        if fault is not None and not fault.after_processing:
-            await asyncio.sleep(fault.delay)
-            if fault.drop or fault.status is not None or _client_gone(request):
-                record(_fault_wire_status(fault, request), None, None)
-                return _fault_response(request, fault)
-        answer, body = self._process(endpoint, request.headers.get("Authorization"), raw, job_id)
-        if fault is not None and fault.after_processing:
-            await asyncio.sleep(fault.delay)
-            if fault.drop or fault.status is not None or _client_gone(request):
-                record(_fault_wire_status(fault, request), answer, body)
-                return _fault_response(request, fault)
-        record(answer.status, answer, body)
-        return web.json_response(answer.payload, status=answer.status)
-
-    def _take_fault(self, endpoint: str) -> _Fault | None:
-        queue = self._faults[endpoint]
-        if not queue:
-            return None
-        fault = queue[0]
-        fault.times -= 1
-        if fault.times <= 0:
-            queue.popleft()
-        return fault
+        exchange = Exchange(endpoint, request, raw, job_id, received_at)
+        return await self.respond(exchange, process)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0: any free port) and return the base URL clients use."""
@@ -855,47 +706,6 @@ def _accepted_payload(job_id: str) -> dict[str, Any]:
 
 async def _handle_health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
-
-
-def _lenient_json(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-def _fault_wire_status(fault: _Fault, request: web.Request) -> int:
-    if fault.drop or fault.status is None or _client_gone(request):
-        return 0
-    return fault.status
-
-
-def _fault_response(request: web.Request, fault: _Fault) -> web.Response:
-    """The replacement answer, or a closed connection when there must be none."""
-    if fault.drop or fault.status is None or _client_gone(request):
-        if request.transport is not None:
-            request.transport.close()
-        # aiohttp notices the closed transport and sends nothing.
-        return web.Response(status=500)
-    headers = dict(fault.headers)
-    body = fault.body
-    if body is None:
-        body = json.dumps({"error": "sandbox_fault", "message": f"HTTP {fault.status}"}).encode()
-    if not any(name.lower() == "content-type" for name in headers):
-        text = body.lstrip()
-        if text.startswith(b"<"):
-            headers["Content-Type"] = "text/html"
-        elif _lenient_json(body) is not None:
-            headers["Content-Type"] = "application/json"
-        else:
-            headers["Content-Type"] = "text/plain"
-    return web.Response(status=fault.status, body=body, headers=headers)
 
 
 class SandboxThread:

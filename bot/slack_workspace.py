@@ -16,6 +16,7 @@ import base64
 import copy
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from decimal import Decimal
 from typing import Any, Literal
 
 WORKSPACE_URL = "https://sandbox-team.slack.com/"
-FIRST_TS_MICROS = 1_763_860_000_000_100
-"""The first ``ts`` handed out; later ones grow by 100 µs so that string order is time order."""
+TS_STEP_MICROS = 100
+"""A message's ``ts`` is the wall clock, as Slack's is (the app looks up its own posts by
+time), and at least this much after the previous one so that string order is time order."""
 POST_TEXT_LIMIT = 40_000
 UPDATE_TEXT_LIMIT = 4_000
 
@@ -123,7 +125,7 @@ class Workspace:
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, dict[str, dict[str, Any]]] = {}
         self._auto_blocks: set[tuple[str, str]] = set()
-        self._ts_counter = 0
+        self._last_ts_micros = 0
         self._observers: list[Callable[[Change], None]] = []
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
@@ -330,8 +332,8 @@ class Workspace:
                 observer(change)
 
     def _next_ts(self) -> str:
-        micros = FIRST_TS_MICROS + 100 * self._ts_counter
-        self._ts_counter += 1
+        micros = max(int(time.time() * 1_000_000), self._last_ts_micros + TS_STEP_MICROS)
+        self._last_ts_micros = micros
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _is_member(self, channel: Channel, user: str) -> bool:

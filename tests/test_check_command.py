@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT_DIR
+from tests.support.harness import ROOT_DIR
 
 
 def run_check(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

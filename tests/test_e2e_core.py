@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import Harness, until
+from tests.support.harness import Harness, until
 
 
 async def test_command_runs_the_whole_loop_to_a_result_in_the_thread(harness: Harness) -> None:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import JobPlan, MotionSandbox, download_url, generated_sources
+from bot.sandbox import JobPlan, download_url, generated_sources
 from bot.store import Store
-from tests.conftest import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, Harness, until
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     buttons,
     card_text,
     command_body,
@@ -35,6 +34,8 @@ from tests.e2e_helpers import (
     wait_card,
     wait_reply,
 )
+from tests.support.harness import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, Harness, until
+from tests.support.motion import ScriptedSandbox
 from tests.support.slack import WORKSPACE_URL, SlackDouble
 
 PROMPT = "a teaser for our spring sale"
@@ -42,7 +43,7 @@ PROMPT = "a teaser for our spring sale"
 
 @pytest.fixture(autouse=True)
 def observed_counts(
-    request: pytest.FixtureRequest, sandbox: MotionSandbox, slack: SlackDouble
+    request: pytest.FixtureRequest, sandbox: ScriptedSandbox, slack: SlackDouble
 ) -> Iterator[None]:
     """Print what each test made happen (shown with `-s`): the counts the report quotes."""
     yield
@@ -467,24 +468,24 @@ async def test_status_429_waits_its_retry_after_and_the_job_completes(harness: H
     assert harness.sandbox.count("create") == 1
 
 
-def _fault_500(sandbox: MotionSandbox) -> None:
+def _fault_500(sandbox: ScriptedSandbox) -> None:
     sandbox.fault("status", status=500, times=2)
 
 
-def _fault_html_502(sandbox: MotionSandbox) -> None:
+def _fault_html_502(sandbox: ScriptedSandbox) -> None:
     sandbox.fault_html_502("status", times=2)
 
 
-def _fault_drop(sandbox: MotionSandbox) -> None:
+def _fault_drop(sandbox: ScriptedSandbox) -> None:
     sandbox.fault("status", drop=True, times=2)
 
 
-def _fault_slow(sandbox: MotionSandbox) -> None:
+def _fault_slow(sandbox: ScriptedSandbox) -> None:
     sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=0.8, render_s=0.1))
     sandbox.fault("status", delay=0.5)  # well under the app's timeout, mid-run
 
 
-def _fault_not_json(sandbox: MotionSandbox) -> None:
+def _fault_not_json(sandbox: ScriptedSandbox) -> None:
     sandbox.fault(
         "status", status=200, body="OK, working on it", headers={"Content-Type": "text/plain"}
     )

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from bot.sandbox import JobPlan
-from tests.conftest import FAST_PLAN, Harness, until
+from tests.support.harness import FAST_PLAN, Harness, until
 
 
 def ready_posts(h: Harness, thread_ts: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -19,7 +19,7 @@ from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut, make_client
 from bot.store import JobState, RunKind, RunState, Store
-from tests.conftest import BOT_TOKEN
+from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble
 
 NOW = 1_763_000_000.0

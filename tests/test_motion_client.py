@@ -23,7 +23,8 @@ from bot.motion import (
     ServerError,
     parse_retry_after,
 )
-from bot.sandbox import BASE_PATH, JobPlan, MotionSandbox, SandboxThread
+from bot.sandbox import BASE_PATH, JobPlan, SandboxThread
+from tests.support.motion import ScriptedSandbox
 
 KEY = "motion_test"
 # Long phases: a job stays "queued" for the whole test unless a plan says otherwise.
@@ -33,14 +34,14 @@ BODY = {"prompt": "a fox in the snow"}
 
 
 @pytest.fixture
-def sandbox() -> Iterator[MotionSandbox]:
-    emulator = MotionSandbox(default_plan=SLOW, api_keys={KEY})
+def sandbox() -> Iterator[ScriptedSandbox]:
+    emulator = ScriptedSandbox(default_plan=SLOW, api_keys={KEY})
     with SandboxThread(emulator):
         yield emulator
 
 
 @pytest.fixture
-async def motion(sandbox: MotionSandbox) -> AsyncIterator[MotionClient]:
+async def motion(sandbox: ScriptedSandbox) -> AsyncIterator[MotionClient]:
     assert sandbox.base_url
     client = MotionClient(sandbox.base_url, KEY, timeout=2.0)
     yield client
@@ -48,7 +49,7 @@ async def motion(sandbox: MotionSandbox) -> AsyncIterator[MotionClient]:
 
 
 @pytest.fixture
-async def impatient(sandbox: MotionSandbox) -> AsyncIterator[MotionClient]:
+async def impatient(sandbox: ScriptedSandbox) -> AsyncIterator[MotionClient]:
     assert sandbox.base_url
     client = MotionClient(sandbox.base_url, KEY, timeout=0.3)
     yield client
@@ -66,7 +67,7 @@ def closed_port_url() -> str:
 
 
 async def test_create_returns_the_job_id_and_sends_the_body(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     job_id = await motion.create({"prompt": "a fox", "aspect_ratio": "9:16"})
     assert sandbox.job_ids == [job_id]
@@ -74,7 +75,7 @@ async def test_create_returns_the_job_id_and_sends_the_body(
 
 
 async def test_status_url_is_built_from_the_job_id_without_doubling_the_base_path(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     job_id = await motion.create(BODY)
     status = await motion.status(job_id)
@@ -86,7 +87,7 @@ async def test_status_url_is_built_from_the_job_id_without_doubling_the_base_pat
 
 
 async def test_followup_on_a_completed_job_keeps_the_job_id(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(DONE)
     job_id = await motion.create(BODY)
@@ -95,7 +96,7 @@ async def test_followup_on_a_completed_job_keeps_the_job_id(
 
 
 async def test_finished_job_has_a_ready_download_url_and_sources(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0, source_count=3))
     status = await motion.status(await motion.create(BODY))
@@ -109,7 +110,7 @@ async def test_finished_job_has_a_ready_download_url_and_sources(
 
 
 async def test_status_without_output_and_sources_keys_reads_as_null_and_empty(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=60, created_s=60, running_s=60, omit_keys=True))
     status = await motion.status(await motion.create(BODY))
@@ -120,7 +121,7 @@ async def test_status_without_output_and_sources_keys_reads_as_null_and_empty(
 
 
 async def test_completed_without_a_download_url_is_not_ready(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=0, render_s=60))
     status = await motion.status(await motion.create(BODY))
@@ -133,7 +134,7 @@ async def test_completed_without_a_download_url_is_not_ready(
 
 
 async def test_output_status_failed_is_a_render_failure(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0, render_fails=True))
     status = await motion.status(await motion.create(BODY))
@@ -143,7 +144,7 @@ async def test_output_status_failed_is_a_render_failure(
 
 
 async def test_failed_job_carries_motions_error(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.plan_next(
         JobPlan(queued_s=0, created_s=0, running_s=0, fail_error="Scene planning failed")
@@ -173,7 +174,7 @@ async def test_non_youtube_style_is_a_bad_request(motion: MotionClient) -> None:
     assert any("style_reference_url" in d for d in caught.value.details)
 
 
-async def test_wrong_key_is_an_authentication_error(sandbox: MotionSandbox) -> None:
+async def test_wrong_key_is_an_authentication_error(sandbox: ScriptedSandbox) -> None:
     assert sandbox.base_url
     client = MotionClient(sandbox.base_url, "motion_revoked", timeout=2.0)
     try:
@@ -189,7 +190,7 @@ async def test_wrong_key_is_an_authentication_error(sandbox: MotionSandbox) -> N
 
 @pytest.mark.parametrize(("balance", "minimum"), [(0, 1), (120, 300)])
 async def test_insufficient_credits_reads_balance_and_minimum_from_the_body(
-    motion: MotionClient, sandbox: MotionSandbox, balance: int, minimum: int
+    motion: MotionClient, sandbox: ScriptedSandbox, balance: int, minimum: int
 ) -> None:
     sandbox.set_balance(balance, minimum)
     with pytest.raises(InsufficientCredits) as caught:
@@ -213,7 +214,7 @@ async def test_followup_on_an_unknown_job_is_not_found(motion: MotionClient) -> 
 
 
 async def test_followup_while_running_is_a_conflict_with_the_jobs_status(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     job_id = await motion.create(BODY)
     with pytest.raises(Conflict) as caught:
@@ -227,7 +228,7 @@ async def test_followup_while_running_is_a_conflict_with_the_jobs_status(
 
 
 async def test_rate_limit_gives_retry_after_in_seconds(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault_rate_limited("status", retry_after=7)
     with pytest.raises(RateLimited) as caught:
@@ -238,7 +239,7 @@ async def test_rate_limit_gives_retry_after_in_seconds(
 
 
 async def test_rate_limit_gives_retry_after_from_an_http_date(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     sandbox.fault(
@@ -252,7 +253,7 @@ async def test_rate_limit_gives_retry_after_from_an_http_date(
 
 
 async def test_rate_limit_without_retry_after_has_none(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("status", status=429)
     with pytest.raises(RateLimited) as caught:
@@ -281,7 +282,7 @@ def test_parse_retry_after_reads_seconds_and_http_dates(
 
 
 async def test_json_500_on_a_read_is_a_server_error(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("status", status=500, body='{"error": "internal error reading a job"}')
     with pytest.raises(ServerError) as caught:
@@ -291,7 +292,7 @@ async def test_json_500_on_a_read_is_a_server_error(
 
 
 async def test_html_502_on_a_read_is_a_server_error(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault_html_502("status")
     with pytest.raises(ServerError) as caught:
@@ -301,7 +302,7 @@ async def test_html_502_on_a_read_is_a_server_error(
 
 
 async def test_html_502_on_a_create_is_outcome_unknown(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault_html_502("create")
     with pytest.raises(MotionError) as caught:
@@ -311,7 +312,7 @@ async def test_html_502_on_a_create_is_outcome_unknown(
 
 
 async def test_html_502_on_a_followup_is_outcome_unknown(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault_html_502("followup")
     with pytest.raises(MotionError) as caught:
@@ -320,7 +321,7 @@ async def test_html_502_on_a_followup_is_outcome_unknown(
 
 
 async def test_slow_answer_on_a_read_is_transient_not_outcome_unknown(
-    impatient: MotionClient, sandbox: MotionSandbox
+    impatient: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("status", delay=1.0)
     started = time.monotonic()
@@ -331,7 +332,7 @@ async def test_slow_answer_on_a_read_is_transient_not_outcome_unknown(
 
 
 async def test_slow_answer_on_a_create_is_outcome_unknown(
-    impatient: MotionClient, sandbox: MotionSandbox
+    impatient: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", delay=1.0, after_processing=True)
     started = time.monotonic()
@@ -343,7 +344,7 @@ async def test_slow_answer_on_a_create_is_outcome_unknown(
 
 
 async def test_slow_answer_on_a_followup_is_outcome_unknown(
-    impatient: MotionClient, sandbox: MotionSandbox
+    impatient: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("followup", delay=1.0)
     with pytest.raises(MotionError) as caught:
@@ -352,7 +353,7 @@ async def test_slow_answer_on_a_followup_is_outcome_unknown(
 
 
 async def test_dropped_connection_after_a_create_is_outcome_unknown_and_the_job_exists(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", drop=True, after_processing=True)
     with pytest.raises(MotionError) as caught:
@@ -363,7 +364,7 @@ async def test_dropped_connection_after_a_create_is_outcome_unknown_and_the_job_
 
 
 async def test_dropped_connection_on_a_read_is_transient(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("status", drop=True)
     with pytest.raises(MotionError) as caught:
@@ -385,7 +386,7 @@ async def test_connection_refused_is_transient_not_outcome_unknown() -> None:
 
 
 async def test_non_json_success_on_a_create_is_outcome_unknown(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", status=200, body="OK", after_processing=True)
     with pytest.raises(MotionError) as caught:
@@ -396,7 +397,7 @@ async def test_non_json_success_on_a_create_is_outcome_unknown(
 
 
 async def test_non_json_success_on_a_read_is_transient_not_outcome_unknown(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("status", status=200, body="<html>maintenance</html>")
     with pytest.raises(MotionError) as caught:
@@ -405,7 +406,7 @@ async def test_non_json_success_on_a_read_is_transient_not_outcome_unknown(
 
 
 async def test_create_answer_without_a_job_id_is_outcome_unknown(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", status=202, body='{"status": "queued"}', after_processing=True)
     with pytest.raises(MotionError) as caught:
@@ -416,7 +417,7 @@ async def test_create_answer_without_a_job_id_is_outcome_unknown(
 # ---------------------------------------------------------------- one pool, one limit
 
 
-async def test_requests_in_flight_never_exceed_the_cap(sandbox: MotionSandbox) -> None:
+async def test_requests_in_flight_never_exceed_the_cap(sandbox: ScriptedSandbox) -> None:
     assert sandbox.base_url
     client = MotionClient(sandbox.base_url, KEY, max_in_flight=4, timeout=5.0)
     try:
@@ -443,7 +444,7 @@ async def test_requests_in_flight_never_exceed_the_cap(sandbox: MotionSandbox) -
     ],
 )
 async def test_a_write_error_says_whether_it_may_be_retried(
-    motion: MotionClient, sandbox: MotionSandbox, status: int, body: str, retry: Retry
+    motion: MotionClient, sandbox: ScriptedSandbox, status: int, body: str, retry: Retry
 ) -> None:
     sandbox.fault("create", status=status, body=body)
     with pytest.raises(MotionError) as caught:
@@ -454,7 +455,7 @@ async def test_a_write_error_says_whether_it_may_be_retried(
 
 
 async def test_every_error_of_a_read_may_be_retried_except_motions_own_answers(
-    motion: MotionClient, sandbox: MotionSandbox
+    motion: MotionClient, sandbox: ScriptedSandbox
 ) -> None:
     for status, body in [(500, '{"error": "x"}'), (502, "<html/>"), (503, "{}"), (504, "")]:
         sandbox.fault("status", status=status, body=body)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.poller import Poller
 from bot.store import Store
-from tests.conftest import until
+from tests.support.harness import until
 
 
 class Clock:

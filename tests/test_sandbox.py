@@ -12,14 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import (
-    HTML_502,
-    JobPlan,
-    MotionSandbox,
-    SandboxThread,
-    generated_sources,
-    validate_request,
-)
+from bot.sandbox import JobPlan, MotionSandbox, SandboxThread, generated_sources, validate_request
+from tests.support.motion import HTML_502, ScriptedSandbox
 
 KEY = "motion_test_key"
 OTHER_KEY = "motion_someone_else"
@@ -49,12 +43,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sandbox(clock: FakeClock) -> MotionSandbox:
-    return MotionSandbox(clock=clock, default_plan=FAST)
+def sandbox(clock: FakeClock) -> ScriptedSandbox:
+    return ScriptedSandbox(clock=clock, default_plan=FAST)
 
 
 @pytest.fixture
-async def base_url(sandbox: MotionSandbox) -> AsyncIterator[str]:
+async def base_url(sandbox: ScriptedSandbox) -> AsyncIterator[str]:
     url = await sandbox.start()
     yield url
     await sandbox.stop()
@@ -136,7 +130,7 @@ async def test_timestamps_follow_the_clock_from_the_construction_anchor(
 
 
 async def test_create_answers_202_with_a_status_url_that_carries_the_base_path(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     response = await client.post("/sessions", json={"prompt": "hi", "unknown_field": 1})
     assert response.status_code == 202
@@ -153,7 +147,7 @@ async def test_create_answers_202_with_a_status_url_that_carries_the_base_path(
 
 
 async def test_failed_job_carries_its_error_and_no_output(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=1, fail_error="Render crashed"))
     job_id = await create(client)
@@ -165,7 +159,7 @@ async def test_failed_job_carries_its_error_and_no_output(
 
 
 async def test_render_can_fail_without_a_url(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(render_fails=True))
     job_id = await create(client)
@@ -177,7 +171,7 @@ async def test_render_can_fail_without_a_url(
 
 
 async def test_awaiting_user_input_interlude_returns_to_running(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     # running [0, 5), awaiting [5, 15), running [15, 20), completed at 20
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=10, await_input_s=10))
@@ -196,7 +190,7 @@ async def test_awaiting_user_input_interlude_returns_to_running(
 
 
 async def test_omit_keys_leaves_out_output_and_sources_until_completed(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(queued_s=0, created_s=0, running_s=1, omit_keys=True))
     job_id = await create(client)
@@ -211,7 +205,7 @@ async def test_omit_keys_leaves_out_output_and_sources_until_completed(
 
 
 async def test_sources_vary_and_sometimes_miss_fields(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(source_count=120))
     job_id = await create(client)
@@ -231,7 +225,7 @@ async def test_sources_vary_and_sometimes_miss_fields(
 
 
 async def test_custom_sources_are_returned_verbatim(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     hostile = [{"source_kind": "stock_video", "provider": "x", "title": "<!channel> *boom*"}]
     sandbox.plan_next(JobPlan(sources=hostile))
@@ -287,7 +281,7 @@ def attachments(count: int) -> list[dict[str, str]]:
     ],
 )  # fmt: skip
 async def test_invalid_bodies_answer_400_with_zod_issues(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, body: dict, code: str, path: list
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, body: dict, code: str, path: list
 ) -> None:
     response = await client.post("/sessions", json=body)
     assert response.status_code == 400
@@ -398,7 +392,7 @@ async def test_unknown_and_foreign_jobs_answer_404(
 
 
 async def test_insufficient_balance_answers_the_documented_402(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.set_balance(0)
     response = await client.post("/sessions", json={"prompt": "p"})
@@ -432,7 +426,7 @@ async def test_followup_while_running_answers_409(
 
 
 async def test_followup_on_a_failed_job_answers_409(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(fail_error="boom"))
     job_id = await create(client)
@@ -446,7 +440,7 @@ async def test_followup_on_a_failed_job_answers_409(
 
 
 async def test_followup_after_completion_runs_again_with_a_new_url(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     job_id = await create(client)
     clock.advance(DONE)
@@ -473,7 +467,7 @@ async def test_followup_after_completion_runs_again_with_a_new_url(
 
 
 async def test_followups_consume_queued_plans_in_order(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     sandbox.plan_next(JobPlan(running_s=1), JobPlan(fail_error="second run failed"))
     job_id = await create(client)
@@ -488,7 +482,7 @@ async def test_followups_consume_queued_plans_in_order(
 async def test_stale_polls_repeat_the_previous_body_after_a_followup(
     clock: FakeClock, where: str
 ) -> None:
-    sandbox = MotionSandbox(clock=clock, default_plan=FAST, stale_polls=2 * (where == "sandbox"))
+    sandbox = ScriptedSandbox(clock=clock, default_plan=FAST, stale_polls=2 * (where == "sandbox"))
     url = await sandbox.start()
     try:
         async with httpx.AsyncClient(
@@ -513,7 +507,7 @@ async def test_stale_polls_repeat_the_previous_body_after_a_followup(
 
 
 async def test_rate_limit_fault_answers_429_with_retry_after_then_recovers(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault_rate_limited("create", retry_after=2)
     limited = await client.post("/sessions", json={"prompt": "p"})
@@ -525,7 +519,7 @@ async def test_rate_limit_fault_answers_429_with_retry_after_then_recovers(
 
 
 async def test_html_502_fault_is_not_json(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     job_id = await create(client)
     sandbox.fault_html_502("status", times=2)
@@ -539,7 +533,7 @@ async def test_html_502_fault_is_not_json(
 
 
 async def test_fault_with_custom_status_and_json_body(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", status=500, body='{"error": "internal"}')
     response = await client.post("/sessions", json={"prompt": "p"})
@@ -548,7 +542,9 @@ async def test_fault_with_custom_status_and_json_body(
     assert response.json() == {"error": "internal"}
 
 
-async def test_delay_fault_answers_late(client: httpx.AsyncClient, sandbox: MotionSandbox) -> None:
+async def test_delay_fault_answers_late(
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
+) -> None:
     sandbox.fault("create", delay=0.2)
     started = time.perf_counter()
     response = await client.post("/sessions", json={"prompt": "p"})
@@ -557,7 +553,7 @@ async def test_delay_fault_answers_late(client: httpx.AsyncClient, sandbox: Moti
 
 
 async def test_delayed_request_whose_client_gave_up_is_never_processed(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", delay=0.15)
     with pytest.raises(httpx.ReadTimeout):
@@ -569,7 +565,7 @@ async def test_delayed_request_whose_client_gave_up_is_never_processed(
 
 
 async def test_dropped_answer_after_processing_still_creates_the_job(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", after_processing=True, drop=True)
     with pytest.raises(httpx.TransportError):
@@ -582,7 +578,7 @@ async def test_dropped_answer_after_processing_still_creates_the_job(
 
 
 async def test_drop_without_processing_creates_nothing(
-    client: httpx.AsyncClient, sandbox: MotionSandbox
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox
 ) -> None:
     sandbox.fault("create", drop=True)
     with pytest.raises(httpx.TransportError):
@@ -592,7 +588,7 @@ async def test_drop_without_processing_creates_nothing(
 
 
 async def test_after_processing_fault_replaces_a_successful_followup_answer(
-    client: httpx.AsyncClient, sandbox: MotionSandbox, clock: FakeClock
+    client: httpx.AsyncClient, sandbox: ScriptedSandbox, clock: FakeClock
 ) -> None:
     job_id = await create(client)
     clock.advance(DONE)
@@ -603,7 +599,7 @@ async def test_after_processing_fault_replaces_a_successful_followup_answer(
     assert (await status(client, job_id))["status"] == "queued"
 
 
-def test_fault_rejects_an_unknown_endpoint(sandbox: MotionSandbox) -> None:
+def test_fault_rejects_an_unknown_endpoint(sandbox: ScriptedSandbox) -> None:
     with pytest.raises(ValueError, match="endpoint"):
         sandbox.fault("download", status=500)
 
@@ -612,7 +608,9 @@ def test_fault_rejects_an_unknown_endpoint(sandbox: MotionSandbox) -> None:
 
 
 def test_sandbox_thread_serves_from_its_own_loop_and_stops_cleanly() -> None:
-    sandbox = MotionSandbox(default_plan=JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0))
+    sandbox = ScriptedSandbox(
+        default_plan=JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0)
+    )
     with SandboxThread(sandbox) as base_url:
         root = base_url.removesuffix("/api/motion")
         with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http:
@@ -626,7 +624,9 @@ def test_sandbox_thread_serves_from_its_own_loop_and_stops_cleanly() -> None:
 
 
 async def test_sandbox_thread_is_scriptable_from_another_loop_and_stops_mid_request() -> None:
-    sandbox = MotionSandbox(default_plan=JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0))
+    sandbox = ScriptedSandbox(
+        default_plan=JobPlan(queued_s=0, created_s=0, running_s=0, render_s=0)
+    )
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(headers=headers, timeout=5) as http:
         with SandboxThread(sandbox) as base_url:

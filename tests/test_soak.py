@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench._soak_driver import SoakConfig, SoakReport, run_soak
+from tests.support.soak import SoakConfig, SoakReport, run_soak
 
 CONFIG = SoakConfig(
     jobs=12,

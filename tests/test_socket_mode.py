@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import MotionBot
 from bot.config import Settings
-from tests.conftest import BOT_TOKEN, Harness, until
+from tests.support.harness import BOT_TOKEN, Harness, until
 from tests.support.slack import SlackDouble
 
 APP_TOKEN = "xapp-test"  # the double's default app-level token

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from bot.slack_standin import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
 from bot.slack_workspace import (
-    FIRST_TS_MICROS,
     POST_TEXT_LIMIT,
     UPDATE_TEXT_LIMIT,
     WORKSPACE_URL,
@@ -29,7 +28,6 @@ from tests.support.signing import signed_headers
 from tests.support.socket_mode import SOCKET_MODE_HOST, SocketAck, SocketModeSide
 
 __all__ = [
-    "FIRST_TS_MICROS",
     "MAX_BLOCKS",
     "POST_TEXT_LIMIT",
     "RESPONSE_URL_USES",

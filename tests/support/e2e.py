@@ -13,8 +13,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.sandbox import Call, MotionSandbox
-from tests.conftest import SIGNING_SECRET, Harness, until
+from tests.support.harness import SIGNING_SECRET, Harness, until
+from tests.support.motion import Call, ScriptedSandbox
 
 READY = "is ready"  # the result reply's head: "✅ <@U…> run N of your Motion video is ready."
 
@@ -91,9 +91,8 @@ def section_texts(message: dict[str, Any]) -> list[str]:
     ]
 
 
-def motion_calls(sandbox: MotionSandbox, endpoint: str) -> list[Call]:
-    with sandbox._lock:  # the sandbox's own recording lock; a read-only copy
-        return [c for c in sandbox.calls if c.endpoint == endpoint]
+def motion_calls(sandbox: ScriptedSandbox, endpoint: str) -> list[Call]:
+    return sandbox.calls_to(endpoint)
 
 
 async def settle(seconds: float = 0.4) -> None:
@@ -103,23 +102,7 @@ async def settle(seconds: float = 0.4) -> None:
 
 def command_body(harness: Harness, text: str, *, channel: str = "C0PUBLIC") -> str:
     """The form body of a slash command exactly as `Harness.command` sends it."""
-    return urlencode(
-        {
-            "token": "legacy-verification-token",
-            "team_id": "T0001",
-            "team_domain": "sandbox-team",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": "U0ALICE",
-            "user_name": "alice",
-            "command": "/motion",
-            "text": text,
-            "api_app_id": "A0APP",
-            "is_enterprise_install": "false",
-            "response_url": harness.slack.response_url("cmd-U0ALICE"),
-            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-        }
-    )
+    return urlencode(harness.command_fields(text, channel=channel))
 
 
 def signature(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:

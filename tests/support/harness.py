@@ -1,0 +1,228 @@
+"""The app under test and what Slack sends it: `Harness`, the credentials the doubles expect, and
+`until`, for what the app does in the background. Shared by the fixtures (tests/conftest.py),
+the end-to-end helpers and the soak (tests/support/soak.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from bot.app import MotionBot
+from bot.config import Settings
+from bot.sandbox import JobPlan
+from tests.support.motion import ScriptedSandbox
+from tests.support.slack import SlackDouble, signed_headers
+
+SIGNING_SECRET = "test-signing-secret-1234"
+BOT_TOKEN = "xoxb-test-token-123456"
+MOTION_KEY = "motion_test_key_abcdef"
+ROOT_DIR = Path(__file__).resolve().parents[2]
+FAST_PLAN = JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.2)
+
+
+class Harness:
+    """Starts app instances and sends them what Slack would send."""
+
+    def __init__(self, env: dict[str, str], slack: SlackDouble, sandbox: ScriptedSandbox) -> None:
+        self.env = env
+        self.slack = slack
+        self.sandbox = sandbox
+        self.bots: list[MotionBot] = []
+        self.http = httpx.AsyncClient(timeout=10)
+        self._event_seq = 0
+
+    async def start(self, **overrides: str) -> MotionBot:
+        settings = Settings.from_env({**self.env, **overrides})
+        bot = MotionBot.build(settings)
+        await bot.start()
+        self.bots.append(bot)
+        return bot
+
+    @property
+    def bot(self) -> MotionBot:
+        return self.bots[-1]
+
+    async def stop(self, bot: MotionBot | None = None) -> None:
+        bot = bot or self.bot
+        if bot in self.bots:
+            self.bots.remove(bot)
+            await bot.stop(timeout=5)
+
+    async def aclose(self) -> None:
+        for bot in list(self.bots):
+            await self.stop(bot)
+        await self.http.aclose()
+
+    # ------------------------------------------------------------ what Slack sends
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+    ) -> httpx.Response:
+        all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
+        return await self.http.post(self.events_url, content=body, headers=all_headers)
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.bot.port}/slack/events"
+
+    def command_fields(
+        self, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE"
+    ) -> dict[str, str]:
+        """Every field Slack sends with a slash command (form-encoded over HTTP, JSON in Socket
+        Mode), `response_url` included."""
+        return {
+            "token": "legacy-verification-token",
+            "team_id": "T0001",
+            "team_domain": "sandbox-team",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": "alice",
+            "command": "/motion",
+            "text": text,
+            "api_app_id": "A0APP",
+            "is_enterprise_install": "false",
+            "response_url": self.slack.response_url(f"cmd-{user}"),
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        }
+
+    async def command(
+        self, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE", **kwargs: Any
+    ) -> httpx.Response:
+        body = urlencode(self.command_fields(text, channel=channel, user=user))
+        return await self.post(body, "application/x-www-form-urlencoded", **kwargs)
+
+    def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+        self._event_seq += 1
+        return {
+            "token": "legacy-verification-token",
+            "team_id": "T0001",
+            "api_app_id": "A0APP",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{self._event_seq:08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": "T0001",
+                    "user_id": "U0BOT",
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-eyJldCI6Im1lc3NhZ2UiLCJ0aWQiOiJUMDAwMSJ9",
+        }
+
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
+    ) -> httpx.Response:
+        headers = {}
+        if retry:
+            headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        body = json.dumps(self.envelope(event, event_id=event_id))
+        return await self.post(body, "application/json", headers=headers)
+
+    def reply_event(
+        self,
+        thread_ts: str,
+        text: str,
+        *,
+        channel: str = "C0PUBLIC",
+        user: str = "U0ALICE",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A human reply as Slack delivers it: the message exists in the double too."""
+        ts = self.slack.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+        return {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "event_ts": ts,
+            "thread_ts": thread_ts,
+            "parent_user_id": "U0BOT",
+            "channel_type": "channel",
+            "team": "T0001",
+            "client_msg_id": f"c0ffee00-0000-4000-8000-{ts.replace('.', '')[-12:]}",
+            "blocks": [],
+            **extra,
+        }
+
+    async def action(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        channel: str = "C0PUBLIC",
+        message_ts: str = "",
+        user: str = "U0ALICE",
+    ) -> httpx.Response:
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T0001", "domain": "sandbox-team"},
+            "user": {"id": user, "username": "alice", "team_id": "T0001"},
+            "api_app_id": "A0APP",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "channel": {"id": channel, "name": "general"},
+            "message": {"ts": message_ts, "type": "message"},
+            "response_url": self.slack.response_url(f"action-{user}"),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    # ------------------------------------------------------------ what the app did
+
+    def cards(self, channel: str = "C0PUBLIC") -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.slack.messages(channel)
+            if not m.get("thread_ts") or m.get("thread_ts") == m["ts"]
+        ]
+
+    def thread(self, thread_ts: str, channel: str = "C0PUBLIC") -> list[dict[str, Any]]:
+        return [m for m in self.slack.messages(channel, thread_ts) if m["ts"] != thread_ts]
+
+    def bot_replies(self, thread_ts: str, channel: str = "C0PUBLIC") -> list[dict[str, Any]]:
+        return [m for m in self.thread(thread_ts, channel) if m.get("bot_id")]
+
+    def posts(self, method: str = "chat.postMessage") -> list[Any]:
+        return [c for c in self.slack.calls(method) if c.ok]
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    """Wait for something the app does in the background; fail with what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)

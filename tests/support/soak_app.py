@@ -1,0 +1,176 @@
+"""The soak's processes and wire: the app as a child process killed and restarted on one
+database, its environment, and what Slack sends it (signed, on a fixed port, no keep-alive)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from tests.support.harness import BOT_TOKEN, ROOT_DIR, SIGNING_SECRET, Harness
+from tests.support.motion import ScriptedSandbox
+from tests.support.slack import SlackDouble
+
+MOTION_KEY = "motion_soak"
+# Attempts at one delivery (a command, an event, a press) before giving up, as Slack does after
+# the original and 3 retries; the app is never down long enough in the soak to need more.
+MAX_ATTEMPTS = 6
+# Variables of the app's own configuration: never inherited from the caller's environment.
+APP_VARIABLES = (
+    "SLACK_",
+    "MOTION_",
+    "DATABASE_URL",
+    "POLL_",
+    "FOLLOWUP_REQUIRES_MENTION",
+    "LOG_LEVEL",
+    "PORT",
+)
+
+
+class SlackSide(Harness):
+    """What Slack sends, signed, to the app's fixed port; the payload shapes are Harness's."""
+
+    def __init__(self, slack: SlackDouble, sandbox: ScriptedSandbox, port: int) -> None:
+        # Harness.__init__ is not called: it would open a client with keep-alive, and a pooled
+        # connection to a killed process would blur "not delivered" into "maybe delivered".
+        self.env: dict[str, str] = {}
+        self.slack = slack
+        self.sandbox = sandbox
+        self.bots = []
+        self._event_seq = 0
+        self.port = port
+        self.http = httpx.AsyncClient(
+            timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        )
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class AppProcess:
+    """`python -m bot` as a child process, on one port and one database across restarts."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path, port: int) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_path
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: TextIO = open(log_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.starts = 0
+        self.up = asyncio.Event()
+        self.up_since = 0.0
+        self.lock = asyncio.Lock()
+        self.start_seconds: list[float] = []
+
+    def start(self) -> None:
+        self.starts += 1
+        self.log.write(f"=== soak: start {self.starts} at {time.time():.3f}\n")
+        self.log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_healthy(self, http: httpx.AsyncClient, timeout: float = 30.0) -> None:
+        began = time.monotonic()
+        deadline = began + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the app exited with {self.proc.returncode} at start:\n{self.tail()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                answer = await http.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                if answer.status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not answer /healthz in {timeout}s:\n{self.tail()}")
+            await asyncio.sleep(0.02)
+        self.start_seconds.append(time.monotonic() - began)
+        self.up_since = time.monotonic()
+        self.up.set()
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed, in-flight calls are cut."""
+        assert self.proc is not None
+        self.up.clear()
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.log.write(f"=== soak: SIGKILL at {time.time():.3f}\n")
+        self.log.flush()
+
+    async def terminate(self, timeout: float = 40.0) -> tuple[int | None, float]:
+        """SIGTERM and wait; returns the exit status (None: still running) and the seconds."""
+        assert self.proc is not None
+        self.up.clear()
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.proc.wait, timeout)
+        return self.proc.poll(), time.monotonic() - began
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+    def tail(self, lines: int = 40) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def bot_sources_digest() -> str:
+    """A digest of the app's code, to tell whether it changed while the soak ran."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT_DIR / "bot").rglob("*.py")):
+        digest.update(path.relative_to(ROOT_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def app_env(slack: SlackDouble, motion_url: str, database: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_VARIABLES)}
+    path = [str(ROOT_DIR), *filter(None, [env.get("PYTHONPATH")])]
+    env.update(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.base_url,
+        PORT=str(port),
+        MOTION_API_KEY=MOTION_KEY,
+        MOTION_API_URL=motion_url,
+        DATABASE_URL=f"sqlite:///{database}",
+        POLL_INITIAL_SECONDS="0.2",
+        POLL_MAX_SECONDS="1",
+        MOTION_TIMEOUT_SECONDS="1",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=os.pathsep.join(path),
+        PYTHONUNBUFFERED="1",
+    )
+    return env

@@ -494,6 +494,8 @@ class JobService:
 
     async def _send(self, job: Job, run: Run) -> float | None:
         """Send a waiting run. Recorded as "sending" first: a crash mid-call is never re-sent."""
+        if self.motion.writes_full():  # slow writes: do not hold a poller task while waiting
+            return self.schedule.initial / 3
         followup = run.kind == "followup"
         baseline: tuple[str | None, str | None] = (None, None)
         if followup:
@@ -674,11 +676,15 @@ class JobService:
                 await self._settle_result(job, run, status)
                 return None, False
             rendering = self.schedule.next_delay(
-                elapsed=elapsed, status="completed", rendering=True
+                elapsed=elapsed, status="completed", rendering=True, key=run.id
             )
             return rendering, quiet
         return self.schedule.next_delay(
-            elapsed=elapsed, status=status.status, rendering=False, bucket=_bucket(run)
+            elapsed=elapsed,
+            status=status.status,
+            rendering=False,
+            bucket=_bucket(run),
+            key=run.id,
         ), quiet
 
     def _learn(self, run: Run, status: JobStatus, now: float) -> None:
@@ -691,7 +697,7 @@ class JobService:
             now=now,
         )
         self.store.record_generation_time(_bucket(run), seconds, now)
-        self.schedule.learn(_bucket(run), seconds)
+        self.schedule.learn(_bucket(run), seconds, key=run.id)
 
     async def _settle_result(self, job: Job, run: Run, status: JobStatus) -> None:
         """Record the result and every message announcing it in one transaction."""

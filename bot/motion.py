@@ -372,7 +372,8 @@ class JobStatus:
 
 
 class MotionClient:
-    """One shared connection pool and one semaphore for every call the app makes to Motion."""
+    """One shared connection pool and one cap on every call the app makes to Motion, of which
+    `reserved_for_reads` slots (a quarter by default) only status calls may use."""
 
     def __init__(
         self,
@@ -382,6 +383,7 @@ class MotionClient:
         max_in_flight: int = 8,
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        reserved_for_reads: int | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -394,11 +396,20 @@ class MotionClient:
             follow_redirects=False,
         )
         self._limit = asyncio.Semaphore(max_in_flight)
+        # Creates and followups may take a long time: they never hold the slots kept for
+        # status calls, so a finished video is not announced late behind slow writes.
+        reserved = max(1, max_in_flight // 4) if reserved_for_reads is None else reserved_for_reads
+        self.reserved_for_reads = min(max(0, reserved), max_in_flight - 1)
+        self._writes = asyncio.Semaphore(max_in_flight - self.reserved_for_reads)
         self._deadline = timeout + 5.0
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.peak_in_flight = 0
         self.calls = 0
+
+    def writes_full(self) -> bool:
+        """Every slot writes may use is taken: a create or followup now would only wait."""
+        return self._writes.locked()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -420,11 +431,10 @@ class MotionClient:
         return JobStatus.parse(data, job_id)
 
     async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
-        lost = (
-            Retry.UNSAFE if write else Retry.LATER
-        )  # what a call that went out but got no answer means
+        # What a call that went out but got no answer means:
+        lost = Retry.UNSAFE if write else Retry.LATER
         try:  # waiting for a free slot counts against the same deadline as the call itself
-            await asyncio.wait_for(self._limit.acquire(), self._deadline)
+            await asyncio.wait_for(self._take_slot(write), self._deadline)
         except TimeoutError as exc:
             raise Unreachable(
                 "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
@@ -448,7 +458,20 @@ class MotionClient:
         finally:
             self.in_flight -= 1
             self._limit.release()
+            if write:
+                self._writes.release()
         return _raise_for(response, write=write)
+
+    async def _take_slot(self, write: bool) -> None:
+        """A slot of the global cap; a write first takes one of the writes' share of it."""
+        if write:
+            await self._writes.acquire()
+        try:
+            await self._limit.acquire()
+        except BaseException:
+            if write:
+                self._writes.release()
+            raise
 
 
 def _raise_for(response: httpx.Response, *, write: bool) -> Any:

@@ -504,6 +504,15 @@ class MotionSandbox:
 
     # the API itself (synchronous, under the lock)
 
+    def timeline(self, job_id: str) -> tuple[float, float]:
+        """When the job's first run was submitted and when its download URL appears (or would
+        have appeared), on the sandbox clock: what benchmarks measure polling against."""
+        with self._lock:
+            run = self._jobs[job_id].runs[0]
+        plan = run.plan
+        generation = plan.queued_s + plan.created_s + plan.running_s + plan.await_input_s
+        return run.submitted_at, run.submitted_at + generation + plan.render_s
+
     def _iso(self, at: float) -> str:
         wall = self._wall_anchor + (at - self._clock_anchor)
         stamp = datetime.fromtimestamp(wall, tz=UTC).isoformat(timespec="milliseconds")

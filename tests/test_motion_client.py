@@ -465,3 +465,24 @@ async def test_every_error_of_a_read_may_be_retried_except_motions_own_answers(
     with pytest.raises(NotFound) as missing:
         await motion.status("any-job")
     assert missing.value.retry is Retry.NO
+
+
+async def test_status_calls_never_wait_behind_slow_writes(sandbox: ScriptedSandbox) -> None:
+    assert sandbox.base_url
+    client = MotionClient(sandbox.base_url, KEY, max_in_flight=4, timeout=5.0)
+    try:
+        job_id = await client.create(BODY)
+        sandbox.fault("create", delay=1.0, times=20)
+        creates = [asyncio.create_task(client.create(BODY)) for _ in range(20)]
+        await asyncio.sleep(0.1)  # every write slot is taken by a slow create
+        began = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(client.status(job_id) for _ in range(5)))
+        waited = asyncio.get_running_loop().time() - began
+        assert client.in_flight <= 4
+        await asyncio.gather(*creates)
+    finally:
+        await client.aclose()
+    assert client.reserved_for_reads == 1
+    assert [a.job_id for a in answers] == [job_id] * 5
+    assert waited < 0.5  # not behind a single 1-second create
+    assert client.peak_in_flight == 4

@@ -27,14 +27,21 @@ def test_delay_never_drops_below_the_initial_wait() -> None:
         assert plan.next_delay(elapsed=elapsed, status="running", rendering=False) >= 3.0
 
 
-def test_delay_grows_as_the_run_ages() -> None:
+def test_a_new_install_does_not_poll_like_the_three_second_loop() -> None:
+    # Before anything is learned, the prior (runs take minutes) spaces the first half minute's
+    # looks out, while no gap is longer than half of the run's age.
+    plan, now, looks = schedule(), 3.0, 1
+    while now < 30:
+        delay = plan.next_delay(elapsed=now, status="running", rendering=False)
+        assert delay <= max(3.0, 0.5 * now) + 1e-9
+        now, looks = now + delay, looks + 1
+    assert looks <= 7  # the 3-second loop makes 10
+
+
+def test_delay_stretches_for_a_run_far_past_the_typical_length() -> None:
     plan = schedule()
-    delays = [
-        plan.next_delay(elapsed=e, status="running", rendering=False)
-        for e in (0, 10, 30, 60, 100, 140)
-    ]
-    assert delays == sorted(delays)
-    assert delays[-1] > delays[0]
+    typical = plan.next_delay(elapsed=90, status="running", rendering=False)
+    assert plan.next_delay(elapsed=3_000, status="running", rendering=False) > typical
 
 
 @pytest.mark.parametrize("elapsed", [150, 600, 3_600, 86_400, 10**9])
@@ -43,8 +50,9 @@ def test_delay_never_exceeds_the_maximum(elapsed: float) -> None:
     assert 3.0 <= delay <= 30.0
 
 
-def test_delay_reaches_the_maximum_for_a_very_long_run() -> None:
-    assert schedule().next_delay(elapsed=10**6, status="running", rendering=False) == 30.0
+@pytest.mark.parametrize("elapsed", [10**5, 10**6, 10**9])
+def test_delay_reaches_the_maximum_for_a_very_long_run(elapsed: float) -> None:
+    assert schedule().next_delay(elapsed=elapsed, status="running", rendering=False) == 30.0
 
 
 def test_delay_stays_between_initial_and_maximum_with_learned_run_times() -> None:
@@ -144,7 +152,7 @@ def test_a_long_retry_after_is_honoured_beyond_the_cap() -> None:
 def test_error_delay_with_a_tiny_initial_wait_still_backs_off() -> None:
     plan = schedule(initial=0.05, maximum=0.2)
     samples = [plan.error_delay(errors) for errors in (1, 2, 10) for _ in range(200)]
-    assert min(samples) >= 0.05
+    assert min(samples) >= 0.05 / 3  # the floor is a third of the first wait (1 s at 3 s)
     assert max(samples) <= 0.4
 
 
@@ -164,21 +172,22 @@ def test_learned_schedule_polls_densely_where_runs_tend_to_finish() -> None:
     schedule = learned([100 + i for i in range(41)])
     early = schedule.next_delay(elapsed=20, status="running", rendering=False)
     bulk = schedule.next_delay(elapsed=115, status="running", rendering=False)
-    assert early > 20.0
-    assert bulk < 10.0
+    assert early >= 10.0  # half the run's age: a little history does not rule short runs out
+    assert bulk < 5.0
 
 
-def test_cold_schedule_is_used_until_enough_runs_have_finished() -> None:
-    few = learned([120.0] * 5)
+def test_a_few_finished_runs_move_the_schedule_less_than_many() -> None:
     cold = PollSchedule(initial=3.0, maximum=30.0)
-    for elapsed in (10, 60, 120, 400):
-        kwargs = {"elapsed": elapsed, "status": "running", "rendering": False}
-        assert few.next_delay(**kwargs) == cold.next_delay(**kwargs)  # type: ignore[arg-type]
+    few, many = learned([120.0] * 3), learned([120.0 + i * 0.1 for i in range(300)])
+    kwargs = {"elapsed": 20, "status": "running", "rendering": False}
+    gaps = [plan.next_delay(**kwargs) for plan in (cold, few, many)]  # type: ignore[arg-type]
+    assert abs(gaps[1] - gaps[0]) < abs(gaps[2] - gaps[0])
 
 
-def test_a_run_longer_than_any_seen_falls_back_to_stretching() -> None:
-    schedule = learned([60 + i for i in range(30)])
-    assert schedule.next_delay(elapsed=500, status="running", rendering=False) == 30.0
+def test_a_run_longer_than_any_seen_is_looked_at_less_often() -> None:
+    schedule = learned([60 + i for i in range(200)])
+    bulk = schedule.next_delay(elapsed=70, status="running", rendering=False)
+    assert schedule.next_delay(elapsed=2_000, status="running", rendering=False) > 2 * bulk
 
 
 def test_each_requested_duration_learns_on_its_own() -> None:
@@ -221,4 +230,78 @@ def test_generation_time_uses_completed_at_within_the_window_we_saw_it_finish() 
     assert (
         generation_seconds(completed_at=None, sent_at=1000.0, previous_look=1100.0, now=1130.0)
         == 115.0
+    )
+
+
+# ---------------------------------------------------------------- runs still going, scale
+
+
+def test_runs_still_going_keep_the_first_finishers_from_rushing_everyone() -> None:
+    # A burst: 100 runs, 20 of which finished quickly; the other 80 are known to be still
+    # going at 60 s. Without them, the history says "everything ends by 45 s".
+    naive, aware = schedule(), schedule()
+    for i in range(20):
+        naive.learn("any", 30 + i * 0.75)
+        aware.learn("any", 30 + i * 0.75, key=("done", i))
+    for i in range(80):
+        aware.next_delay(elapsed=60 + i * 0.1, status="running", rendering=False, key=i)
+    kwargs = {"elapsed": 40, "status": "running", "rendering": False}
+    assert aware.next_delay(**kwargs) > naive.next_delay(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_finished_run_is_no_longer_counted_as_going() -> None:
+    plan = schedule()
+    plan.next_delay(elapsed=50, status="running", rendering=False, key="run-1")
+    plan.next_delay(elapsed=10, status="running", rendering=False, key="run-2")
+    plan.learn("any", 55, key="run-1")
+    plan.next_delay(elapsed=5, status="completed", rendering=True, key="run-2")
+    assert plan._open == {} and plan._open_sorted == {"any": []}
+
+
+def follow_burst(scale: float, seed: int = 3, jobs: int = 120) -> tuple[list[int], list[float]]:
+    """Follow concurrent runs with one schedule, as JobService does (first look after the
+    initial wait, learning each run when it is seen completed); durations × `scale`."""
+    rng = random.Random(seed)
+    runs = [
+        (
+            rng.uniform(0, 60) * scale,
+            rng.lognormvariate(4.8, 0.6) * scale,
+            rng.uniform(1, 20) * scale,
+        )
+        for _ in range(jobs)
+    ]
+    plan = schedule(initial=3.0 * scale, maximum=30.0 * scale)
+    for _ in range(50):
+        plan.learn("any", rng.lognormvariate(4.8, 0.6) * scale)
+    looks = [(start + 3.0 * scale, i) for i, (start, _, _) in enumerate(runs)]
+    calls, delays, learned_runs = [0] * jobs, [0.0] * jobs, set()
+    while looks:
+        looks.sort()
+        now, i = looks.pop(0)
+        start, generation, render = runs[i]
+        calls[i] += 1
+        elapsed = now - start
+        if elapsed >= generation and i not in learned_runs:
+            plan.learn("any", generation, key=i)
+            learned_runs.add(i)
+        if elapsed >= generation + render:
+            delays[i] = elapsed - generation - render
+            continue
+        rendering = elapsed >= generation
+        status = "completed" if rendering else "running"
+        delay = plan.next_delay(elapsed=elapsed, status=status, rendering=rendering, key=i)
+        looks.append((now + delay, i))
+    return calls, delays
+
+
+def test_the_schedule_is_scale_free() -> None:
+    # Every duration and both POLL_* settings divided by 10: the same calls per job, a tenth
+    # of the delay (up to floating-point rounding at a look that lands exactly on an edge).
+    calls, delays = follow_burst(1.0)
+    calls_tenth, delays_tenth = follow_burst(0.1)
+    assert sum(calls_tenth) == pytest.approx(sum(calls), rel=0.01)
+    assert sum(a == b for a, b in zip(calls, calls_tenth, strict=True)) >= 0.97 * len(calls)
+    assert sum(delays_tenth) == pytest.approx(sum(delays) / 10, rel=0.02)
+    assert statistics.quantiles(delays_tenth, n=20)[-1] == pytest.approx(
+        statistics.quantiles(delays, n=20)[-1] / 10, rel=0.05
     )

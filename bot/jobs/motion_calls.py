@@ -53,6 +53,8 @@ class MotionCalls:
     async def send(self, job: Job, run: Run) -> Step:
         """Send a waiting run (a create, or a followup once the job is ready for it)."""
         ctx = self.ctx
+        if ctx.motion.writes_full():  # slow writes: do not hold a poller task while waiting
+            return Step(ctx.schedule.initial / 3, changed=False)
         followup = run.kind == RunKind.FOLLOWUP
         baseline = Baseline(None, None)
         if followup:
@@ -215,11 +217,11 @@ class MotionCalls:
                 await outcomes.result(job, run, status)
                 return Step(None)
             rendering = ctx.schedule.next_delay(
-                elapsed=elapsed, status=status.status, rendering=True
+                elapsed=elapsed, status=status.status, rendering=True, key=run.id
             )
             return Step(rendering, changed=not quiet, run=seen)
         delay = ctx.schedule.next_delay(
-            elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(run)
+            elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(run), key=run.id
         )
         return Step(delay, changed=not quiet, run=seen)
 
@@ -250,7 +252,7 @@ class MotionCalls:
             now=now,
         )
         self.ctx.store.record_generation_time(bucket(run), seconds, now)
-        self.ctx.schedule.learn(bucket(run), seconds)
+        self.ctx.schedule.learn(bucket(run), seconds, key=run.id)
 
 
 def bucket(run: Run) -> str:

@@ -35,17 +35,22 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.motion import (
+    ASPECTS,
+    ATTACHMENT_TYPES,
+    DURATIONS,
+    MAX_ATTACHMENT_NAME,
+    MAX_ATTACHMENT_URL,
+    MAX_ATTACHMENTS,
+    MAX_PROMPT,
+    is_youtube,
+    js_length,
+)
+
 BASE_PATH = "/api/motion"
 API_KEY_PREFIX = "motion_"
 
-MAX_PROMPT_CHARS = 12_000
-MAX_ATTACHMENTS = 10
-MAX_ATTACHMENT_URL_CHARS = 4_096
-MAX_ATTACHMENT_NAME_CHARS = 240
 MAX_DESIGN_MD_CHARS = 200_000
-ATTACHMENT_TYPES = ("image", "video", "audio", "file")
-ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5", "21:9")
-DURATIONS = ("<10s", "10-30s", "30s-1min", "1-5min")
 DESIGN_SYSTEMS = (
     "mosaic",
     "apple",
@@ -69,10 +74,6 @@ DESIGN_SYSTEMS = (
     "airbnb",
     "posthog",
 )
-YOUTUBE_HOSTS = frozenset(
-    {"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com"}
-)
-
 DOWNLOAD_BASE = "https://cdn.sandbox.motion.invalid"
 DOWNLOAD_URL_LIFETIME_S = 3_600.0
 SHUTDOWN_TIMEOUT_S = 0.1
@@ -162,11 +163,6 @@ class Exchange:
 # --- request validation (zod-shaped issues, as the real API answers) -----------------------
 
 
-def js_length(text: str) -> int:
-    """Length as the API's JavaScript counts it (UTF-16 code units): an emoji counts twice."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _received_type(value: object) -> str:
     if value is _MISSING:
         return "undefined"
@@ -251,18 +247,11 @@ def _custom(path: list[str | int], message: str) -> dict[str, Any]:
     return {"code": "custom", "message": message, "path": path}
 
 
-def _is_youtube_url(url: str) -> bool:
-    parts = urlsplit(url.strip())
-    return parts.scheme in ("http", "https") and (parts.hostname or "") in YOUTUBE_HOSTS
-
-
 def _attachment_issues(index: int, attachment: object) -> list[dict[str, Any]]:
     path: list[str | int] = ["attachments", index]
     if not isinstance(attachment, dict):
         return [_invalid_type(path, "object", attachment)]
-    url, issues = _check_string(
-        attachment, "url", path, required=True, maximum=MAX_ATTACHMENT_URL_CHARS
-    )
+    url, issues = _check_string(attachment, "url", path, required=True, maximum=MAX_ATTACHMENT_URL)
     if url is not None and not issues:
         parts = urlsplit(url)
         if not parts.scheme or not parts.hostname:
@@ -276,7 +265,7 @@ def _attachment_issues(index: int, attachment: object) -> list[dict[str, Any]]:
             )
         elif parts.scheme != "https":
             issues.append(_custom([*path, "url"], "Attachment URL must use https"))
-    issues += _check_string(attachment, "name", path, maximum=MAX_ATTACHMENT_NAME_CHARS)[1]
+    issues += _check_string(attachment, "name", path, maximum=MAX_ATTACHMENT_NAME)[1]
     issues += _check_enum(attachment, "type", path, ATTACHMENT_TYPES)
     issues += _check_string(attachment, "content_type", path)[1]
     return issues
@@ -303,12 +292,10 @@ def validate_request(body: object) -> list[dict[str, Any]]:
     """
     if not isinstance(body, dict):
         return [_invalid_type([], "object", body)]
-    _, issues = _check_string(
-        body, "prompt", [], required=True, minimum=1, maximum=MAX_PROMPT_CHARS
-    )
+    _, issues = _check_string(body, "prompt", [], required=True, minimum=1, maximum=MAX_PROMPT)
     style, style_issues = _check_string(body, "style_reference_url", [])
     issues += style_issues
-    if style is not None and not _is_youtube_url(style):
+    if style is not None and not is_youtube(style):
         issues.append(_custom(["style_reference_url"], "style_reference_url must be a YouTube URL"))
     attachments = body.get("attachments", _MISSING)
     if attachments is not _MISSING:
@@ -329,7 +316,7 @@ def validate_request(body: object) -> list[dict[str, Any]]:
                 )
             for index, attachment in enumerate(attachments):
                 issues += _attachment_issues(index, attachment)
-    issues += _check_enum(body, "aspect_ratio", [], ASPECT_RATIOS)
+    issues += _check_enum(body, "aspect_ratio", [], ASPECTS)
     issues += _check_enum(body, "duration", [], DURATIONS)
     issues += _check_enum(body, "design_system_id", [], DESIGN_SYSTEMS)
     issues += _design_md_issues(body)

@@ -1,0 +1,213 @@
+"""One pooled httpx client with caps on the calls in flight; HTTP answers mapped to data or
+to the error tree in one place (`_raise_for`)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from typing import Any
+
+import httpx
+
+from bot.motion.answers import JobStatus, error_text
+from bot.motion.errors import (
+    AnswerLost,
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    InsufficientCredits,
+    MotionError,
+    NotFound,
+    RateLimited,
+    Retry,
+    ServerError,
+    Unreachable,
+)
+from bot.motion.request import MotionRequest
+
+
+class MotionClient:
+    """One shared connection pool and one cap on every call the app makes to Motion, of which
+    `reserved_for_reads` slots (a quarter by default) only status calls may use."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        max_in_flight: int = 8,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        reserved_for_reads: int | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "motion-bot/0.1"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._limit = asyncio.Semaphore(max_in_flight)
+        # Creates and followups may take a long time: they never hold the slots kept for
+        # status calls, so a finished video is not announced late behind slow writes.
+        reserved = max(1, max_in_flight // 4) if reserved_for_reads is None else reserved_for_reads
+        self.reserved_for_reads = min(max(0, reserved), max_in_flight - 1)
+        self._writes = asyncio.Semaphore(max_in_flight - self.reserved_for_reads)
+        self._deadline = timeout + 5.0
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.calls = 0
+
+    def writes_full(self) -> bool:
+        """Every slot writes may use is taken: a create or followup now would only wait."""
+        return self._writes.locked()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def create(self, request: MotionRequest | dict[str, Any]) -> str:
+        """Start a job; returns its id. Build status URLs from the id, never from status_url.
+
+        A dict is sent as the body exactly as given (for tools and tests of Motion's checks)."""
+        data = await self._request("POST", "/sessions", _body(request), write=True)
+        return _job_id(data)
+
+    async def followup(self, job_id: str, request: MotionRequest | dict[str, Any]) -> str:
+        path = f"/sessions/{job_id}/followups"
+        data = await self._request("POST", path, _body(request), write=True)
+        return _job_id(data, default=job_id)
+
+    async def status(self, job_id: str) -> JobStatus:
+        data = await self._request("GET", f"/sessions/{job_id}", None, write=False)
+        return JobStatus.parse(data, job_id)
+
+    async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
+        # What a call that went out but got no answer means:
+        lost = Retry.UNSAFE if write else Retry.LATER
+        try:  # waiting for a free slot counts against the same deadline as the call itself
+            await asyncio.wait_for(self._take_slot(write), self._deadline)
+        except TimeoutError as exc:
+            raise Unreachable(
+                "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
+            ) from exc
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.calls += 1
+        try:
+            # The overall deadline covers a server that trickles bytes past the read timeout.
+            response = await asyncio.wait_for(
+                self._client.request(method, path, json=body), self._deadline
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Unreachable(
+                f"could not reach Motion ({type(exc).__name__})", retry=Retry.LATER
+            ) from exc
+        except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
+            name = type(exc).__name__
+            what = "Motion's answer was lost" if write else "Motion did not answer"
+            raise AnswerLost(f"{what} ({name})", retry=lost) from exc
+        finally:
+            self.in_flight -= 1
+            self._limit.release()
+            if write:
+                self._writes.release()
+        return _raise_for(response, write=write)
+
+    async def _take_slot(self, write: bool) -> None:
+        """A slot of the global cap; a write first takes one of the writes' share of it."""
+        if write:
+            await self._writes.acquire()
+        try:
+            await self._limit.acquire()
+        except BaseException:
+            if write:
+                self._writes.release()
+            raise
+
+
+def _raise_for(response: httpx.Response, *, write: bool) -> Any:
+    """Map an HTTP answer to data, or to an error saying what HTTP said and whether to retry."""
+    status = response.status_code
+    lost = Retry.UNSAFE if write else Retry.LATER
+    try:
+        data: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if 200 <= status < 300:
+        if data is None:
+            raise AnswerLost(
+                f"Motion answered {status} with a body that is not JSON", retry=lost, status=status
+            )
+        return data
+    message = _message(data) or f"HTTP {status}"
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RateLimited(message, retry_after=retry_after, status=status, body=data)
+    kind: type[MotionError] = _BY_STATUS.get(status, MotionError)
+    # Not an answer of Motion's own (no JSON, a status it does not use): something in between.
+    retry = lost if data is None and kind is MotionError else Retry.NO
+    if status >= 500:
+        kind = ServerError
+        if not write or (status == 503 and data is not None):
+            retry = Retry.LATER  # a read changes nothing; a JSON 503 says "not now"
+        elif data is None or status != 500:
+            retry = Retry.UNSAFE  # a proxy's 502/504 or an HTML page: the write may be through
+        # A JSON 500 on a write is Motion saying it did not start the run: final, never
+        # resent on our own (if that statement were ever wrong, a resend would bill twice).
+    raise kind(message, retry=retry, status=status, body=data)
+
+
+_BY_STATUS: dict[int, type[MotionError]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    402: InsufficientCredits,
+    404: NotFound,
+    409: Conflict,
+}
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _message(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    for key in ("message", "error"):
+        text = error_text(data.get(key))
+        if text:
+            return text
+    return None
+
+
+def _job_id(data: Any, default: str | None = None) -> str:
+    value = data.get("job_id") if isinstance(data, dict) else None
+    if isinstance(value, str) and value:
+        return value
+    if default:
+        return default
+    raise AnswerLost(
+        "Motion accepted the job but its answer has no job_id", retry=Retry.UNSAFE, body=data
+    )
+
+
+def _body(request: MotionRequest | dict[str, Any]) -> dict[str, Any]:
+    return request.to_body() if isinstance(request, MotionRequest) else request

@@ -75,6 +75,17 @@ class TokenBucket:
         return True
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a post goes and what its metadata says of it."""
+
+    thread_ts: str | None
+    broadcast: bool
+    key: str | None
+    kind: str | None
+    run: int | None
+
+
 class SlackFailure(Exception):
     def __init__(self, code: str, *, permanent: bool) -> None:
         super().__init__(code)
@@ -144,28 +155,16 @@ class SlackOut:
         run: int | None = None,
     ) -> str:
         """Post; if Slack refuses the layout, the words (which carry every link) still go out."""
-        where: dict[str, Any] = {
-            "thread_ts": thread_ts, "broadcast": broadcast, "key": key, "kind": kind, "run": run,
-        }  # fmt: skip
+        where = _Where(thread_ts, broadcast, key, kind, run)
         try:
-            return await self._post(channel, payload, **where)
+            return await self._post(channel, payload, where)
         except SlackFailure as exc:
             if exc.code not in BLOCK_ERRORS or not payload.get("blocks"):
                 raise
             log.warning("Slack refused a layout (%s); posting it as plain text", exc.code)
-            return await self._post(channel, {"text": payload.get("text") or ""}, **where)
+            return await self._post(channel, {"text": payload.get("text") or ""}, where)
 
-    async def _post(
-        self,
-        channel: str,
-        payload: dict[str, Any],
-        *,
-        thread_ts: str | None = None,
-        broadcast: bool = False,
-        key: str | None = None,
-        kind: str | None = None,
-        run: int | None = None,
-    ) -> str:
+    async def _post(self, channel: str, payload: dict[str, Any], where: _Where) -> str:
         """Post a message tagged with metadata: `key` finds it again after a lost answer;
         `kind` and `run` say what it is to anyone reading the thread later."""
         params: dict[str, Any] = {
@@ -175,16 +174,16 @@ class SlackOut:
             "unfurl_links": False,
             "unfurl_media": False,
         }
-        if thread_ts:
-            params["thread_ts"] = thread_ts
-            if broadcast:
+        if where.thread_ts:
+            params["thread_ts"] = where.thread_ts
+            if where.broadcast:
                 params["reply_broadcast"] = True
-        if key:
-            about: dict[str, Any] = {"key": key}
-            if kind:
-                about["kind"] = kind
-            if run is not None:
-                about["run"] = run
+        if where.key:
+            about: dict[str, Any] = {"key": where.key}
+            if where.kind:
+                about["kind"] = where.kind
+            if where.run is not None:
+                about["run"] = where.run
             params["metadata"] = {"event_type": METADATA_EVENT, "event_payload": about}
         data = await self._call(
             "chat.postMessage", **{k: v for k, v in params.items() if v is not None}

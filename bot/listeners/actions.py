@@ -19,7 +19,7 @@ async def retry_run(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
     context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "Send it again" / "Try again": one new run per button, however often it is pressed."""
+    """The "Send it again" and "Try again" buttons: one new run per button, however often pressed."""
     await ack()
     service = service_of(context)
     run_id = _run_id(action)
@@ -33,7 +33,7 @@ async def restart_job(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
     context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "Start a new job" after Motion refused a followup on a failed job."""
+    """The "Start a new job" button, after Motion refused a followup on a failed job."""
     await ack()
     service = service_of(context)
     team = (body.get("team") or {}).get("id") or ""

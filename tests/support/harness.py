@@ -147,22 +147,8 @@ class Harness:
         **extra: Any,
     ) -> dict[str, Any]:
         """A human reply as Slack delivers it: the message exists in the double too."""
-        ts = self.slack.add_human_message(channel, text, user=user, thread_ts=thread_ts)
-        return {
-            "type": "message",
-            "channel": channel,
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "event_ts": ts,
-            "thread_ts": thread_ts,
-            "parent_user_id": "U0BOT",
-            "channel_type": "channel",
-            "team": "T0001",
-            "client_msg_id": f"c0ffee00-0000-4000-8000-{ts.replace('.', '')[-12:]}",
-            "blocks": [],
-            **extra,
-        }
+        event = self.slack.thread_reply(channel, text, user=user, thread_ts=thread_ts)
+        return {**event, **extra}
 
     async def action(
         self,

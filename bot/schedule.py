@@ -121,6 +121,10 @@ class PollSchedule:
             hazard *= 1 + DOUBT / math.sqrt(1 + ending)
         return hazard
 
+    def forget(self, key: Hashable) -> None:
+        """The run ended without reaching `completed` (failed, stopped): it is no longer going."""
+        self._close(key)
+
     def _track(self, key: Hashable, bucket: str, elapsed: float) -> None:
         self._close(key)
         self._open[key] = (bucket, elapsed)

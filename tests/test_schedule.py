@@ -305,3 +305,14 @@ def test_the_schedule_is_scale_free() -> None:
     assert statistics.quantiles(delays_tenth, n=20)[-1] == pytest.approx(
         statistics.quantiles(delays, n=20)[-1] / 10, rel=0.05
     )
+
+
+def test_a_run_that_ended_without_completing_no_longer_counts_as_going() -> None:
+    with_failed = PollSchedule(3.0, 30.0)
+    without = PollSchedule(3.0, 30.0)
+    for key in range(50):
+        with_failed.next_delay(elapsed=600.0, status="running", rendering=False, key=key)
+        with_failed.forget(key)
+    assert with_failed.next_delay(elapsed=60.0, status="running", rendering=False) == (
+        without.next_delay(elapsed=60.0, status="running", rendering=False)
+    )

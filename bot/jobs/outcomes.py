@@ -23,6 +23,7 @@ class Outcomes:
         react: str | None = None,
     ) -> None:  # fmt: skip
         """`error` is the reason in a few plain words: the card shows it."""
+        self.ctx.schedule.forget(run.id)
         self.ctx.store.finish_run(
             run.id, job.id, state=state, error=error, now=self.ctx.clock(),
             posts=[NewPost.of(message)],
@@ -58,6 +59,7 @@ class Outcomes:
             message = messages.auth_failed(sandbox=job.sandbox)
         else:
             message = messages.job_not_found(sandbox=job.sandbox)
+        self.ctx.schedule.forget(run.id)
         self.ctx.store.stop_job(
             job.id, run.id, messages.reason_for(exc), [NewPost.of(message)], self.ctx.clock()
         )

@@ -359,3 +359,29 @@ def test_strip_mention_keeps_other_peoples_mentions() -> None:
 
 def test_strip_mention_does_not_match_a_longer_user_id() -> None:
     assert strip_mention("<@UBOT2> hi", "UBOT") == ("<@UBOT2> hi", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("  --aspect 9:16", "The prompt is empty"),
+        (
+            "x" * 12_001,
+            "The prompt is 12,001 characters; Motion accepts at most 12,000. Shorten it by 1",
+        ),
+        ("a teaser --style <https://vimeo.com/123456>", "`--style` must be a YouTube link"),
+        ("a teaser --attach <http://example.com/logo.png>", "is not an https link"),
+        (
+            "a teaser " + " ".join(f"--attach <https://example.com/{i}.png>" for i in range(11)),
+            "11 attachments given; Motion accepts at most 10. Remove 1.",
+        ),
+        ("a teaser --speed 2", "`--speed` is not an option"),
+        ("a teaser --aspect 4:3", "`--aspect 4:3` is not supported; use one of"),
+        ("a teaser --duration 2min", "`--duration 2min` is not supported; use one of"),
+    ],
+)
+def test_each_bad_command_says_what_to_change(text: str, fix: str) -> None:
+    """The cases the end-to-end suite used to send one by one, at the parser where they live."""
+    with pytest.raises(UsageError) as caught:
+        parse_command(text)
+    assert fix in str(caught.value)

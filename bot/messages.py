@@ -20,6 +20,7 @@ from bot.motion import (
     Conflict,
     InsufficientCredits,
     MotionError,
+    MotionStatus,
     NotFound,
     Retry,
     ServerError,
@@ -378,7 +379,9 @@ def reason_for(exc: MotionError) -> str:
     if isinstance(exc, BadRequest):
         return "Motion refused the request as invalid"
     if isinstance(exc, Conflict):
-        return "Motion takes no followups on a failed job"
+        if exc.job_status == MotionStatus.FAILED:
+            return "Motion takes no followups on a failed job"
+        return "Motion was still busy with the previous run"
     if exc.retry is Retry.LATER:
         return "Motion could not be reached"
     if isinstance(exc, ServerError):

@@ -14,6 +14,7 @@ from bot.command_line import (
     parse_request,
     strip_mention,
 )
+from bot.motion import MAX_PROMPT, js_length
 
 
 def start(text: str) -> MotionRequest:
@@ -385,3 +386,31 @@ def test_each_bad_command_says_what_to_change(text: str, fix: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_command(text)
     assert fix in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "reply"),
+    [
+        ("😀" * 6_000, "🎬" * 6_000),  # both at the limit in UTF-16 units
+        ("a" * 10_000, "🎬" * 1_500),
+        ("a" * 11_990, "b" * 100),
+    ],
+)
+def test_a_merged_request_fills_motions_limit_without_splitting_a_character(
+    first: str, reply: str
+) -> None:
+    merged = MotionRequest(first).merged_with(MotionRequest(reply))
+    assert js_length(merged.prompt) in (MAX_PROMPT, MAX_PROMPT - 1)  # -1: an emoji did not fit
+    assert merged.prompt.startswith(first[:100])
+    assert "\ud83c" not in merged.prompt and "\ud83d" not in merged.prompt  # no lone surrogate
+    assert merged.prompt == f"{first}\n\n{reply}"[: len(merged.prompt)]
+
+
+def test_a_merged_request_keeps_the_replys_options_and_all_attachments() -> None:
+    first = MotionRequest("a", aspect="16:9", attachments=tuple(f"https://x/{i}" for i in range(6)))
+    reply = MotionRequest(
+        "b", duration="<10s", attachments=tuple(f"https://y/{i}" for i in range(6))
+    )
+    merged = first.merged_with(reply)
+    assert (merged.prompt, merged.aspect, merged.duration) == ("a\n\nb", "16:9", "<10s")
+    assert merged.attachments == (*first.attachments, *reply.attachments[:4])

@@ -18,6 +18,7 @@ from bot.messages import (
     credit_line,
     escape,
     link,
+    reason_for,
     result_messages,
     usage_text,
 )
@@ -531,3 +532,12 @@ def test_outcome_unknown_offers_a_retry_button_for_that_run() -> None:
     [button] = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
     assert button["action_id"] == "retry_run"
     assert button["value"] == "42"
+
+
+def test_the_cards_reason_for_a_409_says_which_kind_it_was() -> None:
+    from bot.motion import Conflict, Retry
+
+    failed = Conflict("x", retry=Retry.NO, status=409, body={"status": "failed"})
+    busy = Conflict("x", retry=Retry.NO, status=409, body={"status": "running"})
+    assert reason_for(failed) == "Motion takes no followups on a failed job"
+    assert reason_for(busy) == "Motion was still busy with the previous run"

@@ -11,7 +11,6 @@ from bot.motion.limits import (
     MAX_ATTACHMENT_NAME,
     MAX_ATTACHMENTS,
     MAX_PROMPT,
-    js_length,
 )
 
 
@@ -62,9 +61,7 @@ class MotionRequest:
         """A new job from this request plus a followup that Motion refused on a failed job:
         both prompts, the followup's options where it set them, all attachments, within
         Motion's limits."""
-        prompt = f"{self.prompt}\n\n{followup.prompt}"
-        while js_length(prompt) > MAX_PROMPT:
-            prompt = prompt[: MAX_PROMPT - (js_length(prompt) - len(prompt)) - 1]
+        prompt = within_limit(f"{self.prompt}\n\n{followup.prompt}", MAX_PROMPT)
         return MotionRequest(
             prompt=prompt,
             style_url=followup.style_url or self.style_url,
@@ -74,11 +71,17 @@ class MotionRequest:
         )
 
 
+def within_limit(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-16 units (Motion's count), never inside a character."""
+    encoded = text.encode("utf-16-le")
+    if len(encoded) <= 2 * limit:
+        return text
+    return encoded[: 2 * limit].decode("utf-16-le", "ignore")
+
+
 def _attachment(url: str) -> dict[str, str]:
     item = {"url": url}
-    name = unquote(urlparse(url).path.rsplit("/", 1)[-1])
-    while js_length(name) > MAX_ATTACHMENT_NAME:
-        name = name[:-1]
+    name = within_limit(unquote(urlparse(url).path.rsplit("/", 1)[-1]), MAX_ATTACHMENT_NAME)
     if name:
         item["name"] = name
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""

@@ -45,7 +45,7 @@ from _virtual_time import VirtualClock
 from _virtual_time import run as run_virtual
 from aiohttp import web
 
-from bot.jobs import JobService
+from bot.jobs import JobService, NewJobAsk
 from bot.motion import MotionClient, MotionRequest
 from bot.poller import Poller
 from bot.sandbox import JobPlan
@@ -174,13 +174,11 @@ async def follow_all(
                         source_count=2,
                     )
                 )
-                job_id = service.start_job(
-                    team_id="T0001",
-                    channel_id="C0BENCH",
-                    user_id="U0BENCH",
-                    response_url=None,
-                    request=MotionRequest(prompt=f"bench job {i}"),
+                asked = service.ask_for_run(
+                    NewJobAsk("T0001", "C0BENCH", "U0BENCH", None, MotionRequest(f"bench job {i}"))
                 )
+                assert asked.job_id is not None
+                job_id = asked.job_id
                 threads[job_id] = timeline
             deadline = clock.wall() + 4 * 3600 * initial / 3.0
             while len(slack.result_posts()) < len(timelines) and clock.wall() < deadline:  # noqa: ASYNC110

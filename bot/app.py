@@ -18,7 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
-from bot.jobs import JobService
+from bot.jobs import JobService, SpendPolicy
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
@@ -89,6 +89,13 @@ class MotionBot:
             sandbox=settings.sandbox,
             notify_channel=settings.notify_channel,
             requires_mention=settings.followup_requires_mention,
+            policy=SpendPolicy(
+                allowed_channels=settings.allowed_channels,
+                admins=frozenset(settings.admins),
+                runs_per_user_per_day=settings.runs_per_user_per_day,
+                runs_per_month=settings.runs_per_month,
+                confirm=settings.confirm,
+            ),
         )
         poller = Poller(store, service.advance, concurrency=concurrency)
         service.wake = poller.wake

@@ -45,11 +45,16 @@ class ListJobs:
 
 
 @dataclass(frozen=True)
+class ShowUsage:
+    pass
+
+
+@dataclass(frozen=True)
 class Start:
     request: MotionRequest = field()
 
 
-Command = Help | ListJobs | Start
+Command = Help | ListJobs | ShowUsage | Start
 
 
 def parse_command(slack_text: str) -> Command:
@@ -59,6 +64,8 @@ def parse_command(slack_text: str) -> Command:
         return Help()
     if text.lower() == "list":
         return ListJobs()
+    if text.lower() == "usage":
+        return ShowUsage()
     return Start(parse_request(text, already_plain=True))
 
 

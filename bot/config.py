@@ -35,6 +35,7 @@ WHERE = {
 }
 
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -68,6 +69,11 @@ class Settings:
     log_level: str = "INFO"
     motion_max_in_flight: int = 8
     motion_timeout_seconds: float = 15.0
+    allowed_channels: tuple[str, ...] = ()  # empty: every channel
+    admins: tuple[str, ...] = ()
+    runs_per_user_per_day: int | None = None  # None: no limit
+    runs_per_month: int | None = None
+    confirm: bool = False
 
     def __repr__(self) -> str:
         shown = {
@@ -199,6 +205,30 @@ class Settings:
                 f"MOTION_TIMEOUT_SECONDS must be more than 0 and at most 60, got {motion_timeout}."
             )
 
+        allowed_channels = _id_list(
+            get("MOTION_ALLOWED_CHANNELS"),
+            "MOTION_ALLOWED_CHANNELS",
+            _CHANNEL_ID,
+            "channel IDs such as C0123ABCD (not names like #general): in Slack, open the "
+            "channel's details; the ID is at the bottom of the About tab",
+            problems,
+        )
+        admins = _id_list(
+            get("MOTION_ADMINS"),
+            "MOTION_ADMINS",
+            _USER_ID,
+            "user IDs such as U0123ABCD (not names like @alice): in Slack, open the person's "
+            "profile, ⋮ → Copy member ID",
+            problems,
+        )
+        per_day = _limit(
+            get("MOTION_RUNS_PER_USER_PER_DAY"), "MOTION_RUNS_PER_USER_PER_DAY", problems
+        )
+        per_month = _limit(get("MOTION_RUNS_PER_MONTH"), "MOTION_RUNS_PER_MONTH", problems)
+        confirm_raw = (get("MOTION_CONFIRM") or "false").lower()
+        if confirm_raw not in _TRUE | _FALSE:
+            problems.append(f"MOTION_CONFIRM must be true or false, got {confirm_raw!r}.")
+
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             problems.append(
@@ -223,6 +253,11 @@ class Settings:
             log_level=log_level,
             motion_max_in_flight=in_flight or 8,
             motion_timeout_seconds=motion_timeout or 15.0,
+            allowed_channels=allowed_channels,
+            admins=admins,
+            runs_per_user_per_day=per_day,
+            runs_per_month=per_month,
+            confirm=confirm_raw in _TRUE,
         )
 
 
@@ -240,6 +275,40 @@ def _number(value: str, name: str, kind: type[Any], problems: list[str]) -> Any:
         what = "a whole number" if kind is int else "a number (decimals allowed)"
         problems.append(f"{name} must be {what}, got {value!r}.")
         return None
+
+
+def _id_list(
+    value: str | None, name: str, pattern: re.Pattern[str], what: str, problems: list[str]
+) -> tuple[str, ...]:
+    """A comma-separated list of Slack IDs; blanks between commas are ignored."""
+    if value is None:
+        return ()
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    wrong = [item for item in items if not pattern.match(item)]
+    if wrong:
+        shown = ", ".join(repr(item) for item in wrong[:5])
+        problems.append(f"{name} must be comma-separated {what}; not {shown}.")
+    elif not items:
+        problems.append(f"{name} names nothing: list at least one ID, or unset it.")
+    return tuple(dict.fromkeys(items))
+
+
+def _limit(value: str | None, name: str, problems: list[str]) -> int | None:
+    """A run limit: a whole number of at least 1; unset means no limit."""
+    if value is None:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        problems.append(
+            f"{name} must be a whole number of runs such as 20 (unset it for no limit), "
+            f"got {value!r}."
+        )
+        return None
+    if limit < 1:
+        problems.append(f"{name} must be at least 1 (unset it for no limit), got {limit}.")
+        return None
+    return limit
 
 
 def _database_path(url: str, problems: list[str]) -> str:

@@ -258,6 +258,25 @@ class SlackOut:
             if exc.code != "already_reacted":
                 log.warning("reactions.add %s failed: %s", name, exc.code)
 
+    async def tell_privately(
+        self, channel: str, user: str, payload: dict[str, Any], *, thread_ts: str | None = None
+    ) -> None:
+        """An ephemeral message only `user` sees (in the thread when given); nothing is kept."""
+        params: dict[str, Any] = {
+            "channel": channel,
+            "user": user,
+            "text": payload.get("text") or " ",
+            "blocks": payload.get("blocks") or None,
+        }
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        try:
+            await self._call(
+                "chat.postEphemeral", **{k: v for k, v in params.items() if v is not None}
+            )
+        except SlackFailure as exc:
+            log.warning("chat.postEphemeral failed: %s", exc.code)
+
     async def respond(self, response_url: str, payload: dict[str, Any]) -> None:
         """Answer a slash command after its ack, where the app may not be able to post."""
         try:

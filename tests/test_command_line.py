@@ -8,6 +8,7 @@ from bot.command_line import (
     Help,
     ListJobs,
     MotionRequest,
+    ShowUsage,
     Start,
     UsageError,
     parse_command,
@@ -40,6 +41,15 @@ def test_empty_text_or_help_asks_for_usage(text: str) -> None:
 @pytest.mark.parametrize("text", ["list", "List", "  LIST  "])
 def test_list_asks_for_the_callers_jobs(text: str) -> None:
     assert parse_command(text) == ListJobs()
+
+
+@pytest.mark.parametrize("text", ["usage", "Usage", "  USAGE "])
+def test_usage_asks_for_the_callers_runs_against_the_limits(text: str) -> None:
+    assert parse_command(text) == ShowUsage()
+
+
+def test_a_prompt_that_starts_with_usage_is_a_prompt() -> None:
+    assert start("usage stats as an animated chart").prompt == "usage stats as an animated chart"
 
 
 def test_a_prompt_that_starts_with_help_is_a_prompt() -> None:

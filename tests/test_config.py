@@ -304,3 +304,75 @@ def test_config_errors_do_not_echo_secret_values() -> None:
         Settings.from_env(env)
     for secret in env.values():
         assert secret not in str(caught.value)
+
+
+# ---------------------------------------------------------------- spend controls
+
+
+def test_spend_controls_are_off_by_default() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.allowed_channels == ()
+    assert settings.admins == ()
+    assert settings.runs_per_user_per_day is None
+    assert settings.runs_per_month is None
+    assert settings.confirm is False
+
+
+def test_spend_controls_are_read_with_blanks_and_repeats_ignored() -> None:
+    settings = Settings.from_env(
+        {
+            **MINIMAL,
+            "MOTION_ALLOWED_CHANNELS": " C0VIDEOS1, G0PRIVATE2,,C0VIDEOS1 ",
+            "MOTION_ADMINS": "U0ADMIN01,W0GRID0001",
+            "MOTION_RUNS_PER_USER_PER_DAY": "5",
+            "MOTION_RUNS_PER_MONTH": " 200 ",
+            "MOTION_CONFIRM": "TRUE",
+        }
+    )
+    assert settings.allowed_channels == ("C0VIDEOS1", "G0PRIVATE2")
+    assert settings.admins == ("U0ADMIN01", "W0GRID0001")
+    assert (settings.runs_per_user_per_day, settings.runs_per_month) == (5, 200)
+    assert settings.confirm is True
+
+
+def test_channel_names_instead_of_ids_are_refused_with_where_to_find_the_id() -> None:
+    problem = one_problem(
+        {**MINIMAL, "MOTION_ALLOWED_CHANNELS": "#general,C0VIDEOS1"}, "MOTION_ALLOWED_CHANNELS"
+    )
+    assert "'#general'" in problem and "C0123ABCD" in problem and "About tab" in problem
+
+
+def test_admin_names_instead_of_ids_are_refused_with_where_to_find_the_id() -> None:
+    problem = one_problem({**MINIMAL, "MOTION_ADMINS": "@alice"}, "MOTION_ADMINS")
+    assert "'@alice'" in problem and "Copy member ID" in problem
+
+
+def test_a_list_of_only_commas_is_refused() -> None:
+    problem = one_problem({**MINIMAL, "MOTION_ADMINS": " , "}, "MOTION_ADMINS")
+    assert "names nothing" in problem
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "2.5", "unlimited"])
+def test_a_run_limit_must_be_a_whole_number_of_at_least_one(value: str) -> None:
+    for name in ("MOTION_RUNS_PER_USER_PER_DAY", "MOTION_RUNS_PER_MONTH"):
+        problem = one_problem({**MINIMAL, name: value}, name)
+        assert "unset it for no limit" in problem
+
+
+def test_motion_confirm_must_be_true_or_false() -> None:
+    problem = one_problem({**MINIMAL, "MOTION_CONFIRM": "maybe"}, "MOTION_CONFIRM")
+    assert problem == "MOTION_CONFIRM must be true or false, got 'maybe'."
+
+
+def test_every_spend_problem_is_listed_at_once() -> None:
+    found = problems(
+        {
+            **MINIMAL,
+            "MOTION_ALLOWED_CHANNELS": "general",
+            "MOTION_ADMINS": "alice",
+            "MOTION_RUNS_PER_USER_PER_DAY": "0",
+            "MOTION_RUNS_PER_MONTH": "lots",
+            "MOTION_CONFIRM": "2",
+        }
+    )
+    assert len(found) == 5

@@ -6,7 +6,30 @@ what each answer means), outcomes (how a run ends), background (reactions and la
 context (what the stages share), service (the one object the app wires).
 """
 
-from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.intake import (
+    Admission,
+    AskKind,
+    FollowupAsk,
+    NewJobAsk,
+    ReplyKind,
+    ReplyOutcome,
+    RestartAsk,
+    RetryAsk,
+    RunAsk,
+)
 from bot.jobs.service import JobService
+from bot.jobs.spend import SpendPolicy
 
-__all__ = ["JobService", "ReplyKind", "ReplyOutcome"]
+__all__ = [
+    "Admission",
+    "AskKind",
+    "FollowupAsk",
+    "JobService",
+    "NewJobAsk",
+    "ReplyKind",
+    "ReplyOutcome",
+    "RestartAsk",
+    "RetryAsk",
+    "RunAsk",
+    "SpendPolicy",
+]

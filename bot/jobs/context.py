@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.jobs.background import Background
+from bot.jobs.spend import SpendPolicy
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
@@ -48,6 +49,7 @@ class JobContext:
     sandbox: bool
     notify_channel: str | None = None
     requires_mention: bool = False
+    policy: SpendPolicy = field(default_factory=SpendPolicy)
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
 
     def job(self, job_id: int) -> Job:

@@ -1,6 +1,7 @@
 """What people ask for, turned into recorded work before Slack gets its acknowledgement:
-a command becomes a job, a thread reply a queued followup, a button a new run. Nothing here
-calls Motion; the poller is woken and does that."""
+a command becomes a job, a thread reply a queued followup, a button a new run. Every one of
+them asks through `ask_for_run`, where the spend controls are applied. Nothing here calls
+Motion; the poller is woken and does that."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ from bot import messages
 from bot.command_line import UsageError, parse_request, strip_mention
 from bot.jobs.card import job_label
 from bot.jobs.context import REACT_FAILED, REACT_QUEUED, JobContext
+from bot.jobs.spend import next_day, next_month, utc_day, utc_month
+from bot.messages import Message
 from bot.motion import MotionRequest
-from bot.store import HIDDEN_RUN_STATES, Job, JobState, NewPost, RunState
+from bot.store import (
+    HIDDEN_RUN_STATES,
+    Job,
+    JobState,
+    LimitReached,
+    LimitScope,
+    NewPost,
+    PreviewGone,
+    PreviewKind,
+    PreviewState,
+    RunState,
+)
 
 # Runs that never reached Motion: not counted as sent in `/motion list`.
 _NOT_SENT = (RunState.WAITING, RunState.REJECTED, RunState.RESTARTED)
@@ -25,6 +39,8 @@ class ReplyKind(StrEnum):
     DUPLICATE = "duplicate"  # a redelivery of a reply already taken
     QUEUED = "queued"
     INVALID = "invalid"  # answered in the thread with what to fix
+    REFUSED = "refused"  # a spend control said no, privately to its author
+    PREVIEWED = "previewed"  # MOTION_CONFIRM: shown privately, waiting for Start
 
 
 @dataclass(frozen=True)
@@ -35,27 +51,148 @@ class ReplyOutcome:
     run_id: int | None = None
 
 
+# ---------------------------------------------------------------- asking for a run
+# Every way of starting a run is one of these, and every one goes through `ask_for_run`:
+# the spend controls (channels, limits, previews) live there once. An entry point yet to come
+# (an @mention outside a thread, the form, "New variation") asks with a `NewJobAsk`.
+
+
+@dataclass(frozen=True)
+class NewJobAsk:
+    team_id: str
+    channel_id: str
+    user_id: str
+    response_url: str | None
+    request: MotionRequest
+
+
+@dataclass(frozen=True)
+class FollowupAsk:
+    job: Job
+    channel_id: str
+    ts: str  # the reply's
+    user_id: str
+    request: MotionRequest
+    event_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryAsk:
+    """ "Send it again" / "Try again" on a run whose outcome is unknown or that did not start."""
+
+    run_id: int
+    user_id: str
+
+
+@dataclass(frozen=True)
+class RestartAsk:
+    """ "Start a new job" from a followup Motion refused on a failed job."""
+
+    run_id: int
+    user_id: str
+    team_id: str
+
+
+RunAsk = NewJobAsk | FollowupAsk | RetryAsk | RestartAsk
+
+
+class AskKind(StrEnum):
+    ACCEPTED = "accepted"  # recorded (and counted); the poller takes it from here
+    PREVIEWED = "previewed"  # MOTION_CONFIRM: nothing recorded until Start
+    REFUSED = "refused"  # a spend control said no; nothing recorded
+    DUPLICATE = "duplicate"  # already done (a second press, a redelivery)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What became of an ask; `message` is for its author only (ephemeral)."""
+
+    kind: AskKind
+    message: Message | None = None
+    job_id: int | None = None
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    kind: PreviewKind
+    team_id: str
+    channel_id: str
+    user_id: str
+    request: MotionRequest
+
+
+PREVIEW_TTL_SECONDS = 86400.0
+ALREADY_RETRIED = "This was already sent again (or is no longer needed)."
+ALREADY_RESTARTED = "A new job was already started from this reply."
+
+
 class Intake:
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
 
-    def start_job(
-        self, *, team_id: str, channel_id: str, user_id: str, response_url: str | None,
-        request: MotionRequest,
-    ) -> int:  # fmt: skip
-        """Record the job before the command is acknowledged, so an ack never loses one."""
+    def ask_for_run(self, ask: RunAsk) -> Admission:
+        """The one door to a new run: where it may start, the limits, and the preview.
+
+        Without MOTION_CONFIRM the run is recorded (and counted, in the same transaction)
+        before the caller acknowledges Slack; with it, only a preview is kept, and `confirm`
+        records the run when its author presses Start."""
         ctx = self.ctx
-        job_id, _ = ctx.store.create_job(
-            team_id=team_id,
-            channel_id=channel_id,
-            requester=user_id,
-            response_url=response_url,
-            request=request.to_json(),
-            sandbox=ctx.sandbox,
-            now=ctx.clock(),
-        )
-        ctx.wake(job_id)
-        return job_id
+        resolved = self._resolve(ask)
+        if isinstance(resolved, Admission):
+            return resolved
+        if not ctx.policy.channel_allowed(resolved.channel_id):
+            return self._refused_channel()
+        if ctx.policy.confirm:
+            return self._preview(ask, resolved)
+        return self._record(ask, resolved)
+
+    def confirm(self, token: str, user_id: str, response_url: str | None) -> Admission:
+        """Start on a preview: the run is recorded and counted, the preview claimed, all in one
+        transaction, so Start pressed twice (or redelivered) starts one run."""
+        ctx = self.ctx
+        preview = ctx.store.preview(token)
+        if preview is None or preview.state != PreviewState.PENDING:
+            return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+        if preview.user_id != user_id:
+            return self._answer(AskKind.REFUSED, messages.PREVIEW_NOT_YOURS)
+        if ctx.clock() - preview.created_at > PREVIEW_TTL_SECONDS:
+            ctx.store.cancel_preview(token)
+            return self._answer(AskKind.REFUSED, messages.PREVIEW_EXPIRED)
+        request = MotionRequest.from_json(preview.request or {"prompt": ""})
+        ask: RunAsk
+        if preview.kind == PreviewKind.NEW_JOB:
+            ask = NewJobAsk(preview.team_id, preview.channel_id, user_id, response_url, request)
+        elif preview.kind == PreviewKind.FOLLOWUP:
+            job = ctx.store.job(preview.job_id or 0)
+            if job is None or preview.reply_ts is None:
+                return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+            ask = FollowupAsk(job, preview.channel_id, preview.reply_ts, user_id, request)
+        elif preview.kind == PreviewKind.RETRY:
+            ask = RetryAsk(preview.run_id or 0, user_id)
+        else:
+            ask = RestartAsk(preview.run_id or 0, user_id, preview.team_id)
+        resolved = self._resolve(ask)
+        if isinstance(resolved, Admission):
+            return resolved
+        if not ctx.policy.channel_allowed(resolved.channel_id):
+            return self._refused_channel()
+        admission = self._record(ask, resolved, token)
+        if admission.kind != AskKind.ACCEPTED:
+            return admission
+        started = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], ctx.sandbox)
+        return Admission(AskKind.ACCEPTED, started, admission.job_id, admission.run_id)
+
+    def cancel(self, token: str, user_id: str) -> Admission:
+        """Cancel on a preview: nothing is recorded, nothing is spent."""
+        preview = self.ctx.store.preview(token)
+        if preview is not None and preview.user_id != user_id:
+            return self._answer(AskKind.REFUSED, messages.PREVIEW_NOT_YOURS)
+        if preview is None or not self.ctx.store.cancel_preview(token):
+            return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+        return self._answer(AskKind.ACCEPTED, messages.PREVIEW_CANCELLED)
+
+    # ------------------------------------------------------------ the entry points
 
     def take_reply(
         self, *, event_keys: list[str], channel_id: str, thread_ts: str, ts: str, user_id: str,
@@ -64,7 +201,8 @@ class Intake:
         """Turn a human reply in a job thread into a queued followup, recorded before the ack.
 
         The delivery's keys (event_id, and channel + ts for the same reply arriving as both
-        `message` and `app_mention`) are claimed in the same transaction."""
+        `message` and `app_mention`) are claimed in the same transaction. A refusal or a
+        preview is answered privately in the thread."""
         ctx = self.ctx
         job = ctx.store.job_for_thread(channel_id, thread_ts)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
@@ -86,44 +224,187 @@ class Intake:
             ctx.background.react(channel_id, ts, REACT_FAILED)
             ctx.wake(job.id)
             return ReplyOutcome(ReplyKind.INVALID)
-        run_id = ctx.store.add_followup(
-            job.id, request.to_json(), user_id, channel_id, ts, now, event_keys=event_keys
+        admission = self.ask_for_run(
+            FollowupAsk(job, channel_id, ts, user_id, request, tuple(event_keys))
         )
-        if run_id is None:
-            return ReplyOutcome(ReplyKind.DUPLICATE)
-        ctx.background.react(channel_id, ts, REACT_QUEUED)
-        if not ctx.store.has_active_run(job.id):
-            ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
-        return ReplyOutcome(ReplyKind.QUEUED, run_id)
+        if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
+            payload = admission.message.payload()
+            ctx.background.run(
+                ctx.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
+            )
+        return ReplyOutcome(
+            {
+                AskKind.ACCEPTED: ReplyKind.QUEUED,
+                AskKind.PREVIEWED: ReplyKind.PREVIEWED,
+                AskKind.REFUSED: ReplyKind.REFUSED,
+                AskKind.DUPLICATE: ReplyKind.DUPLICATE,
+            }[admission.kind],
+            admission.run_id,
+        )
 
-    def retry_run(self, run_id: int, user_id: str) -> bool:
-        """The "Send it again" button: a new run with the same request, once per button."""
-        ctx = self.ctx
-        new_id = ctx.store.copy_run(run_id, user_id, ctx.clock())
-        if new_id is None:
-            return False
-        run = ctx.store.run(new_id)
-        if run is not None:
-            ctx.wake(run.job_id)
-        return True
+    # ------------------------------------------------------------ usage
 
-    def restart_job(self, run_id: int, user_id: str, team_id: str) -> int | None:
-        """A failed job cannot take followups: start a new job in a new thread instead, from
-        its first request and the refused reply."""
+    def usage_view(self, team_id: str, user_id: str) -> messages.UsageView:
+        ctx, policy = self.ctx, self.ctx.policy
+        now = ctx.clock()
+        mine = ctx.store.usage_of(team_id, user_id, utc_day(now), utc_month(now))
+        return messages.UsageView(
+            now=now,
+            today=mine.today,
+            month=mine.month,
+            workspace_month=ctx.store.workspace_runs(team_id, utc_month(now)),
+            per_user_per_day=policy.runs_per_user_per_day,
+            per_month=policy.runs_per_month,
+            day_resets_at=next_day(now).timestamp(),
+            month_resets_at=next_month(now).timestamp(),
+        )
+
+    def usage_report(self, team_id: str, user_id: str) -> Message:
+        """`/motion usage`: the caller's runs against the limits; admins see everyone's."""
         ctx = self.ctx
-        refused = ctx.store.run(run_id)
-        first = ctx.store.first_request(refused.job_id) if refused else None
-        if refused is None or first is None or refused.state != RunState.REJECTED:
-            return None
-        merged = MotionRequest.from_json(first).merged_with(
-            MotionRequest.from_json(refused.request)
+        everyone = None
+        if ctx.policy.is_admin(user_id):
+            now = ctx.clock()
+            everyone = [
+                messages.PersonUsage(c.user_id, c.today, c.month)
+                for c in ctx.store.everyone_usage(team_id, utc_day(now), utc_month(now))
+            ]
+        view = self.usage_view(team_id, user_id)
+        return messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox)
+
+    # ------------------------------------------------------------ how an ask is answered
+
+    def _resolve(self, ask: RunAsk) -> _Resolved | Admission:
+        """Where the run would start, for whom, with what; or why there is nothing to start."""
+        ctx = self.ctx
+        if isinstance(ask, NewJobAsk):
+            return _Resolved(
+                PreviewKind.NEW_JOB, ask.team_id, ask.channel_id, ask.user_id, ask.request
+            )
+        if isinstance(ask, FollowupAsk):
+            return _Resolved(
+                PreviewKind.FOLLOWUP, ask.job.team_id, ask.job.channel_id, ask.user_id,
+                ask.request,
+            )  # fmt: skip
+        run = ctx.store.run(ask.run_id)
+        job = ctx.store.job(run.job_id) if run else None
+        if isinstance(ask, RetryAsk):
+            if run is None or job is None or run.state not in (RunState.UNKNOWN, RunState.REJECTED):
+                return self._done(ALREADY_RETRIED)
+            return _Resolved(
+                PreviewKind.RETRY, job.team_id, job.channel_id, ask.user_id,
+                MotionRequest.from_json(run.request),
+            )  # fmt: skip
+        first = ctx.store.first_request(run.job_id) if run else None
+        if run is None or job is None or first is None or run.state != RunState.REJECTED:
+            return self._done(ALREADY_RESTARTED)
+        merged = MotionRequest.from_json(first).merged_with(MotionRequest.from_json(run.request))
+        return _Resolved(
+            PreviewKind.RESTART, ask.team_id or job.team_id, job.channel_id, ask.user_id, merged
         )
-        created = ctx.store.restart_from(
-            run_id, merged.to_json(), user_id, team_id, ctx.sandbox, ctx.clock()
-        )
-        if created is not None:
+
+    def _record(self, ask: RunAsk, resolved: _Resolved, token: str | None = None) -> Admission:
+        """Record the run and count it in one transaction; over a limit, nothing is kept."""
+        ctx = self.ctx
+        now = ctx.clock()
+        spend = ctx.policy.spend(resolved.team_id, resolved.user_id, now, token)
+        request = resolved.request.to_json()
+        try:
+            if isinstance(ask, NewJobAsk):
+                job_id, run_id = ctx.store.create_job(
+                    team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
+                    response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
+                    now=now, spend=spend,
+                )  # fmt: skip
+                ctx.wake(job_id)
+                return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id)
+            if isinstance(ask, FollowupAsk):
+                job = ask.job
+                new_run = ctx.store.add_followup(
+                    job.id, request, ask.user_id, ask.channel_id, ask.ts, now,
+                    event_keys=ask.event_keys, spend=spend,
+                )  # fmt: skip
+                if new_run is None:
+                    return Admission(AskKind.DUPLICATE)
+                ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
+                if not ctx.store.has_active_run(job.id):
+                    ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
+                return Admission(AskKind.ACCEPTED, job_id=job.id, run_id=new_run)
+            if isinstance(ask, RetryAsk):
+                copied = ctx.store.copy_run(ask.run_id, ask.user_id, now, spend)
+                run = ctx.store.run(copied) if copied is not None else None
+                if run is None:
+                    return self._done(ALREADY_RETRIED)
+                ctx.wake(run.job_id)
+                return Admission(AskKind.ACCEPTED, job_id=run.job_id, run_id=run.id)
+            created = ctx.store.restart_from(
+                ask.run_id, request, ask.user_id, resolved.team_id, ctx.sandbox, now, spend
+            )
+            if created is None:
+                return self._done(ALREADY_RESTARTED)
             ctx.wake(created)
-        return created
+            return Admission(AskKind.ACCEPTED, job_id=created)
+        except LimitReached as exc:
+            return self._refused_limit(exc.scope, exc.used, exc.limit, resolved)
+        except PreviewGone:
+            return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+
+    def _preview(self, ask: RunAsk, resolved: _Resolved) -> Admission:
+        """MOTION_CONFIRM: keep what would be started under a random token; show it privately.
+        Already at a limit, the run is refused now rather than after Start."""
+        ctx = self.ctx
+        view = self.usage_view(resolved.team_id, resolved.user_id)
+        policy = ctx.policy
+        if policy.runs_per_user_per_day is not None and view.today >= policy.runs_per_user_per_day:
+            return self._refused_limit(
+                LimitScope.USER_DAY, view.today, policy.runs_per_user_per_day, resolved
+            )
+        if policy.runs_per_month is not None and view.workspace_month >= policy.runs_per_month:
+            return self._refused_limit(
+                LimitScope.WORKSPACE_MONTH, view.workspace_month, policy.runs_per_month, resolved
+            )
+        token = policy.new_token()
+        followup = ask if isinstance(ask, FollowupAsk) else None
+        saved = ctx.store.save_preview(
+            token=token,
+            kind=resolved.kind,
+            team_id=resolved.team_id,
+            channel_id=resolved.channel_id,
+            user_id=resolved.user_id,
+            now=ctx.clock(),
+            job_id=followup.job.id if followup else None,
+            run_id=ask.run_id if isinstance(ask, RetryAsk | RestartAsk) else None,
+            reply_ts=followup.ts if followup else None,
+            request=resolved.request.to_json(),
+            event_keys=followup.event_keys if followup else (),
+        )
+        if not saved:
+            return Admission(AskKind.DUPLICATE)
+        preview = messages.run_preview(
+            kind=resolved.kind, request=resolved.request, token=token, view=view,
+            sandbox=ctx.sandbox,
+        )  # fmt: skip
+        return Admission(AskKind.PREVIEWED, preview)
+
+    def _refused_channel(self) -> Admission:
+        allowed = list(self.ctx.policy.allowed_channels)
+        message = messages.channel_not_allowed(allowed=allowed, sandbox=self.ctx.sandbox)
+        return Admission(AskKind.REFUSED, message)
+
+    def _refused_limit(
+        self, scope: LimitScope, used: int, limit: int, resolved: _Resolved
+    ) -> Admission:
+        view = self.usage_view(resolved.team_id, resolved.user_id)
+        message = messages.limit_reached(
+            scope=scope, used=used, limit=limit, view=view, sandbox=self.ctx.sandbox
+        )
+        return Admission(AskKind.REFUSED, message)
+
+    def _done(self, text: str) -> Admission:
+        return Admission(AskKind.DUPLICATE, messages.already_done(text, self.ctx.sandbox))
+
+    def _answer(self, kind: AskKind, text: str) -> Admission:
+        return Admission(kind, messages.preview_answer(text, self.ctx.sandbox))
 
     def send_job_list(self, *, team_id: str, user_id: str, response_url: str | None) -> None:
         """`/motion list`, answered through response_url once the permalinks are known."""
@@ -148,6 +429,7 @@ class Intake:
             )
 
         listings = await asyncio.gather(*(listing(job) for job in jobs))
+        usage = self.usage_view(team_id, user_id)
         await ctx.slack.respond(
-            response_url, messages.job_list(list(listings), ctx.sandbox).payload()
+            response_url, messages.job_list(list(listings), ctx.sandbox, usage).payload()
         )

@@ -13,6 +13,7 @@ from bot.jobs.intake import Intake
 from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
+from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
@@ -35,6 +36,7 @@ class JobService(Intake):
         sandbox: bool,
         notify_channel: str | None = None,
         requires_mention: bool = False,
+        policy: SpendPolicy | None = None,
         clock: Callable[[], float] = time.time,
         wake: Callable[[int], None] | None = None,
     ) -> None:
@@ -49,12 +51,17 @@ class JobService(Intake):
             sandbox=sandbox,
             notify_channel=notify_channel,
             requires_mention=requires_mention,
+            policy=policy or SpendPolicy(),
         )
         super().__init__(ctx)
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.outcomes = Outcomes(ctx)
         calls = MotionCalls(ctx, self.outcomes)
         self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes)
+
+    @property
+    def policy(self) -> SpendPolicy:
+        return self.ctx.policy
 
     @property
     def wake(self) -> Callable[[int], None]:
@@ -88,6 +95,7 @@ class JobService(Intake):
         for run in ctx.store.interrupted_runs():
             self.outcomes.settle_interrupted(ctx.job(run.job_id), run)
         ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
+        ctx.store.forget_previews_before(now - EVENT_MEMORY_SECONDS)
         for bucket, seconds in ctx.store.generation_times():
             ctx.schedule.learn(bucket, seconds)
         return ctx.store.resume_all(now)

@@ -7,6 +7,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot import messages
+from bot.jobs import Admission, RestartAsk, RetryAsk
+from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED
 from bot.listeners.context import service_of
 
 
@@ -23,10 +25,10 @@ async def retry_run(
     await ack()
     service = service_of(context)
     run_id = _run_id(action)
-    if run_id is None or not service.retry_run(run_id, _user(body)):
-        await _say_done(
-            respond, "This was already sent again (or is no longer needed).", service.sandbox
-        )
+    if run_id is None:
+        await _say_done(respond, ALREADY_RETRIED, service.sandbox)
+        return
+    await _answer(respond, service.ask_for_run(RetryAsk(run_id, _user(body))))
 
 
 async def restart_job(
@@ -38,14 +40,57 @@ async def restart_job(
     service = service_of(context)
     team = (body.get("team") or {}).get("id") or ""
     run_id = _run_id(action)
-    if run_id is None or service.restart_job(run_id, _user(body), team) is None:
-        await _say_done(respond, "A new job was already started from this reply.", service.sandbox)
+    if run_id is None:
+        await _say_done(respond, ALREADY_RESTARTED, service.sandbox)
+        return
+    await _answer(respond, service.ask_for_run(RestartAsk(run_id, _user(body), team)))
+
+
+async def confirm_start(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """Start on a MOTION_CONFIRM preview: records the run once, however often it is pressed."""
+    await ack()
+    service = service_of(context)
+    admission = service.confirm(
+        str(action.get("value") or ""), _user(body), body.get("response_url")
+    )
+    await _replace_preview(respond, admission)
+
+
+async def confirm_cancel(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """Cancel on a preview: nothing recorded, nothing spent."""
+    await ack()
+    service = service_of(context)
+    await _replace_preview(respond, service.cancel(str(action.get("value") or ""), _user(body)))
 
 
 def register(app: AsyncApp) -> None:
     app.action("download")(download)
     app.action("retry_run")(retry_run)
     app.action("restart_job")(restart_job)
+    app.action("confirm_start")(confirm_start)
+    app.action("confirm_cancel")(confirm_cancel)
+
+
+async def _answer(respond: AsyncRespond, admission: Admission) -> None:
+    """A refusal, a preview or "already done", privately to whoever pressed the button."""
+    if admission.message is not None:
+        await respond(
+            **admission.message.payload(), response_type="ephemeral", replace_original=False
+        )
+
+
+async def _replace_preview(respond: AsyncRespond, admission: Admission) -> None:
+    """The preview's buttons are replaced by what became of it, so it cannot be pressed again."""
+    if admission.message is not None:
+        await respond(
+            **admission.message.payload(), response_type="ephemeral", replace_original=True
+        )
 
 
 async def _say_done(respond: AsyncRespond, what: str, sandbox: bool) -> None:

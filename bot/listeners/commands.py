@@ -13,7 +13,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot import messages
-from bot.command_line import Help, ListJobs, UsageError, parse_command
+from bot.command_line import Help, ListJobs, ShowUsage, UsageError, parse_command
+from bot.jobs import AskKind, NewJobAsk
 from bot.listeners.context import service_of
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,19 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
             response_url=command.get("response_url"),
         )
         return
-    job_id = service.start_job(
-        team_id=command.get("team_id") or "",
-        channel_id=channel,
-        user_id=user,
-        response_url=command.get("response_url"),
-        request=parsed.request,
+    team = command.get("team_id") or ""
+    if isinstance(parsed, ShowUsage):
+        await ack(**service.usage_report(team, user).payload())
+        return
+    admission = service.ask_for_run(
+        NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
     )
-    log.info("job %s: accepted from %s in %s", job_id, user, channel)
-    await ack(**messages.accepted(service.sandbox).payload())
+    if admission.kind == AskKind.ACCEPTED:
+        log.info("job %s: accepted from %s in %s", admission.job_id, user, channel)
+        await ack(**messages.accepted(service.sandbox).payload())
+        return
+    log.info("/motion from %s in %s: %s", user, channel, admission.kind)
+    await ack(**(admission.message or messages.accepted(service.sandbox)).payload())
 
 
 def register(app: AsyncApp) -> None:

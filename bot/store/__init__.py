@@ -21,9 +21,21 @@ from bot.store.models import (
 )
 from bot.store.outbox import OutboxRows
 from bot.store.runs import RunRows
+from bot.store.usage import (
+    LimitReached,
+    LimitScope,
+    Preview,
+    PreviewGone,
+    PreviewKind,
+    PreviewState,
+    Spend,
+    SpendRefused,
+    UsageCount,
+    UsageRows,
+)
 
 
-class Store(JobRows, RunRows, OutboxRows):
+class Store(JobRows, RunRows, OutboxRows, UsageRows):
     """The app's state in SQLite (WAL mode), migrated at open."""
 
 
@@ -32,11 +44,20 @@ __all__ = [
     "HIDDEN_RUN_STATES",
     "Job",
     "JobState",
+    "LimitReached",
+    "LimitScope",
     "NewPost",
     "Post",
     "PostState",
+    "Preview",
+    "PreviewGone",
+    "PreviewKind",
+    "PreviewState",
     "Run",
     "RunKind",
     "RunState",
+    "Spend",
+    "SpendRefused",
     "Store",
+    "UsageCount",
 ]

@@ -10,6 +10,7 @@ from bot.store.base import Connection
 from bot.store.models import Job, JobState, NewPost, job_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
+from bot.store.usage import Spend, charge, give_back, take
 
 
 class JobRows(Connection):
@@ -23,19 +24,28 @@ class JobRows(Connection):
         request: dict[str, Any],
         sandbox: bool,
         now: float,
+        spend: Spend | None = None,
     ) -> tuple[int, int]:
-        """Record a job and its first run together: both exist or neither does."""
+        """Record a job and its first run together: both exist or neither does. With `spend`
+        the run is counted in the same transaction, or nothing is recorded and the reason is
+        raised (`SpendRefused`)."""
         with self._write() as conn:
-            return _insert_job(
+            if spend is not None and (refused := take(conn, spend)) is not None:
+                raise refused
+            job_id, run_id = _insert_job(
                 conn, team_id, channel_id, requester, response_url, request, sandbox, now, None
             )
+            if spend is not None:
+                charge(conn, run_id, spend)
+            return job_id, run_id
 
     def restart_from(
         self, run_id: int, request: dict[str, Any], requester: str, team_id: str, sandbox: bool,
-        now: float,
+        now: float, spend: Spend | None = None,
     ) -> int | None:  # fmt: skip
         """A new job in place of a followup refused on a failed job; once per button, however
-        often it is pressed (the refused run is marked in the same transaction)."""
+        often it is pressed (the refused run is marked in the same transaction). With `spend`,
+        counted as `create_job` counts."""
         with self._write() as conn:
             row = conn.execute(
                 "SELECT runs.job_id, jobs.channel_id FROM runs JOIN jobs ON jobs.id = runs.job_id"
@@ -44,10 +54,14 @@ class JobRows(Connection):
             ).fetchone()
             if row is None:
                 return None
+            if spend is not None and (refused := take(conn, spend)) is not None:
+                raise refused
             conn.execute("UPDATE runs SET state = 'restarted' WHERE id = ?", (run_id,))
-            job_id, _ = _insert_job(
+            job_id, new_run = _insert_job(
                 conn, team_id, row[1], requester, None, request, sandbox, now, row[0]
             )
+            if spend is not None:
+                charge(conn, new_run, spend)
         return job_id
 
     def first_request(self, job_id: int) -> dict[str, Any] | None:
@@ -193,6 +207,7 @@ class JobRows(Connection):
     def abandon_job(self, job_id: int, now: float) -> None:
         """No thread could be made: nothing was sent to Motion, nothing more will be."""
         with self._write() as conn:
+            give_back(conn, _waiting_runs(conn, job_id))
             conn.execute(
                 "UPDATE jobs SET state = 'abandoned', due_at = NULL, response_url = NULL"
                 " WHERE id = ?",
@@ -209,6 +224,7 @@ class JobRows(Connection):
     ) -> None:
         """Motion no longer answers for this job (401/404): stop following it, say so once."""
         with self._write() as conn:
+            give_back(conn, _waiting_runs(conn, job_id))  # never sent: nothing spent
             conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.STOPPED, job_id))
             conn.execute(
                 "UPDATE runs SET state = 'failed', error = ?, finished_at = ? WHERE job_id = ?"
@@ -216,6 +232,11 @@ class JobRows(Connection):
                 (error, now, job_id),
             )
             insert_posts(conn, job_id, run_id, posts, now)
+
+
+def _waiting_runs(conn: sqlite3.Connection, job_id: int) -> list[int]:
+    rows = conn.execute("SELECT id FROM runs WHERE job_id = ? AND state = 'waiting'", (job_id,))
+    return [r[0] for r in rows.fetchall()]
 
 
 def _insert_job(

@@ -134,3 +134,49 @@ def m002_card_columns_and_dead_state(db: Database) -> None:
         defaults={"state": "new", "errors": 0, "sandbox": 0, "pending_posts": 0},
     )  # fmt: skip
     db.table("runs").transform(drop={"started_at"})
+
+
+@migrations()
+def m003_spend(db: Database) -> None:
+    """Spend controls: run counters per person per UTC day and month and per workspace per
+    month (`user_id` '' is the workspace), what each run was counted as (so a refused run gives
+    its count back once), and the previews MOTION_CONFIRM shows before a run is recorded."""
+    db.table("usage_counts").create(
+        {"team_id": str, "user_id": str, "period": str, "runs": int},
+        pk=("team_id", "user_id", "period"),
+        not_null={"team_id", "user_id", "period", "runs"},
+        defaults={"runs": 0},
+    )
+    db.table("run_spend").create(
+        {
+            "run_id": int,
+            "team_id": str,
+            "user_id": str,
+            "day": str,
+            "month": str,
+            "given_back": int,
+        },
+        pk="run_id",
+        foreign_keys=[("run_id", "runs", "id")],
+        not_null={"team_id", "user_id", "day", "month", "given_back"},
+        defaults={"given_back": 0},
+    )
+    db.table("previews").create(
+        {
+            "token": str,
+            "kind": str,  # new_job | followup | retry | restart
+            "team_id": str,
+            "channel_id": str,
+            "user_id": str,
+            "job_id": int,
+            "run_id": int,
+            "reply_ts": str,
+            "request": str,  # JSON of MotionRequest
+            "state": str,  # pending | started | cancelled
+            "created_at": float,
+        },
+        pk="token",
+        not_null={"kind", "team_id", "channel_id", "user_id", "state", "created_at"},
+        defaults={"state": "pending"},
+    )
+    db.table("previews").create_index(["created_at"])

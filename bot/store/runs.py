@@ -11,6 +11,7 @@ from typing import Any
 from bot.store.base import Connection
 from bot.store.models import ACTIVE_RUN_STATES, NewPost, Run, run_from_row
 from bot.store.outbox import insert_posts
+from bot.store.usage import Spend, SpendRefused, charge, give_back, take
 
 
 class RunRows(Connection):
@@ -39,12 +40,16 @@ class RunRows(Connection):
         reply_ts: str,
         now: float,
         event_keys: Iterable[str] = (),
+        spend: Spend | None = None,
     ) -> int | None:
         """Queue a followup; None when this reply was already taken (a redelivered event).
 
         The delivery's keys are claimed in the same transaction, so a crash leaves either both
         the claim and the followup or neither, and Slack's redelivery then finds the right state.
+        With `spend` the followup is counted now, while it waits: over a limit, the delivery is
+        still claimed (a redelivery is not refused twice) and `SpendRefused` is raised.
         """
+        refused: SpendRefused | None = None
         with self._write() as conn:
             exists = conn.execute(
                 "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
@@ -52,12 +57,20 @@ class RunRows(Connection):
             ).fetchone()
             if exists or not _claim(conn, event_keys, now):
                 return None
-            number = conn.execute(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-            run_id = insert_run(
-                conn, job_id, number, "followup", request, author, reply_channel, reply_ts, now
-            )
+            if spend is not None and (refused := take(conn, spend)) is not None:
+                run_id = None
+            else:
+                number = conn.execute(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE job_id = ?", (job_id,)
+                ).fetchone()[0]
+                run_id = insert_run(
+                    conn, job_id, number, "followup", request, author, reply_channel, reply_ts,
+                    now,
+                )  # fmt: skip
+                if spend is not None:
+                    charge(conn, run_id, spend)
+        if refused is not None:
+            raise refused
         return run_id
 
     def record_reply_error(
@@ -70,8 +83,11 @@ class RunRows(Connection):
             insert_posts(conn, job_id, None, [post], now)
         return True
 
-    def copy_run(self, run_id: int, author: str, now: float) -> int | None:
-        """A new waiting run with the same request, for "send it again"; only once per run."""
+    def copy_run(
+        self, run_id: int, author: str, now: float, spend: Spend | None = None
+    ) -> int | None:
+        """A new waiting run with the same request, for "send it again"; only once per run.
+        With `spend`, counted as `add_followup` counts (raises `SpendRefused` over a limit)."""
         with self._write() as conn:
             row = conn.execute(
                 "SELECT job_id, kind, request FROM runs WHERE id = ? AND state IN"
@@ -81,6 +97,8 @@ class RunRows(Connection):
             if row is None:
                 return None
             job_id, kind, request = row
+            if spend is not None and (refused := take(conn, spend)) is not None:
+                raise refused
             conn.execute("UPDATE runs SET state = 'retried' WHERE id = ?", (run_id,))
             number = conn.execute(
                 "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE job_id = ?", (job_id,)
@@ -88,6 +106,8 @@ class RunRows(Connection):
             new_id = insert_run(
                 conn, job_id, number, kind, json.loads(request), author, None, None, now
             )
+            if spend is not None:
+                charge(conn, new_id, spend)
             conn.execute(
                 "UPDATE jobs SET state = CASE WHEN state = 'stopped' THEN 'open' ELSE state END"
                 " WHERE id = ?",
@@ -203,6 +223,8 @@ class RunRows(Connection):
             ).rowcount
             if not changed:
                 return False
+            if state == "rejected":  # never started in Motion: its count is given back
+                give_back(conn, [run_id])
             insert_posts(conn, job_id, run_id, posts, now)
         return True
 

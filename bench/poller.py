@@ -76,10 +76,13 @@ def seed_database(
     store: Store, job_ids: list[str], now: float, rng: random.Random, args_age: float
 ) -> None:
     conn = store.db.conn
+    # The due times a previous process would have left: its schedule knew every run going.
     schedule = PollSchedule(3.0, 30.0)
+    sent = [now - rng.uniform(0, args_age) for _ in job_ids]
+    for i, sent_at in enumerate(sent):
+        schedule.going(i, "any", now - sent_at)
     conn.execute("BEGIN IMMEDIATE")
-    for i, motion_id in enumerate(job_ids):
-        sent_at = now - rng.uniform(0, args_age)
+    for i, (motion_id, sent_at) in enumerate(zip(job_ids, sent, strict=True)):
         job = conn.execute(
             "INSERT INTO jobs (team_id, channel_id, thread_ts, requester, prompt, motion_job_id,"
             " state, sandbox, due_at, errors, pending_posts, card_phase, card_digest,"
@@ -112,6 +115,7 @@ async def measure(args: argparse.Namespace, base: str, database: str) -> dict[st
         )
         poller = Poller(store, service.advance, concurrency=64)
         service.wake = poller.wake
+        service.recover()  # as the app does at start: the schedule learns the runs going
         poller.lags = []
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         cpu_before, calls_before = time.process_time(), motion.calls

@@ -121,6 +121,10 @@ class PollSchedule:
             hazard *= 1 + DOUBT / math.sqrt(1 + ending)
         return hazard
 
+    def going(self, key: Hashable, bucket: str, elapsed: float) -> None:
+        """A run still generating after `elapsed` seconds (e.g. found in the database at start)."""
+        self._track(key, bucket, elapsed)
+
     def forget(self, key: Hashable) -> None:
         """The run ended without reaching `completed` (failed, stopped): it is no longer going."""
         self._close(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -316,3 +317,31 @@ def test_a_run_that_ended_without_completing_no_longer_counts_as_going() -> None
     assert with_failed.next_delay(elapsed=60.0, status="running", rendering=False) == (
         without.next_delay(elapsed=60.0, status="running", rendering=False)
     )
+
+
+def test_a_restart_tells_the_schedule_about_the_runs_still_going(tmp_path: Path) -> None:
+    """The runs a previous process left generating count as going from the first look on,
+    so a restart with many long runs does not poll like a fresh install."""
+    from bot.jobs import JobService
+    from bot.motion import MotionClient
+    from bot.slack_out import SlackOut, make_client
+    from bot.store import Store
+
+    store = Store(str(tmp_path / "motion.db"))
+    now = 1_763_000_000.0
+    for i in range(200):
+        job_id, run_id = store.create_job(
+            team_id="T", channel_id="C", requester="U", response_url=None,
+            request={"prompt": f"p{i}"}, sandbox=False, now=now - 1200,
+        )  # fmt: skip
+        store.mark_sending(run_id, baseline_completed_at=None, baseline_url=None, now=now - 1200)
+        store.mark_running(run_id, job_id, f"m{i}", now - 1200)
+    restarted, fresh = PollSchedule(3.0, 30.0), PollSchedule(3.0, 30.0)
+    service = JobService(
+        store, MotionClient("http://127.0.0.1:9", "motion_x"), SlackOut(make_client("x", "http://127.0.0.1:9/")),
+        schedule=restarted, sandbox=False, clock=lambda: now,
+    )  # fmt: skip
+    service.recover()
+    look = {"elapsed": 600.0, "status": "running", "rendering": False}
+    assert restarted.next_delay(**look) > fresh.next_delay(**look)
+    store.close()

@@ -10,7 +10,7 @@ from bot.jobs.background import Background
 from bot.jobs.card import Card
 from bot.jobs.context import JobContext
 from bot.jobs.intake import Intake
-from bot.jobs.motion_calls import MotionCalls
+from bot.jobs.motion_calls import MotionCalls, bucket
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
@@ -96,8 +96,11 @@ class JobService(Intake):
             self.outcomes.settle_interrupted(ctx.job(run.job_id), run)
         ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
         ctx.store.forget_previews_before(now - EVENT_MEMORY_SECONDS)
-        for bucket, seconds in ctx.store.generation_times():
-            ctx.schedule.learn(bucket, seconds)
+        for duration, seconds in ctx.store.generation_times():
+            ctx.schedule.learn(duration, seconds)
+        for run in ctx.store.generating_runs():  # a restart keeps what the runs going tell
+            assert run.sent_at is not None
+            ctx.schedule.going(run.id, bucket(run), now - run.sent_at)
         return ctx.store.resume_all(now)
 
     async def drain_background(self, timeout: float = 5.0) -> None:

@@ -228,6 +228,16 @@ class RunRows(Connection):
             insert_posts(conn, job_id, run_id, posts, now)
         return True
 
+    def generating_runs(self) -> list[Run]:
+        """Runs Motion is still generating (as far as the last look knew): at start, the poll
+        schedule counts each as lasting at least as long as it has been going."""
+        rows = self._rows(
+            "SELECT * FROM runs WHERE state = 'running' AND sent_at IS NOT NULL"
+            " AND (motion_status IS NULL OR motion_status != 'completed')",
+            (),
+        )
+        return [run_from_row(r) for r in rows]
+
     def interrupted_runs(self) -> list[Run]:
         """Runs whose Motion call was in flight when the process died: outcome unknown."""
         return [

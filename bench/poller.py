@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from _app import MOTION_KEY, free_port
@@ -75,68 +76,125 @@ async def create_jobs(base: str, count: int) -> list[str]:
 def seed_database(
     store: Store, job_ids: list[str], now: float, rng: random.Random, args_age: float
 ) -> None:
-    conn = store.db.conn
     # The due times a previous process would have left: its schedule knew every run going.
     schedule = PollSchedule(3.0, 30.0)
     sent = [now - rng.uniform(0, args_age) for _ in job_ids]
     for i, sent_at in enumerate(sent):
         schedule.going(i, "any", now - sent_at)
-    conn.execute("BEGIN IMMEDIATE")
+    due = [
+        rng.uniform(0, schedule.next_delay(elapsed=now - t, status="running", rendering=False))
+        for t in sent
+    ]
+    with store._write() as conn:
+        _seed(conn, job_ids, now, sent, due)
+
+
+def _seed(conn: Any, job_ids: list[str], now: float, sent: list[float], due: list[float]) -> None:
     for i, (motion_id, sent_at) in enumerate(zip(job_ids, sent, strict=True)):
         job = conn.execute(
             "INSERT INTO jobs (team_id, channel_id, thread_ts, requester, prompt, motion_job_id,"
             " state, sandbox, due_at, errors, pending_posts, card_phase, card_digest,"
             " card_updated_at, created_at) VALUES ('T0001', 'C0PUBLIC', ?, 'U0ALICE', ?, ?,"
-            " 'open', 0, ?, 0, 0, 'running:1:0', 'seed', ?, ?)",
+            " 'open', 0, ?, 0, 0, 'running:1:0', 'seed', ?, ?) RETURNING id",
             (f"1763000000.{i:06d}", f"live job {i}", motion_id,
-             now + rng.uniform(0, schedule.next_delay(elapsed=now - sent_at, status="running",
-                                                      rendering=False)),
+             now + due[i],
              now, sent_at),
-        ).lastrowid  # fmt: skip
+        ).fetchone()[0]  # fmt: skip
         conn.execute(
             "INSERT INTO runs (job_id, number, kind, request, author, state, sent_at, seen_new,"
             " motion_status, last_poll_at, created_at) VALUES (?, 1, 'create', ?, 'U0ALICE',"
             " 'running', ?, 1, 'running', ?, ?)",
             (job, json.dumps({"prompt": f"live job {i}"}), sent_at, sent_at, sent_at),
         )
-    conn.execute("COMMIT")
+
+
+class RoundTrips:
+    """Statements sent to PostgreSQL (each one round trip), counted at the dialect layer."""
+
+    count = 0
+
+    @classmethod
+    def install(cls) -> None:
+        from bot.store import dialect
+
+        pg_execute, tx_execute = dialect.PostgresBackend.execute, dialect._PgTx.execute
+
+        def execute(self: Any, sql: str, params: Any = ()) -> Any:
+            cls.count += 1
+            return pg_execute(self, sql, params)
+
+        def tx(self: Any, sql: str, params: Any = ()) -> Any:
+            cls.count += 1
+            return tx_execute(self, sql, params)
+
+        dialect.PostgresBackend.execute = execute  # type: ignore[method-assign]
+        dialect._PgTx.execute = tx  # type: ignore[method-assign]
 
 
 async def measure(args: argparse.Namespace, base: str, database: str) -> dict[str, object]:
     rng = random.Random(args.seed)
     job_ids = await create_jobs(base, args.jobs)
-    store = Store(database)
-    seed_database(store, job_ids, time.time(), rng, args.max_age)
+    stores = [Store(database, instance=f"bench{i}") for i in range(args.instances)]
+    seed_database(stores[0], job_ids, time.time(), rng, args.max_age)
+    in_progress: set[int] = set()
+    overlaps = 0
     with SlackDouble(bot_token="xoxb-bench") as slack:
-        motion = MotionClient(base, MOTION_KEY, max_in_flight=args.cap, timeout=15)
-        client = make_client("xoxb-bench", slack.base_url)
-        service = JobService(
-            store, motion, SlackOut(client), schedule=PollSchedule(3.0, 30.0), sandbox=False
-        )
-        poller = Poller(store, service.advance, concurrency=64)
-        service.wake = poller.wake
-        service.recover()  # as the app does at start: the schedule learns the runs going
-        poller.lags = []
+        pollers, motions = [], []
+        for store in stores:
+            motion = MotionClient(base, MOTION_KEY, max_in_flight=args.cap, timeout=15)
+            client = make_client("xoxb-bench", slack.base_url)
+            service = JobService(
+                store, motion, SlackOut(client), schedule=PollSchedule(3.0, 30.0), sandbox=False
+            )
+
+            async def advance(job_id: int, service: JobService = service) -> float | None:
+                nonlocal overlaps
+                if job_id in in_progress:  # another instance is polling this job right now
+                    overlaps += 1
+                in_progress.add(job_id)
+                try:
+                    return await service.advance(job_id)
+                finally:
+                    in_progress.discard(job_id)
+
+            poller = Poller(store, advance, concurrency=64)
+            service.wake = poller.wake
+            service.recover()  # as the app does at start: the schedule learns the runs going
+            poller.lags = []
+            pollers.append(poller)
+            motions.append(motion)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        cpu_before, calls_before = time.process_time(), motion.calls
-        poller.start()
+        cpu_before = time.process_time()
+        calls_before = sum(m.calls for m in motions)
+        trips_before = RoundTrips.count
+        for poller in pollers:
+            poller.start()
         await asyncio.sleep(args.seconds)
-        await poller.stop(10)
+        for poller in pollers:
+            await poller.stop(10)
         cpu = time.process_time() - cpu_before
-        polls = motion.calls - calls_before
-        await motion.aclose()
-    store.close()
-    lags = poller.lags
+        polls = sum(m.calls for m in motions) - calls_before
+        trips = RoundTrips.count - trips_before
+        for motion in motions:
+            await motion.aclose()
+    for store in stores:
+        store.close()
+    lags = [lag for poller in pollers for lag in poller.lags or []]
     return {
+        "database": stores[0].dialect,
+        "instances": args.instances,
         "jobs": args.jobs,
         "seconds": args.seconds,
         "status_calls": polls,
+        "status_calls_per_instance": [p.advanced for p in pollers],
         "polls_per_second": round(polls / args.seconds, 1),
         "lag_p50_ms": round(percentile(lags, 0.50) * 1000, 1),
         "lag_p99_ms": round(percentile(lags, 0.99) * 1000, 1),
         "lag_max_ms": round(max(lags, default=0) * 1000, 1),
         "in_flight_cap": args.cap,
-        "in_flight_max": motion.peak_in_flight,
+        "in_flight_max": max(m.peak_in_flight for m in motions),
+        "same_job_polled_at_once": overlaps,
+        "db_round_trips_per_poll": round(trips / max(1, polls), 2) if trips else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_polling_mb": round(rss_before, 1),
         "cpu_seconds_per_1000_polls": round(cpu / max(1, polls) * 1000, 3),
@@ -152,15 +210,17 @@ def main() -> int:
     parser.add_argument(
         "--max-age", type=float, default=1800.0, help="runs started up to this many seconds ago"
     )
+    parser.add_argument("--database", default=None, help="postgresql://… (default: SQLite)")
+    parser.add_argument("--instances", type=int, default=1, help="pollers sharing the jobs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    RoundTrips.install()
     port = free_port()
     sandbox = start_sandbox(port)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            figures = asyncio.run(
-                measure(args, f"http://127.0.0.1:{port}/api/motion", str(Path(folder) / "p.db"))
-            )
+            database = args.database or str(Path(folder) / "p.db")
+            figures = asyncio.run(measure(args, f"http://127.0.0.1:{port}/api/motion", database))
     finally:
         sandbox.terminate()
         sandbox.wait(10)
@@ -171,6 +231,8 @@ def main() -> int:
         failures.append(f"{figures['in_flight_max']} requests in flight > cap {args.cap}")
     if float(figures["peak_rss_mb"]) >= 300:  # type: ignore[arg-type]
         failures.append(f"peak RSS {figures['peak_rss_mb']} MB ≥ 300 MB")
+    if figures["same_job_polled_at_once"]:
+        failures.append(f"{figures['same_job_polled_at_once']} polls of a job another was polling")
     return verdict("poller", figures, failures)
 
 

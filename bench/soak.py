@@ -15,7 +15,13 @@ unknown (0 or 1 calls), but then its thread says so.
 
 Targets: zero lost, zero duplicated, every run's result posted exactly once.
 
+With `--instances 3 --database postgresql://…`: three app processes share one PostgreSQL
+database; every delivery goes to one of them at random, redeliveries to another than the
+first; a killed instance restarts under a new name, so its jobs wait until another instance takes
+them over (reported as takeover wait p50/max).
+
     python bench/soak.py [--jobs 200] [--kills 20] [--seed 1] [--keep]
+    python bench/soak.py --instances 3 --database postgresql://user@host/db
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=4.0, help="commands per second")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--keep", action="store_true", help="keep the database and app log")
+    parser.add_argument("--instances", type=int, default=1, help="app processes sharing the work")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="postgresql://… (an empty database or schema); default: a SQLite file",
+    )
+    parser.add_argument("--lease", type=float, default=None, help="MOTION_LEASE_SECONDS")
     args = parser.parse_args()
     config = SoakConfig(
         jobs=args.jobs,
@@ -47,6 +60,9 @@ def main() -> int:
         seed=args.seed,
         commands_per_second=args.rate,
         timeout=args.timeout,
+        instances=args.instances,
+        database_url=args.database,
+        lease_seconds=args.lease,
     )
     work_dir = Path(tempfile.mkdtemp(prefix="motion-soak-"))
     report = asyncio.run(run_soak(config, work_dir))

@@ -53,7 +53,7 @@ class MotionBot:
         a coroutine (the Slack connection pool belongs to the running loop).
 
         `sandbox_plan` (a `bot.sandbox.JobPlan`) sets how long sandbox jobs take."""
-        store = Store(settings.database_path)
+        store = Store(settings.database_path, instance=settings.instance_name)
         sandbox_thread = None
         motion_url = settings.motion_api_url
         if settings.sandbox:
@@ -97,7 +97,9 @@ class MotionBot:
                 confirm=settings.confirm,
             ),
         )
-        poller = Poller(store, service.advance, concurrency=concurrency)
+        poller = Poller(
+            store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
+        )
         service.wake = poller.wake
         app = AsyncApp(
             client=client,
@@ -119,7 +121,12 @@ class MotionBot:
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
         resumed = self.service.recover()
-        log.info("resuming %d job(s) from %s", resumed, self.store.path)
+        log.info(
+            "instance %s: resuming %d job(s) from %s",
+            self.store.owner,
+            resumed,
+            self.store.description,
+        )
         self.poller.start()
         if self.settings.socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -175,6 +182,9 @@ class MotionBot:
             "poller": polling,
             "database": database,
             "jobs_polled": self.store.count_followed() if database else None,
+            "instance": self.store.owner,
+            "jobs_held": self.store.held_jobs() if database else None,
+            "database_kind": self.store.dialect,
             "mode": "socket" if self.settings.socket_mode else "http",
             "sandbox": self.settings.sandbox,
         }

@@ -8,7 +8,7 @@ import uuid
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.config import WHERE, Settings
+from bot.config import WHERE, Settings, database_label
 from bot.motion import AuthenticationError, MotionClient, MotionError, NotFound
 from bot.slack_out import make_client
 from bot.store import Store
@@ -100,21 +100,36 @@ async def _check_motion(settings: Settings) -> tuple[bool, str]:
 
 
 def _check_database(settings: Settings) -> tuple[bool, str]:
-    path = settings.database_path
+    """Reach the database, migrate it as the app would at start, write and delete a row."""
+    target = settings.database_path
+    label = database_label(target)
     try:
-        store = Store(path)
+        store = Store(target)
         try:
             key = f"check:{uuid.uuid4()}"
             store.claim_event(key, 0.0)
-            store.db.execute("DELETE FROM events WHERE key = ?", (key,))
+            store.forget_event(key)
+            current = store.schema_is_current()
+            version = store.schema_version()
         finally:
             store.close()
     except Exception as exc:
+        if target.split(":", 1)[0] in ("postgres", "postgresql"):
+            return False, (
+                f"Database {label} could not be used ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); check DATABASE_URL's host, "
+                "port, user, password and database name, and that the server accepts connections."
+            )
         folder = (
-            os.path.dirname(os.path.abspath(path)) if path != ":memory:" else tempfile.gettempdir()
+            os.path.dirname(os.path.abspath(target))
+            if target != ":memory:"
+            else tempfile.gettempdir()
         )
         return False, (
-            f"Database {path!r} is not writable ({type(exc).__name__}: {exc}); check that "
+            f"Database {label} is not writable ({type(exc).__name__}: {exc}); check that "
             f"{folder} exists and is writable, or change DATABASE_URL."
         )
-    return True, f"Database {path!r} is writable (WAL mode, schema up to date)."
+    if not current:
+        return False, f"Database {label}: the schema is not current after migrating ({version})."
+    mode = "WAL mode, " if not target.split(":", 1)[0].startswith("postgres") else ""
+    return True, f"Database {label} is writable ({mode}schema up to date: {version})."

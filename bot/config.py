@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MOTION_API_URL = "https://api.motion.so/api/motion"
@@ -74,6 +74,8 @@ class Settings:
     runs_per_user_per_day: int | None = None  # None: no limit
     runs_per_month: int | None = None
     confirm: bool = False
+    instance_name: str | None = None  # MOTION_INSTANCE, else Heroku's DYNO: see Store leases
+    lease_seconds: float = 30.0  # MOTION_LEASE_SECONDS: a dead instance's jobs wait this long
 
     def __repr__(self) -> str:
         shown = {
@@ -81,7 +83,7 @@ class Settings:
             "sandbox": self.sandbox,
             "slack_api_url": self.slack_api_url,
             "motion_api_url": self.motion_api_url,
-            "database_path": self.database_path,
+            "database": database_label(self.database_path),
             "port": self.port,
         }
         return f"Settings({shown})"
@@ -228,6 +230,13 @@ class Settings:
         confirm_raw = (get("MOTION_CONFIRM") or "false").lower()
         if confirm_raw not in _TRUE | _FALSE:
             problems.append(f"MOTION_CONFIRM must be true or false, got {confirm_raw!r}.")
+        lease = _number(
+            get("MOTION_LEASE_SECONDS") or "30", "MOTION_LEASE_SECONDS", float, problems
+        )
+        if lease is not None and not 1 <= lease <= 50:
+            problems.append(
+                f"MOTION_LEASE_SECONDS must be between 1 and 50 (takeover within 60 s), got {lease}."
+            )
 
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
@@ -258,6 +267,8 @@ class Settings:
             runs_per_user_per_day=per_day,
             runs_per_month=per_month,
             confirm=confirm_raw in _TRUE,
+            instance_name=get("MOTION_INSTANCE") or get("DYNO"),
+            lease_seconds=lease or 30.0,
         )
 
 
@@ -312,13 +323,19 @@ def _limit(value: str | None, name: str, problems: list[str]) -> int | None:
 
 
 def _database_path(url: str, problems: list[str]) -> str:
-    """Accept sqlite:///relative.db and sqlite:////absolute.db; refuse every other scheme."""
+    """Accept sqlite:///relative.db, sqlite:////absolute.db and PostgreSQL URLs
+    (postgresql://… or Heroku's postgres://…, kept whole); refuse every other scheme."""
     scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgres", "postgresql"):
+        if not urlsplit(url).path.strip("/") and "dbname=" not in url:
+            problems.append(
+                "DATABASE_URL names no PostgreSQL database: use postgresql://user:password@host:5432/db."
+            )
+        return scheme.lower() + "://" + rest
     if not sep or scheme.lower() != "sqlite":
         problems.append(
-            f"DATABASE_URL must be a SQLite URL such as sqlite:///motion-bot.db "
-            f"(this app keeps its state in one SQLite file), got scheme {scheme or url!r}: "
-            "point it at a file on a persistent disk."
+            f"DATABASE_URL must be a SQLite URL such as sqlite:///motion-bot.db or a PostgreSQL "
+            f"URL such as postgresql://user:password@host:5432/db, got scheme {scheme or url!r}."
         )
         return ""
     path = rest[1:] if rest.startswith("/") else rest
@@ -331,3 +348,11 @@ def _database_path(url: str, problems: list[str]) -> str:
             "create the folder or choose another path."
         )
     return path
+
+
+def database_label(target: str) -> str:
+    """The database for a log line or a message: never its password."""
+    if target.split(":", 1)[0] in ("postgres", "postgresql"):
+        parts = urlsplit(target)
+        return f"PostgreSQL {parts.hostname or 'localhost'}{parts.path or ''}"
+    return repr(target)

@@ -51,11 +51,14 @@ def test_check_reports_the_sandbox_when_no_motion_key(env: dict[str, str], tmp_p
 
 
 def test_missing_configuration_names_every_problem_and_exits(tmp_path: Path) -> None:
-    result = run_check({"DATABASE_URL": "postgres://db/motion"}, tmp_path)
+    result = run_check({"DATABASE_URL": "mysql://db/motion"}, tmp_path)
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN is missing" in result.stderr
     assert "SLACK_SIGNING_SECRET is missing" in result.stderr
-    assert "DATABASE_URL must be a SQLite URL" in result.stderr
+    assert (
+        "DATABASE_URL must be a SQLite URL such as sqlite:///motion-bot.db or a PostgreSQL URL"
+        in result.stderr
+    )
 
 
 def test_check_tries_the_app_level_token_in_socket_mode(

@@ -137,7 +137,7 @@ def test_one_error_names_every_problem_at_once() -> None:
             "SLACK_API_URL": "not a url",
             "PORT": "eighty",
             "MOTION_API_KEY": "sk-wrongprefix",
-            "DATABASE_URL": "postgres://user:pw@db/motion",
+            "DATABASE_URL": "mysql://user:pw@db/motion",
             "MOTION_NOTIFY_CHANNEL": "#general",
             "FOLLOWUP_REQUIRES_MENTION": "sometimes",
             "POLL_INITIAL_SECONDS": "soon",
@@ -204,14 +204,29 @@ def test_motion_key_must_start_with_motion_and_says_where_to_create_one() -> Non
     assert "motion.so" in message
 
 
-@pytest.mark.parametrize(
-    "url", ["postgres://user:pw@db/motion", "postgresql://db/motion", "mysql://db/x"]
-)
+@pytest.mark.parametrize("url", ["mysql://user:pw@db/motion", "redis://db/x", "motion.db"])
 def test_database_url_with_a_scheme_the_app_cannot_serve_is_refused(url: str) -> None:
     message = one_problem({**MINIMAL, "DATABASE_URL": url}, "DATABASE_URL")
     assert "SQLite" in message
     assert "sqlite:///" in message
     assert "pw" not in message  # a password in the URL is not echoed
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://user:pw@db.example:5432/motion", "postgresql://user:pw@db.example/motion"]
+)
+def test_a_postgresql_url_is_kept_whole_and_its_password_never_shown(url: str) -> None:
+    settings = Settings.from_env({**MINIMAL, "DATABASE_URL": url})
+    assert settings.database_path.endswith("user:pw@db.example" + url.split("db.example")[1])
+    assert settings.database_path.split("://")[0] in ("postgres", "postgresql")
+    assert "pw" not in repr(settings)
+    assert "PostgreSQL db.example/motion" in repr(settings)
+
+
+def test_a_postgresql_url_without_a_database_name_is_refused() -> None:
+    message = one_problem({**MINIMAL, "DATABASE_URL": "postgresql://u:pw@db"}, "DATABASE_URL")
+    assert "names no PostgreSQL database" in message
+    assert "pw" not in message
 
 
 def test_database_url_in_a_missing_folder_is_refused(tmp_path: Path) -> None:

@@ -302,7 +302,7 @@ async def test_restart_between_recording_a_followup_and_motions_answer(harness: 
     # What a crash mid-call leaves behind: the followup recorded as sending, no answer stored.
     from bot.store import Store
 
-    store = Store(harness.env["DATABASE_URL"].removeprefix("sqlite:///"))
+    store = Store(harness.env["DATABASE_URL"])
     done = store.runs(job.id)[-1]
     run_id = store.add_followup(
         job.id, {"prompt": "crash take"}, "U0ALICE", "C0PUBLIC", "1763869000.000100", 0.0

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from urllib.parse import urlencode
 
 import pytest
 
+from bot.store import Store
 from tests.support.harness import SIGNING_SECRET, Harness
 
 FORM = "application/x-www-form-urlencoded"
 
 
 def jobs_recorded(harness: Harness) -> int:
-    path = harness.env["DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+    store = Store(harness.env["DATABASE_URL"])
+    try:
+        return int(store._value("SELECT COUNT(*) FROM jobs"))
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +35,8 @@ class Recorder:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, slack: SlackDouble) -> AsyncIterator[JobService]:
-    store = Store(str(tmp_path / "motion.db"))
+async def service(database_url: str, slack: SlackDouble) -> AsyncIterator[JobService]:
+    store = Store(database_url)
     motion = MotionClient("http://127.0.0.1:9", "motion_unused")  # never called here
     woken: list[int] = []
     built = JobService(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from bot.poller import Poller
 from bot.store import Store
@@ -18,8 +17,8 @@ class Clock:
         return self.now
 
 
-def make_store(tmp_path: Path, due: list[float | None]) -> tuple[Store, list[int]]:
-    store = Store(str(tmp_path / "p.db"))
+def make_store(database_url: str, due: list[float | None]) -> tuple[Store, list[int]]:
+    store = Store(database_url)
     ids = []
     for at in due:
         job_id, _ = store.create_job(
@@ -31,8 +30,8 @@ def make_store(tmp_path: Path, due: list[float | None]) -> tuple[Store, list[int
     return store, ids
 
 
-async def test_only_due_jobs_are_advanced_in_due_order(tmp_path: Path) -> None:
-    store, ids = make_store(tmp_path, [1005.0, 990.0, 2000.0, None])
+async def test_only_due_jobs_are_advanced_in_due_order(database_url: str) -> None:
+    store, ids = make_store(database_url, [1005.0, 990.0, 2000.0, None])
     clock, seen = Clock(), []
 
     async def advance(job_id: int) -> float | None:
@@ -55,8 +54,8 @@ async def test_only_due_jobs_are_advanced_in_due_order(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_a_wake_during_an_advance_advances_the_job_again_at_once(tmp_path: Path) -> None:
-    store, ids = make_store(tmp_path, [0.0])
+async def test_a_wake_during_an_advance_advances_the_job_again_at_once(database_url: str) -> None:
+    store, ids = make_store(database_url, [0.0])
     clock, calls = Clock(), []
     gate = asyncio.Event()
 
@@ -76,8 +75,8 @@ async def test_a_wake_during_an_advance_advances_the_job_again_at_once(tmp_path:
     store.close()
 
 
-async def test_a_failing_advance_is_retried_later_not_lost(tmp_path: Path) -> None:
-    store, ids = make_store(tmp_path, [0.0])
+async def test_a_failing_advance_is_retried_later_not_lost(database_url: str) -> None:
+    store, ids = make_store(database_url, [0.0])
     clock = Clock()
 
     async def advance(job_id: int) -> float | None:
@@ -91,8 +90,8 @@ async def test_a_failing_advance_is_retried_later_not_lost(tmp_path: Path) -> No
     store.close()
 
 
-async def test_stop_abandons_slow_work_and_leaves_the_job_due(tmp_path: Path) -> None:
-    store, ids = make_store(tmp_path, [0.0])
+async def test_stop_abandons_slow_work_and_leaves_the_job_due(database_url: str) -> None:
+    store, ids = make_store(database_url, [0.0])
     clock = Clock()
 
     async def advance(job_id: int) -> float | None:
@@ -102,7 +101,57 @@ async def test_stop_abandons_slow_work_and_leaves_the_job_due(tmp_path: Path) ->
     poller = Poller(store, advance, clock=clock)
     poller.start()
     await until(lambda: poller.busy == 1)
-    assert store.job(ids[0]).due_at is None  # type: ignore[union-attr]  # claimed
+    assert store.job(ids[0]).lease_owner == store.owner  # type: ignore[union-attr]  # leased
     await poller.stop(0.1)
-    assert store.job(ids[0]).due_at == clock.now  # type: ignore[union-attr]  # resumable
+    job = store.job(ids[0])
+    assert job is not None
+    assert (job.due_at, job.lease_owner) == (clock.now, None)  # resumable, by anyone
+    store.close()
+
+
+async def test_two_pollers_on_one_database_never_advance_the_same_job_at_once(
+    database_url: str,
+) -> None:
+    store, ids = make_store(database_url, [0.0] * 30)
+    other = Store(database_url, instance="second")
+    clock, running, overlaps, done = Clock(), set[int](), [], list[int]()
+
+    async def advance(job_id: int) -> float | None:
+        if job_id in running:
+            overlaps.append(job_id)
+        running.add(job_id)
+        await asyncio.sleep(0.01)
+        running.discard(job_id)
+        done.append(job_id)
+        return 0.0 if done.count(job_id) < 3 else None
+
+    pollers = [Poller(s, advance, concurrency=8, clock=clock) for s in (store, other)]
+    for poller in pollers:
+        poller.start()
+    await until(lambda: len(done) == 90)
+    for poller in pollers:
+        await poller.stop(1)
+    assert overlaps == []
+    assert sorted(set(done)) == ids
+    assert all(p.advanced > 0 for p in pollers)  # both took a share
+    other.close()
+    store.close()
+
+
+async def test_a_poller_renews_its_leases_while_a_job_takes_long(database_url: str) -> None:
+    store, ids = make_store(database_url, [0.0])
+    clock, gate = Clock(), asyncio.Event()
+
+    async def advance(job_id: int) -> float | None:
+        await gate.wait()
+        return None
+
+    poller = Poller(store, advance, clock=clock, lease_seconds=0.3)
+    poller.start()
+    await until(lambda: poller.busy == 1)
+    first = store.job(ids[0]).lease_until  # type: ignore[union-attr]
+    clock.now += 0.2
+    await until(lambda: store.job(ids[0]).lease_until != first)  # type: ignore[union-attr]
+    gate.set()
+    await poller.stop(1)
     store.close()

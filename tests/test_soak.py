@@ -4,6 +4,7 @@ with 429s, 500s, HTML 502s, timeouts and lost answers. Counted from the doubles 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tests.support.soak import SoakConfig, SoakReport, run_soak
@@ -42,3 +43,22 @@ async def test_killed_app_with_redelivered_events_loses_and_duplicates_nothing(
     # The soak really exercised what it claims to: redeliveries and faults both happened.
     assert figures["events"]["deliveries_with_retry_header"] >= 1
     assert sum(sum(kinds.values()) for kinds in figures["faults_injected"].values()) >= 3
+
+
+async def test_three_instances_sharing_one_database_lose_and_duplicate_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Deliveries spread over three instances at random, redeliveries to another instance,
+    random instances SIGKILLed and restarted under new names (others take their jobs over)."""
+    config = replace(CONFIG, instances=3, database_url=database_url, lease_seconds=3.0, seed=7)
+    report = await run_soak(config, tmp_path / "three")
+    if report.figures["bot_code_changed_during_run"]:
+        return  # bot/ was edited meanwhile: nothing to conclude
+    figures = report.figures
+    explained = "\n".join([*report.failures, *report.details, f"app log: {report.app_log}"])
+    assert report.failures == [], explained
+    assert figures["lost"] == 0 and figures["duplicated"] == 0, explained
+    assert figures["result_posts"] == figures["runs_with_result"] > 0, explained
+    assert figures["instances"] == 3
+    assert figures["takeover"]["never_taken"] == 0, explained
+    assert figures["events"]["redelivered_to_another_instance"] >= 1

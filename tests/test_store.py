@@ -1,23 +1,26 @@
-"""The SQLite store on a real file: migrations, claims, and writes that happen once or not at all."""
+"""The store on a real database (a SQLite file, or PostgreSQL with TEST_DATABASE_URL): migrations,
+leases, and writes that happen once or not at all."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.store import NewPost, Store
+from bot.store import LEASE_SECONDS, LeaseLost, NewPost, Store, lease_fence
+from bot.store.migrations import migration_names, postgres_migrations
 
 T0 = 1_000_000.0
 REQUEST = {"prompt": "a fox in the snow", "style_url": None, "attachments": [], "aspect": None}
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> str:
-    return str(tmp_path / "motion.db")
+def path(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture
@@ -57,15 +60,18 @@ def post(kind: str, **payload: Any) -> NewPost:
 # ---------------------------------------------------------------- schema
 
 
-def test_opening_the_same_file_twice_applies_migrations_once(path: str) -> None:
+def test_opening_the_same_database_twice_applies_migrations_once(path: str) -> None:
     first = Store(path)
+    assert first.migrated == migration_names()
     job_id, _ = new_job(first)
     first.close()
     second = Store(path)
     try:
-        applied = [r["name"] for r in second.db.query("SELECT name FROM _sqlite_migrations")]
-        assert len(applied) == len(set(applied))
-        assert "m001_initial" in applied
+        assert second.migrated == []
+        assert second.schema_is_current()
+        table = "schema_migrations" if second.dialect == "postgresql" else "_sqlite_migrations"
+        applied = [r["name"] for r in second._rows(f"SELECT name FROM {table}")]
+        assert applied == migration_names()
         job = second.job(job_id)
         assert job is not None
         assert job.prompt == "a fox in the snow"
@@ -73,14 +79,20 @@ def test_opening_the_same_file_twice_applies_migrations_once(path: str) -> None:
         second.close()
 
 
+def test_every_migration_exists_in_both_dialects() -> None:
+    assert [name for name, _ in postgres_migrations()] == migration_names()
+
+
+@pytest.mark.sqlite_only
 def test_database_uses_wal_mode(store: Store, path: str) -> None:
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with sqlite3.connect(path) as other:
+    with sqlite3.connect(path.removeprefix("sqlite:///")) as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_store_has_every_table_it_needs(store: Store) -> None:
-    assert {"jobs", "runs", "posts", "events", "run_history"} <= set(store.db.table_names())
+    for table in ("jobs", "runs", "posts", "events", "run_history"):
+        assert store._value(f"SELECT COUNT(*) FROM {table}") == 0
     assert store.ping() is True
 
 
@@ -169,39 +181,147 @@ def test_a_reply_error_is_recorded_once_per_delivery(store: Store) -> None:
 # ---------------------------------------------------------------- the poller's queue
 
 
-def test_claim_due_takes_due_jobs_oldest_first_and_clears_their_due_time(store: Store) -> None:
-    late, _ = new_job(store, channel="C1", now=T0 + 30)
-    early, _ = new_job(store, channel="C2", now=T0 + 10)
-    middle, _ = new_job(store, channel="C3", now=T0 + 20)
-    future, _ = new_job(store, channel="C4", now=T0 + 500)
-    claimed = store.claim_due(T0 + 100, limit=10, exclude=set())
-    assert claimed == [(early, T0 + 10), (middle, T0 + 20), (late, T0 + 30)]
-    for job_id in (early, middle, late):
-        job = store.job(job_id)
-        assert job is not None
-        assert job.due_at is None
-    assert store.claim_due(T0 + 100, limit=10, exclude=set()) == []
-    assert store.next_due_at() == T0 + 500
-    assert store.count_followed() == 1
-    assert future not in [c[0] for c in claimed]
+def test_claim_due_leases_due_jobs_oldest_first_and_no_one_else_takes_them(path: str) -> None:
+    store, other = Store(path, instance="one"), Store(path, instance="two")
+    try:
+        late, _ = new_job(store, channel="C1", now=T0 + 30)
+        early, _ = new_job(store, channel="C2", now=T0 + 10)
+        middle, _ = new_job(store, channel="C3", now=T0 + 20)
+        new_job(store, channel="C4", now=T0 + 500)  # not due yet
+        claimed = store.claim_due(T0 + 100, limit=10)
+        assert claimed == [(early, T0 + 10), (middle, T0 + 20), (late, T0 + 30)]
+        for job_id in (early, middle, late):
+            job = store.job(job_id)
+            assert job is not None
+            assert job.lease_owner == store.owner
+            assert job.lease_until == T0 + 100 + LEASE_SECONDS
+        assert store.claim_due(T0 + 100, limit=10) == []
+        assert other.claim_due(T0 + 100, limit=10) == []  # leased: not another's to take
+        assert store.next_due_at(T0 + 100) == T0 + 500  # held jobs do not count as due
+        assert store.count_followed() == 4
+        assert store.held_jobs() == 3
+        assert other.held_jobs() == 0
+    finally:
+        store.close()
+        other.close()
 
 
-def test_claim_due_respects_the_limit_and_the_exclusions(store: Store) -> None:
+def test_instances_starting_together_migrate_once_and_claim_disjoint_jobs(path: str) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda i: Store(path, instance=f"i{i}"), range(4)))
+    try:
+        assert sorted(len(s.migrated) for s in stores) == [0, 0, 0, len(migration_names())]
+        jobs = {new_job(stores[0], channel=f"C{i}")[0] for i in range(40)}
+        with ThreadPoolExecutor(4) as pool:
+            batches = list(pool.map(lambda s: s.claim_due(T0 + 1, limit=15), stores))
+        taken = [job_id for batch in batches for job_id, _ in batch]
+        assert len(taken) == len(set(taken)) == 40  # no job leased twice
+        assert set(taken) == jobs
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_claim_due_respects_the_limit(store: Store) -> None:
     jobs = [new_job(store, channel=f"C{i}", now=T0 + i)[0] for i in range(5)]
-    claimed = store.claim_due(T0 + 100, limit=2, exclude={jobs[0]})
-    assert [c[0] for c in claimed] == [jobs[1], jobs[2]]
-    excluded = store.job(jobs[0])
-    assert excluded is not None
-    assert excluded.due_at == T0  # not touched
+    claimed = store.claim_due(T0 + 100, limit=2)
+    assert [c[0] for c in claimed] == [jobs[0], jobs[1]]
+    untouched = store.job(jobs[2])
+    assert untouched is not None
+    assert untouched.due_at == T0 + 2
+    assert untouched.lease_owner is None
+
+
+def test_a_dead_instances_jobs_are_taken_over_once_its_lease_expires(path: str) -> None:
+    dead, alive = Store(path, instance="dead"), Store(path, instance="alive")
+    try:
+        job_id, _ = new_job(dead)
+        assert dead.claim_due(T0, limit=10) == [(job_id, T0)]
+        assert alive.claim_due(T0 + LEASE_SECONDS - 1, limit=10) == []
+        assert alive.claim_due(T0 + LEASE_SECONDS + 1, limit=10) == [(job_id, T0)]
+        assert not dead.release(job_id, T0 + 500, T0 + LEASE_SECONDS + 2)  # too late: refused
+        job = alive.job(job_id)
+        assert job is not None
+        assert (job.lease_owner, job.due_at) == (alive.owner, T0)
+    finally:
+        dead.close()
+        alive.close()
+
+
+def test_renewing_keeps_the_lease_and_release_all_frees_every_job(path: str) -> None:
+    store, other = Store(path, instance="one"), Store(path, instance="two")
+    try:
+        jobs = [new_job(store, channel=f"C{i}")[0] for i in range(3)]
+        store.claim_due(T0, limit=10)
+        assert store.renew_leases(T0 + 20) == 3
+        assert other.claim_due(T0 + LEASE_SECONDS + 1, limit=10) == []  # renewed at T0 + 20
+        assert store.release_all() == 3  # SIGTERM: free at once
+        assert sorted(j for j, _ in other.claim_due(T0 + 21, limit=10)) == jobs
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_restarted_instance_takes_back_the_leases_its_killed_predecessor_held(path: str) -> None:
+    killed = Store(path, instance="web.1")
+    job_id, _ = new_job(killed)
+    killed.claim_due(T0, limit=10)
+    killed.close()  # SIGKILL: no release
+    restarted, neighbour = Store(path, instance="web.1"), Store(path, instance="web.2")
+    try:
+        assert neighbour.release_predecessors() == 0  # not its own
+        assert restarted.release_predecessors() == 1
+        assert restarted.claim_due(T0 + 1, limit=10) == [(job_id, T0)]
+    finally:
+        restarted.close()
+        neighbour.close()
+
+
+def test_a_write_from_an_instance_whose_lease_was_taken_over_is_refused(path: str) -> None:
+    paused, other = Store(path, instance="paused"), Store(path, instance="other")
+    try:
+        job_id, run_id = new_job(paused)
+        paused.claim_due(T0, limit=1)
+        other.claim_due(T0 + LEASE_SECONDS + 1, limit=1)  # the paused one's lease ran out
+        with pytest.raises(LeaseLost), lease_fence(job_id, paused.owner):
+            paused.mark_sending(run_id, baseline_completed_at=None, baseline_url=None, now=T0)
+        with pytest.raises(LeaseLost), lease_fence(job_id, paused.owner):
+            paused.finish_run(run_id, job_id, state="done", posts=[post("result")], now=T0)
+        run = other.run(run_id)
+        assert run is not None
+        assert run.state == "waiting"
+        assert other.open_posts(job_id) == []
+        with lease_fence(job_id, other.owner):  # the holder writes as usual
+            other.mark_sending(run_id, baseline_completed_at=None, baseline_url=None, now=T0)
+        assert other.interrupted_runs(T0 + 2) == []  # held by a live lease: not interrupted
+        assert [r.id for r in other.interrupted_runs(T0 + 3 * LEASE_SECONDS)] == [run_id]
+    finally:
+        paused.close()
+        other.close()
+
+
+def test_a_wake_while_leased_makes_the_holder_look_again_at_once(store: Store) -> None:
+    job_id, _ = new_job(store)
+    store.claim_due(T0, limit=1)
+    store.wake(job_id, T0 + 5)
+    assert store.release(job_id, None, T0 + 6)
+    job = store.job(job_id)
+    assert job is not None
+    assert (job.due_at, job.woken, job.lease_owner) == (T0 + 6, False, None)
+    store.claim_due(T0 + 6, limit=1)
+    assert store.release(job_id, None, T0 + 7)
+    job = store.job(job_id)
+    assert job is not None
+    assert job.due_at is None
 
 
 def test_wake_only_brings_a_due_time_forward(store: Store) -> None:
     job_id, _ = new_job(store)
     store.set_due(job_id, T0 + 100)
     store.wake(job_id, T0 + 50)
-    assert store.next_due_at() == T0 + 50
+    assert store.next_due_at(T0) == T0 + 50
     store.wake(job_id, T0 + 80)
-    assert store.next_due_at() == T0 + 50
+    assert store.next_due_at(T0) == T0 + 50
 
 
 # ---------------------------------------------------------------- settling runs
@@ -302,7 +422,7 @@ def test_resume_all_makes_unfinished_jobs_due_and_leaves_settled_ones(store: Sto
         store.set_due(job_id, None)
 
     assert store.resume_all(T0 + 10) == 3
-    due = {j for j, _ in store.claim_due(T0 + 10, limit=10, exclude=set())}
+    due = {j for j, _ in store.claim_due(T0 + 10, limit=10)}
     assert due == {fresh, running, unsent}
 
 
@@ -326,22 +446,22 @@ def test_copy_run_refuses_a_run_that_is_not_unknown_or_rejected(store: Store) ->
     assert len(store.runs(job_id)) == 1
 
 
-def test_a_failed_commit_does_not_leave_the_transaction_open(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "c.db"))
-    try:
-        with store._write() as conn:
-            conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 1)")
-            conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 2)")  # unique key
-    except sqlite3.IntegrityError:
-        pass
-    assert not store.db.conn.in_transaction
-    assert store.claim_event("b", 3.0)  # the next write works
+def test_a_failed_commit_does_not_leave_the_transaction_open(path: str) -> None:
+    store = Store(path)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), store._write() as conn:
+        conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 1)")
+        conn.execute("INSERT INTO events (key, received_at) VALUES ('a', 2)")  # unique key
+    if store.dialect == "sqlite":
+        assert not store.db.conn.in_transaction
+    assert store.claim_event("a", 3.0)  # rolled back, and the next write works
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_before_m002_keeps_its_cards_and_loses_only_dead_columns(
-    path: str,
+    tmp_path: Path,
 ) -> None:
+    path = str(tmp_path / "old.db")
     from sqlite_utils import Database
     from sqlite_utils.migrations import Migrations
 

@@ -18,7 +18,7 @@ from bot.jobs.step import Stepper
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
-from bot.store import Store
+from bot.store import LeaseLost, Store, lease_fence
 
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
 
@@ -92,8 +92,19 @@ class JobService(Intake):
         """
         ctx = self.ctx
         now = ctx.clock()
-        for run in ctx.store.interrupted_runs():
-            self.outcomes.settle_interrupted(ctx.job(run.job_id), run)
+        ctx.store.release_predecessors()  # this instance's own leases from before a kill
+        for run in ctx.store.interrupted_runs(now):
+            # Under the job's lease: an instance starting beside a live one never settles a
+            # call that instance still has in flight.
+            if not ctx.store.claim_job(run.job_id, now):
+                continue
+            try:
+                with lease_fence(run.job_id, ctx.store.owner):
+                    self.outcomes.settle_interrupted(ctx.job(run.job_id), run)
+            except LeaseLost:
+                continue
+            finally:
+                ctx.store.release(run.job_id, now, now)
         ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
         ctx.store.forget_previews_before(now - EVENT_MEMORY_SECONDS)
         for duration, seconds in ctx.store.generation_times():

@@ -1,7 +1,8 @@
 """One look at one job: do whatever it needs now (post its card, send the messages recorded for
 it, send a waiting run, poll its active run, edit the card) and say when it next needs a look.
 
-The poller guarantees that one job is never advanced twice at once, so nothing here locks."""
+The poller's lease guarantees that one job is advanced by one instance at a time, and the lease
+fence refuses this step's writes if another instance took the job over, so nothing here locks."""
 
 from __future__ import annotations
 

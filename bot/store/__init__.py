@@ -6,7 +6,8 @@ runs, the outbox), each group in its own module, sharing one connection and one 
 
 from __future__ import annotations
 
-from bot.store.jobs import JobRows
+from bot.store.base import LeaseLost, lease_fence
+from bot.store.jobs import LEASE_SECONDS, JobRows
 from bot.store.models import (
     ACTIVE_RUN_STATES,
     HIDDEN_RUN_STATES,
@@ -36,14 +37,19 @@ from bot.store.usage import (
 
 
 class Store(JobRows, RunRows, OutboxRows, UsageRows):
-    """The app's state in SQLite (WAL mode), migrated at open."""
+    """The app's state in SQLite (WAL mode) or PostgreSQL, migrated at open.
+
+    `Store(target)`: a `postgresql://` (or `postgres://`) URL, a `sqlite:///` URL, or a SQLite
+    file path."""
 
 
 __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
+    "LEASE_SECONDS",
     "Job",
     "JobState",
+    "LeaseLost",
     "LimitReached",
     "LimitScope",
     "NewPost",
@@ -60,4 +66,5 @@ __all__ = [
     "SpendRefused",
     "Store",
     "UsageCount",
+    "lease_fence",
 ]

@@ -1,58 +1,137 @@
-"""The connection every part of the store shares, and its one way to write.
+"""The connection every part of the store shares, its one way to write, and the lease fence.
 
-Write paths that change more than one row start with `BEGIN IMMEDIATE` (`write`): in WAL mode a
-plain `BEGIN` that reads and then writes fails with "database is locked" when another connection
-wrote in between, and the busy timeout does not help there.
+SQL here is written once, with `?` placeholders; `bot.store.dialect` runs it on SQLite or on
+PostgreSQL. Write paths that change more than one row use `_write()`: one transaction holding the
+database's write lock (SQLite `BEGIN IMMEDIATE`: in WAL mode a plain `BEGIN` that reads and then
+writes fails with "database is locked" when another connection wrote in between; PostgreSQL: a
+transaction-scoped advisory lock), so both databases serialize them the same way.
+
+The fence: while an instance advances a job it holds the job's lease, and every write made on
+that job's behalf (`_write()`, `_change()`) first checks, in the same transaction and with the
+job's row locked, that the lease is still this instance's. A paused instance that wakes after
+another took its job over gets `LeaseLost` instead of writing (and so never posts or sends twice).
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextvars
+import os
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlite_utils import Database
 
-from bot.store.migrations import migrations
+from bot.store.dialect import Backend, Params, SqliteBackend, Tx, open_backend
+
+
+class LeaseLost(Exception):
+    """This instance's lease on the job was taken over: it must stop working on the job."""
+
+
+# (job id, owner) while a task advances a job under its lease; set by the poller.
+_fence: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
+    "lease_fence", default=None
+)
+
+
+def instance_name(env: dict[str, str] | None = None) -> str:
+    """A name that survives this instance's restart on the same slot (Heroku's DYNO, or
+    MOTION_INSTANCE), else host and pid."""
+    env = dict(os.environ) if env is None else env
+    return env.get("MOTION_INSTANCE") or env.get("DYNO") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Connection:
-    def __init__(self, path: str) -> None:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        self.db = Database(conn)
-        self.path = path
-        if path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        migrations.apply(self.db)
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
+    def __init__(self, target: str, *, instance: str | None = None) -> None:
+        self.backend: Backend = open_backend(target)
+        self.path = target
+        self.instance = instance or instance_name()
+        # Unique per boot: a restarted instance never mistakes its predecessor's leases for its own.
+        self.owner = f"{self.instance}:{secrets.token_hex(3)}"
         try:
-            yield conn
-            conn.execute("COMMIT")
+            self.migrated = self.backend.migrate()
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")  # a failed COMMIT must not leave the transaction open
+            self.backend.close()
             raise
 
-    def ping(self) -> bool:
-        return bool(self.db.execute("SELECT 1").fetchone() == (1,))
+    @property
+    def dialect(self) -> str:
+        return self.backend.name
 
-    def _rows(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[dict[str, Any]]:
-        """Rows as dicts; plain sqlite3 because this is on the poller's hot path."""
-        cursor = self.db.conn.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    @property
+    def description(self) -> str:
+        return self.backend.description
 
-    def _value(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        row = self.db.conn.execute(sql, params).fetchone()
+    @property
+    def db(self) -> Database:
+        """The sqlite-utils database (SQLite only: for tests and SQLite-specific checks)."""
+        if not isinstance(self.backend, SqliteBackend):
+            raise TypeError("the sqlite-utils Database exists only on SQLite")
+        return self.backend.db
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        with self.backend.write() as tx:
+            fence = _fence.get()
+            if fence is not None:
+                job_id, owner = fence
+                row = tx.execute(
+                    "SELECT lease_owner FROM jobs WHERE id = ?" + self.backend.for_update,
+                    (job_id,),
+                ).fetchone()
+                if row is None or row[0] != owner:
+                    raise LeaseLost(f"job {job_id}: lease held by {row[0] if row else None}")
+            yield tx
+
+    def _change(self, sql: str, params: Params = ()) -> int:
+        """One write statement; fenced (in a write transaction) while a job is being advanced.
+        Returns the number of rows it changed."""
+        if _fence.get() is None:
+            return self.backend.execute(sql, params).rowcount
+        with self._write() as tx:
+            return tx.execute(sql, params).rowcount
+
+    def _change_returning(self, sql: str, params: Params = ()) -> Any:
+        """A write statement with `RETURNING x`: its first value (None when no row matched)."""
+        if _fence.get() is None:
+            row = self.backend.execute(sql, params).fetchone()
+        else:
+            with self._write() as tx:
+                row = tx.execute(sql, params).fetchone()
         return row[0] if row else None
+
+    def ping(self) -> bool:
+        return bool(self._value("SELECT 1") == 1)
+
+    def schema_is_current(self) -> bool:
+        return not self.backend.pending_migrations()
+
+    def schema_version(self) -> str:
+        """The last migration this code knows, e.g. "m003_job_leases"."""
+        from bot.store.migrations import migration_names
+
+        return migration_names()[-1]
+
+    def _rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        result = self.backend.execute(sql, params)
+        return [dict(zip(result.names, row, strict=True)) for row in result.rows]
+
+    def _value(self, sql: str, params: Params = ()) -> Any:
+        row = self.backend.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+
+@contextmanager
+def lease_fence(job_id: int, owner: str) -> Iterator[None]:
+    """Writes made in this context (this task and tasks it starts) are fenced by the lease."""
+    token = _fence.set((job_id, owner))
+    try:
+        yield
+    finally:
+        _fence.reset(token)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from bot.store.base import Connection
+from bot.store.dialect import Tx
 from bot.store.models import Job, JobState, NewPost, job_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
 from bot.store.usage import Spend, charge, give_back, take
+
+LEASE_SECONDS = 30.0  # renewed every third of it; a dead instance's jobs are free after this
 
 
 class JobRows(Connection):
@@ -89,51 +91,108 @@ class JobRows(Connection):
         )
         return [job_from_row(r) for r in rows]
 
-    # ------------------------------------------------------------ the poller's queue
+    # ------------------------------------------------------------ the poller's queue and leases
 
-    def claim_due(self, now: float, limit: int, exclude: set[int]) -> list[tuple[int, float]]:
-        """Take up to `limit` due jobs, oldest due first, clearing their due time.
+    def claim_due(
+        self, now: float, limit: int, *, lease_seconds: float = LEASE_SECONDS
+    ) -> list[tuple[int, float]]:
+        """Lease up to `limit` due jobs to this instance, oldest due first: one statement.
 
-        A cleared due time is restored by the worker when it finishes, and by
-        `resume_all` after a crash, so a claimed job is never forgotten.
-        """
-        rows = self.db.execute(
-            "SELECT id, due_at FROM jobs WHERE due_at IS NOT NULL AND due_at <= ?"
-            " ORDER BY due_at LIMIT ?",
-            (now, limit + len(exclude)),
-        ).fetchall()
-        claimed = [(r[0], r[1]) for r in rows if r[0] not in exclude][:limit]
-        if claimed:
-            marks = ",".join("?" * len(claimed))
-            self.db.execute(
-                f"UPDATE jobs SET due_at = NULL WHERE id IN ({marks})", [c[0] for c in claimed]
+        A job stays due while leased; nobody else takes it until the lease has expired
+        (PostgreSQL skips rows another instance is claiming; SQLite runs the statement under
+        its write lock). `release` gives the job back with its next due time."""
+        rows = self.backend.execute(
+            "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id IN (SELECT id"
+            " FROM jobs WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+            " ORDER BY due_at LIMIT ?" + self.backend.skip_locked + ") RETURNING id, due_at",
+            (self.owner, now + lease_seconds, now, now, limit),
+        ).rows
+        return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
+
+    def claim_job(self, job_id: int, now: float, *, lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Lease one job, due or not, unless another instance holds a live lease on it."""
+        return (
+            self._change(
+                "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id = ?"
+                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                (self.owner, now + lease_seconds, job_id, self.owner, now),
             )
-        return claimed
+            == 1
+        )
 
-    def next_due_at(self) -> float | None:
-        value = self._value("SELECT MIN(due_at) FROM jobs WHERE due_at IS NOT NULL")
+    def release(self, job_id: int, due_at: float | None, now: float) -> bool:
+        """Give a leased job back with its next due time (now, if it was woken meanwhile).
+        False when the lease was no longer this instance's (nothing is changed then)."""
+        return (
+            self.backend.execute(
+                "UPDATE jobs SET due_at = CASE WHEN woken = 1 THEN ? ELSE ? END, woken = 0,"
+                " lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                (now, due_at, job_id, self.owner),
+            ).rowcount
+            == 1
+        )
+
+    def renew_leases(self, now: float, *, lease_seconds: float = LEASE_SECONDS) -> int:
+        """The heartbeat: every lease this instance holds lasts `lease_seconds` from now."""
+        return self.backend.execute(
+            "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?",
+            (now + lease_seconds, self.owner),
+        ).rowcount
+
+    def release_all(self) -> int:
+        """At SIGTERM: every job this instance holds is free for another at once."""
+        return self.backend.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+            (self.owner,),
+        ).rowcount
+
+    def release_predecessors(self) -> int:
+        """At start: leases a previous boot of this same instance (same name) left behind
+        when it was killed; no one else can be using them."""
+        prefix = self.instance + ":"
+        return self.backend.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL"
+            " WHERE substr(lease_owner, 1, ?) = ? AND lease_owner != ?",
+            (len(prefix), prefix, self.owner),
+        ).rowcount
+
+    def held_jobs(self) -> int:
+        return int(self._value("SELECT COUNT(*) FROM jobs WHERE lease_owner = ?", (self.owner,)))
+
+    def next_due_at(self, now: float) -> float | None:
+        """When the next job nobody holds falls due (a held job's lease decides for it)."""
+        value = self._value(
+            "SELECT MIN(due_at) FROM jobs WHERE due_at IS NOT NULL"
+            " AND (lease_until IS NULL OR lease_until < ?)",
+            (now,),
+        )
         return float(value) if value is not None else None
 
     def count_followed(self) -> int:
         return int(self._value("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL"))
 
     def set_due(self, job_id: int, due_at: float | None) -> None:
-        self.db.execute("UPDATE jobs SET due_at = ? WHERE id = ?", (due_at, job_id))
+        self._change("UPDATE jobs SET due_at = ? WHERE id = ?", (due_at, job_id))
 
     def wake(self, job_id: int, now: float) -> None:
-        """Make the job due now unless it is already due sooner."""
-        self.db.execute(
-            "UPDATE jobs SET due_at = ? WHERE id = ? AND (due_at IS NULL OR due_at > ?)",
-            (now, job_id, now),
+        """Make the job due now unless it is already due sooner; if an instance is advancing
+        it right now, that instance looks again as soon as it finishes (`woken`)."""
+        self._change(
+            "UPDATE jobs SET woken = 1, due_at = CASE WHEN due_at IS NULL OR due_at > ? THEN ?"
+            " ELSE due_at END WHERE id = ?",
+            (now, now, job_id),
         )
 
     def add_error(self, job_id: int) -> int:
         """One more consecutive failure for this job; returns how many in a row."""
-        self.db.execute("UPDATE jobs SET errors = errors + 1 WHERE id = ?", (job_id,))
-        return int(self._value("SELECT errors FROM jobs WHERE id = ?", (job_id,)))
+        return int(
+            self._change_returning(
+                "UPDATE jobs SET errors = errors + 1 WHERE id = ? RETURNING errors", (job_id,)
+            )
+        )
 
     def clear_errors(self, job_id: int) -> None:
-        self.db.execute("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
+        self._change("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
 
     def resume_all(self, now: float, *, per_second: float = 200.0) -> int:
         """At start: every job with work left gets a due time; returns how many jobs.
@@ -171,7 +230,7 @@ class JobRows(Connection):
 
     def record_card_sending(self, job_id: int, now: float) -> None:
         """The card is being handed to Slack: from here on, look for it before posting again."""
-        self.db.execute(
+        self._change(
             "UPDATE jobs SET card_sent_at = COALESCE(card_sent_at, ?) WHERE id = ?", (now, job_id)
         )
 
@@ -199,7 +258,7 @@ class JobRows(Connection):
                 insert_posts(conn, origin_id, None, origin_posts, now)
 
     def record_card_update(self, job_id: int, phase: str, digest: str, now: float) -> None:
-        self.db.execute(
+        self._change(
             "UPDATE jobs SET card_phase = ?, card_digest = ?, card_updated_at = ? WHERE id = ?",
             (phase, digest, now, job_id),
         )
@@ -225,7 +284,7 @@ class JobRows(Connection):
         """Motion no longer answers for this job (401/404): stop following it, say so once."""
         with self._write() as conn:
             give_back(conn, _waiting_runs(conn, job_id))  # never sent: nothing spent
-            conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (JobState.STOPPED, job_id))
+            conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (str(JobState.STOPPED), job_id))
             conn.execute(
                 "UPDATE runs SET state = 'failed', error = ?, finished_at = ? WHERE job_id = ?"
                 " AND state IN ('waiting', 'sending', 'verifying', 'running')",
@@ -234,25 +293,24 @@ class JobRows(Connection):
             insert_posts(conn, job_id, run_id, posts, now)
 
 
-def _waiting_runs(conn: sqlite3.Connection, job_id: int) -> list[int]:
+def _waiting_runs(conn: Tx, job_id: int) -> list[int]:
     rows = conn.execute("SELECT id FROM runs WHERE job_id = ? AND state = 'waiting'", (job_id,))
     return [r[0] for r in rows.fetchall()]
 
 
 def _insert_job(
-    conn: sqlite3.Connection, team_id: str, channel_id: str, requester: str,
+    conn: Tx, team_id: str, channel_id: str, requester: str,
     response_url: str | None, request: dict[str, Any], sandbox: bool, now: float,
     origin_job_id: int | None,
 ) -> tuple[int, int]:  # fmt: skip
     job_id = conn.execute(
         "INSERT INTO jobs (team_id, channel_id, requester, response_url, prompt, state, sandbox,"
         " due_at, errors, pending_posts, origin_job_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?) RETURNING id",
         (
             team_id, channel_id, requester, response_url, request["prompt"], int(sandbox), now,
             origin_job_id, now,
         ),
-    ).lastrowid  # fmt: skip
-    assert job_id is not None
+    ).fetchone()[0]  # fmt: skip
     run_id = insert_run(conn, job_id, 1, "create", request, requester, None, None, now)
     return job_id, run_id

@@ -66,6 +66,9 @@ class Job:
     origin_job_id: int | None
     pending_posts: bool
     created_at: float
+    lease_owner: str | None = None  # the instance advancing it now (see Store.claim_due)
+    lease_until: float | None = None
+    woken: bool = False  # woken while leased: its holder looks again at once
 
 
 @dataclass
@@ -149,6 +152,7 @@ def job_from_row(row: dict[str, Any]) -> Job:
     row["state"] = JobState(row["state"])
     row["sandbox"] = bool(row["sandbox"])
     row["pending_posts"] = bool(row["pending_posts"])
+    row["woken"] = bool(row.get("woken"))
     return Job(**row)
 
 

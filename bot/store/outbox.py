@@ -5,9 +5,9 @@ repeating one whose answer it never saw."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from bot.store.base import Connection
+from bot.store.dialect import Tx
 from bot.store.models import NewPost, Post, post_from_row
 
 
@@ -15,42 +15,42 @@ class OutboxRows(Connection):
     def open_posts(self, job_id: int) -> list[Post]:
         return [
             post_from_row(r)
-            for r in self.db.query(
+            for r in self._rows(
                 "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
                 " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
                 " ('due', 'sending') ORDER BY posts.id",
-                [job_id],
+                (job_id,),
             )
         ]
 
     def clear_pending_posts(self, job_id: int) -> None:
         """Lower the job's "posts to send" flag, unless a post was added meanwhile."""
-        self.db.execute(
+        self._change(
             "UPDATE jobs SET pending_posts = 0 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM posts"
             " WHERE job_id = ? AND state IN ('due', 'sending'))",
             (job_id, job_id),
         )
 
     def mark_post_sending(self, post_id: int, now: float) -> None:
-        self.db.execute(
+        self._change(
             "UPDATE posts SET state = 'sending', attempts = attempts + 1, sent_at = ? WHERE id = ?",
             (now, post_id),
         )
 
     def mark_post_done(self, post_id: int, slack_ts: str | None) -> None:
-        self.db.execute(
+        self._change(
             "UPDATE posts SET state = 'done', slack_ts = ? WHERE id = ?", (slack_ts, post_id)
         )
 
     def mark_post_failed(self, post_id: int, error: str, *, give_up: bool) -> None:
-        self.db.execute(
+        self._change(
             "UPDATE posts SET state = ?, error = ? WHERE id = ?",
             ("dropped" if give_up else "due", error, post_id),
         )
 
 
 def insert_posts(
-    conn: sqlite3.Connection,
+    conn: Tx,
     job_id: int,
     run_id: int | None,
     posts: list[NewPost],

@@ -4,11 +4,12 @@ generation times the poll schedule learns from."""
 from __future__ import annotations
 
 import json
-import sqlite3
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from bot.store.base import Connection
+from bot.store.dialect import Tx
 from bot.store.models import ACTIVE_RUN_STATES, NewPost, Run, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.usage import Spend, SpendRefused, charge, give_back, take
@@ -25,10 +26,10 @@ class RunRows(Connection):
 
     def has_active_run(self, job_id: int) -> bool:
         marks = ",".join("?" * len(ACTIVE_RUN_STATES))
-        row = self.db.execute(
+        row = self._value(
             f"SELECT 1 FROM runs WHERE job_id = ? AND state IN ({marks}) LIMIT 1",
-            (job_id, *ACTIVE_RUN_STATES),
-        ).fetchone()
+            (job_id, *(str(s) for s in ACTIVE_RUN_STATES)),
+        )
         return row is not None
 
     def add_followup(
@@ -124,7 +125,7 @@ class RunRows(Connection):
         now: float,
     ) -> None:
         """Recorded before the call: a crash after this line means "answer unknown"."""
-        self.db.execute(
+        self._change(
             "UPDATE runs SET state = 'sending', sent_at = ?, baseline_completed_at = ?,"
             " baseline_url = ? WHERE id = ?",
             (now, baseline_completed_at, baseline_url, run_id),
@@ -137,17 +138,19 @@ class RunRows(Connection):
 
     def mark_waiting(self, run_id: int) -> None:
         """Put a run back in the queue (a 409 race, or Motion unreachable before sending)."""
-        self.db.execute("UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ?", (run_id,))
+        self._change("UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ?", (run_id,))
 
     def mark_verifying(self, run_id: int) -> None:
-        self.db.execute("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
+        self._change("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
 
     def add_send_attempt(self, run_id: int) -> int:
         """One more try at sending this run that did not reach Motion; returns the count."""
-        self.db.execute(
-            "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ?", (run_id,)
+        return int(
+            self._change_returning(
+                "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ? RETURNING attempts",
+                (run_id,),
+            )
         )
-        return int(self._value("SELECT attempts FROM runs WHERE id = ?", (run_id,)))
 
     def record_poll(
         self,
@@ -175,19 +178,19 @@ class RunRows(Connection):
             insert_posts(conn, job_id, run_id, posts or [], now)
 
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
-        self.db.execute(
+        self._change(
             "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
             (bucket, seconds, now),
         )
 
     def generation_times(self, per_bucket: int = 500) -> list[tuple[str, float]]:
         """Recent generation times, oldest first, for the poll schedule to learn from."""
-        rows = self.db.execute(
+        rows = self.backend.execute(
             "SELECT duration, seconds FROM (SELECT duration, seconds, id, ROW_NUMBER() OVER"
-            " (PARTITION BY duration ORDER BY id DESC) AS rank FROM run_history)"
+            " (PARTITION BY duration ORDER BY id DESC) AS rank FROM run_history) AS recent"
             " WHERE rank <= ? ORDER BY id",
             (per_bucket,),
-        ).fetchall()
+        ).rows
         return [(r[0], r[1]) for r in rows]
 
     def finish_run(
@@ -238,26 +241,38 @@ class RunRows(Connection):
         )
         return [run_from_row(r) for r in rows]
 
-    def interrupted_runs(self) -> list[Run]:
-        """Runs whose Motion call was in flight when the process died: outcome unknown."""
+    def interrupted_runs(self, now: float = math.inf) -> list[Run]:
+        """Runs whose Motion call was in flight when a process died: outcome unknown. A run
+        whose job another instance holds a live lease on is that instance's, not interrupted."""
         return [
-            run_from_row(r) for r in self._rows("SELECT * FROM runs WHERE state = 'sending'", ())
+            run_from_row(r)
+            for r in self._rows(
+                "SELECT runs.* FROM runs JOIN jobs ON jobs.id = runs.job_id WHERE"
+                " runs.state = 'sending' AND (jobs.lease_owner IS NULL OR jobs.lease_until < ?)"
+                " ORDER BY runs.id",
+                (now,),
+            )
         ]
 
     def claim_event(self, key: str, now: float) -> bool:
         """True the first time a Slack delivery is seen; False for any redelivery."""
-        cursor = self.db.execute(
-            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
-            (key, now),
+        return (
+            self._change(
+                "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+                (key, now),
+            )
+            == 1
         )
-        return cursor.rowcount == 1
+
+    def forget_event(self, key: str) -> None:
+        self._change("DELETE FROM events WHERE key = ?", (key,))
 
     def forget_events_before(self, cutoff: float) -> None:
-        self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,))
+        self._change("DELETE FROM events WHERE received_at < ?", (cutoff,))
 
 
 def insert_run(
-    conn: sqlite3.Connection,
+    conn: Tx,
     job_id: int,
     number: int,
     kind: str,
@@ -269,14 +284,13 @@ def insert_run(
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO runs (job_id, number, kind, request, author, reply_channel, reply_ts,"
-        " state, seen_new, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', 0, ?)",
+        " state, seen_new, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', 0, ?) RETURNING id",
         (job_id, number, kind, json.dumps(request), author, reply_channel, reply_ts, now),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return int(cursor.fetchone()[0])
 
 
-def _claim(conn: sqlite3.Connection, keys: Iterable[str], now: float) -> bool:
+def _claim(conn: Tx, keys: Iterable[str], now: float) -> bool:
     """Claim every key or none; an already-claimed key rolls the claim back."""
     conn.execute("SAVEPOINT claim")
     for key in keys:
@@ -285,8 +299,8 @@ def _claim(conn: sqlite3.Connection, keys: Iterable[str], now: float) -> bool:
             (key, now),
         )
         if cursor.rowcount != 1:
-            conn.execute("ROLLBACK TO claim")
-            conn.execute("RELEASE claim")
+            conn.execute("ROLLBACK TO SAVEPOINT claim")
+            conn.execute("RELEASE SAVEPOINT claim")
             return False
-    conn.execute("RELEASE claim")
+    conn.execute("RELEASE SAVEPOINT claim")
     return True

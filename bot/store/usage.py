@@ -158,14 +158,14 @@ class UsageRows(Connection):
 
     def cancel_preview(self, token: str) -> bool:
         """Cancel a preview not yet started; False if it was started or cancelled already."""
-        cursor = self.db.execute(
+        changed = self._change(
             "UPDATE previews SET state = 'cancelled' WHERE token = ? AND state = 'pending'",
             (token,),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     def forget_previews_before(self, cutoff: float) -> None:
-        self.db.execute("DELETE FROM previews WHERE created_at < ?", (cutoff,))
+        self._change("DELETE FROM previews WHERE created_at < ?", (cutoff,))
 
 
 # ---------------------------------------------------------------- inside a run's transaction

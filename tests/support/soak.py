@@ -51,6 +51,7 @@ from tests.support.soak_count import (
     Snapshot,
     SoakReport,
     account,
+    read_rows,
     retry_button_value,
 )
 
@@ -76,6 +77,12 @@ class SoakConfig:
     running_seconds: tuple[float, float] = (0.5, 2.0)
     observe_every: float = 0.3
     settle_seconds: float = 2.0  # after the last outcome, before SIGTERM: room for a stray post
+    # Instances sharing one database; with more than one, every delivery goes to one at random,
+    # a redelivery to another than the first, and a killed instance restarts under a new name
+    # (its jobs wait for another instance to take them over).
+    instances: int = 1
+    database_url: str | None = None  # None: a SQLite file in the work dir
+    lease_seconds: float | None = None  # MOTION_LEASE_SECONDS for the app; None: its default
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Track:
     reply: dict[str, Any] | None = None
     deliveries: int = 0
     delivered: bool = False
+    last_port: int | None = None
     presses: int = 0
     done: bool = False
     end: str = ""
@@ -111,6 +119,8 @@ class Soak:
         self.stats: Counter[str] = Counter()
         self.faults: dict[str, Counter[str]] = defaultdict(Counter)
         self.kill_log: list[dict[str, float]] = []
+        self.takeover_waits: list[float] = []
+        self.takeover_pending = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.finished = asyncio.Event()
         self.commands_done = False
@@ -162,21 +172,57 @@ class Soak:
 
     # ------------------------------------------------------------------ the run
 
+    def start_seconds(self) -> list[float]:
+        return [s for app in self.apps for s in app.start_seconds]
+
+    def takeover_figures(self) -> dict[str, Any]:
+        waits = sorted(self.takeover_waits)
+        return {
+            "jobs_held_at_kills": len(waits) + self.takeover_pending,
+            "never_taken": self.takeover_pending,
+            "wait_p50_s": round(waits[len(waits) // 2], 2) if waits else None,
+            "wait_max_s": round(waits[-1], 2) if waits else None,
+        }
+
+    async def any_up(self) -> None:
+        """Until at least one instance is up (a delivery refused by all of them waits here)."""
+        if any(app.up.is_set() for app in self.apps):
+            return
+        waits = [asyncio.ensure_future(app.up.wait()) for app in self.apps]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
     async def run(self) -> SoakReport:
-        database = self.work_dir / "soak.db"
+        config = self.config
+        self.database = config.database_url or f"sqlite:///{self.work_dir / 'soak.db'}"
         app_log = self.work_dir / "app.log"
-        self.prompts = JobPrompts(database)
+        self.prompts = JobPrompts(self.database)
         self.sandbox = ScriptedSandbox(
             default_plan=JobPlan(queued_s=0.1, created_s=0.1, running_s=1.0, render_s=0.3),
             api_keys={MOTION_KEY},
         )
         with SlackDouble(bot_token=BOT_TOKEN) as slack, SandboxThread(self.sandbox) as motion_url:
             self.slack = slack
-            port = free_port()
-            self.side = SlackSide(slack, self.sandbox, port)
-            self.app = AppProcess(
-                app_env(slack, motion_url, database, port), self.work_dir, app_log, port
+            ports = [free_port() for _ in range(config.instances)]
+            self.side = SlackSide(slack, self.sandbox, ports[0], seed=f"{config.seed}:route")
+            env = lambda port: app_env(  # noqa: E731
+                slack, motion_url, self.database, port, config.lease_seconds
             )
+            self.apps = [
+                AppProcess(
+                    env(port),
+                    self.work_dir,
+                    app_log if i == 0 else self.work_dir / f"app{i}.log",
+                    port,
+                    name=f"soak{i}",
+                    same_name_on_restart=config.instances == 1,
+                )
+                for i, port in enumerate(ports)
+            ]
+            self.app = self.apps[0]
+            if config.instances > 1:
+                self.side.apps = self.apps
             try:
                 return await self._run(app_log)
             finally:
@@ -184,15 +230,18 @@ class Soak:
                     task.cancel()
                 if self.tasks:
                     await asyncio.wait(list(self.tasks), timeout=5)
-                self.app.close()
+                for app in self.apps:
+                    app.close()
                 await self.side.aclose()
 
     async def _run(self, app_log: Path) -> SoakReport:
         config = self.config
         self.started = time.monotonic()
         self.code_at_start = bot_sources_digest()
-        self.app.start()
-        await self.app.wait_healthy(self.side.http)
+        for app in self.apps:
+            app.start()
+        for app in self.apps:
+            await app.wait_healthy(self.side.http)
         self.spawn(self.send_commands(), "commands")
         self.spawn(self.chaos(), "chaos")
         self.spawn(self.inject_faults(), "faults")
@@ -204,12 +253,15 @@ class Soak:
         for task in list(self.tasks):
             if task.get_name() in ("faults", "observer", "commands") or timed_out:
                 task.cancel()
-        async with self.app.lock:  # no restart half done
-            if self.app.proc is None or self.app.proc.poll() is not None:
-                self.app.start()
-                await self.app.wait_healthy(self.side.http)
+        for app in self.apps:
+            async with app.lock:  # no restart half done
+                if app.proc is None or app.proc.poll() is not None:
+                    app.start()
+                    await app.wait_healthy(self.side.http)
         await asyncio.sleep(config.settle_seconds)
-        exit_status, stop_seconds = await self.app.terminate()
+        stops = await asyncio.gather(*(app.terminate() for app in self.apps))
+        exit_status = next((code for code, _ in stops if code != 0), 0)
+        stop_seconds = max(seconds for _, seconds in stops)
         for task in list(self.tasks):
             task.cancel()
         return account(self, timed_out, settled_at, exit_status, stop_seconds, app_log)
@@ -227,13 +279,13 @@ class Soak:
                     break
                 if outcome == "refused":  # nothing reached the app: the same command again
                     self.stats["commands_refused_app_down"] += 1
-                    await self.app.up.wait()
+                    await self.any_up()
                     continue
                 # The request may have been recorded: a user would type it again; a new
                 # attempt (its own prompt) keeps the two apart in the counts.
                 self.stats["commands_ambiguous"] += 1
                 track.ambiguous = True
-                await self.app.up.wait()
+                await self.any_up()
                 resend += 1
                 track = self.new_track(index, resend)
             else:
@@ -263,24 +315,59 @@ class Soak:
         moments = sorted(rng.uniform(*window) for _ in range(config.kills))
         for moment in moments:
             await asyncio.sleep(max(0.0, self.started + moment - time.monotonic()))
-            await self.app.up.wait()
-            await asyncio.sleep(max(0.0, self.app.up_since + config.min_uptime - time.monotonic()))
-            async with self.app.lock:
-                uptime = time.monotonic() - self.app.up_since
-                self.app.kill()
+            app = self.apps[rng.randrange(len(self.apps))]
+            await app.up.wait()
+            await asyncio.sleep(max(0.0, app.up_since + config.min_uptime - time.monotonic()))
+            async with app.lock:
+                uptime = time.monotonic() - app.up_since
+                owner = app.owner
+                held = await asyncio.to_thread(self.held_by, owner)
+                app.kill()
                 self.stats["kills"] += 1
                 killed_at = self.elapsed()
-                self.app.start()
-                await self.app.wait_healthy(self.side.http)
+                if held:
+                    self.spawn(self.watch_takeover(owner, held, time.monotonic()), "takeover")
+                app.start()
+                await app.wait_healthy(self.side.http)
                 self.stats["restarts"] += 1
                 self.kill_log.append(
                     {
                         "at": round(killed_at, 2),
                         "uptime": round(uptime, 2),
                         "down": round(self.elapsed() - killed_at, 2),
+                        "jobs_held": len(held),
                     }
                 )
         self.kills_done = True
+
+    def held_by(self, owner: str | None) -> list[int]:
+        if owner is None:
+            return []
+        with contextlib.suppress(Exception):
+            quoted = owner.replace("'", "''")
+            rows = read_rows(self.database, f"SELECT id FROM jobs WHERE lease_owner = '{quoted}'")
+            return [int(r[0]) for r in rows]
+        return []
+
+    async def watch_takeover(self, owner: str | None, held: list[int], killed: float) -> None:
+        """How long each job the killed instance held waited until another lease replaced its
+        (or, after a restart under the same name, until its successor released it)."""
+        waiting = set(held)
+        self.takeover_pending += len(waiting)
+        quoted = (owner or "").replace("'", "''")
+        while waiting and time.monotonic() - killed < 120:
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(Exception):
+                rows = await asyncio.to_thread(
+                    read_rows,
+                    self.database,
+                    f"SELECT id FROM jobs WHERE lease_owner = '{quoted}'",
+                )
+                still = {int(r[0]) for r in rows}
+                for job_id in list(waiting - still):
+                    waiting.discard(job_id)
+                    self.takeover_pending -= 1
+                    self.takeover_waits.append(time.monotonic() - killed)
 
     async def inject_faults(self) -> None:
         rng = random.Random(f"{self.config.seed}:faults")
@@ -329,7 +416,7 @@ class Soak:
     def all_done(self) -> bool:
         if not (self.commands_done and self.kills_done):
             return False
-        if any(task.get_name().startswith(("reply ", "press ")) for task in self.tasks):
+        if any(task.get_name().startswith(("reply ", "press ", "takeover")) for task in self.tasks):
             return False  # a redelivery or a press still to come
         for track in self.tracks:
             if track.done:
@@ -338,8 +425,8 @@ class Soak:
                 not track.acked
                 and track.thread_ts is None
                 and time.monotonic() - track.sent_at > 15
-                and self.app.up.is_set()
-                and time.monotonic() - self.app.up_since > 5
+                and all(app.up.is_set() for app in self.apps)
+                and time.monotonic() - max(app.up_since for app in self.apps) > 5
             )
             if not unrecorded:
                 return False
@@ -422,15 +509,20 @@ class Soak:
             self.stats["event_deliveries"] += 1
             if retry:
                 self.stats["event_deliveries_with_retry_header"] += 1
+            # A redelivery goes to another instance than the last delivery (when there are several).
+            port = self.side.route(avoid=track.last_port if retry else None)
+            if retry and track.last_port is not None and port != track.last_port:
+                self.stats["event_deliveries_to_another_instance"] += 1
+            track.last_port = port
             if redelivery:
                 self.stats["redeliveries_on_purpose"] += 1
                 redelivery = False  # a failed one is redelivered like any other
             try:
-                answer = await self.side.post(body, "application/json", headers=headers)
+                answer = await self.side.post(body, "application/json", headers=headers, port=port)
             except httpx.TransportError:
                 self.stats["event_deliveries_failed_app_down"] += 1
                 reason = "http_error"
-                await self.app.up.wait()
+                await self.any_up()
                 continue
             if answer.status_code != 200:
                 self.stats["event_deliveries_non_200"] += 1
@@ -449,7 +541,7 @@ class Soak:
                 answer = await self.side.action("retry_run", value, message_ts=message_ts)
             except httpx.TransportError:
                 self.stats["button_presses_failed_app_down"] += 1
-                await self.app.up.wait()
+                await self.any_up()
                 continue
             if answer.status_code == 200:
                 return

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from typing import TextIO
 
 import httpx
 
-from tests.support.harness import BOT_TOKEN, ROOT_DIR, SIGNING_SECRET, Harness
+from tests.support.harness import BOT_TOKEN, ROOT_DIR, SIGNING_SECRET, Harness, signed_headers
 from tests.support.motion import ScriptedSandbox
 from tests.support.slack import SlackDouble
 
@@ -40,7 +41,9 @@ APP_VARIABLES = (
 class SlackSide(Harness):
     """What Slack sends, signed, to the app's fixed port; the payload shapes are Harness's."""
 
-    def __init__(self, slack: SlackDouble, sandbox: ScriptedSandbox, port: int) -> None:
+    def __init__(
+        self, slack: SlackDouble, sandbox: ScriptedSandbox, port: int, seed: str = "route"
+    ) -> None:
         # Harness.__init__ is not called: it would open a client with keep-alive, and a pooled
         # connection to a killed process would blur "not delivered" into "maybe delivered".
         self.env: dict[str, str] = {}
@@ -49,6 +52,8 @@ class SlackSide(Harness):
         self.bots = []
         self._event_seq = 0
         self.port = port
+        self.apps: list[AppProcess] = []  # when set, each delivery goes to one of them at random
+        self.rng = random.Random(seed)
         self.http = httpx.AsyncClient(
             timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0)
         )
@@ -57,6 +62,29 @@ class SlackSide(Harness):
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/slack/events"
 
+    def route(self, avoid: int | None = None) -> int:
+        """A port to deliver to, as a load balancer would: a random instance that is up (another
+        than `avoid` when there is one)."""
+        if not self.apps:
+            return self.port
+        up = [a for a in self.apps if a.up.is_set()] or self.apps
+        choices = [a for a in up if a.port != avoid] or up
+        return self.rng.choice(choices).port
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+        port: int | None = None,
+    ) -> httpx.Response:
+        all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
+        url = f"http://127.0.0.1:{port or self.route()}/slack/events"
+        return await self.http.post(url, content=body, headers=all_headers)
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -64,8 +92,22 @@ class SlackSide(Harness):
 class AppProcess:
     """`python -m bot` as a child process, on one port and one database across restarts."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path, port: int) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        port: int,
+        *,
+        name: str = "soak",
+        same_name_on_restart: bool = True,
+    ) -> None:
         self.env = env
+        self.name = name
+        # Same name: a restart takes its killed predecessor's leases back at once (a Heroku dyno
+        # keeps its DYNO name). A new name per boot: another instance has to take them over.
+        self.same_name_on_restart = same_name_on_restart
+        self.owner: str | None = None  # the lease owner of the running boot (from /healthz)
         self.cwd = cwd
         self.log_path = log_path
         self.port = port
@@ -81,10 +123,11 @@ class AppProcess:
         self.starts += 1
         self.log.write(f"=== soak: start {self.starts} at {time.time():.3f}\n")
         self.log.flush()
+        instance = self.name if self.same_name_on_restart else f"{self.name}-boot{self.starts}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot"],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, "MOTION_INSTANCE": instance},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -101,6 +144,7 @@ class AppProcess:
             with contextlib.suppress(httpx.TransportError):
                 answer = await http.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
                 if answer.status_code == 200:
+                    self.owner = answer.json().get("instance")
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not answer /healthz in {timeout}s:\n{self.tail()}")
@@ -155,7 +199,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def app_env(slack: SlackDouble, motion_url: str, database: Path, port: int) -> dict[str, str]:
+def app_env(
+    slack: SlackDouble,
+    motion_url: str,
+    database: str,
+    port: int,
+    lease_seconds: float | None = None,
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(APP_VARIABLES)}
     path = [str(ROOT_DIR), *filter(None, [env.get("PYTHONPATH")])]
     env.update(
@@ -165,7 +215,7 @@ def app_env(slack: SlackDouble, motion_url: str, database: Path, port: int) -> d
         PORT=str(port),
         MOTION_API_KEY=MOTION_KEY,
         MOTION_API_URL=motion_url,
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database,
         POLL_INITIAL_SECONDS="0.2",
         POLL_MAX_SECONDS="1",
         MOTION_TIMEOUT_SECONDS="1",
@@ -173,4 +223,6 @@ def app_env(slack: SlackDouble, motion_url: str, database: Path, port: int) -> d
         PYTHONPATH=os.pathsep.join(path),
         PYTHONUNBUFFERED="1",
     )
+    if lease_seconds is not None:
+        env["MOTION_LEASE_SECONDS"] = str(lease_seconds)
     return env

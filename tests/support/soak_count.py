@@ -108,10 +108,23 @@ def retry_button_value(message: dict[str, Any]) -> str | None:
     return None
 
 
+def read_rows(database: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the app's database without writing: a SQLite file opened read-only, or
+    PostgreSQL (a `postgresql://` URL)."""
+    if database.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            return [tuple(row) for row in conn.execute(sql).fetchall()]
+    path = database.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        return conn.execute(sql).fetchall()
+
+
 class JobPrompts:
     """Each job's prompt as the app recorded it, read from its database without writing."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: str) -> None:
         self.database = database
         self.known: dict[str, str] = {}
 
@@ -121,11 +134,9 @@ class JobPrompts:
         return self.known.get(job_id)
 
     def refresh(self) -> None:
-        uri = f"file:{self.database}?mode=ro"
         try:
-            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as conn:
-                rows = conn.execute("SELECT id, prompt FROM jobs").fetchall()
-        except sqlite3.Error:
+            rows = read_rows(self.database, "SELECT id, prompt FROM jobs")
+        except Exception:
             return  # not created yet, or busy: the next look tries again
         self.known.update((str(job_id), prompt) for job_id, prompt in rows)
 
@@ -289,9 +300,12 @@ def account(
         "timed_out": timed_out,
         "kills": soak.stats["kills"],
         "restarts": soak.stats["restarts"],
+        "instances": len(soak.apps),
+        "database": "postgresql" if soak.database.startswith("postgres") else "sqlite",
         "app_start_to_healthy_p50_s": round(
-            sorted(soak.app.start_seconds)[len(soak.app.start_seconds) // 2], 2
+            sorted(soak.start_seconds())[len(soak.start_seconds()) // 2], 2
         ),
+        "takeover": soak.takeover_figures(),
         "commands": {
             "requests": soak.stats["command_requests"],
             "acked": soak.stats["commands_acked"],
@@ -308,6 +322,7 @@ def account(
             "deliveries_with_retry_header": soak.stats["event_deliveries_with_retry_header"],
             "deliveries_failed_app_down": soak.stats["event_deliveries_failed_app_down"],
             "deliveries_non_200": soak.stats["event_deliveries_non_200"],
+            "redelivered_to_another_instance": soak.stats["event_deliveries_to_another_instance"],
         },
         "try_again_presses": soak.stats["button_presses"],
         "faults_injected": {e: dict(c) for e, c in sorted(soak.faults.items())},
@@ -373,12 +388,11 @@ def cross_check_database(soak: Soak) -> tuple[int, list[str]]:
     This catches a duplicate that had not reached Motion or Slack yet when the app stopped
     (a second followup still waiting, say). Only long-standing columns are read.
     """
-    database = soak.work_dir / "soak.db"
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT jobs.prompt, runs.number FROM runs JOIN jobs ON jobs.id = runs.job_id"
-        ).fetchall()
-        jobs = Counter(prompt for (prompt,) in conn.execute("SELECT prompt FROM jobs"))
+    rows = read_rows(
+        soak.database,
+        "SELECT jobs.prompt, runs.number FROM runs JOIN jobs ON jobs.id = runs.job_id",
+    )
+    jobs = Counter(prompt for (prompt,) in read_rows(soak.database, "SELECT prompt FROM jobs"))
     problems = [f"{prompt}: {n} jobs in the database" for prompt, n in jobs.items() if n > 1]
     unasked = sorted(set(jobs) - set(soak.by_prompt))
     if unasked:

@@ -51,6 +51,9 @@ class JobContext:
     requires_mention: bool = False
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
+    # Runs whose Motion write this process has in flight. A run recorded as sending that is not
+    # here was sent by a process that died or lost the job's lease: its answer is not coming.
+    sending: set[int] = field(default_factory=set)
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)

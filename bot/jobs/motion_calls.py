@@ -73,6 +73,7 @@ class MotionCalls:
             now=ctx.clock(),
         )  # fmt: skip
         request = MotionRequest.from_json(run.request)
+        ctx.sending.add(run.id)
         try:
             if followup:
                 assert job.motion_job_id is not None
@@ -81,7 +82,10 @@ class MotionCalls:
                 motion_job_id = await ctx.motion.create(request)
         except MotionError as exc:
             return self._not_sent(job, run, exc)
-        ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
+        else:
+            ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
+        finally:
+            ctx.sending.discard(run.id)
         ctx.react(run, REACT_SENT)
         return Step(ctx.schedule.initial)
 
@@ -192,11 +196,14 @@ class MotionCalls:
             )
         if status.status == MotionStatus.COMPLETED and run.motion_status != MotionStatus.COMPLETED:
             self._learn(run, status, now)
-        ctx.store.record_poll(
-            job.id, run.id, motion_status=status.status, now=now, posts=posts,
-            run_state=RunState.RUNNING if run.state == RunState.VERIFYING else None,
-        )  # fmt: skip
         quiet = not posts and run.state != RunState.VERIFYING
+        if quiet and not job.errors:  # the common look: one statement
+            ctx.store.record_quiet_poll(job.id, run.id, motion_status=status.status, now=now)
+        else:
+            ctx.store.record_poll(
+                job.id, run.id, motion_status=status.status, now=now, posts=posts,
+                run_state=RunState.RUNNING if run.state == RunState.VERIFYING else None,
+            )  # fmt: skip
         seen = dataclasses.replace(
             run, seen_new=True, motion_status=status.status, last_poll_at=now
         )

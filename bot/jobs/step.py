@@ -80,11 +80,11 @@ class Stepper:
             active = next((r for r in runs if r.active), None)
             if active is not None:
                 if active.state == RunState.SENDING:
-                    # A call interrupted in this process (cancelled, or a failed write after
-                    # it): once its deadline has passed, settle it as a restart would.
-                    sent_at = active.sent_at if active.sent_at is not None else 0.0
-                    if ctx.clock() - sent_at < SENDING_GRACE:
+                    if active.id in ctx.sending:  # its answer is still on its way here
                         return Look(job, runs, SENDING_GRACE, failed)
+                    # Sent by a call that no longer runs anywhere: cancelled here, a failed
+                    # write after it, or a process that died or lost the lease (this one holds
+                    # it now). Settle it as a restart would; never send it again blindly.
                     self.outcomes.settle_interrupted(job, active)
                     job, runs = ctx.job(job.id), ctx.store.runs(job.id)
                     continue

@@ -127,6 +127,11 @@ class Connection:
         return row[0] if row else None
 
 
+def current_fence() -> tuple[int, str] | None:
+    """(job id, lease owner) while a job is being advanced under its lease, else None."""
+    return _fence.get()
+
+
 @contextmanager
 def lease_fence(job_id: int, owner: str) -> Iterator[None]:
     """Writes made in this context (this task and tasks it starts) are fenced by the lease."""

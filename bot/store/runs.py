@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from bot.store.base import Connection
+from bot.store.base import Connection, LeaseLost, current_fence
 from bot.store.dialect import Tx
 from bot.store.models import ACTIVE_RUN_STATES, NewPost, Run, run_from_row
 from bot.store.outbox import insert_posts
@@ -176,6 +176,24 @@ class RunRows(Connection):
                     (motion_status, now, run_state, run_id),
                 )
             insert_posts(conn, job_id, run_id, posts or [], now)
+
+    def record_quiet_poll(
+        self, job_id: int, run_id: int, *, motion_status: str, now: float
+    ) -> None:
+        """The common look: the run's own answer, nothing to tell Slack, no failures to end.
+        One statement, the lease checked inside it, instead of a write transaction: this is
+        the poller's hot path."""
+        sql = (
+            "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ? WHERE id = ?"
+            " AND job_id = ?"
+        )
+        params: list[Any] = [motion_status, now, run_id, job_id]
+        fence = current_fence()
+        if fence is not None:
+            sql += " AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = ? AND jobs.lease_owner = ?)"
+            params += [fence[0], fence[1]]
+        if self.backend.execute(sql, params).rowcount != 1 and fence is not None:
+            raise LeaseLost(f"job {job_id}: the lease is no longer {fence[1]}'s")
 
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
         self._change(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from bot.store.base import Connection
@@ -25,11 +26,17 @@ class JobRows(Connection):
         sandbox: bool,
         now: float,
         spend: Spend | None = None,
-    ) -> tuple[int, int]:
+        event_keys: Iterable[str] = (),
+    ) -> tuple[int, int] | None:
         """Record a job and its first run together: both exist or neither does. With `spend`
         the run is counted in the same transaction, or nothing is recorded and the reason is
-        raised (`SpendRefused`)."""
+        raised (`SpendRefused`). `event_keys` (a button's "variation:<run>") are claimed in
+        the same transaction: None when one was already claimed (a second press)."""
+        from bot.store.runs import _claim
+
         with self._write() as conn:
+            if not _claim(conn, event_keys, now):
+                return None
             if spend is not None and (refused := take(conn, spend)) is not None:
                 raise refused
             job_id, run_id = _insert_job(

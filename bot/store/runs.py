@@ -37,7 +37,7 @@ class RunRows(Connection):
         request: dict[str, Any],
         author: str,
         reply_channel: str,
-        reply_ts: str,
+        reply_ts: str | None,
         now: float,
         event_keys: Iterable[str] = (),
         spend: Spend | None = None,
@@ -51,10 +51,13 @@ class RunRows(Connection):
         """
         refused: SpendRefused | None = None
         with self._write() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
-                (reply_channel, reply_ts),
-            ).fetchone()
+            exists = (
+                reply_ts is not None
+                and conn.execute(
+                    "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
+                    (reply_channel, reply_ts),
+                ).fetchone()
+            )
             if exists or not _claim(conn, event_keys, now):
                 return None
             if spend is not None and (refused := take(conn, spend)) is not None:

@@ -926,6 +926,9 @@ def new_video_form(
     channel: dict[str, Any] = {
         "type": "conversations_select",
         "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+        # Slack then sends a response_url for the picked channel: the app can answer there
+        # privately (the /invite hint, a preview) even where it is not a member, as for /motion.
+        "response_url_enabled": True,
     }
     if channel_id:
         channel["initial_conversation"] = channel_id

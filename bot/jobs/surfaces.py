@@ -25,6 +25,7 @@ class FormAnswers:
     aspect: str | None = None
     duration: str | None = None
     channel: str | None = None
+    response_url: str | None = None  # Slack's, for the picked channel
 
 
 @dataclass(frozen=True)
@@ -87,18 +88,22 @@ class Surfaces(Intake):
             errors[messages.CHANNEL_BLOCK] = messages.NO_CHANNEL
         if request is None or errors or not answers.channel:
             return SubmitOutcome(None, errors)
-        admission = self.ask_for_run(
-            NewJobAsk(
-                team_id, answers.channel, user_id, None, request, event_keys=(f"form:{view_id}",)
-            )
-        )
+        ask = NewJobAsk(
+            team_id, answers.channel, user_id, answers.response_url, request,
+            event_keys=(f"form:{view_id}",),
+        )  # fmt: skip
+        admission = self.ask_for_run(ask)
         if admission.kind == AskKind.REFUSED and admission.message:
             return SubmitOutcome(
                 admission.kind,
                 {messages.CHANNEL_BLOCK: messages.field_error(admission.message.text)},
             )
         if admission.kind == AskKind.PREVIEWED and admission.message:
-            self._tell(answers.channel, user_id, admission.message, None)
+            if answers.response_url:
+                payload = admission.message.payload()
+                self.ctx.background.run(self.ctx.slack.respond(answers.response_url, payload))
+            else:
+                self._tell(answers.channel, user_id, admission.message, None)
         return SubmitOutcome(admission.kind)
 
     def submit_refine(

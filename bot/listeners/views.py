@@ -54,7 +54,7 @@ async def submit_new_form(
     service = service_of(context)
     outcome = service.submit_new_form(
         team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
-        answers=answers_of(view),
+        answers=answers_of(view, body.get("response_urls")),
     )  # fmt: skip
     await _answer(ack, outcome, "form")
 
@@ -71,8 +71,9 @@ async def submit_refine(
     await _answer(ack, outcome, "refine")
 
 
-def answers_of(view: dict[str, Any]) -> FormAnswers:
-    """The fields from `view.state.values` (block_id → action_id → the element's state)."""
+def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:
+    """The fields from `view.state.values` (block_id → action_id → the element's state), and
+    the response_url Slack made for the picked channel (`response_urls`)."""
     values = (view.get("state") or {}).get("values") or {}
 
     def state(block_id: str) -> dict[str, Any]:
@@ -89,12 +90,22 @@ def answers_of(view: dict[str, Any]) -> FormAnswers:
         return value if isinstance(value, str) else None
 
     channel = state(messages.CHANNEL_BLOCK).get("selected_conversation")
+    response_url = next(
+        (
+            str(r["response_url"])
+            for r in response_urls or []
+            if isinstance(r, dict) and r.get("block_id") == messages.CHANNEL_BLOCK
+            and r.get("channel_id") == channel and r.get("response_url")
+        ),
+        None,
+    )  # fmt: skip
     return FormAnswers(
         prompt=text("prompt") or "",
         style=text("style"),
         aspect=selected("aspect"),
         duration=selected("duration"),
         channel=channel if isinstance(channel, str) and channel else None,
+        response_url=response_url,
     )
 
 

@@ -257,6 +257,18 @@ class Harness:
         """Submit an opened modal (`slack.view(id)`) with `answers` by block_id, as a
         `view_submission`; sending the same view twice is a replayed submission."""
         submitted = {**view, "state": {"values": self.view_state(view, answers)}}
+        response_urls = [  # Slack adds one per picked conversation whose input asks for it
+            {
+                "block_id": block["block_id"],
+                "action_id": block["element"]["action_id"],
+                "channel_id": answers[block["block_id"]],
+                "response_url": self.slack.response_url(f"form-{user}"),
+            }
+            for block in view.get("blocks") or []
+            if block.get("type") == "input"
+            and block["element"].get("response_url_enabled")
+            and answers.get(block["block_id"])
+        ]
         return await self.interaction(
             {
                 "type": "view_submission",
@@ -266,7 +278,7 @@ class Harness:
                 "token": "legacy-verification-token",
                 "trigger_id": self.slack.issue_trigger(user),
                 "view": submitted,
-                "response_urls": [],
+                "response_urls": response_urls,
                 "is_enterprise_install": False,
             }
         )

@@ -236,6 +236,8 @@ async def test_refine_submitted_twice_makes_one_followup(harness: Harness) -> No
     await until(lambda: len(results(harness, card["ts"])) == 2, what="the refined run's result")
     await settle(0.3)
     assert harness.sandbox.count("followup") == 1
+    [followup] = harness.sandbox.calls_to("followup")
+    assert "make it brighter" in str(followup)
     assert len(results(harness, card["ts"])) == 2
     assert len(harness.bot.store.runs(harness.bot.store.recent_jobs("T0001", "U0ALICE")[0].id)) == 2
 
@@ -266,6 +268,13 @@ async def test_new_variation_pressed_twice_starts_one_new_job(harness: Harness) 
     assert cards[1]["ts"] != cards[0]["ts"]
     said = [r["text"] for r in harness.slack.responses if r["tag"] == "action-U0ALICE"]
     assert any("already started" in t for t in said), said
+    link = await until(
+        lambda: [
+            m for m in harness.bot_replies(cards[0]["ts"]) if "Started a new job" in m["text"]
+        ],
+        what="the link from the old thread to the variation's",
+    )
+    assert len(link) == 1
 
 
 async def test_new_variation_outside_the_allowed_channels_is_refused(harness: Harness) -> None:

@@ -65,6 +65,7 @@ class NewJobAsk:
     response_url: str | None
     request: MotionRequest
     event_keys: tuple[str, ...] = ()  # claimed with the job: "variation:<run id>" once
+    origin_job_id: int | None = None  # a variation's: that thread links to the new one
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ PREVIEW_TTL_SECONDS = 86400.0
 ALREADY_RETRIED = "This was already sent again (or is no longer needed)."
 ALREADY_RESTARTED = "A new job was already started from this reply."
 ALREADY_VARIED = "A new variation was already started from this result."
+VARIATION_KEY = "variation:"  # kept for good (the store never forgets these claims)
 
 
 class Intake:
@@ -317,6 +319,7 @@ class Intake:
                     team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
                     response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
                     now=now, spend=spend, event_keys=ask.event_keys,
+                    origin_job_id=ask.origin_job_id,
                 )  # fmt: skip
                 if created_job is None:
                     return self._done(ALREADY_VARIED)
@@ -429,7 +432,7 @@ class Intake:
                 request = request.merged_with(MotionRequest.from_json(earlier.request))
         return NewJobAsk(
             job.team_id, job.channel_id, user_id, response_url, request,
-            event_keys=(f"variation:{run_id}",),
+            event_keys=(f"{VARIATION_KEY}{run_id}",), origin_job_id=job.id,
         )  # fmt: skip
 
     def refine_of(

@@ -246,7 +246,11 @@ class RunRows(Connection):
         return cursor.rowcount == 1
 
     def forget_events_before(self, cutoff: float) -> None:
-        self.db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,))
+        """Slack's redeliveries stop within minutes; a result's "New variation" stays on the
+        message for good, so its claim ("variation:<run>") is never forgotten."""
+        self.db.execute(
+            "DELETE FROM events WHERE received_at < ? AND key NOT LIKE 'variation:%'", (cutoff,)
+        )
 
 
 def insert_run(

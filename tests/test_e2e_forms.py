@@ -253,6 +253,18 @@ async def test_refine_with_a_bad_field_keeps_the_form_open(harness: Harness) -> 
     assert harness.sandbox.count("followup") == 0
 
 
+async def test_refine_over_the_daily_limit_is_refused_on_the_form(harness: Harness) -> None:
+    await harness.start(MOTION_RUNS_PER_USER_PER_DAY="1")
+    done = await finished_job(harness)
+    await harness.action("refine", button_value(done["result"], "refine"))
+    view = await opened_modal(harness)
+    errors = errors_of(await harness.submit_view(view, {"prompt": "brighter"}))
+    assert list(errors) == ["prompt"]
+    assert "You have used 1 of your 1 Motion runs for today" in errors["prompt"]
+    await settle(0.2)
+    assert harness.sandbox.count("followup") == 0
+
+
 async def test_new_variation_pressed_twice_starts_one_new_job(harness: Harness) -> None:
     await harness.start()
     done = await finished_job(harness, "a teaser --aspect 9:16")

@@ -289,6 +289,27 @@ async def test_new_variation_pressed_twice_starts_one_new_job(harness: Harness) 
     assert len(link) == 1
 
 
+async def test_new_variation_with_motion_confirm_previews_once(harness: Harness) -> None:
+    bot = await harness.start()
+    done = await finished_job(harness)
+    await harness.stop(bot)
+    await harness.start(MOTION_CONFIRM="true")
+    value = button_value(done["result"], "new_variation")
+    await harness.action("new_variation", value)
+    await harness.action("new_variation", value)
+    said = await until(
+        lambda: len(action_texts(harness)) == 2 and action_texts(harness), what="both answers"
+    )
+    assert "Motion credits" in said[0]
+    assert "already started" in said[1]
+    await settle(0.2)
+    assert len(harness.cards()) == 1
+
+
+def action_texts(h: Harness) -> list[str]:
+    return [r["text"] for r in h.slack.responses if r["tag"] == "action-U0ALICE"]
+
+
 async def test_new_variation_outside_the_allowed_channels_is_refused(harness: Harness) -> None:
     bot = await harness.start()
     done = await finished_job(harness)

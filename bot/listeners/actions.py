@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 
 from bot import messages
 from bot.jobs import Admission, AskKind, RestartAsk, RetryAsk
-from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED
+from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of
 
 
@@ -84,6 +84,10 @@ async def new_variation(
     admission = service.ask_for_run(ask)
     if admission.kind == AskKind.ACCEPTED:
         admission = Admission(admission.kind, messages.variation_started(sandbox=service.sandbox))
+    elif admission.kind == AskKind.DUPLICATE and admission.message is None:
+        # With MOTION_CONFIRM the claim is on the first press's preview: say so too.
+        await _say_done(respond, ALREADY_VARIED, service.sandbox)
+        return
     await _answer(respond, admission)
 
 

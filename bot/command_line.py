@@ -7,7 +7,9 @@ type instead, because the person reading it is mid-task in Slack, not reading do
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from urllib.parse import urlparse
 
 from bot.motion import (
@@ -50,11 +52,16 @@ class ShowUsage:
 
 
 @dataclass(frozen=True)
+class NewForm:
+    """`/motion new`: open the form."""
+
+
+@dataclass(frozen=True)
 class Start:
     request: MotionRequest = field()
 
 
-Command = Help | ListJobs | ShowUsage | Start
+Command = Help | ListJobs | ShowUsage | NewForm | Start
 
 
 def parse_command(slack_text: str) -> Command:
@@ -66,6 +73,8 @@ def parse_command(slack_text: str) -> Command:
         return ListJobs()
     if text.lower() == "usage":
         return ShowUsage()
+    if text.lower() == "new":
+        return NewForm()
     return Start(parse_request(text, already_plain=True))
 
 
@@ -112,37 +121,95 @@ def parse_request(text: str, *, already_plain: bool = False) -> MotionRequest:
         if name == "--style":
             if style is not None:
                 raise UsageError("`--style` was given twice: keep one YouTube link.")
-            style = _check_style(value)
+            style = _raise_first(_style_problem(value))
         elif name == "--attach":
-            attachments.append(_check_attachment(value))
+            attachments.append(_raise_first(_attachment_problem(value)))
         elif name == "--aspect":
             if aspect is not None:
                 raise UsageError("`--aspect` was given twice: keep one.")
-            if value not in ASPECTS:
-                raise UsageError(f"`--aspect {value}` is not supported; use {_hint(name)}.")
-            aspect = value
+            aspect = _raise_first(_choice_problem(name, value, ASPECTS))
         else:
             if duration is not None:
                 raise UsageError("`--duration` was given twice: keep one.")
-            if value not in DURATIONS:
-                raise UsageError(f"`--duration {value}` is not supported; use {_hint(name)}.")
-            duration = value
+            duration = _raise_first(_choice_problem(name, value, DURATIONS))
 
-    if not prompt:
-        raise UsageError(
+    return build_request(prompt, style, attachments, aspect, duration)
+
+
+class Field(StrEnum):
+    """The parts of a request a person fills in; the form's blocks are named after them."""
+
+    PROMPT = "prompt"
+    STYLE = "style"
+    ATTACH = "attach"
+    ASPECT = "aspect"
+    DURATION = "duration"
+
+
+def request_problems(
+    prompt: str,
+    style: str | None,
+    attachments: Sequence[str],
+    aspect: str | None,
+    duration: str | None,
+    *,
+    max_prompt: int = MAX_PROMPT,
+    form: bool = False,
+) -> dict[Field, str]:
+    """Every rule a request must meet, each problem under the field it is about.
+
+    The one copy of the rules: the command raises the first problem (`build_request`), the
+    form shows each on its field (`form`: worded for fields rather than options). `max_prompt`
+    is lower for the form, which Slack caps."""
+    problems: dict[Field, str] = {}
+    if style is not None and (problem := _style_problem(style)[1]):
+        problems[Field.STYLE] = (
+            problem.replace("`--style` must", "The style link must", 1) if form else problem
+        )
+    for value in attachments:
+        if problem := _attachment_problem(value)[1]:
+            problems.setdefault(Field.ATTACH, problem)
+    if len(attachments) > MAX_ATTACHMENTS:
+        problems.setdefault(
+            Field.ATTACH,
+            f"{len(attachments)} attachments given; Motion accepts at most {MAX_ATTACHMENTS}. "
+            f"Remove {len(attachments) - MAX_ATTACHMENTS}.",
+        )
+    if aspect is not None and (problem := _choice_problem("--aspect", aspect, ASPECTS)[1]):
+        problems[Field.ASPECT] = problem
+    if duration is not None and (problem := _choice_problem("--duration", duration, DURATIONS)[1]):
+        problems[Field.DURATION] = problem
+    if not prompt and form:
+        problems[Field.PROMPT] = "The prompt is empty: write what the video should show."
+    elif not prompt:
+        problems[Field.PROMPT] = (
             "The prompt is empty: write what the video should show before any options, e.g. "
             "`/motion a 20-second teaser for our spring sale --aspect 9:16`."
         )
-    if js_length(prompt) > MAX_PROMPT:
-        raise UsageError(
+    elif js_length(prompt) > max_prompt:
+        problems[Field.PROMPT] = (
             f"The prompt is {js_length(prompt):,} characters; Motion accepts at most "
-            f"{MAX_PROMPT:,}. Shorten it by {js_length(prompt) - MAX_PROMPT:,} characters."
+            f"{max_prompt:,}. Shorten it by {js_length(prompt) - max_prompt:,} characters."
         )
-    if len(attachments) > MAX_ATTACHMENTS:
-        raise UsageError(
-            f"{len(attachments)} attachments given; Motion accepts at most {MAX_ATTACHMENTS}. "
-            f"Remove {len(attachments) - MAX_ATTACHMENTS}."
-        )
+    return problems
+
+
+# The order the command reports problems in: the prompt first, as a person reads the line.
+_COMMAND_ORDER = (Field.PROMPT, Field.ATTACH, Field.STYLE, Field.ASPECT, Field.DURATION)
+
+
+def build_request(
+    prompt: str,
+    style: str | None,
+    attachments: Sequence[str],
+    aspect: str | None,
+    duration: str | None,
+) -> MotionRequest:
+    """The request, or UsageError with the first problem `request_problems` finds."""
+    problems = request_problems(prompt, style, attachments, aspect, duration)
+    for name in _COMMAND_ORDER:
+        if name in problems:
+            raise UsageError(problems[name])
     return MotionRequest(prompt, style, tuple(attachments), aspect, duration)
 
 
@@ -188,31 +255,44 @@ def _strip_brackets(value: str) -> str:
     return value
 
 
-def _check_style(value: str) -> str:
-    if not is_youtube(value):
-        raise UsageError(
-            f"`--style` must be a YouTube link (youtube.com or youtu.be), not `{value}`. "
-            "Motion copies the style of that video."
-        )
+def _raise_first(checked: tuple[str, str | None]) -> str:
+    value, problem = checked
+    if problem:
+        raise UsageError(problem)
     return value
 
 
-def _check_attachment(value: str) -> str:
+def _choice_problem(option: str, value: str, choices: Sequence[str]) -> tuple[str, str | None]:
+    if value in choices:
+        return value, None
+    return value, f"`{option} {value}` is not supported; use {_hint(option)}."
+
+
+def _style_problem(value: str) -> tuple[str, str | None]:
+    if not is_youtube(value):
+        return value, (
+            f"`--style` must be a YouTube link (youtube.com or youtu.be), not `{value}`. "
+            "Motion copies the style of that video."
+        )
+    return value, None
+
+
+def _attachment_problem(value: str) -> tuple[str, str | None]:
     parsed = urlparse(value)
     if parsed.scheme != "https" or not parsed.hostname:
-        raise UsageError(
+        return value, (
             f"`--attach {value}` is not an https link. Attach files by a public https:// link "
             "that opens without signing in."
         )
     if parsed.hostname in _SLACK_FILE_HOSTS:
-        raise UsageError(
+        return value, (
             "`--attach` got a Slack file link, which only people signed in to Slack can open, "
             "so Motion cannot fetch it. Share the file from somewhere public (a signed link from "
             "your storage) and attach that link."
         )
     if js_length(value) > MAX_ATTACHMENT_URL:
-        raise UsageError(
+        return value, (
             f"An `--attach` link is {js_length(value):,} characters; Motion accepts at most "
             f"{MAX_ATTACHMENT_URL:,}. Use a shorter link."
         )
-    return value
+    return value, None

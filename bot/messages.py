@@ -8,6 +8,7 @@ where the payloads are built, rather than discovered as Slack errors later.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -273,8 +274,10 @@ def result_messages(
     sources: list[Source],
     expires_at: str | None,
     sandbox: bool,
+    run_id: int | None = None,
 ) -> list[Message]:
-    """The result of one run: link first, then every credit, split so that none is dropped."""
+    """The result of one run: link first, then every credit, split so that none is dropped.
+    With `run_id`, the first part carries "Refine" and "New variation" for that run."""
     credits = sources
     flagged = sum(1 for c in credits if not c.cleared)
     head = f"✅ {mention(requester)} run {run_number} of your Motion video is ready."
@@ -282,15 +285,15 @@ def result_messages(
     if expires_at:
         url_line += f"\n_The link may expire ({escape(expires_at)}); download it soon._"
     first_blocks: Blocks = [section(head)]
+    actions: Blocks = []
     if len(download_url) <= MAX_BUTTON_URL and urlparse(download_url).scheme == "https":
-        first_blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    button("⬇️ Download MP4", "download", url=download_url, style="primary")
-                ],
-            }
-        )
+        actions.append(button("⬇️ Download MP4", "download", url=download_url, style="primary"))
+    if run_id is not None:
+        # One click, one run: each is claimed once per result (see Intake.variation_of).
+        actions.append(button("🔁 Refine", "refine", value=str(run_id)))
+        actions.append(button("🎲 New variation", "new_variation", value=str(run_id)))
+    if actions:
+        first_blocks.append({"type": "actions", "elements": actions})
     first_blocks.append(section(url_line))
     summary = f"*Credits* — {len(credits)} source{'s' if len(credits) != 1 else ''}"
     if flagged:
@@ -571,6 +574,7 @@ HELP_TEXT = (
     "    `--aspect 16:9|9:16|1:1|4:5|21:9`\n"
     "    `--duration <10s|10-30s|30s-1min|1-5min`\n"
     "• Reply in the job's thread to refine the video (the same options work there).\n"
+    "• `/motion new` opens a form (also the shortcut *New Motion video*).\n"
     "• `/motion list` shows your recent jobs; `/motion usage` your runs against the limits.\n"
     "Example: `/motion a 20-second teaser for our spring sale --aspect 9:16 --duration 10-30s`"
 )
@@ -828,3 +832,206 @@ PREVIEW_NOT_YOURS = "ℹ️ Only the person who asked for this run can start or 
 
 def preview_answer(text: str, sandbox: bool) -> Message:
     return with_sandbox(Message(escape(text), [section(escape(text))], "preview_answer"), sandbox)
+
+
+# ---------------------------------------------------------------- the form, Refine, App Home
+# Modal and Home limits (Slack): 100 blocks, a title of 24 characters, a submit/close label of
+# 24, private_metadata of 3,000, an input label of 2,000, an error of a few hundred to be read.
+
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_TITLE = 24
+FORM_PROMPT_MAX = 3_000  # Slack caps a plain_text_input at 3,000 characters
+MAX_FIELD_ERROR = 300
+HOME_JOBS = 20
+NEW_FORM_CALLBACK = "new_motion_form"
+REFINE_CALLBACK = "refine_form"
+INPUT_ACTION = "value"  # every input's element: the block_id names the field
+CHANNEL_BLOCK = "channel"
+
+
+def _plain(text: str, limit: int = 150) -> dict[str, Any]:
+    return {"type": "plain_text", "text": shorten(text, limit), "emoji": True}
+
+
+def _option(value: str) -> dict[str, Any]:
+    return {"text": _plain(value, 75), "value": value}
+
+
+def _input(
+    block_id: str, label: str, element: dict[str, Any], *, optional: bool, hint: str | None = None
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": _plain(label),
+        "element": {**element, "action_id": INPUT_ACTION},
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = _plain(hint, 2000)
+    return block
+
+
+def _request_inputs(aspects: tuple[str, ...], durations: tuple[str, ...]) -> Blocks:
+    """The prompt and the options, shared by the form and Refine (block_ids = Field names)."""
+    return [
+        _input(
+            "prompt", "Prompt",
+            {
+                "type": "plain_text_input", "multiline": True, "max_length": FORM_PROMPT_MAX,
+                "placeholder": _plain("What should the video show?"),
+            },
+            optional=False,
+        ),
+        _input(
+            "style", "Style link",
+            {"type": "url_text_input", "placeholder": _plain("https://youtu.be/…")},
+            optional=True, hint="A YouTube video whose style Motion copies.",
+        ),
+        _input(
+            "aspect", "Aspect ratio",
+            {"type": "static_select", "options": [_option(a) for a in aspects]},
+            optional=True,
+        ),
+        _input(
+            "duration", "Duration",
+            {"type": "static_select", "options": [_option(d) for d in durations]},
+            optional=True,
+        ),
+    ]  # fmt: skip
+
+
+def _modal(
+    callback_id: str, title: str, submit: str, blocks: Blocks, metadata: dict[str, Any],
+    sandbox: bool,
+) -> dict[str, Any]:  # fmt: skip
+    if sandbox:
+        blocks = [*blocks, context(SANDBOX_NOTE)]
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": _plain(title, MAX_VIEW_TITLE),
+        "submit": _plain(submit, 24),
+        "close": _plain("Cancel", 24),
+        "private_metadata": json.dumps(metadata, separators=(",", ":")),
+        "blocks": blocks[:MAX_VIEW_BLOCKS],
+    }
+
+
+def new_video_form(
+    *, channel_id: str | None, aspects: tuple[str, ...], durations: tuple[str, ...], sandbox: bool
+) -> dict[str, Any]:
+    """`/motion new` and the shortcut: the channel defaults to the command's (none for the
+    shortcut, then it must be picked). private_metadata holds only that channel id."""
+    channel: dict[str, Any] = {
+        "type": "conversations_select",
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+        # Slack then sends a response_url for the picked channel: the app can answer there
+        # privately (the /invite hint, a preview) even where it is not a member, as for /motion.
+        "response_url_enabled": True,
+    }
+    if channel_id:
+        channel["initial_conversation"] = channel_id
+    blocks = [
+        *_request_inputs(aspects, durations),
+        # The file field (files picked from Slack) goes here, before the channel.
+        _input(
+            CHANNEL_BLOCK,
+            "Post it in",
+            channel,
+            optional=False,
+            hint="The job's card and thread appear in this channel.",
+        ),
+    ]
+    return _modal(
+        NEW_FORM_CALLBACK, "New Motion video", "Start", blocks, {"origin": channel_id or ""},
+        sandbox,
+    )  # fmt: skip
+
+
+def refine_form(
+    *, job_id: int, run_number: int, aspects: tuple[str, ...], durations: tuple[str, ...],
+    sandbox: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """ "Refine" on a result: what a thread reply would say, as a form; sent as a followup."""
+    blocks = [
+        context(f"Refines run {run_number}: sent as a followup in the job's thread."),
+        *_request_inputs(aspects, durations),
+    ]
+    return _modal(REFINE_CALLBACK, "Refine video", "Send", blocks, {"job": job_id}, sandbox)
+
+
+def field_error(message_text: str) -> str:
+    """A problem shown under a field: plain text (no mrkdwn there), short enough to read."""
+    text = re.sub(
+        r"<#([A-Z0-9]+)(?:\|([^>]*))?>", lambda m: "#" + (m.group(2) or m.group(1)), message_text
+    )
+    text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
+    text = re.sub(r"<([^<>|]+)\|([^<>]+)>", r"\2", text)
+    text = text.replace("`", "").replace("*", "")
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = " ".join(line for line in text.split("\n") if SANDBOX_NOTE not in line)
+    return shorten(text.strip(), MAX_FIELD_ERROR)
+
+
+NO_CHANNEL = "Pick the channel where the job's card and thread should appear."
+REFINE_GONE = "This job is no longer followed (stopped or gone), so it cannot be refined."
+RESULT_GONE = "That result is gone, so there is nothing to make a variation of."
+
+
+def refine_queued(*, sandbox: bool) -> Message:
+    text = "🔁 Your refinement was queued as a followup in the job's thread."
+    return with_sandbox(Message(text), sandbox)
+
+
+def variation_started(*, sandbox: bool) -> Message:
+    text = "🎬 Starting a new variation: its card will appear in the channel in a moment."
+    return with_sandbox(Message(text), sandbox)
+
+
+def form_previewed(*, sandbox: bool) -> Message:
+    return with_sandbox(
+        Message("👀 Check the preview in the channel: press Start to run it."), sandbox
+    )
+
+
+@dataclass(frozen=True)
+class HomeJob:
+    prompt: str
+    status: str
+    runs: int
+    permalink: str | None
+    download_url: str | None
+    created_at: str
+
+
+def home_view(
+    jobs: list[HomeJob], usage: UsageView, *, sandbox: bool, more: bool = False
+) -> dict[str, Any]:
+    """The Home tab: the viewer's recent jobs, usage and "New video"; one section per job,
+    so 20 jobs stay far inside Slack's 100 blocks."""
+    blocks: Blocks = [
+        {"type": "header", "text": _plain("Your Motion videos")},
+        section(escape(usage_line(usage))),
+        {
+            "type": "actions",
+            "block_id": "home_actions",
+            "elements": [button("🎬 New video", "home_new_video", style="primary")],
+        },
+        {"type": "divider"},
+    ]
+    if not jobs:
+        blocks.append(section("No videos yet. Press *New video*, or type `/motion <prompt>`."))
+    for job in jobs[:HOME_JOBS]:
+        where = link(job.permalink, "thread") if job.permalink else "thread unavailable"
+        runs = f"{job.runs} run{'s' if job.runs != 1 else ''}"
+        line = f"*{escape(shorten(job.prompt, 120))}*\n{job.status} · {runs} · {where}"
+        if job.download_url:
+            line += f" · {link(job.download_url, 'download')}"
+        line += f" · {job.created_at}"
+        blocks.append(section(line))
+    if more:
+        blocks.append(context(f"Showing your {HOME_JOBS} most recent jobs; `/motion list` too."))
+    if sandbox:
+        blocks.append(context(SANDBOX_NOTE))
+    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}

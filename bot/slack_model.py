@@ -19,6 +19,8 @@ TS_STEP_MICROS = 100
 time), and at least this much after the previous one so that string order is time order."""
 POST_TEXT_LIMIT = 40_000
 UPDATE_TEXT_LIMIT = 4_000
+TRIGGER_SECONDS = 3.0
+"""A trigger_id opens one view, within this long of the interaction that carried it."""
 
 ChangeKind = Literal[
     "posted", "edited", "ephemeral", "reaction_added", "reaction_removed", "response"
@@ -118,6 +120,10 @@ class WorkspaceModel:
         self._auto_blocks: set[tuple[str, str]] = set()
         self._last_ts_micros = 0
         self._observers: list[Callable[[Change], None]] = []
+        # trigger id → (issued, monotonic; whose interaction; used)
+        self._triggers: dict[str, tuple[float, str, bool]] = {}
+        self._views: dict[str, dict[str, Any]] = {}  # view id → the view as Slack keeps it
+        self._homes: dict[str, str] = {}  # user → the id of their published Home view
         self.add_user(bot_user_id, name="motion", real_name="Motion", is_bot=True)
         if populate:
             self.add_user("U0ALICE", name="alice", real_name="Alice Archer")
@@ -215,7 +221,37 @@ class WorkspaceModel:
             self._tell("posted", channel, message)
             return ts
 
+    def issue_trigger(self, user: str = "") -> str:
+        """A fresh trigger_id, as Slack puts in `user`'s command, shortcut or button payload."""
+        with self._lock:
+            trigger = (
+                f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+            )
+            self._triggers[trigger] = (time.monotonic(), user, False)
+            return trigger
+
     # -- inspection ----------------------------------------------------------------------------
+
+    def view(self, view_id: str) -> dict[str, Any] | None:
+        """A view opened, pushed, updated or published, as it is now."""
+        with self._lock:
+            found = self._views.get(view_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def views(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Every modal opened or pushed (oldest first), for one user when given."""
+        with self._lock:
+            return [
+                copy.deepcopy(v)
+                for v in self._views.values()
+                if v["type"] == "modal" and (user is None or v["user"] == user)
+            ]
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The Home tab `user` sees, as last published."""
+        with self._lock:
+            view_id = self._homes.get(user)
+            return copy.deepcopy(self._views[view_id]) if view_id else None
 
     def messages(
         self, channel: str | None = None, thread_ts: str | None = None

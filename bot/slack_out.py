@@ -288,3 +288,22 @@ class SlackOut:
             return
         if response.status_code != 200:
             log.warning("response_url answered %s", response.status_code)
+
+    # ------------------------------------------------------------ views (modals, App Home)
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> str | None:
+        """Open a modal with a trigger (valid 3 s, once); the view's id, or None if Slack said no."""
+        try:
+            data = await self._call("views.open", trigger_id=trigger_id, view=view)
+        except SlackFailure as exc:
+            log.warning("views.open failed: %s", exc.code)
+            return None
+        opened = data.get("view") or {}
+        return str(opened.get("id")) if opened.get("id") else None
+
+    async def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
+        """Replace what `user_id` sees on the app's Home tab."""
+        try:
+            await self._call("views.publish", user_id=user_id, view=view)
+        except SlackFailure as exc:
+            log.warning("views.publish failed: %s", exc.code)

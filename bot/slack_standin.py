@@ -244,7 +244,7 @@ class SlackStandIn(Workspace):
             "api_app_id": self.app_id,
             "is_enterprise_install": "false",
             "response_url": self.response_url(f"{command}-{user}"),
-            "trigger_id": f"{secrets.randbelow(10**10)}.{secrets.token_hex(8)}",
+            "trigger_id": self.issue_trigger(user),
         }
 
     def thread_reply(self, channel: str, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:

@@ -424,3 +424,32 @@ def test_a_merged_request_keeps_the_replys_options_and_all_attachments() -> None
     merged = first.merged_with(reply)
     assert (merged.prompt, merged.aspect, merged.duration) == ("a\n\nb", "16:9", "<10s")
     assert merged.attachments == (*first.attachments, *reply.attachments[:4])
+
+
+# ---------------------------------------------------------------- one set of rules, two surfaces
+
+
+def test_the_form_and_the_command_share_one_set_of_rules() -> None:
+    from bot.command_line import Field, request_problems
+
+    problems = request_problems("", "https://vimeo.com/1", (), "2:1", "forever", form=True)
+    assert set(problems) == {Field.PROMPT, Field.STYLE, Field.ASPECT, Field.DURATION}
+    assert problems[Field.STYLE].startswith("The style link must be a YouTube link")
+    assert request_problems("ok", "https://youtu.be/x", (), "9:16", "<10s") == {}
+    too_long = request_problems("x" * 3001, None, (), None, None, max_prompt=3000, form=True)
+    assert "3,000" in too_long[Field.PROMPT]
+    # The command reports the same rule's words for the same mistake.
+    with pytest.raises(UsageError) as raised:
+        parse_request("a teaser --style https://vimeo.com/1")
+    assert (
+        raised.value.args[0]
+        == request_problems("a", "https://vimeo.com/1", (), None, None)[Field.STYLE]
+    )
+
+
+def test_motion_new_opens_the_form() -> None:
+    from bot.command_line import NewForm
+
+    assert parse_command("new") == NewForm()
+    assert parse_command("  NEW ") == NewForm()
+    assert not isinstance(parse_command("new year teaser"), NewForm)

@@ -199,3 +199,33 @@ async def test_send_it_again_makes_one_new_run_however_often_pressed(service: Jo
     states = [r.state for r in service.store.runs(job_id)]
     assert states == [RunState.RETRIED, RunState.WAITING]
     assert len(respond.calls) == 2  # the second and third press are told it was done
+
+
+# ---------------------------------------------------------------- views
+
+
+def test_form_answers_are_read_from_the_state_slack_sends() -> None:
+    from bot.listeners.views import answers_of
+    from bot.messages import new_video_form
+    from tests.support.harness import Harness
+
+    view = new_video_form(
+        channel_id="C1", aspects=("16:9", "9:16"), durations=("<10s",), sandbox=False
+    )
+    answers = {"prompt": "a teaser", "style": None, "aspect": "9:16", "channel": "C2"}
+    state = Harness.view_state(view, answers)
+    read = answers_of(
+        {**view, "state": {"values": state}},
+        [
+            {
+                "block_id": "channel",
+                "action_id": "value",
+                "channel_id": "C2",
+                "response_url": "https://r",
+            }
+        ],
+    )
+    assert (read.prompt, read.style, read.aspect, read.duration) == ("a teaser", None, "9:16", None)
+    assert (read.channel, read.response_url) == ("C2", "https://r")
+    empty = answers_of({"state": {"values": {}}})
+    assert empty.prompt == "" and empty.channel is None and empty.response_url is None

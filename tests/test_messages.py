@@ -541,3 +541,53 @@ def test_the_cards_reason_for_a_409_says_which_kind_it_was() -> None:
     busy = Conflict("x", retry=Retry.NO, status=409, body={"status": "running"})
     assert reason_for(failed) == "Motion takes no followups on a failed job"
     assert reason_for(busy) == "Motion was still busy with the previous run"
+
+
+# ---------------------------------------------------------------- the form, Refine, App Home
+
+
+def test_result_carries_refine_and_new_variation_for_its_run() -> None:
+    [first, *_] = result_messages(
+        requester="U0ALICE", run_number=2, download_url=DOWNLOAD, sources=[], expires_at=None,
+        sandbox=False, run_id=41,
+    )  # fmt: skip
+    actions = [b for b in first.blocks if b["type"] == "actions"]
+    assert [(e["action_id"], e.get("value")) for e in actions[0]["elements"]] == [
+        ("download", None), ("refine", "41"), ("new_variation", "41"),
+    ]  # fmt: skip
+    assert block_errors(first.blocks) == []
+
+
+def test_forms_pass_slacks_view_checks() -> None:
+    form = m.new_video_form(channel_id=None, aspects=("16:9",), durations=("<10s",), sandbox=True)
+    refine = m.refine_form(
+        job_id=3, run_number=2, aspects=("16:9",), durations=("<10s",), sandbox=False
+    )
+    for view in (form, refine):
+        assert len(view["title"]["text"]) <= 24
+        assert block_errors(view["blocks"], max_blocks=100) == []
+        assert len(view["private_metadata"]) <= 3000
+    assert form["private_metadata"] == '{"origin":""}'
+    assert refine["private_metadata"] == '{"job":3}'
+
+
+def test_home_view_keeps_20_jobs_escaped_within_100_blocks() -> None:
+    usage = m.UsageView(0, 1, 2, 3, None, None, 86400, 86400 * 31)
+    jobs = [
+        m.HomeJob(f"job {i} <!channel> <https://evil|x>", "Done", 2, "https://t/p", DOWNLOAD, "d")
+        for i in range(30)
+    ]
+    view = m.home_view(jobs, usage, sandbox=True, more=True)
+    assert view["type"] == "home"
+    assert len(view["blocks"]) <= 100
+    assert block_errors(view["blocks"], max_blocks=100) == []
+    text = str(view["blocks"])
+    assert "job 19" in text and "job 20" not in text
+    assert "<!channel>" not in text and "<https://evil|x>" not in text
+
+
+def test_field_errors_are_plain_and_short() -> None:
+    refusal = m.channel_not_allowed(allowed=["G0MEMBER"], sandbox=True)
+    shown = m.field_error(refusal.text)
+    assert "#G0MEMBER" in shown and "<#" not in shown and "Sandbox" not in shown
+    assert len(m.field_error("x" * 1000)) <= m.MAX_FIELD_ERROR

@@ -32,7 +32,34 @@ def test_manifest_creates_the_app_in_one_paste() -> None:
     assert settings["interactivity"]["is_enabled"] is True
     assert set(settings["event_subscriptions"]["bot_events"]) == {
         "app_mention", "message.channels", "message.groups", "message.im", "message.mpim",
+        "app_home_opened",
     }  # fmt: skip
+
+
+def test_manifest_has_the_shortcut_and_the_home_tab_the_app_handles() -> None:
+    from bot.listeners.views import NEW_VIDEO_SHORTCUT
+
+    text = (ROOT / "manifest.yml").read_text()
+    manifest = yaml.safe_load(text)
+    features = manifest["features"]
+    assert features["shortcuts"] == [
+        {
+            "name": "New Motion video",
+            "type": "global",
+            "callback_id": NEW_VIDEO_SHORTCUT,
+            "description": features["shortcuts"][0]["description"],
+        }
+    ]
+    assert len(features["shortcuts"][0]["description"]) <= 150
+    assert features["app_home"] == {
+        "home_tab_enabled": True,
+        "messages_tab_enabled": True,
+        "messages_tab_read_only_enabled": False,
+    }
+    # each addition says what it is for
+    for needle in ("home_tab_enabled: true", "name: New Motion video", "- app_home_opened"):
+        line = next(line for line in text.splitlines() if needle in line)
+        assert "#" in line, line
 
 
 def test_env_example_and_readme_name_every_variable() -> None:

@@ -505,3 +505,92 @@ async def test_wait_for_async_lets_the_loop_run(slack: SlackDouble, client: Asyn
 
     await slack.wait_for_async(lambda s: len(s.messages("C0PUBLIC")) == 1, timeout=2)
     await task
+
+
+# -- views: modals and the Home tab ----------------------------------------------------------------
+
+
+def modal(**extra: Any) -> dict[str, Any]:
+    prompt = {
+        "type": "input",
+        "block_id": "prompt",
+        "label": {"type": "plain_text", "text": "Prompt"},
+        "element": {"type": "plain_text_input", "action_id": "value"},
+    }
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "New Motion video"},
+        "submit": {"type": "plain_text", "text": "Start"},
+        "blocks": [prompt],
+        **extra,
+    }
+
+
+async def test_views_open_takes_a_fresh_trigger_once(
+    slack: SlackDouble, client: AsyncWebClient
+) -> None:
+    trigger = slack.issue_trigger("U0ALICE")
+    opened = await client.views_open(trigger_id=trigger, view=modal(private_metadata="{}"))
+    view = opened["view"]
+    assert view["id"].startswith("V") and view["user"] == "U0ALICE"
+    assert view["private_metadata"] == "{}" and view["state"] == {"values": {}}
+    assert slack.views("U0ALICE")[0]["id"] == view["id"]
+    again = await slack_error(client.views_open(trigger_id=trigger, view=modal()))
+    assert again.response["error"] == "exchanged_trigger_id"
+    unknown = await slack_error(client.views_open(trigger_id="1.2.3", view=modal()))
+    assert unknown.response["error"] == "invalid_trigger_id"
+    late = slack.issue_trigger("U0ALICE")
+    slack._triggers[late] = (time.monotonic() - 3.5, "U0ALICE", False)
+    expired = await slack_error(client.views_open(trigger_id=late, view=modal()))
+    assert expired.response["error"] == "expired_trigger_id"
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        modal(title={"type": "plain_text", "text": "A title longer than 24 chars"}),
+        modal(submit=None),
+        modal(blocks=[section("x")] * 101),
+        modal(private_metadata="x" * 3001),
+        {"type": "modal", "blocks": []},
+        modal(blocks=[{"type": "input", "label": {"type": "plain_text", "text": "x"}}]),
+    ],
+    ids=["long-title", "inputs-without-submit", "101-blocks", "long-metadata", "no-title",
+         "input-without-element"],
+)  # fmt: skip
+async def test_views_open_refuses_what_slack_refuses(
+    slack: SlackDouble, client: AsyncWebClient, view: dict[str, Any]
+) -> None:
+    view = {k: v for k, v in view.items() if v is not None}
+    failure = await slack_error(
+        client.views_open(trigger_id=slack.issue_trigger("U0ALICE"), view=view)
+    )
+    assert failure.response["error"] == "invalid_arguments"
+    assert failure.response["response_metadata"]["messages"]
+    assert slack.views() == []
+
+
+async def test_views_update_push_and_publish(slack: SlackDouble, client: AsyncWebClient) -> None:
+    opened = (await client.views_open(trigger_id=slack.issue_trigger("U0BOB"), view=modal()))[
+        "view"
+    ]
+    updated = await client.views_update(view_id=opened["id"], view=modal(callback_id="next"))
+    assert updated["view"]["id"] == opened["id"] and updated["view"]["callback_id"] == "next"
+    stale = await slack_error(
+        client.views_update(view_id=opened["id"], hash="0.stale", view=modal())
+    )
+    assert stale.response["error"] == "hash_conflict"
+    missing = await slack_error(client.views_update(view_id="VNOPE", view=modal()))
+    assert missing.response["error"] == "not_found"
+    pushed = await client.views_push(trigger_id=slack.issue_trigger("U0BOB"), view=modal())
+    assert pushed["view"]["id"] != opened["id"]
+    home = {"type": "home", "blocks": [section("hello")] * 100}
+    first = (await client.views_publish(user_id="U0BOB", view=home))["view"]
+    second = (await client.views_publish(user_id="U0BOB", view=home))["view"]
+    assert first["id"] == second["id"] and slack.home("U0BOB")["type"] == "home"
+    too_many = await slack_error(
+        client.views_publish(user_id="U0BOB", view={"type": "home", "blocks": [section("x")] * 101})
+    )
+    assert too_many.response["error"] == "invalid_arguments"
+    nobody = await slack_error(client.views_publish(user_id="U0NOBODY", view=home))
+    assert nobody.response["error"] == "user_not_found"

@@ -171,6 +171,21 @@ def test_forgotten_events_can_be_claimed_again(store: Store) -> None:
     assert store.claim_event("new", T0 + 200) is False
 
 
+def test_a_job_claims_its_keys_once_and_variation_claims_are_kept(store: Store) -> None:
+    first = store.create_job(
+        team_id="T1", channel_id="C1", requester="U1", response_url=None, request=REQUEST,
+        sandbox=True, now=T0, event_keys=["variation:7"],
+    )  # fmt: skip
+    again = store.create_job(
+        team_id="T1", channel_id="C1", requester="U1", response_url=None, request=REQUEST,
+        sandbox=True, now=T0, event_keys=["variation:7"],
+    )  # fmt: skip
+    assert first is not None and again is None
+    assert len(store.recent_jobs("T1", "U1")) == 1
+    store.forget_events_before(T0 + 10**9)
+    assert store.claim_event("variation:7", T0) is False
+
+
 def test_a_reply_error_is_recorded_once_per_delivery(store: Store) -> None:
     job_id, _ = new_job(store)
     assert store.record_reply_error(job_id, ["Ev9"], post("usage_error"), T0) is True

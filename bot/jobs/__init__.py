@@ -19,11 +19,13 @@ from bot.jobs.intake import (
 )
 from bot.jobs.service import JobService
 from bot.jobs.spend import SpendPolicy
+from bot.jobs.surfaces import FormAnswers, SubmitOutcome
 
 __all__ = [
     "Admission",
     "AskKind",
     "FollowupAsk",
+    "FormAnswers",
     "JobService",
     "NewJobAsk",
     "ReplyKind",
@@ -32,4 +34,5 @@ __all__ = [
     "RetryAsk",
     "RunAsk",
     "SpendPolicy",
+    "SubmitOutcome",
 ]

@@ -64,13 +64,15 @@ class NewJobAsk:
     user_id: str
     response_url: str | None
     request: MotionRequest
+    event_keys: tuple[str, ...] = ()  # claimed with the job: "variation:<run id>" once
+    origin_job_id: int | None = None  # a variation's: that thread links to the new one
 
 
 @dataclass(frozen=True)
 class FollowupAsk:
     job: Job
     channel_id: str
-    ts: str  # the reply's
+    ts: str | None  # the reply's; None for "Refine", which has no reply message to react to
     user_id: str
     request: MotionRequest
     event_keys: tuple[str, ...] = ()
@@ -125,6 +127,8 @@ class _Resolved:
 PREVIEW_TTL_SECONDS = 86400.0
 ALREADY_RETRIED = "This was already sent again (or is no longer needed)."
 ALREADY_RESTARTED = "A new job was already started from this reply."
+ALREADY_VARIED = "A new variation was already started from this result."
+VARIATION_KEY = "variation:"  # kept for good (the store never forgets these claims)
 
 
 class Intake:
@@ -165,7 +169,7 @@ class Intake:
             ask = NewJobAsk(preview.team_id, preview.channel_id, user_id, response_url, request)
         elif preview.kind == PreviewKind.FOLLOWUP:
             job = ctx.store.job(preview.job_id or 0)
-            if job is None or preview.reply_ts is None:
+            if job is None:
                 return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
             ask = FollowupAsk(job, preview.channel_id, preview.reply_ts, user_id, request)
         elif preview.kind == PreviewKind.RETRY:
@@ -311,11 +315,15 @@ class Intake:
         request = resolved.request.to_json()
         try:
             if isinstance(ask, NewJobAsk):
-                job_id, run_id = ctx.store.create_job(
+                created_job = ctx.store.create_job(
                     team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
                     response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
-                    now=now, spend=spend,
+                    now=now, spend=spend, event_keys=ask.event_keys,
+                    origin_job_id=ask.origin_job_id,
                 )  # fmt: skip
+                if created_job is None:
+                    return self._done(ALREADY_VARIED)
+                job_id, run_id = created_job
                 ctx.wake(job_id)
                 return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id)
             if isinstance(ask, FollowupAsk):
@@ -326,7 +334,8 @@ class Intake:
                 )  # fmt: skip
                 if new_run is None:
                     return Admission(AskKind.DUPLICATE)
-                ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
+                if ask.ts is not None:
+                    ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
                 if not ctx.store.has_active_run(job.id):
                     ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
                 return Admission(AskKind.ACCEPTED, job_id=job.id, run_id=new_run)
@@ -376,7 +385,7 @@ class Intake:
             run_id=ask.run_id if isinstance(ask, RetryAsk | RestartAsk) else None,
             reply_ts=followup.ts if followup else None,
             request=resolved.request.to_json(),
-            event_keys=followup.event_keys if followup else (),
+            event_keys=ask.event_keys if isinstance(ask, FollowupAsk | NewJobAsk) else (),
         )
         if not saved:
             return Admission(AskKind.DUPLICATE)
@@ -405,6 +414,38 @@ class Intake:
 
     def _answer(self, kind: AskKind, text: str) -> Admission:
         return Admission(kind, messages.preview_answer(text, self.ctx.sandbox))
+
+    # ------------------------------------------------------------ the buttons on results
+
+    def variation_of(self, run_id: int, user_id: str, response_url: str | None) -> RunAsk | None:
+        """ "New variation": a new job in the same channel with the run's whole request, claimed
+        once per result ("variation:<run id>") so a second press starts nothing."""
+        ctx = self.ctx
+        run = ctx.store.run(run_id)
+        job = ctx.store.job(run.job_id) if run else None
+        first = ctx.store.first_request(run.job_id) if run else None
+        if run is None or job is None or first is None:
+            return None
+        request = MotionRequest.from_json(first)
+        for earlier in ctx.store.runs(job.id):  # the followups that led to this result
+            if 1 < earlier.number <= run.number and earlier.state not in _NOT_SENT:
+                request = request.merged_with(MotionRequest.from_json(earlier.request))
+        return NewJobAsk(
+            job.team_id, job.channel_id, user_id, response_url, request,
+            event_keys=(f"{VARIATION_KEY}{run_id}",), origin_job_id=job.id,
+        )  # fmt: skip
+
+    def refine_of(
+        self, job_id: int, user_id: str, view_id: str, request: MotionRequest
+    ) -> RunAsk | None:
+        """ "Refine" submitted: a followup as if replied in the thread, claimed by the view's id
+        so a replayed submission queues one followup."""
+        job = self.ctx.store.job(job_id)
+        if job is None or job.state in (JobState.NEW, JobState.ABANDONED, JobState.STOPPED):
+            return None
+        return FollowupAsk(
+            job, job.channel_id, None, user_id, request, event_keys=(f"refine:{view_id}",)
+        )
 
     def send_job_list(self, *, team_id: str, user_id: str, response_url: str | None) -> None:
         """`/motion list`, answered through response_url once the permalinks are known."""

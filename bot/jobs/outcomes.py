@@ -93,6 +93,7 @@ class Outcomes:
             sources=status.credits,
             expires_at=expires_at,
             sandbox=job.sandbox,
+            run_id=run.id,
         )
         posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
         if ctx.notify_channel:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from bot.jobs.background import Background
 from bot.jobs.card import Card
 from bot.jobs.context import JobContext
-from bot.jobs.intake import Intake
 from bot.jobs.motion_calls import MotionCalls, bucket
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
+from bot.jobs.surfaces import Surfaces
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
@@ -23,8 +23,8 @@ from bot.store import LeaseLost, Store, lease_fence
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
 
 
-class JobService(Intake):
-    """Intake (commands, replies, buttons) plus `advance` for the poller and `recover` at start."""
+class JobService(Surfaces):
+    """Intake (commands, replies, buttons, forms, the Home tab) plus `advance` for the poller and `recover` at start."""
 
     def __init__(
         self,

@@ -7,8 +7,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot import messages
-from bot.jobs import Admission, RestartAsk, RetryAsk
-from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED
+from bot.jobs import Admission, AskKind, RestartAsk, RetryAsk
+from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of
 
 
@@ -69,12 +69,35 @@ async def confirm_cancel(
     await _replace_preview(respond, service.cancel(str(action.get("value") or ""), _user(body)))
 
 
+async def new_variation(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "New variation" on a result: a new job with the same request, once per result."""
+    await ack()
+    service = service_of(context)
+    run_id = _run_id(action)
+    ask = service.variation_of(run_id, _user(body), body.get("response_url")) if run_id else None
+    if ask is None:
+        await _say_done(respond, messages.RESULT_GONE, service.sandbox)
+        return
+    admission = service.ask_for_run(ask)
+    if admission.kind == AskKind.ACCEPTED:
+        admission = Admission(admission.kind, messages.variation_started(sandbox=service.sandbox))
+    elif admission.kind == AskKind.DUPLICATE and admission.message is None:
+        # With MOTION_CONFIRM the claim is on the first press's preview: say so too.
+        await _say_done(respond, ALREADY_VARIED, service.sandbox)
+        return
+    await _answer(respond, admission)
+
+
 def register(app: AsyncApp) -> None:
     app.action("download")(download)
     app.action("retry_run")(retry_run)
     app.action("restart_job")(restart_job)
     app.action("confirm_start")(confirm_start)
     app.action("confirm_cancel")(confirm_cancel)
+    app.action("new_variation")(new_variation)
 
 
 async def _answer(respond: AsyncRespond, admission: Admission) -> None:

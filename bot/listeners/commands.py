@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot import messages
-from bot.command_line import Help, ListJobs, ShowUsage, UsageError, parse_command
+from bot.command_line import Help, ListJobs, NewForm, ShowUsage, UsageError, parse_command
 from bot.jobs import AskKind, NewJobAsk
 from bot.listeners.context import service_of
 
@@ -31,6 +31,10 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
         parsed = parse_command(command.get("text") or "")
     except UsageError as exc:
         await ack(**messages.usage_error(str(exc), service.sandbox).payload())
+        return
+    if isinstance(parsed, NewForm):
+        await ack()  # the form opens right after, in the trigger's 3 seconds
+        service.open_new_form(command.get("trigger_id") or "", channel)
         return
     if isinstance(parsed, Help):
         await ack(**messages.help_message(service.sandbox).payload())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from bot.store.base import Connection
@@ -27,16 +28,25 @@ class JobRows(Connection):
         sandbox: bool,
         now: float,
         spend: Spend | None = None,
-    ) -> tuple[int, int]:
+        event_keys: Iterable[str] = (),
+        origin_job_id: int | None = None,
+    ) -> tuple[int, int] | None:
         """Record a job and its first run together: both exist or neither does. With `spend`
         the run is counted in the same transaction, or nothing is recorded and the reason is
-        raised (`SpendRefused`)."""
+        raised (`SpendRefused`). `event_keys` (a button's "variation:<run>") are claimed in
+        the same transaction: None when one was already claimed (a second press). A job with an
+        `origin_job_id` (a variation) links to its thread from the origin's once it has one."""
+        from bot.store.runs import _claim
+
         with self._write() as conn:
+            if not _claim(conn, event_keys, now):
+                return None
             if spend is not None and (refused := take(conn, spend)) is not None:
                 raise refused
             job_id, run_id = _insert_job(
-                conn, team_id, channel_id, requester, response_url, request, sandbox, now, None
-            )
+                conn, team_id, channel_id, requester, response_url, request, sandbox, now,
+                origin_job_id,
+            )  # fmt: skip
             if spend is not None:
                 charge(conn, run_id, spend)
             return job_id, run_id

@@ -38,7 +38,7 @@ class RunRows(Connection):
         request: dict[str, Any],
         author: str,
         reply_channel: str,
-        reply_ts: str,
+        reply_ts: str | None,
         now: float,
         event_keys: Iterable[str] = (),
         spend: Spend | None = None,
@@ -52,10 +52,13 @@ class RunRows(Connection):
         """
         refused: SpendRefused | None = None
         with self._write() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
-                (reply_channel, reply_ts),
-            ).fetchone()
+            exists = (
+                reply_ts is not None
+                and conn.execute(
+                    "SELECT 1 FROM runs WHERE reply_channel = ? AND reply_ts = ?",
+                    (reply_channel, reply_ts),
+                ).fetchone()
+            )
             if exists or not _claim(conn, event_keys, now):
                 return None
             if spend is not None and (refused := take(conn, spend)) is not None:
@@ -286,7 +289,11 @@ class RunRows(Connection):
         self._change("DELETE FROM events WHERE key = ?", (key,))
 
     def forget_events_before(self, cutoff: float) -> None:
-        self._change("DELETE FROM events WHERE received_at < ?", (cutoff,))
+        """Slack's redeliveries stop within minutes; a result's "New variation" stays on the
+        message for good, so its claim ("variation:<run>") is never forgotten."""
+        self._change(
+            "DELETE FROM events WHERE received_at < ? AND key NOT LIKE 'variation:%'", (cutoff,)
+        )
 
 
 def insert_run(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100  # modals and the Home tab
 
 _BLOCK_TYPES = frozenset(
     {
@@ -159,11 +160,24 @@ class _BlockChecker:
                 self.text_object(block["title"], f"{pointer}/title", 2000, plain_only=True)
         elif kind == "markdown":
             self.string(block.get("text"), f"{pointer}/text", 12_000, required=True)
+        elif kind == "input":
+            self.text_object(block.get("label"), f"{pointer}/label", 2000, plain_only=True)
+            if "hint" in block:
+                self.text_object(block["hint"], f"{pointer}/hint", 2000, plain_only=True)
+            if not isinstance(block.get("element"), dict):
+                self.fail("missing required field", f"{pointer}/element")
+            else:
+                self.element(block["element"], f"{pointer}/element", action_ids)
+                max_length = block["element"].get("max_length")
+                if max_length is not None and not (
+                    isinstance(max_length, int) and 0 < max_length <= 3000
+                ):
+                    self.fail("must be at most 3000", f"{pointer}/element/max_length")
         elif kind == "rich_text":
             self.items(block.get("elements"), f"{pointer}/elements", 1_000)
 
 
-def block_errors(blocks: Any) -> list[str]:
+def block_errors(blocks: Any, *, max_blocks: int = MAX_BLOCKS) -> list[str]:
     """Return Slack-style error details for ``blocks`` (an empty list when Slack would accept).
 
     Checks the limits a message is most likely to break: 50 blocks, section text 3,000,
@@ -174,8 +188,8 @@ def block_errors(blocks: Any) -> list[str]:
     if not isinstance(blocks, list):
         checker.fail("must be an array", "/blocks")
         return checker.errors
-    if len(blocks) > MAX_BLOCKS:
-        checker.fail(f"no more than {MAX_BLOCKS} items allowed", "/blocks")
+    if len(blocks) > max_blocks:
+        checker.fail(f"no more than {max_blocks} items allowed", "/blocks")
     block_ids: set[str] = set()
     for i, block in enumerate(blocks):
         pointer = f"/blocks/{i}"

@@ -96,7 +96,7 @@ class Harness:
             "api_app_id": "A0APP",
             "is_enterprise_install": "false",
             "response_url": self.slack.response_url(f"cmd-{user}"),
-            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "trigger_id": self.slack.issue_trigger(user),
         }
 
     async def command(
@@ -166,7 +166,7 @@ class Harness:
             "api_app_id": "A0APP",
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
-            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "trigger_id": self.slack.issue_trigger(user),
             "channel": {"id": channel, "name": "general"},
             "message": {"ts": message_ts, "type": "message"},
             "response_url": self.slack.response_url(f"action-{user}"),
@@ -182,6 +182,120 @@ class Harness:
         }
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def interaction(self, payload: dict[str, Any]) -> httpx.Response:
+        """Any interactivity payload, form-encoded and signed as Slack sends it."""
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def shortcut(
+        self, callback_id: str, *, user: str = "U0ALICE", trigger_id: str | None = None
+    ) -> httpx.Response:
+        """A global shortcut (the lightning menu): no channel, a fresh trigger_id."""
+        return await self.interaction(
+            {
+                "type": "shortcut",
+                "token": "legacy-verification-token",
+                "action_ts": str(time.time()),
+                "team": {"id": "T0001", "domain": "sandbox-team"},
+                "user": {"id": user, "username": "alice", "team_id": "T0001"},
+                "is_enterprise_install": False,
+                "enterprise": None,
+                "callback_id": callback_id,
+                "trigger_id": trigger_id or self.slack.issue_trigger(user),
+            }
+        )
+
+    async def home_action(self, action_id: str, *, user: str = "U0ALICE") -> httpx.Response:
+        """A button on the Home tab: the container is the view, there is no response_url."""
+        home = self.slack.home(user) or {}
+        return await self.interaction(
+            {
+                "type": "block_actions",
+                "team": {"id": "T0001", "domain": "sandbox-team"},
+                "user": {"id": user, "username": "alice", "team_id": "T0001"},
+                "api_app_id": "A0APP",
+                "token": "legacy-verification-token",
+                "container": {"type": "view", "view_id": home.get("id", "")},
+                "trigger_id": self.slack.issue_trigger(user),
+                "view": home,
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": "home_actions",
+                        "type": "button",
+                        "action_ts": str(time.time()),
+                    }
+                ],
+            }
+        )
+
+    @staticmethod
+    def view_state(view: dict[str, Any], answers: dict[str, str | None]) -> dict[str, Any]:
+        """`view.state.values` as Slack builds it from the inputs: every input block, each
+        element's state by its type (an untouched field has no value)."""
+        values: dict[str, Any] = {}
+        for block in view.get("blocks") or []:
+            if block.get("type") != "input":
+                continue
+            element = block["element"]
+            kind, answer = element["type"], answers.get(block["block_id"])
+            state: dict[str, Any] = {"type": kind}
+            if kind == "static_select":
+                options = {o["value"]: o for o in element.get("options") or []}
+                state["selected_option"] = options.get(answer or "") if answer else None
+            elif kind == "conversations_select":
+                state["selected_conversation"] = answer
+            else:
+                state["value"] = answer
+            values[block["block_id"]] = {element["action_id"]: state}
+        return values
+
+    async def submit_view(
+        self, view: dict[str, Any], answers: dict[str, str | None], *, user: str = "U0ALICE"
+    ) -> httpx.Response:
+        """Submit an opened modal (`slack.view(id)`) with `answers` by block_id, as a
+        `view_submission`; sending the same view twice is a replayed submission."""
+        submitted = {**view, "state": {"values": self.view_state(view, answers)}}
+        response_urls = [  # Slack adds one per picked conversation whose input asks for it
+            {
+                "block_id": block["block_id"],
+                "action_id": block["element"]["action_id"],
+                "channel_id": answers[block["block_id"]],
+                "response_url": self.slack.response_url(f"form-{user}"),
+            }
+            for block in view.get("blocks") or []
+            if block.get("type") == "input"
+            and block["element"].get("response_url_enabled")
+            and answers.get(block["block_id"])
+        ]
+        return await self.interaction(
+            {
+                "type": "view_submission",
+                "team": {"id": "T0001", "domain": "sandbox-team"},
+                "user": {"id": user, "username": "alice", "name": "alice", "team_id": "T0001"},
+                "api_app_id": "A0APP",
+                "token": "legacy-verification-token",
+                "trigger_id": self.slack.issue_trigger(user),
+                "view": submitted,
+                "response_urls": response_urls,
+                "is_enterprise_install": False,
+            }
+        )
+
+    async def home_opened(self, *, user: str = "U0ALICE", tab: str = "home") -> httpx.Response:
+        """`app_home_opened`, as Slack sends it each time someone opens the app's tab."""
+        home = self.slack.home(user)
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D0HOME",
+            "tab": tab,
+            "event_ts": str(time.time()),
+        }
+        if home is not None:
+            event["view"] = home
+        return await self.event(event)
 
     # ------------------------------------------------------------ what the app did
 

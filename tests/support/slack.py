@@ -23,7 +23,7 @@ from bot.slack_workspace import (
     UPDATE_TEXT_LIMIT,
     WORKSPACE_URL,
 )
-from tests.support.blockkit import MAX_BLOCKS, block_errors
+from tests.support.blockkit import MAX_BLOCKS, MAX_VIEW_BLOCKS, block_errors
 from tests.support.signing import signed_headers
 from tests.support.socket_mode import SOCKET_MODE_HOST, SocketAck, SocketModeSide
 
@@ -226,6 +226,9 @@ class SlackDouble(SocketModeSide, SlackStandIn):
 
     def block_problems(self, blocks: list[Any]) -> list[str]:
         return block_errors(blocks)
+
+    def view_block_problems(self, blocks: list[Any]) -> list[str]:
+        return block_errors(blocks, max_blocks=MAX_VIEW_BLOCKS)
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method in _TEXT_METHODS:

@@ -1,0 +1,169 @@
+"""The form, Refine and the Home tab: what the app shows in views, and what their submissions
+become. A submission asks for its run through `Intake.ask_for_run`, like every other entry
+point, so the spend controls apply to it unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bot import messages
+from bot.command_line import Field, request_problems
+from bot.jobs.card import job_label
+from bot.jobs.intake import _NOT_SENT, AskKind, Intake, NewJobAsk
+from bot.motion import ASPECTS, DURATIONS, MotionRequest
+from bot.store import HIDDEN_RUN_STATES, Job, RunState
+
+
+@dataclass(frozen=True)
+class FormAnswers:
+    """What a person filled in, as Slack sent it (`view.state.values`), by field."""
+
+    prompt: str = ""
+    style: str | None = None
+    aspect: str | None = None
+    duration: str | None = None
+    channel: str | None = None
+    response_url: str | None = None  # Slack's, for the picked channel
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """What a submission's ack says: `errors` by block_id keep the form open; otherwise it
+    closes. `kind` is for the log and the tests."""
+
+    kind: AskKind | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _checked(answers: FormAnswers) -> tuple[MotionRequest | None, dict[str, str]]:
+    """The command's own rules (`request_problems`), each problem on its field's block."""
+    prompt = answers.prompt.strip()
+    style = (answers.style or "").strip() or None
+    problems = request_problems(
+        prompt, style, (), answers.aspect, answers.duration,
+        max_prompt=messages.FORM_PROMPT_MAX, form=True,
+    )  # fmt: skip
+    if problems:
+        return None, {str(name): messages.field_error(text) for name, text in problems.items()}
+    return MotionRequest(prompt, style, (), answers.aspect, answers.duration), {}
+
+
+class Surfaces(Intake):
+    def new_form(self, channel_id: str | None) -> dict[str, object]:
+        return messages.new_video_form(
+            channel_id=channel_id, aspects=ASPECTS, durations=DURATIONS, sandbox=self.ctx.sandbox
+        )
+
+    def open_new_form(self, trigger_id: str, channel_id: str | None) -> None:
+        """Open the form right after the ack: the trigger is good for 3 seconds, once."""
+        view = self.new_form(channel_id)
+        self.ctx.background.run(self._open(trigger_id, view))
+
+    def open_refine_form(self, trigger_id: str, run_id: int) -> bool:
+        """False when the run or its job is gone (the caller says so privately)."""
+        ctx = self.ctx
+        run = ctx.store.run(run_id)
+        job = ctx.store.job(run.job_id) if run else None
+        if run is None or job is None:
+            return False
+        view = messages.refine_form(
+            job_id=job.id, run_number=run.number, aspects=ASPECTS, durations=DURATIONS,
+            sandbox=ctx.sandbox,
+        )  # fmt: skip
+        ctx.background.run(self._open(trigger_id, view))
+        return True
+
+    async def _open(self, trigger_id: str, view: dict[str, object]) -> None:
+        await self.ctx.slack.open_view(trigger_id, dict(view))
+
+    def submit_new_form(
+        self, *, team_id: str, user_id: str, view_id: str, answers: FormAnswers
+    ) -> SubmitOutcome:
+        """A valid form starts its job as `/motion` would; a replayed submission (the same view)
+        starts nothing more. Refusals show on the channel field, so another can be picked."""
+        request, errors = _checked(answers)
+        if not answers.channel:
+            errors[messages.CHANNEL_BLOCK] = messages.NO_CHANNEL
+        if request is None or errors or not answers.channel:
+            return SubmitOutcome(None, errors)
+        ask = NewJobAsk(
+            team_id, answers.channel, user_id, answers.response_url, request,
+            event_keys=(f"form:{view_id}",),
+        )  # fmt: skip
+        admission = self.ask_for_run(ask)
+        if admission.kind == AskKind.REFUSED and admission.message:
+            return SubmitOutcome(
+                admission.kind,
+                {messages.CHANNEL_BLOCK: messages.field_error(admission.message.text)},
+            )
+        if admission.kind == AskKind.PREVIEWED and admission.message:
+            if answers.response_url:
+                payload = admission.message.payload()
+                self.ctx.background.run(self.ctx.slack.respond(answers.response_url, payload))
+            else:
+                self._tell(answers.channel, user_id, admission.message, None)
+        return SubmitOutcome(admission.kind)
+
+    def submit_refine(
+        self, *, job_id: int, user_id: str, view_id: str, answers: FormAnswers
+    ) -> SubmitOutcome:
+        """A followup as if replied in the thread, claimed by the view's id (one per form)."""
+        request, errors = _checked(answers)
+        if request is None:
+            return SubmitOutcome(None, errors)
+        ask = self.refine_of(job_id, user_id, view_id, request)
+        if ask is None:
+            return SubmitOutcome(AskKind.REFUSED, {str(Field.PROMPT): messages.REFINE_GONE})
+        admission = self.ask_for_run(ask)
+        if admission.kind == AskKind.REFUSED and admission.message:
+            return SubmitOutcome(
+                admission.kind, {str(Field.PROMPT): messages.field_error(admission.message.text)}
+            )
+        job = self.ctx.store.job(job_id)
+        if job is not None and admission.kind != AskKind.DUPLICATE:
+            said = admission.message or messages.refine_queued(sandbox=self.ctx.sandbox)
+            self._tell(job.channel_id, user_id, said, job.thread_ts)
+        return SubmitOutcome(admission.kind)
+
+    def _tell(
+        self, channel: str, user: str, message: messages.Message, thread_ts: str | None
+    ) -> None:
+        slack = self.ctx.slack
+        self.ctx.background.run(
+            slack.tell_privately(channel, user, message.payload(), thread_ts=thread_ts)
+        )
+
+    # ------------------------------------------------------------ App Home
+
+    def refresh_home(self, team_id: str, user_id: str) -> None:
+        """Publish the viewer's Home tab, fresh each time it is opened (after the ack)."""
+        self.ctx.background.run(self._publish_home(team_id, user_id))
+
+    async def _publish_home(self, team_id: str, user_id: str) -> None:
+        ctx = self.ctx
+        jobs = ctx.store.recent_jobs(team_id, user_id, limit=messages.HOME_JOBS + 1)
+
+        async def entry(job: Job) -> messages.HomeJob:
+            runs = [r for r in ctx.store.runs(job.id) if r.state not in HIDDEN_RUN_STATES]
+            link = (
+                await ctx.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
+            )
+            finished = [r for r in runs if r.state == RunState.DONE and r.download_url]
+            return messages.HomeJob(
+                prompt=job.prompt,
+                status=job_label(job, runs, ctx.clock()),
+                runs=sum(1 for r in runs if r.state not in _NOT_SENT),
+                permalink=link,
+                download_url=finished[-1].download_url if finished else None,
+                created_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.created_at)),
+            )
+
+        shown = jobs[: messages.HOME_JOBS]
+        entries = await asyncio.gather(*(entry(job) for job in shown))
+        view = messages.home_view(
+            list(entries), self.usage_view(team_id, user_id), sandbox=ctx.sandbox,
+            more=len(jobs) > len(shown),
+        )  # fmt: skip
+        await ctx.slack.publish_home(user_id, view)

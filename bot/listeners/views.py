@@ -1,0 +1,141 @@
+"""The form and Refine: the shortcut and buttons that open them, and their submissions.
+
+A trigger_id is good for 3 seconds, once: each opener acks at once and opens the view right
+after, before anything slow. A submission is answered in its ack: `response_action: "errors"`
+keeps the form open with each problem on its field; a plain ack closes it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+
+from bot import messages
+from bot.jobs import FormAnswers, SubmitOutcome
+from bot.listeners.context import service_of
+
+log = logging.getLogger(__name__)
+NEW_VIDEO_SHORTCUT = "new_motion_video"
+
+
+async def new_video_shortcut(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """The global shortcut "New Motion video": no channel to default to, so one must be picked."""
+    await ack()
+    service_of(context).open_new_form(str(body.get("trigger_id") or ""), None)
+
+
+async def home_new_video(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    """ "New video" on the Home tab."""
+    await ack()
+    service_of(context).open_new_form(str(body.get("trigger_id") or ""), None)
+
+
+async def refine(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "Refine" on a result: the form of a thread reply."""
+    await ack()
+    service = service_of(context)
+    value = action.get("value")
+    run_id = int(value) if isinstance(value, str) and value.isdigit() else None
+    if run_id is None or not service.open_refine_form(str(body.get("trigger_id") or ""), run_id):
+        payload = messages.already_done(messages.REFINE_GONE, service.sandbox).payload()
+        await respond(**payload, response_type="ephemeral", replace_original=False)
+
+
+async def submit_new_form(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    service = service_of(context)
+    outcome = service.submit_new_form(
+        team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
+        answers=answers_of(view, body.get("response_urls")),
+    )  # fmt: skip
+    await _answer(ack, outcome, "form")
+
+
+async def submit_refine(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    service = service_of(context)
+    job_id = _metadata(view).get("job")
+    outcome = service.submit_refine(
+        job_id=job_id if isinstance(job_id, int) else 0, user_id=_user(body),
+        view_id=str(view.get("id") or ""), answers=answers_of(view),
+    )  # fmt: skip
+    await _answer(ack, outcome, "refine")
+
+
+def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:
+    """The fields from `view.state.values` (block_id → action_id → the element's state), and
+    the response_url Slack made for the picked channel (`response_urls`)."""
+    values = (view.get("state") or {}).get("values") or {}
+
+    def state(block_id: str) -> dict[str, Any]:
+        element = (values.get(block_id) or {}).get(messages.INPUT_ACTION)
+        return element if isinstance(element, dict) else {}
+
+    def text(block_id: str) -> str | None:
+        value = state(block_id).get("value")
+        return value if isinstance(value, str) else None
+
+    def selected(block_id: str) -> str | None:
+        option = state(block_id).get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        return value if isinstance(value, str) else None
+
+    channel = state(messages.CHANNEL_BLOCK).get("selected_conversation")
+    response_url = next(
+        (
+            str(r["response_url"])
+            for r in response_urls or []
+            if isinstance(r, dict) and r.get("block_id") == messages.CHANNEL_BLOCK
+            and r.get("channel_id") == channel and r.get("response_url")
+        ),
+        None,
+    )  # fmt: skip
+    return FormAnswers(
+        prompt=text("prompt") or "",
+        style=text("style"),
+        aspect=selected("aspect"),
+        duration=selected("duration"),
+        channel=channel if isinstance(channel, str) and channel else None,
+        response_url=response_url,
+    )
+
+
+def register(app: AsyncApp) -> None:
+    app.shortcut(NEW_VIDEO_SHORTCUT)(new_video_shortcut)
+    app.action("home_new_video")(home_new_video)
+    app.action("refine")(refine)
+    app.view_submission(messages.NEW_FORM_CALLBACK)(submit_new_form)
+    app.view_submission(messages.REFINE_CALLBACK)(submit_refine)
+
+
+async def _answer(ack: AsyncAck, outcome: SubmitOutcome, what: str) -> None:
+    log.info("%s submitted: %s", what, outcome.kind or "invalid")
+    if outcome.errors:
+        await ack(response_action="errors", errors=outcome.errors)
+    else:
+        await ack()
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _team(body: dict[str, Any]) -> str:
+    return str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")

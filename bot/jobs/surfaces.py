@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from bot import messages
 from bot.command_line import Field, request_problems
+from bot.jobs.admission import AskKind, NewJobAsk
 from bot.jobs.card import job_label
-from bot.jobs.intake import _NOT_SENT, AskKind, Intake, NewJobAsk
+from bot.jobs.intake import _NOT_SENT, Intake
 from bot.motion import ASPECTS, DURATIONS, MotionRequest
 from bot.store import HIDDEN_RUN_STATES, Job, RunState
 

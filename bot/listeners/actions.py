@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 
 from bot import messages
 from bot.jobs import Admission, AskKind, RestartAsk, RetryAsk
-from bot.jobs.intake import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
+from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of
 
 

@@ -953,7 +953,7 @@ def refine_form(
     *, job_id: int, run_number: int, aspects: tuple[str, ...], durations: tuple[str, ...],
     sandbox: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """ "Refine" on a result: what a thread reply would say, as a form; sent as a followup."""
+    """The "Refine" button on a result: what a thread reply would say, as a form; sent as a followup."""
     blocks = [
         context(f"Refines run {run_number}: sent as a followup in the job's thread."),
         *_request_inputs(aspects, durations),

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from bot.sandbox import JobPlan
-from tests.support.harness import FAST_PLAN, Harness, until
+from tests.support.harness import FAST_PLAN, SIGNING_SECRET, Harness, until
 
 
 def ready_posts(h: Harness, thread_ts: str) -> list[dict[str, Any]]:
@@ -487,3 +487,37 @@ async def test_a_followup_refused_with_409_again_and_again_is_reported_not_retri
     )
     assert "Not now." in notice[0]["text"]
     await assert_counts(harness, creates=1, followups=6, posts=3, reactions=2)
+
+
+async def test_one_reply_delivered_to_two_instances_at_once_is_one_followup(
+    harness: Harness,
+) -> None:
+    """Slack may deliver to any instance: the same reply as `app_mention` to one instance and as
+    `message` to another, and the same event_id redelivered to both, at the same moment."""
+    from tests.support.signing import signed_headers
+
+    thread = await finished_job(harness)
+    first = harness.bot
+    second = await harness.start()
+    reply = harness.reply_event(thread, "<@U0BOT> slower pace")
+    mention = {
+        k: reply[k] for k in ("type", "user", "text", "ts", "channel", "event_ts", "thread_ts")
+    }
+    mention["type"] = "app_mention"
+
+    async def deliver(bot: Any, event: dict[str, Any], event_id: str) -> int:
+        body = json.dumps(harness.envelope(event, event_id=event_id))
+        headers = signed_headers(body, SIGNING_SECRET, "application/json")
+        url = f"http://127.0.0.1:{bot.port}/slack/events"
+        return (await harness.http.post(url, content=body, headers=headers)).status_code
+
+    answers = await asyncio.gather(
+        deliver(first, mention, "EvMENTION1"),
+        deliver(second, reply, "EvMESSAGE1"),
+        deliver(first, reply, "EvMESSAGE1"),
+        deliver(second, mention, "EvMENTION1"),
+    )
+    assert answers == [200, 200, 200, 200]
+    await until(lambda: len(ready_posts(harness, thread)) == 2)
+    assert followup_prompts(harness) == ["slower pace"]
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)

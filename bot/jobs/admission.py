@@ -51,7 +51,7 @@ class FollowupAsk:
 
 @dataclass(frozen=True)
 class RetryAsk:
-    """ "Send it again" / "Try again" on a run whose outcome is unknown or that did not start."""
+    """The "Send it again" button / "Try again" on a run whose outcome is unknown or that did not start."""
 
     run_id: int
     user_id: str
@@ -59,7 +59,7 @@ class RetryAsk:
 
 @dataclass(frozen=True)
 class RestartAsk:
-    """ "Start a new job" from a followup Motion refused on a failed job."""
+    """The "Start a new job" button from a followup Motion refused on a failed job."""
 
     run_id: int
     user_id: str

@@ -130,7 +130,7 @@ class Intake(Admissions):
     # ------------------------------------------------------------ the buttons on results
 
     def variation_of(self, run_id: int, user_id: str, response_url: str | None) -> RunAsk | None:
-        """ "New variation": a new job in the same channel with the run's whole request, claimed
+        """The "New variation" button: a new job in the same channel with the run's whole request, claimed
         once per result ("variation:<run id>") so a second press starts nothing."""
         ctx = self.ctx
         run = ctx.store.run(run_id)
@@ -150,7 +150,7 @@ class Intake(Admissions):
     def refine_of(
         self, job_id: int, user_id: str, view_id: str, request: MotionRequest
     ) -> RunAsk | None:
-        """ "Refine" submitted: a followup as if replied in the thread, claimed by the view's id
+        """The "Refine" button submitted: a followup as if replied in the thread, claimed by the view's id
         so a replayed submission queues one followup."""
         job = self.ctx.store.job(job_id)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED, JobState.STOPPED):

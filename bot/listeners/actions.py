@@ -73,7 +73,7 @@ async def new_variation(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
     context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "New variation" on a result: a new job with the same request, once per result."""
+    """The "New variation" button on a result: a new job with the same request, once per result."""
     await ack()
     service = service_of(context)
     run_id = _run_id(action)

@@ -29,7 +29,7 @@ async def new_video_shortcut(
 
 
 async def home_new_video(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
-    """ "New video" on the Home tab."""
+    """The "New video" button on the Home tab."""
     await ack()
     service_of(context).open_new_form(str(body.get("trigger_id") or ""), None)
 
@@ -38,7 +38,7 @@ async def refine(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
     context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "Refine" on a result: the form of a thread reply."""
+    """The "Refine" button on a result: the form of a thread reply."""
     await ack()
     service = service_of(context)
     value = action.get("value")

@@ -129,23 +129,10 @@ class SlackStandIn(Workspace):
             client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
     """
 
-    def __init__(
-        self,
-        *,
-        bot_token: str = "xoxb-test",
-        team_id: str = "T0001",
-        bot_user_id: str = "U0BOT",
-        bot_id: str = "B0BOT",
-        app_id: str = "A0APP",
-        populate: bool = True,
-    ) -> None:
-        super().__init__(
-            team_id=team_id,
-            bot_user_id=bot_user_id,
-            bot_id=bot_id,
-            app_id=app_id,
-            populate=populate,
-        )
+    def __init__(self, *, bot_token: str = "xoxb-test", **workspace: Any) -> None:
+        """`workspace`: the identity and contents `WorkspaceModel` takes (team_id, bot_user_id,
+        bot_id, app_id, populate)."""
+        super().__init__(**workspace)
         self.bot_token = bot_token
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -92,25 +92,8 @@ class SlackDouble(SocketModeSide, SlackStandIn):
             client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
     """
 
-    def __init__(
-        self,
-        *,
-        bot_token: str = "xoxb-test",
-        team_id: str = "T0001",
-        bot_user_id: str = "U0BOT",
-        bot_id: str = "B0BOT",
-        app_id: str = "A0APP",
-        populate: bool = True,
-        app_token: str = "xapp-test",
-    ) -> None:
-        super().__init__(
-            bot_token=bot_token,
-            team_id=team_id,
-            bot_user_id=bot_user_id,
-            bot_id=bot_id,
-            app_id=app_id,
-            populate=populate,
-        )
+    def __init__(self, *, app_token: str = "xapp-test", **standin: Any) -> None:
+        super().__init__(**standin)
         self._stopping = threading.Event()
         self._calls: list[SlackCall] = []
         self._faults: dict[str, list[_Fault]] = {}

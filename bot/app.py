@@ -19,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.jobs import JobService, SpendPolicy
+from bot.links import LinkSigner, signer_for
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
@@ -39,6 +40,7 @@ class MotionBot:
     app: AsyncApp
     session: aiohttp.ClientSession
     _verifier: SignatureVerifier | None
+    links: LinkSigner
     sandbox_thread: Any = None
     _runner: web.AppRunner | None = None
     _socket_handler: Any = None
@@ -116,7 +118,10 @@ class MotionBot:
             )
 
         verifier = None if settings.socket_mode else SignatureVerifier(app_signing_secret(settings))
-        return cls(settings, store, motion, service, poller, app, session, verifier, sandbox_thread)
+        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
+        return cls(
+            settings, store, motion, service, poller, app, session, verifier, links, sandbox_thread
+        )
 
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
@@ -145,16 +150,29 @@ class MotionBot:
                 ) from exc
             await self._socket_handler.connect_async()
             log.info("connected to Slack in Socket Mode")
-        else:
-            web_app = web.Application(client_max_size=2 * 1024 * 1024)
+        if not self.settings.socket_mode or self.settings.public_url:
+            await self._serve_http()
+
+    async def _serve_http(self) -> None:
+        """HTTP mode takes Slack's requests here; in either mode, with PUBLIC_URL, the app's
+        own public links (files for Motion, downloads for people) are served on PORT too."""
+        web_app = web.Application(client_max_size=2 * 1024 * 1024)
+        if not self.settings.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
-            web_app.router.add_get("/healthz", self._healthz)
-            self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "0.0.0.0", self.settings.port).start()
-            address = self._runner.addresses[0] if self._runner.addresses else None
-            self.port = int(address[1]) if address else self.settings.port
+        web_app.router.add_get("/healthz", self._healthz)
+        self._add_public_routes(web_app.router)
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self.settings.port).start()
+        address = self._runner.addresses[0] if self._runner.addresses else None
+        self.port = int(address[1]) if address else self.settings.port
+        if self.settings.socket_mode:
+            log.info("serving public links on :%s (PUBLIC_URL is set)", self.port)
+        else:
             log.info("listening for Slack on :%s/slack/events (HTTP mode)", self.port)
+
+    def _add_public_routes(self, router: web.UrlDispatcher) -> None:
+        """The routes behind PUBLIC_URL (each answers 404 while PUBLIC_URL is unset)."""
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         body = await request.text()

@@ -76,6 +76,9 @@ class Settings:
     confirm: bool = False
     instance_name: str | None = None  # MOTION_INSTANCE, else Heroku's DYNO: see Store leases
     lease_seconds: float = 30.0  # MOTION_LEASE_SECONDS: a dead instance's jobs wait this long
+    public_url: str | None = None  # PUBLIC_URL without a trailing slash; None: no public links
+    upload_max_mb: float = 100.0  # 0: no uploads into the thread
+    stuck_after_minutes: float = 60.0
 
     def __repr__(self) -> str:
         shown = {
@@ -238,6 +241,18 @@ class Settings:
                 f"MOTION_LEASE_SECONDS must be between 1 and 50 (takeover within 60 s), got {lease}."
             )
 
+        public_url = _public_url(get("PUBLIC_URL"), problems)
+        upload_max = _number(get("UPLOAD_MAX_MB") or "100", "UPLOAD_MAX_MB", float, problems)
+        if upload_max is not None and not 0 <= upload_max <= 1000:
+            problems.append(
+                f"UPLOAD_MAX_MB must be between 0 (no uploads) and 1000 megabytes, got {upload_max}."
+            )
+        stuck = _number(get("STUCK_AFTER_MINUTES") or "60", "STUCK_AFTER_MINUTES", float, problems)
+        if stuck is not None and not 0 < stuck <= 10080:
+            problems.append(
+                f"STUCK_AFTER_MINUTES must be more than 0 and at most 10080 (a week), got {stuck}."
+            )
+
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             problems.append(
@@ -269,6 +284,9 @@ class Settings:
             confirm=confirm_raw in _TRUE,
             instance_name=get("MOTION_INSTANCE") or get("DYNO"),
             lease_seconds=lease or 30.0,
+            public_url=public_url,
+            upload_max_mb=100.0 if upload_max is None else upload_max,
+            stuck_after_minutes=stuck or 60.0,
         )
 
 
@@ -277,6 +295,34 @@ def _url(value: str, name: str, problems: list[str]) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         problems.append(f"{name} must be an http(s) URL such as https://host/path, got {value!r}.")
     return value
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _public_url(value: str | None, problems: list[str]) -> str | None:
+    """PUBLIC_URL: an https base Motion and browsers can reach; plain http only on loopback
+    (local tests), since Motion fetches files from it and people click its links."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        problems.append(
+            f"PUBLIC_URL must be the app's public https address such as "
+            f"https://motion.example.com, got {value!r}."
+        )
+        return None
+    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
+        problems.append(
+            f"PUBLIC_URL must use https (plain http only on localhost for local tests), "
+            f"got {value!r}."
+        )
+        return None
+    if parts.query or parts.fragment:
+        problems.append(f"PUBLIC_URL must be a plain base address without ? or #, got {value!r}.")
+        return None
+    return value.rstrip("/")
 
 
 def _number(value: str, name: str, kind: type[Any], problems: list[str]) -> Any:

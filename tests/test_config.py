@@ -391,3 +391,64 @@ def test_every_spend_problem_is_listed_at_once() -> None:
         }
     )
     assert len(found) == 5
+
+
+# ---------------------------------------------------------------- public links, uploads, stuck jobs
+
+
+def test_public_url_uploads_and_stuck_defaults_are_the_specs() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.public_url is None
+    assert settings.upload_max_mb == 100.0
+    assert settings.stuck_after_minutes == 60.0
+
+
+def test_public_url_loses_its_trailing_slash_and_keeps_its_path() -> None:
+    settings = Settings.from_env(
+        {
+            **MINIMAL,
+            "PUBLIC_URL": "https://motion.example.com/bot/",
+            "UPLOAD_MAX_MB": "0",
+            "STUCK_AFTER_MINUTES": "0.5",
+        }
+    )
+    assert settings.public_url == "https://motion.example.com/bot"
+    assert settings.upload_max_mb == 0.0
+    assert settings.stuck_after_minutes == 0.5
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:3000/"])
+def test_plain_http_public_url_is_accepted_on_loopback(url: str) -> None:
+    assert Settings.from_env({**MINIMAL, "PUBLIC_URL": url}).public_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://motion.example.com", "must use https"),
+        ("motion.example.com", "public https address"),
+        ("ftp://motion.example.com", "public https address"),
+        ("https://motion.example.com/?x=1", "without ? or #"),
+    ],
+)
+def test_a_public_url_motion_could_not_safely_reach_is_refused(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**MINIMAL, "PUBLIC_URL": url})
+    assert any("PUBLIC_URL" in p and says in p for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("UPLOAD_MAX_MB", "-1"),
+        ("UPLOAD_MAX_MB", "lots"),
+        ("UPLOAD_MAX_MB", "5000"),
+        ("STUCK_AFTER_MINUTES", "0"),
+        ("STUCK_AFTER_MINUTES", "never"),
+        ("STUCK_AFTER_MINUTES", "20000"),
+    ],
+)
+def test_bad_upload_cap_or_stuck_time_is_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**MINIMAL, name: value})
+    assert [p for p in caught.value.problems if p.startswith(name)]

@@ -1110,6 +1110,10 @@ def too_many_attachments(links: int, files: int, limit: int) -> str:
     )
 
 
+THREAD_TAKEN = (
+    "A Motion job already lives in this thread: reply in it to refine that video, or mention me "
+    "in a new message to start another. Nothing was started."
+)
 FILES_NEED_A_PROMPT = (
     "Say what Motion should do with the attached file(s): write a few words with them, e.g. "
     "“use this logo in the closing shot”. Nothing was started."

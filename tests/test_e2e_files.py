@@ -397,3 +397,63 @@ def _periods() -> tuple[str, str]:
 
     now = time.time()
     return utc_day(now), utc_month(now)
+
+
+# ---------------------------------------------------------------- one job per thread
+
+
+async def test_two_mentions_in_one_thread_at_once_start_one_job(harness: Harness) -> None:
+    await harness.start()
+    root = harness.slack.add_human_message("C0PUBLIC", "launch video?", user="U0BOB")
+    first, _ = harness.slack.mention("C0PUBLIC", f"{BOT} a teaser", user="U0ALICE", thread_ts=root)
+    second, _ = harness.slack.mention("C0PUBLIC", f"{BOT} a sting", user="U0BOB", thread_ts=root)
+    harness.slack.fail_next("chat.postMessage", delay=1.0)  # the first card is slow to appear
+    for event in (first, second):
+        assert (await harness.event(event)).status_code == 200
+    [told] = await until(lambda: harness.posts("chat.postEphemeral"), what="the second is told")
+    assert told.params["user"] == "U0BOB" and "already lives in this thread" in told.params["text"]
+    [card] = await until(lambda: harness.bot_replies(root), what="the one card")
+    assert "a teaser" in card["text"]
+    await wait_reply(harness, root, READY)
+    assert harness.sandbox.count("create") == 1
+
+
+async def test_two_previews_started_in_one_thread_make_one_job_and_give_the_count_back(
+    harness: Harness,
+) -> None:
+    await harness.start(MOTION_CONFIRM="true")
+    root = harness.slack.add_human_message("C0PUBLIC", "launch video?", user="U0BOB")
+    starts = []
+    for n, text in enumerate(("a teaser", "a sting")):
+        mention, _ = harness.slack.mention(
+            "C0PUBLIC", f"{BOT} {text}", user="U0ALICE", thread_ts=root
+        )
+        assert (await harness.event(mention)).status_code == 200
+        previews = await until(
+            lambda n=n: harness.posts("chat.postEphemeral")[n:], what="a preview"
+        )
+        starts.append(
+            next(
+                e["value"]
+                for b in previews[0].params["blocks"]
+                if b["type"] == "actions"
+                for e in b["elements"]
+                if e["action_id"] == "confirm_start"
+            )
+        )
+    assert (await harness.action("confirm_start", starts[0])).status_code == 200
+    await until(lambda: harness.bot_replies(root), what="the first card")
+    assert (await harness.action("confirm_start", starts[1])).status_code == 200
+    await until(
+        lambda: any(
+            "already lives in this thread" in c.params["text"]
+            for c in harness.posts("chat.postEphemeral")
+        ),
+        what="the second is told",
+    )
+    await wait_reply(harness, root, READY)
+    await settle()
+    assert harness.sandbox.count("create") == 1 and len(harness.bot_replies(root)) >= 1
+    assert [m for m in harness.bot_replies(root) if "a sting" in m["text"]] == []
+    usage = harness.bot.store.usage_of("T0001", "U0ALICE", *_periods())
+    assert usage.today == 1  # the abandoned second job gave its count back

@@ -35,10 +35,16 @@ class Card:
                 if not exc.permanent:
                     return ctx.backoff(job.id, f"conversations.join: {exc.code}")
                 # Joining is refused (an admin setting, say): posting the card decides.
+        parent = job.parent_ts  # an @mention's thread: the card is a reply there
+        owner = ctx.store.job_for_thread(channel, parent) if parent else None
+        if owner is not None and owner.id != job.id:  # two mentions in one thread: first wins
+            ctx.store.abandon_job(job.id, ctx.clock())
+            said = messages.usage_error(messages.THREAD_TAKEN, job.sandbox).payload()
+            await ctx.slack.tell_privately(channel, job.requester, said, thread_ts=parent)
+            return Step(None)
         runs = ctx.store.runs(job.id)
         card = self.build(job, runs)
         key = f"card:{job.id}"
-        parent = job.parent_ts  # an @mention's thread: the card is a reply there
         try:
             ts = None
             if job.card_sent_at is not None:  # an earlier attempt may have reached Slack

@@ -100,14 +100,20 @@ class Mentions(Surfaces):
             return self._answer_mention(
                 event_keys, channel_id, user_id, root, messages.usage_error(said, ctx.sandbox)
             )
+        keys = tuple(event_keys)
+        if not ctx.policy.confirm:  # one job per thread, even for two mentions at once
+            keys += (f"thread:{channel_id}:{root}",)  # (a preview may be cancelled: not then)
         admission = self.ask_for_run(
-            NewJobAsk(
-                team_id, channel_id, user_id, None, request, event_keys=tuple(event_keys),
-                thread_ts=root,
-            )
-        )  # fmt: skip
+            NewJobAsk(team_id, channel_id, user_id, None, request, event_keys=keys, thread_ts=root)
+        )
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
             self._tell(channel_id, user_id, admission.message, root)
+        if admission.kind == AskKind.DUPLICATE and not any(
+            ctx.store.event_claimed(key) for key in event_keys
+        ):
+            # Not this delivery again (its keys were not taken): another mention in the same
+            # thread has just started the thread's job.
+            self._tell(channel_id, user_id, messages.usage_error(messages.THREAD_TAKEN), root)
         return ReplyOutcome(
             {
                 AskKind.ACCEPTED: ReplyKind.STARTED,

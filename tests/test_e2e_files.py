@@ -136,8 +136,9 @@ async def test_a_mention_outside_a_thread_starts_a_job_whose_card_opens_that_mes
     [card] = await until(lambda: harness.bot_replies(mention["ts"]), what="the card in the thread")
     assert harness.thread(mention["ts"])[0]["ts"] == card["ts"]  # the app's first reply there
     assert "launch teaser" in card["text"]
-    [post] = [c for c in harness.posts() if c.params.get("text") == card["text"]]
-    assert post.params["thread_ts"] == mention["ts"]
+    first_post = harness.posts()[0]  # the card, posted as a reply in the message's thread
+    assert first_post.params["thread_ts"] == mention["ts"]
+    assert first_post.params["channel"] == "C0PUBLIC"
     await until(lambda: results(harness, mention["ts"]), what="the result in the same thread")
     [create] = harness.sandbox.creates
     assert create["prompt"] == "a launch teaser" and create["aspect_ratio"] == "9:16"

@@ -458,3 +458,21 @@ async def test_two_previews_started_in_one_thread_make_one_job_and_give_the_coun
     assert [m for m in harness.bot_replies(root) if "a sting" in m["text"]] == []
     usage = harness.bot.store.usage_of("T0001", "U0ALICE", *_periods())
     assert usage.today == 1  # the abandoned second job gave its count back
+
+
+async def test_a_refused_file_on_the_form_is_shown_under_its_field(harness: Harness) -> None:
+    await harness.start()  # no PUBLIC_URL
+    assert (await harness.command("new")).status_code == 200
+    view = (await until(lambda: harness.slack.views("U0ALICE"), what="the form"))[0]
+    uploaded = harness.slack.add_file(
+        title="logo.png", mimetype="image/png", content=PNG, channel=None, for_app=True
+    )
+    answer = await harness.submit_view(
+        view, {"prompt": "a teaser", "channel": "C0PUBLIC", "files": uploaded}
+    )
+    body = answer.json()
+    assert body["response_action"] == "errors" and list(body["errors"]) == ["files"]
+    assert "PUBLIC_URL" in body["errors"]["files"]
+    await settle()
+    assert harness.sandbox.count("create") == 0
+    assert harness.bot.store.recent_jobs("T0001", "U0ALICE") == []

@@ -295,10 +295,10 @@ class SlackStandIn(Workspace):
     def _with_files(
         self, channel: str, event: dict[str, Any], file_ids: list[str]
     ) -> dict[str, Any]:
-        files = [self.file_object(file_id) for file_id in file_ids]
         with self._lock:
-            for file_id in file_ids:
+            for file_id in file_ids:  # shared here now, so the app may read it
                 self._files[file_id].channels.add(channel)
+            files = [self.file_object(file_id) for file_id in file_ids]
             stored = self._messages[channel][event["ts"]]
             stored.update(subtype="file_share", upload=True, files=copy.deepcopy(files))
         return {**event, "subtype": "file_share", "upload": True, "files": files}

@@ -18,11 +18,14 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
+from bot.file_links import FileLinks
 from bot.jobs import JobService, SpendPolicy
+from bot.jobs.files import FileIntake
 from bot.links import LinkSigner, signer_for
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
+from bot.slack_files import SlackFiles
 from bot.slack_out import SlackOut, make_client
 from bot.store import Store
 
@@ -46,6 +49,7 @@ class MotionBot:
     _socket_handler: Any = None
     port: int | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    file_links: FileLinks | None = None  # PUBLIC_URL/files/<token>: Slack files for Motion
 
     @classmethod
     def build(
@@ -83,6 +87,8 @@ class MotionBot:
         client = make_client(token, api_url, session=session)
         outbox_client = make_client(token, api_url, retry_writes=False, session=session)
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
+        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
+        file_links = FileLinks(links, SlackFiles(token, api_url), settings.public_url)
         service = JobService(
             store,
             motion,
@@ -98,6 +104,7 @@ class MotionBot:
                 runs_per_month=settings.runs_per_month,
                 confirm=settings.confirm,
             ),
+            files=FileIntake(file_links),
         )
         poller = Poller(
             store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
@@ -118,10 +125,10 @@ class MotionBot:
             )
 
         verifier = None if settings.socket_mode else SignatureVerifier(app_signing_secret(settings))
-        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
         return cls(
-            settings, store, motion, service, poller, app, session, verifier, links, sandbox_thread
-        )
+            settings, store, motion, service, poller, app, session, verifier, links, sandbox_thread,
+            file_links=file_links,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Resume unfinished work, then take requests."""
@@ -173,6 +180,8 @@ class MotionBot:
 
     def _add_public_routes(self, router: web.UrlDispatcher) -> None:
         """The routes behind PUBLIC_URL (each answers 404 while PUBLIC_URL is unset)."""
+        if self.file_links is not None:
+            self.file_links.add_routes(router)  # GET/HEAD /files/{token}
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -221,6 +230,8 @@ class MotionBot:
         await self.poller.stop(max(0.0, remaining))
         await self.service.drain_background(1.0)
         await self.motion.aclose()
+        if self.file_links is not None:
+            await self.file_links.files.aclose()
         await self.session.close()
         if self.sandbox_thread is not None:
             self.sandbox_thread.stop()

@@ -793,6 +793,8 @@ def run_preview(
         details.append(f"• Duration: {escape(request.duration)}")
     for i, url in enumerate(request.attachments, 1):
         details.append(f"• Attachment {i}: {link(shorten(url, 500))}")
+    for i, file in enumerate(request.files, len(request.attachments) + 1):
+        details.append(f"• Attachment {i}: {escape(shorten(file.name or 'a Slack file', 200))}")
     prompt = quote(request.prompt, 2_000)
     if len(request.prompt) > 2_000:
         prompt += f"\n_({len(request.prompt):,} characters in all; all of it will be sent)_"
@@ -934,7 +936,7 @@ def new_video_form(
         channel["initial_conversation"] = channel_id
     blocks = [
         *_request_inputs(aspects, durations),
-        # The file field (files picked from Slack) goes here, before the channel.
+        file_input_block(),
         _input(
             CHANNEL_BLOCK,
             "Post it in",
@@ -1035,3 +1037,93 @@ def home_view(
     if sandbox:
         blocks.append(context(SANDBOX_NOTE))
     return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+
+
+# ---------------------------------------------------------------- Slack files as attachments
+
+
+FILES_BLOCK = "files"  # the form's file field (a file_input; its state lists file ids)
+FILE_FIELD_MAX = 10  # Slack's own cap for a file_input, and Motion's for attachments
+FILE_MAX_MB = 100
+
+
+def file_input_block() -> dict[str, Any]:
+    """The form's file field: files picked or uploaded in Slack, re-hosted for Motion."""
+    return _input(
+        FILES_BLOCK, "Files", {"type": "file_input", "max_files": FILE_FIELD_MAX},
+        optional=True,
+        hint="Images, clips or audio for Motion to use (up to 10 in all, each at most 100 MB).",
+    )  # fmt: skip
+
+
+def file_kind(mimetype: str) -> str:
+    """An attachment's `type` for Motion, from the file's MIME type."""
+    head = mimetype.split("/", 1)[0].strip().lower()
+    return head if head in ("image", "video", "audio") else "file"
+
+
+def no_public_url_for_files() -> str:
+    return (
+        "Slack files can't be attached here: the app has no public address (PUBLIC_URL is not "
+        "set), and Motion can only fetch files from a public link. Put the file somewhere with "
+        "a public https link and use `--attach <link>`, or ask your Slack admin to set "
+        "PUBLIC_URL. Nothing was started."
+    )
+
+
+def file_too_large(title: str, size: int) -> str:
+    megabytes = size / (1024 * 1024)
+    return (
+        f"“{shorten(title, 80)}” is {megabytes:,.0f} MB; Motion attachments can be at most "
+        f"{FILE_MAX_MB} MB. Share a smaller file, or a public https link to it with "
+        "`--attach <link>`. Nothing was started."
+    )
+
+
+def file_unreadable(code: str) -> str:
+    if code == "missing_scope":
+        why = (
+            "the app lacks Slack's `files:read` permission (ask your Slack admin to reinstall it "
+            "from manifest.yml)"
+        )
+    elif code in ("file_not_found", "file_deleted"):
+        why = "Slack says the file is gone or not visible to the app (is the app in the channel?)"
+    elif code == "no_download_url":
+        why = "it is not stored in Slack (an external file), so there is nothing to fetch"
+    else:
+        why = f"Slack refused to let the app read it ({code})"
+    return (
+        f"A file could not be attached: {why}. Share it again in a channel the app is in, or "
+        "attach a public https link with `--attach <link>`. Nothing was started."
+    )
+
+
+def files_busy() -> str:
+    return "Slack did not answer about the attached files just now. Try again in a minute."
+
+
+def too_many_attachments(links: int, files: int, limit: int) -> str:
+    return (
+        f"{links + files} attachments ({links} `--attach` link{'s' if links != 1 else ''} and "
+        f"{files} file{'s' if files != 1 else ''}); Motion accepts at most {limit} per run. "
+        f"Remove {links + files - limit}. Nothing was started."
+    )
+
+
+THREAD_TAKEN = (
+    "A Motion job already lives in this thread: reply in it to refine that video, or mention me "
+    "in a new message to start another. Nothing was started."
+)
+FILES_NEED_A_PROMPT = (
+    "Say what Motion should do with the attached file(s): write a few words with them, e.g. "
+    "“use this logo in the closing shot”. Nothing was started."
+)
+MENTION_HINT = (
+    "👋 Mention me with what the video should show, e.g. "
+    "`@motion a 20-second teaser for our spring sale --aspect 9:16`. Files attached to that "
+    "message are used too. I post the job in this thread; reply there to refine it."
+)
+
+
+def mention_hint(sandbox: bool) -> Message:
+    return with_sandbox(Message(MENTION_HINT, [section(MENTION_HINT)], "mention_hint"), sandbox)

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from bot.motion import (
@@ -247,6 +248,9 @@ def _custom(path: list[str | int], message: str) -> dict[str, Any]:
     return {"code": "custom", "message": message, "path": path}
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def _attachment_issues(index: int, attachment: object) -> list[dict[str, Any]]:
     path: list[str | int] = ["attachments", index]
     if not isinstance(attachment, dict):
@@ -263,7 +267,9 @@ def _attachment_issues(index: int, attachment: object) -> list[dict[str, Any]]:
                     "path": [*path, "url"],
                 }
             )
-        elif parts.scheme != "https":
+        elif parts.scheme != "https" and not (
+            parts.scheme == "http" and parts.hostname in _LOOPBACK  # a local test's own app
+        ):
             issues.append(_custom([*path, "url"], "Attachment URL must use https"))
     issues += _check_string(attachment, "name", path, maximum=MAX_ATTACHMENT_NAME)[1]
     issues += _check_enum(attachment, "type", path, ATTACHMENT_TYPES)
@@ -458,6 +464,7 @@ class MotionSandbox:
         balance: int | None = None,
         minimum_credits: int = 300,
         stale_polls: int = 0,
+        fetch_attachments: bool = False,
     ) -> None:
         self.clock = clock
         self.default_plan = default_plan or JobPlan()
@@ -465,6 +472,10 @@ class MotionSandbox:
         self.balance = balance
         self.minimum_credits = minimum_credits
         self.stale_polls = stale_polls
+        # Fetch each attachment URL as Motion would (plain GET, no headers, no cookies) and
+        # answer 400 when one cannot be fetched; what was fetched is kept in `fetches`.
+        self.fetch_attachments = fetch_attachments
+        self.fetches: list[Fetch] = []
         self.base_url: str | None = None
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
@@ -569,9 +580,11 @@ class MotionSandbox:
         return generated_sources(job_id, run.number, run.plan.source_count)
 
     def _process(
-        self, endpoint: str, authorization: str | None, raw: bytes, job_id: str | None
-    ) -> Answer:
-        """Answer one API call as the real service would."""
+        self, endpoint: str, authorization: str | None, raw: bytes, job_id: str | None,
+        fetch_issues: list[dict[str, Any]] | None = None,
+    ) -> Answer:  # fmt: skip
+        """Answer one API call as the real service would; `fetch_issues`: attachments that
+        could not be fetched (a 400, after authentication, like any other bad attachment)."""
         with self._lock:
             now = self.clock()
             key, reason = self._authenticate(authorization)
@@ -585,6 +598,7 @@ class MotionSandbox:
                 if endpoint == "status":
                     return Answer(200, self._status_payload(job, now), job.job_id)
             body, issues = _parse_body(raw)
+            issues = issues or list(fetch_issues or [])
             if issues or body is None:
                 payload = {"error": "Invalid request", "details": issues}
                 answer = Answer(400, payload, job_id)
@@ -662,11 +676,45 @@ class MotionSandbox:
         job_id = request.match_info.get("job_id")
         authorization = request.headers.get("Authorization")
 
+        fetch_issues = None
+        if self.fetch_attachments and endpoint != "status":
+            fetch_issues = await self._fetch_attachments(raw)
+
         def process() -> Answer:
-            return self._process(endpoint, authorization, raw, job_id)
+            return self._process(endpoint, authorization, raw, job_id, fetch_issues)
 
         exchange = Exchange(endpoint, request, raw, job_id, received_at)
         return await self.respond(exchange, process)
+
+    async def _fetch_attachments(self, raw: bytes) -> list[dict[str, Any]]:
+        """GET every attachment URL the way Motion fetches one (no headers, no cookies, on the
+        sandbox's own loop, so nothing blocks); an issue per URL that does not answer 200."""
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return []
+        attachments = body.get("attachments") if isinstance(body, dict) else None
+        if not isinstance(attachments, list):
+            return []
+        issues: list[dict[str, Any]] = []
+        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+        jar = aiohttp.DummyCookieJar()
+        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=jar) as session:
+            for index, attachment in enumerate(attachments):
+                url = attachment.get("url") if isinstance(attachment, dict) else None
+                if not isinstance(url, str):
+                    continue
+                fetch = await _fetch(session, url)
+                with self._lock:
+                    self.fetches.append(fetch)
+                if fetch.status != 200 or fetch.error:
+                    why = fetch.error or f"HTTP {fetch.status}"
+                    issues.append(
+                        _custom(
+                            ["attachments", index, "url"], f"Could not fetch attachment ({why})"
+                        )
+                    )
+        return issues
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0: any free port) and return the base URL clients use."""
@@ -692,6 +740,34 @@ class MotionSandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+FETCH_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One attachment fetched as Motion would: what came back, and a digest of the bytes."""
+
+    url: str
+    status: int
+    content_type: str | None
+    size: int
+    sha256: str
+    error: str | None = None
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str) -> Fetch:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async with session.get(url, allow_redirects=True) as response:
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+            return Fetch(url, response.status, response.content_type, size, digest.hexdigest())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Fetch(url, 0, None, size, digest.hexdigest(), error=type(exc).__name__)
 
 
 def _accepted_payload(job_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.slack_file_store import DOWNLOAD_PREFIX, LOGIN_PAGE
 from bot.slack_workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
@@ -179,6 +180,11 @@ class SlackStandIn(Workspace):
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def file_host_url(self) -> str:
+        """Private download links are served here too, as files.slack.com would serve them."""
+        return self.root_url
+
+    @property
     def base_url(self) -> str:
         """The Web API base; the trailing slash matters because slack_sdk urljoins onto it."""
         return f"{self.root_url}/api/"
@@ -254,6 +260,49 @@ class SlackStandIn(Workspace):
                 "blocks": copy.deepcopy(message["blocks"]),
             }
 
+    def file_reply(
+        self, channel: str, text: str, *, user: str, thread_ts: str, file_ids: list[str]
+    ) -> dict[str, Any]:
+        """A person's thread reply with files; returns the `message` event (subtype
+        `file_share`, the files in Slack's shape) Slack delivers."""
+        event = self.thread_reply(channel, text, user=user, thread_ts=thread_ts)
+        return self._with_files(channel, event, file_ids)
+
+    def mention(
+        self, channel: str, text: str, *, user: str, thread_ts: str | None = None,
+        file_ids: list[str] | tuple[str, ...] = (),
+    ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+        """A person's message that @mentions the app (`text` holds `<@BOT>`): the
+        `app_mention` event and its `message` twin, both of which Slack delivers."""
+        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+        with self._lock:
+            stored = self._messages[channel][ts]
+            message: dict[str, Any] = {
+                "type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+                "event_ts": ts, "channel_type": "channel", "team": self.team_id,
+                "client_msg_id": stored["client_msg_id"],
+                "blocks": copy.deepcopy(stored["blocks"]),
+            }  # fmt: skip
+            if thread_ts is not None:
+                message["thread_ts"] = thread_ts
+                message["parent_user_id"] = stored.get("parent_user_id")
+        if file_ids:
+            message = self._with_files(channel, message, list(file_ids))
+        mention = {k: v for k, v in message.items() if k not in ("channel_type", "subtype")}
+        mention["type"] = "app_mention"
+        return mention, message
+
+    def _with_files(
+        self, channel: str, event: dict[str, Any], file_ids: list[str]
+    ) -> dict[str, Any]:
+        with self._lock:
+            for file_id in file_ids:  # shared here now, so the app may read it
+                self._files[file_id].channels.add(channel)
+            files = [self.file_object(file_id) for file_id in file_ids]
+            stored = self._messages[channel][event["ts"]]
+            stored.update(subtype="file_share", upload=True, files=copy.deepcopy(files))
+        return {**event, "subtype": "file_share", "upload": True, "files": files}
+
     def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
         """The Events API envelope around ``event``, as Slack POSTs it to the app."""
         return {
@@ -283,6 +332,11 @@ class SlackStandIn(Workspace):
             return self._serve_api(path[len("/api/") :], query, headers, body)
         if path.startswith("/commands/"):
             return self._serve_response_url(verb, f"{self.root_url}{path}", body)
+        if path == "/signin":  # where Slack sends a browser (or a refused token) to sign in
+            return Reply(200, LOGIN_PAGE, "text/html; charset=utf-8")
+        if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
+            answer = self.serve_download(path, headers.get("Authorization"), self.bot_token)
+            return Reply(answer.status, answer.body, answer.content_type, answer.headers)
         return Reply(404, b"not found", "text/plain")
 
     def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:

@@ -17,6 +17,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from bot.slack_file_store import FileMethods
 from bot.slack_model import (
     POST_TEXT_LIMIT,
     TS_STEP_MICROS,
@@ -36,7 +37,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Workspace(ViewMethods):
+class Workspace(FileMethods, ViewMethods):
     """The workspace with the Web API methods the app uses (``call``), without any transport."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -58,6 +59,7 @@ class Workspace(ViewMethods):
             "views.push": self._views_push,
             "views.update": self._views_update,
             "views.publish": self._views_publish,
+            "files.info": self._files_info,
         }
 
     # -- the Web API ---------------------------------------------------------------------------

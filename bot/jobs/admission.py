@@ -37,6 +37,7 @@ class NewJobAsk:
     request: MotionRequest
     event_keys: tuple[str, ...] = ()  # claimed with the job: "variation:<run id>" once
     origin_job_id: int | None = None  # a variation's: that thread links to the new one
+    thread_ts: str | None = None  # an @mention's thread: the card is its first reply there
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,10 @@ class Admissions:
         request = MotionRequest.from_json(preview.request or {"prompt": ""})
         ask: RunAsk
         if preview.kind == PreviewKind.NEW_JOB:
-            ask = NewJobAsk(preview.team_id, preview.channel_id, user_id, response_url, request)
+            ask = NewJobAsk(
+                preview.team_id, preview.channel_id, user_id, response_url, request,
+                thread_ts=preview.reply_ts,  # a new job's preview keeps its mention's thread
+            )  # fmt: skip
         elif preview.kind == PreviewKind.FOLLOWUP:
             job = ctx.store.job(preview.job_id or 0)
             if job is None:
@@ -223,7 +227,7 @@ class Admissions:
                     team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
                     response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
                     now=now, spend=spend, event_keys=ask.event_keys,
-                    origin_job_id=ask.origin_job_id,
+                    origin_job_id=ask.origin_job_id, parent_ts=ask.thread_ts,
                 )  # fmt: skip
                 if created_job is None:
                     return self._done(ALREADY_VARIED)
@@ -287,7 +291,11 @@ class Admissions:
             now=ctx.clock(),
             job_id=followup.job.id if followup else None,
             run_id=ask.run_id if isinstance(ask, RetryAsk | RestartAsk) else None,
-            reply_ts=followup.ts if followup else None,
+            reply_ts=followup.ts
+            if followup
+            else (
+                ask.thread_ts if isinstance(ask, NewJobAsk) else None  # a mention's thread
+            ),
             request=resolved.request.to_json(),
             event_keys=ask.event_keys if isinstance(ask, FollowupAsk | NewJobAsk) else (),
         )

@@ -35,16 +35,25 @@ class Card:
                 if not exc.permanent:
                     return ctx.backoff(job.id, f"conversations.join: {exc.code}")
                 # Joining is refused (an admin setting, say): posting the card decides.
+        parent = job.parent_ts  # an @mention's thread: the card is a reply there
+        owner = ctx.store.job_for_thread(channel, parent) if parent else None
+        if owner is not None and owner.id != job.id:  # two mentions in one thread: first wins
+            ctx.store.abandon_job(job.id, ctx.clock())
+            said = messages.usage_error(messages.THREAD_TAKEN, job.sandbox).payload()
+            await ctx.slack.tell_privately(channel, job.requester, said, thread_ts=parent)
+            return Step(None)
         runs = ctx.store.runs(job.id)
         card = self.build(job, runs)
         key = f"card:{job.id}"
         try:
             ts = None
             if job.card_sent_at is not None:  # an earlier attempt may have reached Slack
-                ts = await ctx.slack.find_post(channel, None, key, since=job.created_at)
+                ts = await ctx.slack.find_post(channel, parent, key, since=job.created_at)
             if ts is None:
                 ctx.store.record_card_sending(job.id, ctx.clock())
-                ts = await ctx.slack.post(channel, card.payload(), key=key, kind=card.kind)
+                ts = await ctx.slack.post(
+                    channel, card.payload(), thread_ts=parent, key=key, kind=card.kind
+                )
         except SlackFailure as exc:
             if not exc.permanent:
                 return ctx.backoff(job.id, f"posting the card: {exc.code}")
@@ -64,8 +73,9 @@ class Card:
                 NewPost.of(messages.new_job_link(permalink=link, sandbox=job.sandbox))
             )
         ctx.store.record_card(
-            job.id, ts, channel, job_phase(job, runs), digest(card), ctx.clock(), origin_posts
-        )
+            job.id, parent or ts, channel, job_phase(job, runs), digest(card), ctx.clock(),
+            origin_posts, card_ts=ts if parent else None,
+        )  # fmt: skip
         if job.origin_job_id:
             ctx.wake(job.origin_job_id)
         return Step(None)
@@ -103,7 +113,7 @@ class Card:
         if new_digest == job.card_digest and phase == job.card_phase:
             return
         try:
-            await ctx.slack.update(job.channel_id, job.thread_ts, card.payload())
+            await ctx.slack.update(job.channel_id, job.card_ts or job.thread_ts, card.payload())
         except SlackFailure as exc:
             if not exc.permanent:
                 raise  # the job backs off and edits the card at its next look
@@ -170,8 +180,8 @@ def options_text(request: MotionRequest) -> str:
         parts.append(f"duration {request.duration}")
     if request.style_url:
         parts.append("style reference")
-    if request.attachments:
-        count = len(request.attachments)
+    if request.attachment_count:
+        count = request.attachment_count
         parts.append(f"{count} attachment{'s' if count != 1 else ''}")
     return " · ".join(parts)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.jobs.background import Background
+from bot.jobs.files import FileIntake
 from bot.jobs.spend import SpendPolicy
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
@@ -50,6 +51,7 @@ class JobContext:
     notify_channel: str | None = None
     requires_mention: bool = False
     policy: SpendPolicy = field(default_factory=SpendPolicy)
+    files: FileIntake | None = None  # Slack files as attachments (None: refused, no links)
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     # Runs whose Motion write this process has in flight. A run recorded as sending that is not
     # here was sent by a process that died or lost the job's lease: its answer is not coming.

@@ -24,7 +24,7 @@ from bot.jobs.card import job_label
 from bot.jobs.context import REACT_FAILED
 from bot.jobs.spend import utc_day, utc_month
 from bot.messages import Message
-from bot.motion import MotionRequest
+from bot.motion import MAX_ATTACHMENTS, FileAttachment, MotionRequest
 from bot.store import (
     HIDDEN_RUN_STATES,
     Job,
@@ -44,6 +44,7 @@ class ReplyKind(StrEnum):
     INVALID = "invalid"  # answered in the thread with what to fix
     REFUSED = "refused"  # a spend control said no, privately to its author
     PREVIEWED = "previewed"  # MOTION_CONFIRM: shown privately, waiting for Start
+    STARTED = "started"  # an @mention outside a job thread: a new job, in its thread
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,16 @@ class Intake(Admissions):
 
     def take_reply(
         self, *, event_keys: list[str], channel_id: str, thread_ts: str, ts: str, user_id: str,
-        text: str, bot_user_id: str | None,
+        text: str, bot_user_id: str | None, files: tuple[FileAttachment, ...] = (),
+        file_problem: str | None = None,
     ) -> ReplyOutcome:  # fmt: skip
         """Turn a human reply in a job thread into a queued followup, recorded before the ack.
 
         The delivery's keys (event_id, and channel + ts for the same reply arriving as both
         `message` and `app_mention`) are claimed in the same transaction. A refusal or a
-        preview is answered privately in the thread."""
+        preview is answered privately in the thread. `files`: the reply's Slack files, already
+        checked (`bot.jobs.files`); `file_problem`: why they cannot be taken, said in the thread
+        like any other problem with the reply."""
         ctx = self.ctx
         job = ctx.store.job_for_thread(channel_id, thread_ts)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
@@ -84,7 +88,17 @@ class Intake(Admissions):
         try:
             if job.state == JobState.STOPPED:
                 raise UsageError(messages.STOPPED_JOB_REPLY)
-            request = parse_request(text)
+            if file_problem is not None:
+                raise UsageError(file_problem)
+            if files and not text.strip():
+                raise UsageError(messages.FILES_NEED_A_PROMPT)
+            request = parse_request(text).with_files(files)
+            if request.attachment_count > MAX_ATTACHMENTS:
+                raise UsageError(
+                    messages.too_many_attachments(
+                        len(request.attachments), len(request.files), MAX_ATTACHMENTS
+                    )
+                )
         except UsageError as exc:
             post = NewPost.of(messages.usage_error(str(exc), job.sandbox))
             if not ctx.store.record_reply_error(job.id, event_keys, post, now):

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from bot.jobs.background import Background
 from bot.jobs.card import Card
 from bot.jobs.context import JobContext
+from bot.jobs.files import FileIntake
+from bot.jobs.mentions import Mentions
 from bot.jobs.motion_calls import MotionCalls, bucket
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
-from bot.jobs.surfaces import Surfaces
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
@@ -23,7 +24,7 @@ from bot.store import LeaseLost, Store, lease_fence
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
 
 
-class JobService(Surfaces):
+class JobService(Mentions):
     """Intake (commands, replies, buttons, forms, the Home tab) plus `advance` for the poller and `recover` at start."""
 
     def __init__(
@@ -39,6 +40,7 @@ class JobService(Surfaces):
         policy: SpendPolicy | None = None,
         clock: Callable[[], float] = time.time,
         wake: Callable[[int], None] | None = None,
+        files: FileIntake | None = None,
     ) -> None:
         ctx = JobContext(
             store=store,
@@ -52,6 +54,7 @@ class JobService(Surfaces):
             notify_channel=notify_channel,
             requires_mention=requires_mention,
             policy=policy or SpendPolicy(),
+            files=files,
         )
         super().__init__(ctx)
         self.store, self.slack, self.sandbox = store, slack, sandbox

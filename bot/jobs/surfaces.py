@@ -13,7 +13,7 @@ from bot.command_line import Field, request_problems
 from bot.jobs.admission import AskKind, NewJobAsk
 from bot.jobs.card import job_label
 from bot.jobs.intake import _NOT_SENT, Intake
-from bot.motion import ASPECTS, DURATIONS, MotionRequest
+from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
 from bot.store import HIDDEN_RUN_STATES, Job, RunState
 
 
@@ -27,6 +27,7 @@ class FormAnswers:
     duration: str | None = None
     channel: str | None = None
     response_url: str | None = None  # Slack's, for the picked channel
+    file_ids: tuple[str, ...] = ()  # the file field's files, checked before the submission
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,15 @@ class Surfaces(Intake):
         await self.ctx.slack.open_view(trigger_id, dict(view))
 
     def submit_new_form(
-        self, *, team_id: str, user_id: str, view_id: str, answers: FormAnswers
-    ) -> SubmitOutcome:
+        self, *, team_id: str, user_id: str, view_id: str, answers: FormAnswers,
+        files: tuple[FileAttachment, ...] = (),
+    ) -> SubmitOutcome:  # fmt: skip
         """A valid form starts its job as `/motion` would; a replayed submission (the same view)
-        starts nothing more. Refusals show on the channel field, so another can be picked."""
+        starts nothing more. Refusals show on the channel field, so another can be picked.
+        `files`: the file field's, already checked (`Mentions.submit_new_form_with_files`)."""
         request, errors = _checked(answers)
+        if request is not None and files:
+            request = request.with_files(files)
         if not answers.channel:
             errors[messages.CHANNEL_BLOCK] = messages.NO_CHANNEL
         if request is None or errors or not answers.channel:

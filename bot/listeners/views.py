@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 
 from bot import messages
 from bot.jobs import FormAnswers, SubmitOutcome
+from bot.jobs.files import file_ids_of
 from bot.listeners.context import service_of
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def submit_new_form(
     ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
 ) -> None:
     service = service_of(context)
-    outcome = service.submit_new_form(
+    outcome = await service.submit_new_form_with_files(
         team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
         answers=answers_of(view, body.get("response_urls")),
     )  # fmt: skip
@@ -106,6 +107,7 @@ def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:
         duration=selected("duration"),
         channel=channel if isinstance(channel, str) and channel else None,
         response_url=response_url,
+        file_ids=tuple(file_ids_of(state(messages.FILES_BLOCK).get("files"))),
     )
 
 

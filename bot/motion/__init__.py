@@ -31,13 +31,13 @@ from bot.motion.limits import (
     is_youtube,
     js_length,
 )
-from bot.motion.request import MotionRequest
+from bot.motion.request import FileAttachment, MotionRequest
 
 __all__ = [
     "ASPECTS", "ATTACHMENT_TYPES", "CLEARED_RIGHTS", "DURATIONS", "MAX_ATTACHMENTS",
     "MAX_ATTACHMENT_NAME", "MAX_ATTACHMENT_URL", "MAX_PROMPT", "YOUTUBE_HOSTS", "AnswerLost",
-    "AuthenticationError", "BadRequest", "Conflict", "InsufficientCredits", "JobStatus",
-    "MotionClient", "MotionError", "MotionRequest", "MotionStatus", "NotFound", "Output",
+    "AuthenticationError", "BadRequest", "Conflict", "FileAttachment", "InsufficientCredits",
+    "JobStatus", "MotionClient", "MotionError", "MotionRequest", "MotionStatus", "NotFound", "Output",
     "RateLimited", "Retry", "ServerError", "Source", "Unreachable", "Usage", "is_youtube",
     "js_length", "parse_retry_after",
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -15,6 +16,37 @@ from bot.motion.limits import (
 
 
 @dataclass(frozen=True)
+class FileAttachment:
+    """A file the app re-hosts for Motion (a Slack file behind `PUBLIC_URL/files/<token>`):
+    unlike an `--attach` link, its name and type come from the file itself, not the URL."""
+
+    url: str
+    name: str | None = None
+    type: str | None = None  # image | video | audio | file
+    content_type: str | None = None
+
+    def to_body(self) -> dict[str, str]:
+        item = {"url": self.url}
+        if self.name:
+            item["name"] = within_limit(self.name, MAX_ATTACHMENT_NAME)
+        if self.type:
+            item["type"] = self.type
+        if self.content_type:
+            item["content_type"] = self.content_type
+        return item
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "url": self.url, "name": self.name, "type": self.type,
+            "content_type": self.content_type,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileAttachment:
+        return cls(data["url"], data.get("name"), data.get("type"), data.get("content_type"))
+
+
+@dataclass(frozen=True)
 class MotionRequest:
     """What a person asked for, already checked against Motion's documented rules."""
 
@@ -23,6 +55,15 @@ class MotionRequest:
     attachments: tuple[str, ...] = ()
     aspect: str | None = None
     duration: str | None = None
+    files: tuple[FileAttachment, ...] = ()  # Slack files, after the `--attach` links
+
+    @property
+    def attachment_count(self) -> int:
+        """What Motion's limit of 10 counts: `--attach` links and files together."""
+        return len(self.attachments) + len(self.files)
+
+    def with_files(self, files: tuple[FileAttachment, ...]) -> MotionRequest:
+        return dataclasses.replace(self, files=(*self.files, *files))
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body for create and followups; optional fields only when asked for."""
@@ -31,6 +72,8 @@ class MotionRequest:
             body["style_reference_url"] = self.style_url
         if self.attachments:
             body["attachments"] = [_attachment(url) for url in self.attachments]
+        if self.files:
+            body.setdefault("attachments", []).extend(f.to_body() for f in self.files)
         if self.aspect:
             body["aspect_ratio"] = self.aspect
         if self.duration:
@@ -45,6 +88,7 @@ class MotionRequest:
             "attachments": list(self.attachments),
             "aspect": self.aspect,
             "duration": self.duration,
+            **({"files": [f.to_json() for f in self.files]} if self.files else {}),
         }
 
     @classmethod
@@ -55,6 +99,7 @@ class MotionRequest:
             attachments=tuple(data.get("attachments") or ()),
             aspect=data.get("aspect"),
             duration=data.get("duration"),
+            files=tuple(FileAttachment.from_json(f) for f in data.get("files") or ()),
         )
 
     def merged_with(self, followup: MotionRequest) -> MotionRequest:
@@ -62,12 +107,14 @@ class MotionRequest:
         both prompts, the followup's options where it set them, all attachments, within
         Motion's limits."""
         prompt = within_limit(f"{self.prompt}\n\n{followup.prompt}", MAX_PROMPT)
+        links = (*self.attachments, *followup.attachments)[:MAX_ATTACHMENTS]
         return MotionRequest(
             prompt=prompt,
             style_url=followup.style_url or self.style_url,
-            attachments=(*self.attachments, *followup.attachments)[:MAX_ATTACHMENTS],
+            attachments=links,
             aspect=followup.aspect or self.aspect,
             duration=followup.duration or self.duration,
+            files=(*self.files, *followup.files)[: MAX_ATTACHMENTS - len(links)],
         )
 
 

@@ -30,12 +30,14 @@ class JobRows(Connection):
         spend: Spend | None = None,
         event_keys: Iterable[str] = (),
         origin_job_id: int | None = None,
+        parent_ts: str | None = None,
     ) -> tuple[int, int] | None:
         """Record a job and its first run together: both exist or neither does. With `spend`
         the run is counted in the same transaction, or nothing is recorded and the reason is
         raised (`SpendRefused`). `event_keys` (a button's "variation:<run>") are claimed in
         the same transaction: None when one was already claimed (a second press). A job with an
-        `origin_job_id` (a variation) links to its thread from the origin's once it has one."""
+        `origin_job_id` (a variation) links to its thread from the origin's once it has one.
+        With `parent_ts` (an @mention) the card is posted as a reply in that thread."""
         from bot.store.runs import _claim
 
         with self._write() as conn:
@@ -45,7 +47,7 @@ class JobRows(Connection):
                 raise refused
             job_id, run_id = _insert_job(
                 conn, team_id, channel_id, requester, response_url, request, sandbox, now,
-                origin_job_id,
+                origin_job_id, parent_ts,
             )  # fmt: skip
             if spend is not None:
                 charge(conn, run_id, spend)
@@ -253,14 +255,17 @@ class JobRows(Connection):
         digest: str,
         now: float,
         origin_posts: list[NewPost] | None = None,
+        card_ts: str | None = None,
     ) -> None:
         """The thread exists. The command's response_url is forgotten: it is a capability
-        that is no longer needed. A job started from an older one links back in the same step."""
+        that is no longer needed. A job started from an older one links back in the same step.
+        `card_ts`: the card, when it is a reply in `thread_ts` (a job started by a mention)."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_phase = ?,"
-                " card_digest = ?, card_updated_at = ?, response_url = NULL WHERE id = ?",
-                (thread_ts, channel_id, phase, digest, now, job_id),
+                " card_digest = ?, card_updated_at = ?, response_url = NULL, card_ts = ?"
+                " WHERE id = ?",
+                (thread_ts, channel_id, phase, digest, now, card_ts, job_id),
             )
             origin = conn.execute("SELECT origin_job_id FROM jobs WHERE id = ?", (job_id,))
             origin_id = origin.fetchone()[0]
@@ -311,15 +316,15 @@ def _waiting_runs(conn: Tx, job_id: int) -> list[int]:
 def _insert_job(
     conn: Tx, team_id: str, channel_id: str, requester: str,
     response_url: str | None, request: dict[str, Any], sandbox: bool, now: float,
-    origin_job_id: int | None,
+    origin_job_id: int | None, parent_ts: str | None = None,
 ) -> tuple[int, int]:  # fmt: skip
     job_id = conn.execute(
         "INSERT INTO jobs (team_id, channel_id, requester, response_url, prompt, state, sandbox,"
-        " due_at, errors, pending_posts, origin_job_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?) RETURNING id",
+        " due_at, errors, pending_posts, origin_job_id, created_at, parent_ts)"
+        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?) RETURNING id",
         (
             team_id, channel_id, requester, response_url, request["prompt"], int(sandbox), now,
-            origin_job_id, now,
+            origin_job_id, now, parent_ts,
         ),
     ).fetchone()[0]  # fmt: skip
     run_id = insert_run(conn, job_id, 1, "create", request, requester, None, None, now)

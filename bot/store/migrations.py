@@ -299,3 +299,13 @@ def m004_spend(db: Database) -> None:
         defaults={"state": "pending"},
     )
     db.table("previews").create_index(["created_at"])
+
+
+@migration(postgres=("ALTER TABLE jobs ADD COLUMN parent_ts text, ADD COLUMN card_ts text",))
+def m008_jobs_in_a_persons_thread(db: Database) -> None:
+    """A job started by an @mention lives in that message's thread: `parent_ts` is the thread
+    its card is posted into (None: the card opens its own thread), `card_ts` the card itself
+    once posted (None for older jobs, whose card is the thread's parent, `thread_ts`)."""
+    jobs = db.table("jobs")
+    jobs.add_column("parent_ts", str)
+    jobs.add_column("card_ts", str)

@@ -69,6 +69,8 @@ class Job:
     lease_owner: str | None = None  # the instance advancing it now (see Store.claim_due)
     lease_until: float | None = None
     woken: bool = False  # woken while leased: its holder looks again at once
+    parent_ts: str | None = None  # an @mention's thread, where the card is posted as a reply
+    card_ts: str | None = None  # the card, when it is not the thread's parent (`thread_ts`)
 
 
 @dataclass

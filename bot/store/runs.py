@@ -285,6 +285,10 @@ class RunRows(Connection):
             == 1
         )
 
+    def event_claimed(self, key: str) -> bool:
+        """Whether a delivery key was already claimed (a read: the claim itself stays atomic)."""
+        return self._value("SELECT 1 FROM events WHERE key = ?", (key,)) is not None
+
     def forget_event(self, key: str) -> None:
         self._change("DELETE FROM events WHERE key = ?", (key,))
 

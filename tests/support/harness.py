@@ -231,7 +231,11 @@ class Harness:
         )
 
     @staticmethod
-    def view_state(view: dict[str, Any], answers: dict[str, str | None]) -> dict[str, Any]:
+    def view_state(
+        view: dict[str, Any],
+        answers: dict[str, str | None],
+        file_object: Callable[[str], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """`view.state.values` as Slack builds it from the inputs: every input block, each
         element's state by its type (an untouched field has no value)."""
         values: dict[str, Any] = {}
@@ -246,6 +250,9 @@ class Harness:
                 state["selected_option"] = options.get(answer or "") if answer else None
             elif kind == "conversations_select":
                 state["selected_conversation"] = answer
+            elif kind == "file_input":  # answer: file ids, comma-separated
+                ids = [i for i in (answer or "").split(",") if i]
+                state["files"] = [file_object(i) if file_object else {"id": i} for i in ids]
             else:
                 state["value"] = answer
             values[block["block_id"]] = {element["action_id"]: state}
@@ -256,7 +263,8 @@ class Harness:
     ) -> httpx.Response:
         """Submit an opened modal (`slack.view(id)`) with `answers` by block_id, as a
         `view_submission`; sending the same view twice is a replayed submission."""
-        submitted = {**view, "state": {"values": self.view_state(view, answers)}}
+        values = self.view_state(view, answers, self.slack.file_object)
+        submitted = {**view, "state": {"values": values}}
         response_urls = [  # Slack adds one per picked conversation whose input asks for it
             {
                 "block_id": block["block_id"],

@@ -1,0 +1,94 @@
+"""`PUBLIC_URL/files/<token>`: the public link Motion fetches a Slack file through.
+
+Motion fetches attachments with a plain GET (no headers, no cookies), and a Slack file needs the
+bot token, so the app hands Motion a link of its own. The token is signed, names the workspace
+and the file, and expires after 24 hours; checking it needs no database and no call to Slack, so
+a tampered or expired link costs nothing but a 403. A good one is answered by streaming the file
+from Slack (`bot.slack_files`), with Slack's content type; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.links import FILE_TOKEN_SECONDS, BadToken, LinkSigner
+from bot.slack_files import DownloadRefused, FileUnreadable, SlackFiles
+
+log = logging.getLogger(__name__)
+FILE_LINK_KIND = "file"
+ROUTE = "/files/{token}"
+
+
+class FileLinks:
+    """Makes the links (`url_for`) and answers them (`serve`)."""
+
+    def __init__(self, signer: LinkSigner, files: SlackFiles, public_url: str | None) -> None:
+        self.signer = signer
+        self.files = files
+        self.public_url = public_url
+
+    def url_for(self, team_id: str, file_id: str) -> str:
+        """A link Motion can fetch for 24 hours; only meaningful while PUBLIC_URL is set."""
+        assert self.public_url, "no public links without PUBLIC_URL"
+        token = self.signer.sign(
+            FILE_LINK_KIND, {"t": team_id, "f": file_id}, ttl_seconds=FILE_TOKEN_SECONDS
+        )
+        return f"{self.public_url}/files/{token}"
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get(ROUTE, self.serve)  # HEAD too (aiohttp's allow_head)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        if not self.public_url:
+            raise web.HTTPNotFound()
+        try:
+            payload = self.signer.verify(FILE_LINK_KIND, request.match_info["token"])
+        except BadToken as exc:
+            log.info("file link refused: %s", exc.reason)
+            return web.Response(status=403, text="This link is not valid or has expired.\n")
+        file_id = payload.get("f")
+        if not isinstance(file_id, str) or not file_id:
+            return web.Response(status=403, text="This link is not valid or has expired.\n")
+        try:
+            file = await self.files.info(file_id)
+        except FileUnreadable as exc:
+            log.warning("file link for %s: files.info refused (%s)", file_id, exc.code)
+            status = 404 if exc.permanent else 503
+            return web.Response(status=status, text="The file cannot be read from Slack.\n")
+        if file.size > self.files.max_bytes:
+            return web.Response(status=413, text="The file is over the size limit.\n")
+        if request.method == "HEAD":
+            return web.Response(
+                status=200,
+                headers={"Content-Type": file.mimetype, "Content-Length": str(file.size)},
+            )
+        try:
+            async with self.files.download(file) as download:
+                response = web.StreamResponse(status=200)
+                response.content_type = download.content_type.split(";", 1)[0].strip()
+                if download.length is not None:
+                    response.content_length = download.length
+                prepared = False
+                try:
+                    async for chunk in download.chunks():
+                        if not prepared:
+                            await response.prepare(request)
+                            prepared = True
+                        await response.write(chunk)
+                except DownloadRefused as exc:
+                    if not prepared:
+                        raise
+                    # Too late for a status: cutting the connection short tells the fetcher.
+                    log.warning("file link for %s: cut short (%s)", file_id, exc.reason)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                if not prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+                return response
+        except DownloadRefused as exc:
+            log.warning("file link for %s: download refused (%s)", file_id, exc.reason)
+            return web.Response(status=502, text="The file could not be fetched from Slack.\n")

@@ -1,0 +1,149 @@
+"""The entry points that may carry Slack files: a thread reply with files, an @mention outside a
+job thread (a new job in that message's thread), and the form's file field.
+
+Their files are checked with Slack (`files.info`, see `bot.jobs.files`) before anything is
+recorded, so this is the async layer in front of the synchronous intake: a refusal is said and
+nothing is started or counted; good files ride along in the request, and the run goes through
+the one door (`ask_for_run`) like every other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bot import messages
+from bot.command_line import UsageError, parse_request, strip_mention
+from bot.jobs.admission import AskKind, NewJobAsk
+from bot.jobs.files import FileRefused, with_files
+from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.surfaces import FormAnswers, SubmitOutcome, Surfaces
+from bot.messages import Message
+from bot.motion import MAX_ATTACHMENTS, FileAttachment
+from bot.store import JobState
+
+log = logging.getLogger(__name__)
+
+
+class Mentions(Surfaces):
+    async def attachments_for(
+        self, team_id: str, file_ids: Sequence[str]
+    ) -> tuple[FileAttachment, ...]:
+        """The files as Motion attachments, or FileRefused with what to do instead."""
+        if not file_ids:
+            return ()
+        if self.ctx.files is None:
+            raise FileRefused(messages.no_public_url_for_files())
+        return await self.ctx.files.attachments(team_id, file_ids)
+
+    async def take_file_reply(
+        self, *, event_keys: list[str], team_id: str, channel_id: str, thread_ts: str, ts: str,
+        user_id: str, text: str, bot_user_id: str | None, file_ids: Sequence[str] = (),
+    ) -> ReplyOutcome:  # fmt: skip
+        """A thread reply (with or without files): files are checked first, only in a job
+        thread and only once per delivery, then the reply is taken as any other."""
+        ctx = self.ctx
+
+        def take(
+            files: tuple[FileAttachment, ...] = (), problem: str | None = None
+        ) -> ReplyOutcome:
+            return self.take_reply(
+                event_keys=event_keys, channel_id=channel_id, thread_ts=thread_ts, ts=ts,
+                user_id=user_id, text=text, bot_user_id=bot_user_id, files=files,
+                file_problem=problem,
+            )  # fmt: skip
+
+        if not file_ids:
+            return take()
+        if any(ctx.store.event_claimed(key) for key in event_keys):
+            return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info
+        job = ctx.store.job_for_thread(channel_id, thread_ts)
+        if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
+            return ReplyOutcome(ReplyKind.IGNORED)  # files shared in any other thread: not ours
+        try:
+            files = await self.attachments_for(team_id, file_ids)
+        except FileRefused as refused:
+            return take(problem=refused.message)
+        return take(files)
+
+    async def take_mention(
+        self, *, event_keys: list[str], team_id: str, channel_id: str, ts: str,
+        thread_ts: str | None, user_id: str, text: str, bot_user_id: str | None,
+        file_ids: Sequence[str] = (),
+    ) -> ReplyOutcome:  # fmt: skip
+        """An `app_mention`. In a job thread it is a reply (a followup). Elsewhere its text minus
+        the mention is the prompt of a new job whose card is the app's first reply in the
+        message's thread; with no prompt, a short private hint. The `message` twin of the same
+        message claims the same `msg:` key, so it makes nothing more."""
+        ctx = self.ctx
+        is_reply = bool(thread_ts) and thread_ts != ts
+        if is_reply and thread_ts and ctx.store.job_for_thread(channel_id, thread_ts):
+            return await self.take_file_reply(
+                event_keys=event_keys, team_id=team_id, channel_id=channel_id,
+                thread_ts=thread_ts, ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,
+                file_ids=file_ids,
+            )  # fmt: skip
+        if any(ctx.store.event_claimed(key) for key in event_keys):
+            return ReplyOutcome(ReplyKind.DUPLICATE)
+        root = thread_ts if is_reply and thread_ts else ts
+        prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
+        if not prompt.strip():
+            return self._answer_mention(
+                event_keys, channel_id, user_id, root, messages.mention_hint(ctx.sandbox)
+            )
+        try:
+            request = parse_request(prompt)
+            files = await self.attachments_for(team_id, file_ids)
+            request = with_files(request, files, MAX_ATTACHMENTS)
+        except (UsageError, FileRefused) as problem:
+            said = problem.message if isinstance(problem, FileRefused) else str(problem)
+            return self._answer_mention(
+                event_keys, channel_id, user_id, root, messages.usage_error(said, ctx.sandbox)
+            )
+        keys = tuple(event_keys)
+        if not ctx.policy.confirm:  # one job per thread, even for two mentions at once
+            keys += (f"thread:{channel_id}:{root}",)  # (a preview may be cancelled: not then)
+        admission = self.ask_for_run(
+            NewJobAsk(team_id, channel_id, user_id, None, request, event_keys=keys, thread_ts=root)
+        )
+        if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
+            self._tell(channel_id, user_id, admission.message, root)
+        if admission.kind == AskKind.DUPLICATE and not any(
+            ctx.store.event_claimed(key) for key in event_keys
+        ):
+            # Not this delivery again (its keys were not taken): another mention in the same
+            # thread has just started the thread's job.
+            self._tell(channel_id, user_id, messages.usage_error(messages.THREAD_TAKEN), root)
+        return ReplyOutcome(
+            {
+                AskKind.ACCEPTED: ReplyKind.STARTED,
+                AskKind.PREVIEWED: ReplyKind.PREVIEWED,
+                AskKind.REFUSED: ReplyKind.REFUSED,
+                AskKind.DUPLICATE: ReplyKind.DUPLICATE,
+            }[admission.kind],
+            admission.run_id,
+        )
+
+    def _answer_mention(
+        self, event_keys: list[str], channel_id: str, user_id: str, root: str, message: Message
+    ) -> ReplyOutcome:
+        """Say privately, in the message's thread, why nothing started: once per delivery."""
+        now = self.ctx.clock()
+        if not all(self.ctx.store.claim_event(key, now) for key in event_keys):
+            return ReplyOutcome(ReplyKind.DUPLICATE)
+        self._tell(channel_id, user_id, message, root)
+        return ReplyOutcome(ReplyKind.INVALID)
+
+    async def submit_new_form_with_files(
+        self, *, team_id: str, user_id: str, view_id: str, answers: FormAnswers
+    ) -> SubmitOutcome:
+        """The form, its file field checked first: a refused file is shown on that field."""
+        try:
+            files = await self.attachments_for(team_id, answers.file_ids)
+        except FileRefused as refused:
+            return SubmitOutcome(
+                None, {messages.FILES_BLOCK: messages.field_error(refused.message)}
+            )
+        return self.submit_new_form(
+            team_id=team_id, user_id=user_id, view_id=view_id, answers=answers, files=files
+        )

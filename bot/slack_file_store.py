@@ -1,0 +1,173 @@
+"""Slack's files in the local stand-in: `files.info`, and the private download links that need
+the bot token.
+
+As Slack does: `files.info` answers `file_not_found` for a file the bot cannot see (shared only
+where it is not a member), `missing_scope` without `files:read`, and the file object with
+`url_private_download`; a download without the bot token gets Slack's sign-in page (200,
+text/html), and a download may redirect to another host (`redirect_to`), so a client that
+follows redirects blindly can be caught handing the token to a stranger.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from bot.slack_model import SlackError, WorkspaceModel
+
+DOWNLOAD_PREFIX = "/files-pri/"
+LOGIN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Slack</title></head><body>"
+    b"<h1>Sign in to your workspace</h1></body></html>"
+)
+
+
+@dataclass
+class StoredFile:
+    id: str
+    title: str
+    name: str
+    mimetype: str
+    content: bytes
+    size: int  # what files.info says (a test may claim more than `content` holds)
+    user: str
+    channels: set[str] = field(default_factory=set)  # where it was shared
+    for_app: bool = False  # uploaded through the app's own form (file_input): the app may read it
+    redirect_to: str | None = None  # the download answers 302 to this URL
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class FileAnswer:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+class FileMethods(WorkspaceModel):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._files: dict[str, StoredFile] = {}
+        self.files_read_scope = True  # False: files.info answers missing_scope
+        self.downloads: list[tuple[str, bool]] = []  # (file id, had the bot token) per download
+
+    # -- scripting -----------------------------------------------------------------------------
+
+    def add_file(
+        self,
+        *,
+        title: str,
+        mimetype: str,
+        content: bytes = b"",
+        size: int | None = None,
+        name: str | None = None,
+        user: str = "U0ALICE",
+        channel: str | None = "C0PUBLIC",
+        for_app: bool = False,
+        redirect_to: str | None = None,
+        file_id: str | None = None,
+    ) -> str:
+        """A file a person uploaded (shared in `channel`, or only through the app's form when
+        `for_app`); returns its id."""
+        with self._lock:
+            file_id = file_id or f"F{len(self._files) + 1:08d}"
+            self._files[file_id] = StoredFile(
+                id=file_id, title=title, name=name or title, mimetype=mimetype, content=content,
+                size=len(content) if size is None else size, user=user,
+                channels={channel} if channel else set(), for_app=for_app,
+                redirect_to=redirect_to,
+            )  # fmt: skip
+            return file_id
+
+    def delete_file(self, file_id: str) -> None:
+        """The person deleted the file (the message that shared it may still be delivered)."""
+        with self._lock:
+            self._files[file_id].deleted = True
+
+    def download_url(self, file_id: str) -> str:
+        file = self._files[file_id]
+        return f"{self.file_host_url}{DOWNLOAD_PREFIX}{self.team_id}-{file.id}/download/{quote(file.name)}"
+
+    @property
+    def file_host_url(self) -> str:
+        """Where downloads are served (the stand-in's own address; overridden by HTTP)."""
+        return "https://files.slack.com"
+
+    def file_object(self, file_id: str) -> dict[str, Any]:
+        """The file as Slack shows it in `files.info` and in a message's `files`."""
+        with self._lock:
+            file = self._files[file_id]
+            extension = file.name.rsplit(".", 1)[-1].lower() if "." in file.name else "binary"
+            return {
+                "id": file.id,
+                "created": 1_700_000_000,
+                "timestamp": 1_700_000_000,
+                "name": file.name,
+                "title": file.title,
+                "mimetype": file.mimetype,
+                "filetype": extension,
+                "pretty_type": extension.upper(),
+                "user": file.user,
+                "user_team": self.team_id,
+                "editable": False,
+                "size": file.size,
+                "mode": "hosted",
+                "is_external": False,
+                "external_type": "",
+                "is_public": bool(file.channels),
+                "public_url_shared": False,
+                "display_as_bot": False,
+                "url_private": self.download_url(file.id).replace("/download/", "/", 1),
+                "url_private_download": self.download_url(file.id),
+                "permalink": f"https://sandbox-team.slack.com/files/{file.user}/{file.id}",
+                "channels": sorted(c for c in file.channels if c.startswith("C")),
+                "groups": sorted(c for c in file.channels if c.startswith("G")),
+                "ims": sorted(c for c in file.channels if c.startswith("D")),
+                "comments_count": 0,
+            }
+
+    # -- the Web API ---------------------------------------------------------------------------
+
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not self.files_read_scope:
+            raise SlackError("missing_scope", needed="files:read", provided="chat:write,commands")
+        file = self._files.get(str(params.get("file") or ""))
+        if file is not None and file.deleted:
+            raise SlackError("file_deleted")
+        if file is None or not self._bot_may_read(file):
+            raise SlackError("file_not_found")
+        return {
+            "file": self.file_object(file.id),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _bot_may_read(self, file: StoredFile) -> bool:
+        return file.for_app or any(
+            channel in self._channels and self._channels[channel].bot_member
+            for channel in file.channels
+        )
+
+    # -- downloads (the HTTP side calls this) ----------------------------------------------------
+
+    def serve_download(self, path: str, authorization: str | None, bot_token: str) -> FileAnswer:
+        """GET of a private download link: the bytes with the bot token, the sign-in page
+        (200, HTML) without it, as Slack answers."""
+        rest = path[len(DOWNLOAD_PREFIX) :]
+        ident = rest.split("/", 1)[0]
+        file_id = ident.split("-", 1)[1] if "-" in ident else ident
+        with self._lock:
+            file = self._files.get(file_id)
+            scheme, _, token = (authorization or "").partition(" ")
+            authorized = scheme.lower() == "bearer" and token.strip() == bot_token
+            self.downloads.append((file_id, authorized))
+            if not authorized:
+                return FileAnswer(200, LOGIN_PAGE, "text/html; charset=utf-8", {})
+            if file is None or file.deleted:
+                return FileAnswer(404, b"file not found", "text/plain", {})
+            if file.redirect_to:
+                return FileAnswer(302, b"", "text/plain", {"Location": file.redirect_to})
+            return FileAnswer(200, copy.copy(file.content), file.mimetype, {})

@@ -1,0 +1,214 @@
+"""Slack's files, read with the bot token: `files.info`, and the download of a file's bytes.
+
+A Slack file's links need the bot token, and the token must never reach anyone but Slack: so
+the download goes only to Slack's own file hosts (`files.slack.com`, `slack-files.com`,
+`*.slack-edge.com`, `*.slack.com`, and the host of SLACK_API_URL, where a local stand-in lives),
+redirects are followed by hand and only to those hosts, and an HTML answer (Slack's sign-in page,
+which is what a refused token gets, with a 200) is an error, not a file. The bytes are streamed
+chunk by chunk and counted against the size cap: nothing is stored or held whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 100 * 1024 * 1024  # SPEC: a file over 100 MB is refused
+MAX_REDIRECTS = 5
+CHUNK_BYTES = 64 * 1024
+SLACK_FILE_HOSTS = frozenset({"files.slack.com", "slack-files.com"})
+SLACK_FILE_DOMAINS = (".slack-edge.com", ".slack.com")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_HTML = frozenset({"text/html", "application/xhtml+xml"})
+# files.info errors that mean the app may not read the file (as opposed to Slack being busy).
+UNREADABLE_ERRORS = frozenset(
+    {
+        "file_not_found", "file_deleted", "missing_scope", "not_authed", "invalid_auth",
+        "account_inactive", "token_revoked", "no_permission", "access_denied", "not_allowed",
+        "team_access_not_granted", "not_in_channel",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SlackFile:
+    """What `files.info` says of a file, as far as the app needs it."""
+
+    id: str
+    title: str
+    name: str
+    mimetype: str
+    size: int
+    download_url: str
+
+
+class FileUnreadable(Exception):
+    """`files.info` refused: `code` is Slack's error (file_not_found, missing_scope, …);
+    `permanent` is False when asking again later may work (rate limits, Slack down)."""
+
+    def __init__(self, code: str, *, permanent: bool = True) -> None:
+        super().__init__(code)
+        self.code = code
+        self.permanent = permanent
+
+
+class DownloadRefused(Exception):
+    """The bytes could not be fetched safely; `reason` is for the log (never holds the token)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_slack_file_host(host: str, api_host: str | None) -> bool:
+    """Slack's own file hosts (and the host of SLACK_API_URL): the only ones given the token."""
+    host = host.lower().rstrip(".")
+    if not host:
+        return False
+    if host in SLACK_FILE_HOSTS or (api_host and host == api_host.lower()):
+        return True
+    return any(host.endswith(domain) for domain in SLACK_FILE_DOMAINS)
+
+
+@dataclass(frozen=True)
+class Download:
+    """An open download: its content type, its length when Slack said it, and its chunks."""
+
+    content_type: str
+    length: int | None
+    _response: httpx.Response
+    _max_bytes: int
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk; DownloadRefused once it grows past the cap."""
+        seen = 0
+        async for chunk in self._response.aiter_bytes(CHUNK_BYTES):
+            seen += len(chunk)
+            if seen > self._max_bytes:
+                raise DownloadRefused(f"more than {self._max_bytes} bytes")
+            yield chunk
+
+
+class SlackFiles:
+    """files.info and downloads for one workspace's bot token, over one pooled client that
+    never follows a redirect by itself."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        *,
+        max_bytes: int = MAX_FILE_BYTES,
+        timeout: float = 20.0,
+    ) -> None:
+        self._token = token
+        self._api_url = api_url if api_url.endswith("/") else f"{api_url}/"
+        parts = urlsplit(self._api_url)
+        self._api_host = (parts.hostname or "").lower()
+        self._api_plain_http = parts.scheme == "http"
+        self.max_bytes = max_bytes
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def info(self, file_id: str) -> SlackFile:
+        """files.info for one file; FileUnreadable with Slack's error when it is refused."""
+        try:
+            response = await self._client.post(
+                f"{self._api_url}files.info",
+                data={"file": file_id},
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise FileUnreadable(f"connection: {type(exc).__name__}", permanent=False) from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise FileUnreadable(f"http_{response.status_code}", permanent=False)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            raise FileUnreadable("not_json", permanent=False) from None
+        if not answer.get("ok"):
+            code = str(answer.get("error") or "unknown_error")
+            raise FileUnreadable(code, permanent=code in UNREADABLE_ERRORS)
+        file = answer.get("file") or {}
+        url = file.get("url_private_download") or file.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise FileUnreadable("no_download_url")  # e.g. an external (Google Drive) file
+        return SlackFile(
+            id=str(file.get("id") or file_id),
+            title=str(file.get("title") or file.get("name") or file_id),
+            name=str(file.get("name") or ""),
+            mimetype=str(file.get("mimetype") or "application/octet-stream"),
+            size=int(file.get("size") or 0),
+            download_url=url,
+        )
+
+    def may_receive_token(self, url: str) -> bool:
+        """https to a Slack file host; plain http only to SLACK_API_URL's host when it is
+        itself plain http (a local stand-in)."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if not is_slack_file_host(host, self._api_host):
+            return False
+        if parts.scheme == "https":
+            return True
+        return parts.scheme == "http" and self._api_plain_http and host == self._api_host
+
+    @asynccontextmanager
+    async def download(self, file: SlackFile) -> AsyncIterator[Download]:
+        """GET the file's private download URL with the bot token, following redirects by hand,
+        only to Slack's hosts. DownloadRefused for a foreign host, an error status, an HTML
+        answer or a declared size over the cap."""
+        url = file.download_url
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.may_receive_token(url):
+                raise DownloadRefused(f"not a Slack file host: {urlsplit(url).hostname!r}")
+            request = self._client.build_request(
+                "GET", url, headers={"Authorization": f"Bearer {self._token}"}
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise DownloadRefused(f"connection: {type(exc).__name__}") from None
+            try:
+                if response.status_code in _REDIRECTS:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise DownloadRefused("a redirect without a Location")
+                    url = urljoin(url, location)
+                    continue
+                if response.status_code != 200:
+                    raise DownloadRefused(f"HTTP {response.status_code}")
+                content_type = response.headers.get("content-type") or file.mimetype
+                if content_type.split(";", 1)[0].strip().lower() in _HTML:
+                    # Slack's sign-in page, with a 200: the token was refused (or lacks
+                    # files:read). A shared .html file cannot be told apart: it is refused too.
+                    raise DownloadRefused("an HTML page instead of the file")
+                length = _length(response.headers.get("content-length"))
+                if length is not None and length > self.max_bytes:
+                    raise DownloadRefused(f"{length} bytes, over the cap")
+                yield Download(content_type, length, response, self.max_bytes)
+                return
+            finally:
+                await response.aclose()
+        raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -19,12 +19,14 @@ from slack_sdk.signature import SignatureVerifier
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.jobs import JobService, SpendPolicy
+from bot.jobs.videos import VideoLinks
 from bot.links import LinkSigner, signer_for
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut, make_client
 from bot.store import Store
+from bot.video_links import VideoLinkRoute
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
@@ -83,6 +85,7 @@ class MotionBot:
         client = make_client(token, api_url, session=session)
         outbox_client = make_client(token, api_url, retry_writes=False, session=session)
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
+        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
         service = JobService(
             store,
             motion,
@@ -98,6 +101,8 @@ class MotionBot:
                 runs_per_month=settings.runs_per_month,
                 confirm=settings.confirm,
             ),
+            upload_max_mb=settings.upload_max_mb,
+            video_links=VideoLinks(links, settings.public_url),
         )
         poller = Poller(
             store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
@@ -118,7 +123,6 @@ class MotionBot:
             )
 
         verifier = None if settings.socket_mode else SignatureVerifier(app_signing_secret(settings))
-        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
         return cls(
             settings, store, motion, service, poller, app, session, verifier, links, sandbox_thread
         )
@@ -173,6 +177,8 @@ class MotionBot:
 
     def _add_public_routes(self, router: web.UrlDispatcher) -> None:
         """The routes behind PUBLIC_URL (each answers 404 while PUBLIC_URL is unset)."""
+        links = VideoLinks(self.links, self.settings.public_url)
+        VideoLinkRoute(links, self.service.video_urls).register(router)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -220,6 +226,7 @@ class MotionBot:
         remaining = deadline - asyncio.get_running_loop().time() - 3.0
         await self.poller.stop(max(0.0, remaining))
         await self.service.drain_background(1.0)
+        await self.service.aclose()
         await self.motion.aclose()
         await self.session.close()
         if self.sandbox_thread is not None:

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.slack_uploads import UPLOAD_PATH, ExternalUploads
 from bot.slack_workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
@@ -120,7 +121,7 @@ def signed(body: str, secret: str, content_type: str) -> dict[str, str]:
     }
 
 
-class SlackStandIn(Workspace):
+class SlackStandIn(ExternalUploads, Workspace):
     """A workspace behind a Web API server on 127.0.0.1 (a free port).
 
     Use it as a context manager; point the client at ``base_url`` and ``response_url()``::
@@ -138,6 +139,7 @@ class SlackStandIn(Workspace):
         self._thread: threading.Thread | None = None
         self._responses: list[dict[str, Any]] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self.register_upload_methods()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -283,6 +285,11 @@ class SlackStandIn(Workspace):
             return self._serve_api(path[len("/api/") :], query, headers, body)
         if path.startswith("/commands/"):
             return self._serve_response_url(verb, f"{self.root_url}{path}", body)
+        if path.startswith(UPLOAD_PATH):
+            answer = self.serve_upload(verb, path, body)
+            if answer is None:
+                return Reply(0, b"", drop=True)
+            return Reply(answer[0], answer[1], "text/plain; charset=utf-8")
         return Reply(404, b"not found", "text/plain")
 
     def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:

@@ -3,6 +3,7 @@ of the stages of a job's life, each in its own module."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -134,6 +135,8 @@ class JobService(Surfaces):
     async def aclose(self) -> None:
         """At stop, after the drain: an upload still streaming is left as "started" for the
         next boot (which checks Slack for its file before anything else)."""
+        self.uploads.abandon()
+        await asyncio.sleep(0)  # let the cancelled uploads unwind before their client closes
         await self.downloader.aclose()
 
     def send_fresh_link(self, run_id: int, user_id: str) -> None:

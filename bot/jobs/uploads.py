@@ -22,6 +22,7 @@ from bot.motion import MotionError
 from bot.motion.download import Download, Downloader, DownloadFailed
 from bot.slack_out import SlackFailure
 from bot.store import Job, Post, PostState
+from bot.store.base import leave_fence
 
 log = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3  # then the upload is given up (the link stays in the result)
@@ -29,6 +30,8 @@ RETRY_SECONDS = (2.0, 8.0)
 STALE_SECONDS = 30.0  # another instance's upload whose heartbeat is older than this is dead
 HEARTBEAT_SECONDS = 5.0
 MB = 1024 * 1024
+# Completing a reserved file fails with these when its bytes never all arrived.
+INCOMPLETE_FILE_ERRORS = {"file_not_found", "invalid_arguments", "file_upload_incomplete"}
 
 
 class Uploads:
@@ -84,12 +87,15 @@ class Uploads:
             return True
         return now - (post.sent_at or 0.0) > STALE_SECONDS
 
-    async def drain(self, timeout: float) -> None:
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=timeout)
+    def abandon(self) -> None:
+        """At stop: uploads still running are left as "started", exactly as a kill leaves
+        them; the next boot settles them (`_settle_known_file`) before anything else."""
+        for task in list(self._running.values()):
+            task.cancel()
 
     async def _upload(self, job: Job, post: Post) -> None:
         """A few attempts; never raises (an upload costs nothing but itself)."""
+        leave_fence()  # this task's copy of the context only: the step keeps its fence
         store = self.ctx.store
         file_id = post.slack_ts
         for attempt in range(UPLOAD_ATTEMPTS):
@@ -122,22 +128,26 @@ class Uploads:
 
     async def _settle_known_file(self, post: Post, file_id: str) -> bool:
         """An earlier attempt reserved `file_id` and its outcome is unknown: True when the
-        video is in the thread now (found, or that same file completed into it)."""
+        video is in the thread now. Shared: done. Otherwise that same file is completed here:
+        if its bytes had all arrived, this puts it in the thread and a late completion from the
+        earlier attempt is refused (an id completes once); if they had not, Slack says
+        file_not_found and a fresh upload starts (that file can never appear)."""
         slack = self.ctx.slack
-        shared = await slack.find_shared_file(post.channel_id, file_id)
-        if shared is None:
-            return False  # never completed: no video can appear from it
-        if not shared:
-            assert post.thread_ts is not None
-            try:
-                await slack.complete_file(
-                    post.channel_id, post.thread_ts, file_id, str(post.payload.get("title") or "")
-                )
-            except SlackFailure as exc:
-                if exc.code != "file_already_completed":
-                    raise
+        if await slack.find_shared_file(post.channel_id, file_id):
+            self.ctx.store.mark_post_done(post.id, file_id)
+            log.info("upload %s: file %s was already in the thread", post.id, file_id)
+            return True
+        assert post.thread_ts is not None
+        title = str(post.payload.get("title") or "")
+        try:
+            await slack.complete_file(post.channel_id, post.thread_ts, file_id, title)
+        except SlackFailure as exc:
+            if exc.code in INCOMPLETE_FILE_ERRORS:
+                return False
+            if exc.code != "file_already_completed":
+                raise
         self.ctx.store.mark_post_done(post.id, file_id)
-        log.info("upload %s: file %s is in the thread", post.id, file_id)
+        log.info("upload %s: completed file %s into the thread", post.id, file_id)
         return True
 
     async def _fresh_upload(self, job: Job, post: Post, *, fresh_url: bool) -> str | None:

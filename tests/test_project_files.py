@@ -25,7 +25,8 @@ def test_manifest_creates_the_app_in_one_paste() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert scopes == {
         "commands", "chat:write", "channels:join", "channels:history", "groups:history",
-        "im:history", "mpim:history", "app_mentions:read", "reactions:write",
+        "im:history", "mpim:history", "app_mentions:read", "reactions:write", "files:write",
+        "files:read",
     }  # fmt: skip
     settings = manifest["settings"]
     assert settings["socket_mode_enabled"] is True

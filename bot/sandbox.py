@@ -496,6 +496,8 @@ class MotionSandbox:
         # Bumped by `expire_download_urls`: URLs signed for an older generation answer 403.
         self.url_generation = 0
         self.cdn_requests: list[tuple[str, str]] = []  # (method, path) of every CDN request
+        # False: the CDN streams MP4s chunked, without announcing their length.
+        self.cdn_sends_length = True
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._clock_anchor = clock()
@@ -724,9 +726,11 @@ class MotionSandbox:
                 content_type="application/xml",
             )
         body = video_bytes(job_id, run.number, run.plan.video_bytes)
-        response = web.StreamResponse(
-            status=200, headers={"Content-Type": "video/mp4", "Content-Length": str(len(body))}
-        )
+        response = web.StreamResponse(status=200, headers={"Content-Type": "video/mp4"})
+        if self.cdn_sends_length:
+            response.content_length = len(body)
+        else:
+            response.enable_chunked_encoding()
         await response.prepare(request)
         if request.method == "GET":
             for start in range(0, len(body), CDN_CHUNK):

@@ -98,6 +98,21 @@ async def test_a_video_over_upload_max_mb_or_with_uploads_off_keeps_only_its_lin
     assert posts == []  # nothing left to do: given up for its size, or never recorded
 
 
+async def test_a_video_whose_size_the_cdn_does_not_announce_keeps_only_its_link(
+    harness: Harness,
+) -> None:
+    harness.sandbox.cdn_sends_length = False
+    await harness.start(UPLOAD_MAX_MB="5")
+    card, _ = await finished(harness)
+    await until(lambda: harness.sandbox.cdn_requests, what="the download")
+    await settle(1.0)
+    assert videos(harness, card) == []
+    assert harness.slack.calls("files.getUploadURLExternal") == []
+    [post] = [p for p in _posts(harness) if p["kind"] == "upload"]
+    assert post["state"] == "dropped" and "no length" in post["error"]
+    assert len(results(harness, card["ts"])) == 1
+
+
 async def test_a_failing_upload_neither_delays_nor_repeats_the_result_or_later_posts(
     harness: Harness,
 ) -> None:
@@ -189,12 +204,21 @@ async def test_a_lasting_link_redirects_to_the_current_url_after_motion_changed_
     harness: Harness,
 ) -> None:
     public = await start_public(harness)
-    _, result = await finished(harness)
+    card, result = await finished(harness)
     [job_id] = harness.sandbox.job_ids
     link = download_button(result)
     assert link.startswith(f"{public}/v/") and link in result["text"]
     assert harness.sandbox.download_url(job_id, 1) not in result["text"]
     assert "may expire" not in result["text"]
+    # the card's run line and the App Home link there too
+    await until(
+        lambda: f"{public}/v/" in str(harness.slack.message("C0PUBLIC", card["ts"])),
+        what="the card's link",
+    )
+    await harness.home_opened()
+    home = await until(lambda: harness.slack.home("U0ALICE"), what="the Home tab")
+    assert f"{public}/v/" in str(home["blocks"])
+    assert harness.sandbox.download_url(job_id, 1) not in str(home["blocks"])
     async with httpx.AsyncClient(timeout=10) as web:
         first = await web.get(link)
         assert first.status_code in (302, 303)

@@ -41,6 +41,7 @@ class Uploads:
         self.downloader = downloader
         self._running: dict[int, asyncio.Task[None]] = {}  # post id → its upload here
         self._looked: set[int] = set()  # jobs this process has looked at for uploads
+        self._waiting: set[int] = set()  # jobs with an upload another instance may be running
 
     @property
     def max_bytes(self) -> int:
@@ -49,9 +50,10 @@ class Uploads:
     def kick(self, job: Job) -> float | None:
         """Start the job's due uploads whose turn has come; returns when to look again (an
         upload another instance may still be running), or None."""
-        if not job.pending_posts and job.id in self._looked:
+        if not job.pending_posts and job.id in self._looked and job.id not in self._waiting:
             return None
         self._looked.add(job.id)
+        self._waiting.discard(job.id)
         store, now = self.ctx.store, self.ctx.clock()
         uploads = store.open_uploads(job.id)
         if not uploads:
@@ -65,8 +67,9 @@ class Uploads:
                 continue  # its result message goes first: the next flush, then this
 
             if post.state == PostState.SENDING and not self._abandoned(post, now):
-                wait = STALE_SECONDS - (now - (post.sent_at or now))
+                wait = max(1.0, STALE_SECONDS - (now - (post.sent_at or now)))
                 again = wait if again is None else min(again, wait)
+                self._waiting.add(job.id)
                 continue
             task = self.ctx.background.run(self._upload(job, post))
             self._running[post.id] = task

@@ -22,6 +22,7 @@ them over (reported as takeover wait p50/max).
 
     python bench/soak.py [--jobs 200] [--kills 20] [--seed 1] [--keep]
     python bench/soak.py --instances 3 --database postgresql://user@host/db
+    python bench/soak.py --uploads   # + each MP4 into its thread: at most one video per run
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def main() -> int:
         help="postgresql://… (an empty database or schema); default: a SQLite file",
     )
     parser.add_argument("--lease", type=float, default=None, help="MOTION_LEASE_SECONDS")
+    parser.add_argument(
+        "--uploads",
+        action="store_true",
+        help="also upload each video into its thread; kills then fall mid-upload too",
+    )
     args = parser.parse_args()
     config = SoakConfig(
         jobs=args.jobs,
@@ -63,6 +69,7 @@ def main() -> int:
         instances=args.instances,
         database_url=args.database,
         lease_seconds=args.lease,
+        uploads=args.uploads,
     )
     work_dir = Path(tempfile.mkdtemp(prefix="motion-soak-"))
     report = asyncio.run(run_soak(config, work_dir))

@@ -21,6 +21,7 @@ from bot.config import WHERE, ConfigError, Settings
 from bot.file_links import FileLinks
 from bot.jobs import JobService, SpendPolicy
 from bot.jobs.files import FileIntake
+from bot.jobs.videos import VideoLinks
 from bot.links import LinkSigner, signer_for
 from bot.motion import MotionClient
 from bot.poller import Poller
@@ -28,6 +29,7 @@ from bot.schedule import PollSchedule
 from bot.slack_files import SlackFiles
 from bot.slack_out import SlackOut, make_client
 from bot.store import Store
+from bot.video_links import VideoLinkRoute
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
@@ -105,6 +107,8 @@ class MotionBot:
                 confirm=settings.confirm,
             ),
             files=FileIntake(file_links),
+            upload_max_mb=settings.upload_max_mb,
+            video_links=VideoLinks(links, settings.public_url),
         )
         poller = Poller(
             store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
@@ -182,6 +186,8 @@ class MotionBot:
         """The routes behind PUBLIC_URL (each answers 404 while PUBLIC_URL is unset)."""
         if self.file_links is not None:
             self.file_links.add_routes(router)  # GET/HEAD /files/{token}
+        links = VideoLinks(self.links, self.settings.public_url)
+        VideoLinkRoute(links, self.service.video_urls).register(router)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -229,6 +235,7 @@ class MotionBot:
         remaining = deadline - asyncio.get_running_loop().time() - 3.0
         await self.poller.stop(max(0.0, remaining))
         await self.service.drain_background(1.0)
+        await self.service.aclose()
         await self.motion.aclose()
         if self.file_links is not None:
             await self.file_links.files.aclose()

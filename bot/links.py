@@ -69,6 +69,10 @@ class LinkSigner:
             raw, mac = _unb64(text), _unb64(mac_text)
         except (ValueError, TypeError):
             raise BadToken("not base64") from None
+        if _b64(raw) != text or _b64(mac) != mac_text:
+            # The last character of unpadded base64 has spare bits: any other spelling of the
+            # same bytes is a changed token, refused like one.
+            raise BadToken("not canonical base64")
         expected = hmac.new(self._key(kind), raw, hashlib.sha256).digest()[:20]
         if not hmac.compare_digest(mac, expected):
             raise BadToken("signature does not match")

@@ -275,9 +275,11 @@ def result_messages(
     expires_at: str | None,
     sandbox: bool,
     run_id: int | None = None,
+    fresh_link: bool = False,
 ) -> list[Message]:
     """The result of one run: link first, then every credit, split so that none is dropped.
-    With `run_id`, the first part carries "Refine" and "New variation" for that run."""
+    With `run_id`, the first part carries "Refine" and "New variation" for that run (and,
+    with `fresh_link`, "Fresh link": Motion's URL expires and there is no PUBLIC_URL)."""
     credits = sources
     flagged = sum(1 for c in credits if not c.cleared)
     head = f"✅ {mention(requester)} run {run_number} of your Motion video is ready."
@@ -286,12 +288,14 @@ def result_messages(
         url_line += f"\n_The link may expire ({escape(expires_at)}); download it soon._"
     first_blocks: Blocks = [section(head)]
     actions: Blocks = []
-    if len(download_url) <= MAX_BUTTON_URL and urlparse(download_url).scheme == "https":
+    if button_url_ok(download_url):
         actions.append(button("⬇️ Download MP4", "download", url=download_url, style="primary"))
     if run_id is not None:
         # One click, one run: each is claimed once per result (see Intake.variation_of).
         actions.append(button("🔁 Refine", "refine", value=str(run_id)))
         actions.append(button("🎲 New variation", "new_variation", value=str(run_id)))
+        if fresh_link:
+            actions.append(fresh_link_button(run_id))
     if actions:
         first_blocks.append({"type": "actions", "elements": actions})
     first_blocks.append(section(url_line))
@@ -1127,3 +1131,48 @@ MENTION_HINT = (
 
 def mention_hint(sandbox: bool) -> Message:
     return with_sandbox(Message(MENTION_HINT, [section(MENTION_HINT)], "mention_hint"), sandbox)
+
+
+# ------------------------------------------------------------ the video in the thread, links
+# that never expire
+
+
+FRESH_LINK_ACTION = "fresh_link"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def button_url_ok(url: str) -> bool:
+    """Whether a link may sit on a button: https (plain http only on a loopback address, the
+    sandbox's and local tests' own servers) and within Slack's 3,000 characters."""
+    parts = urlparse(url)
+    if len(url) > MAX_BUTTON_URL:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+
+
+def fresh_link_button(run_id: int) -> dict[str, Any]:
+    return button("🔗 Fresh link", FRESH_LINK_ACTION, value=str(run_id))
+
+
+def fresh_link(url: str | None, run_number: int, *, sandbox: bool) -> Message:
+    """The answer to "Fresh link", only for the person who pressed it."""
+    if url is None:
+        text = (
+            f"I could not get a download link for run {run_number} from Motion just now. "
+            "Try the button again in a minute, or open the job in Motion's web app."
+        )
+        return with_sandbox(Message(text), sandbox)
+    text = f"Here is a fresh download link for run {run_number}: {link(url)}"
+    text += "\n_It is signed by Motion and expires too: press the button again later._"
+    return with_sandbox(Message(text), sandbox)
+
+
+def video_filename(run_number: int) -> str:
+    """The MP4's name in Slack (what a download from the thread saves as)."""
+    return f"motion-run-{run_number}.mp4"
+
+
+def video_title(run_number: int, prompt: str) -> str:
+    """The file's title in the thread: the run and the start of its prompt (a title is plain
+    text: Slack shows it as is, so nothing needs escaping, only shortening)."""
+    return shorten(f"Run {run_number}: {prompt}", 200)

@@ -21,6 +21,7 @@ import asyncio
 import copy
 import dataclasses
 import hashlib
+import hmac
 import json
 import random
 import signal
@@ -77,6 +78,9 @@ DESIGN_SYSTEMS = (
 )
 DOWNLOAD_BASE = "https://cdn.sandbox.motion.invalid"
 DOWNLOAD_URL_LIFETIME_S = 3_600.0
+CDN_PATH = "/cdn"  # where a started sandbox serves the MP4s its download URLs point at
+VIDEO_BYTES = 200_000  # the default size of a sandbox MP4
+CDN_CHUNK = 64 * 1024
 SHUTDOWN_TIMEOUT_S = 0.1
 
 _MISSING = object()
@@ -102,12 +106,14 @@ class JobPlan:
     omit_keys: bool = False
     # The first N status calls after this run's followup still answer the previous run's body.
     stale_polls: int = 0
+    # Size of the MP4 the run's download URL serves.
+    video_bytes: int = VIDEO_BYTES
 
     def __post_init__(self) -> None:
         durations = (self.queued_s, self.created_s, self.running_s, self.render_s)
         if min(durations) < 0 or self.await_input_s < 0:
             raise ValueError("JobPlan durations must not be negative")
-        if self.source_count < 0 or self.stale_polls < 0:
+        if self.source_count < 0 or self.stale_polls < 0 or self.video_bytes < 0:
             raise ValueError("JobPlan counts must not be negative")
 
 
@@ -383,10 +389,29 @@ def run_state(run: _Run, now: float) -> _RunState:
     )
 
 
-def download_url(job_id: str, run_number: int) -> str:
-    """The signed-looking CDN link of a run's MP4 (the .invalid host never resolves)."""
-    signature = hashlib.sha256(f"{job_id}:{run_number}".encode()).hexdigest()[:32]
-    return f"{DOWNLOAD_BASE}/{job_id}/run-{run_number}.mp4?sig={signature}"
+def download_url(
+    job_id: str, run_number: int, *, base: str = DOWNLOAD_BASE, generation: int = 0
+) -> str:
+    """The signed CDN link of a run's MP4. Before the sandbox serves HTTP it points at a
+    .invalid host that never resolves; a started sandbox serves it itself (`base`), and each
+    `generation` signs a different URL, the way Motion's signed URLs change when they expire."""
+    signature = _cdn_signature(job_id, run_number, generation)
+    query = f"sig={signature}" if generation == 0 else f"g={generation}&sig={signature}"
+    return f"{base}/{job_id}/run-{run_number}.mp4?{query}"
+
+
+def _cdn_signature(job_id: str, run_number: int, generation: int) -> str:
+    text = f"{job_id}:{run_number}" if generation == 0 else f"{job_id}:{run_number}:{generation}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def video_bytes(job_id: str, run_number: int, size: int) -> bytes:
+    """A run's MP4 as the CDN serves it: an ftyp box then a pattern unique to the run, so a
+    test can tell which run's bytes arrived (and that all of them did)."""
+    head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+    pattern = hashlib.sha256(f"{job_id}:{run_number}".encode()).digest()
+    body = head + pattern * (size // len(pattern) + 1)
+    return body[:size]
 
 
 _SOURCE_KINDS = (
@@ -477,6 +502,13 @@ class MotionSandbox:
         self.fetch_attachments = fetch_attachments
         self.fetches: list[Fetch] = []
         self.base_url: str | None = None
+        # Where download URLs point: the .invalid CDN until `start` serves them itself.
+        self.download_base = DOWNLOAD_BASE
+        # Bumped by `expire_download_urls`: URLs signed for an older generation answer 403.
+        self.url_generation = 0
+        self.cdn_requests: list[tuple[str, str]] = []  # (method, path) of every CDN request
+        # False: the CDN streams MP4s chunked, without announcing their length.
+        self.cdn_sends_length = True
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._clock_anchor = clock()
@@ -568,11 +600,24 @@ class MotionSandbox:
         if state.output_status is None:
             return None
         ready = state.output_ready_at
+        url = self.download_url(job_id, run.number) if ready is not None else None
         return {
             "status": state.output_status,
-            "download_url": download_url(job_id, run.number) if ready is not None else None,
+            "download_url": url,
             "expires_at": None if ready is None else self._iso(ready + DOWNLOAD_URL_LIFETIME_S),
         }
+
+    def download_url(self, job_id: str, run_number: int) -> str:
+        """The run's download URL as a status call would answer it now."""
+        return download_url(
+            job_id, run_number, base=self.download_base, generation=self.url_generation
+        )
+
+    def expire_download_urls(self) -> None:
+        """Every download URL handed out so far stops working (403) and status calls answer
+        new ones, as when Motion's signed URLs pass their expiry."""
+        with self._lock:
+            self.url_generation += 1
 
     def _sources(self, job_id: str, run: _Run) -> list[dict[str, Any]]:
         if run.plan.sources is not None:
@@ -659,7 +704,53 @@ class MotionSandbox:
         app.router.add_post(f"{BASE_PATH}/sessions/{{job_id}}/followups", self._handle_followup)
         app.router.add_get(f"{BASE_PATH}/sessions/{{job_id}}", self._handle_status)
         app.router.add_get("/healthz", _handle_health)
+        app.router.add_route("GET", f"{CDN_PATH}/{{job_id}}/{{name}}", self._handle_cdn)
+        app.router.add_route("HEAD", f"{CDN_PATH}/{{job_id}}/{{name}}", self._handle_cdn)
         return app
+
+    async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
+        """The CDN behind the download URLs: the MP4 with its Content-Length, streamed in
+        chunks; a URL whose signature is wrong or whose generation has passed answers 403 with
+        an object-store style XML body, as an expired signed URL does."""
+        job_id, name = request.match_info["job_id"], request.match_info["name"]
+        with self._lock:
+            self.cdn_requests.append((request.method, request.path))
+            job = self._jobs.get(job_id)
+            generation = self.url_generation
+            number = name.removeprefix("run-").removesuffix(".mp4")
+            run = (
+                job.runs[int(number) - 1]
+                if job and number.isdigit() and 0 < int(number) <= len(job.runs)
+                else None
+            )
+        if run is None:
+            return web.Response(
+                status=404,
+                text=_CDN_ERROR.format("NoSuchKey", "Not found"),
+                content_type="application/xml",
+            )
+        asked = request.query.get("g", "0")
+        expected = _cdn_signature(job_id, run.number, generation)
+        if asked != str(generation) or not hmac.compare_digest(
+            request.query.get("sig", ""), expected
+        ):
+            return web.Response(
+                status=403,
+                text=_CDN_ERROR.format("AccessDenied", "Request has expired"),
+                content_type="application/xml",
+            )
+        body = video_bytes(job_id, run.number, run.plan.video_bytes)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "video/mp4"})
+        if self.cdn_sends_length:
+            response.content_length = len(body)
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "GET":
+            for start in range(0, len(body), CDN_CHUNK):
+                await response.write(body[start : start + CDN_CHUNK])
+        await response.write_eof()
+        return response
 
     async def _handle_create(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "create")
@@ -733,6 +824,7 @@ class MotionSandbox:
         bound_port = runner.addresses[0][1]
         shown_host = f"[{host}]" if ":" in host else host
         self.base_url = f"http://{shown_host}:{bound_port}{BASE_PATH}"
+        self.download_base = f"http://{shown_host}:{bound_port}{CDN_PATH}"
         return self.base_url
 
     async def stop(self) -> None:
@@ -774,6 +866,11 @@ def _accepted_payload(job_id: str) -> dict[str, Any]:
     # status_url carries the base path on purpose: the real API does, and clients must not
     # append it to the base URL.
     return {"job_id": job_id, "status": "queued", "status_url": f"{BASE_PATH}/sessions/{job_id}"}
+
+
+_CDN_ERROR = (
+    "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{}</Code><Message>{}</Message></Error>"
+)
 
 
 async def _handle_health(request: web.Request) -> web.Response:

@@ -7,7 +7,9 @@ not be repeated.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +135,14 @@ class SlackOut:
         """Whether a progress-only edit fits in the workspace's chat.update budget now."""
         return self._progress_edits.take(now)
 
-    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+    async def _call(self, method: str, _form: bool = False, **params: Any) -> dict[str, Any]:
+        """`_form`: send the arguments as a form, for the methods that take no JSON body
+        (the file upload's, as slack_sdk sends them)."""
         try:
-            response = await self.client.api_call(method, json=params)
+            if _form:
+                response = await self.client.api_call(method, params=params)
+            else:
+                response = await self.client.api_call(method, json=params)
         except SlackApiError as exc:
             code = str(exc.response.get("error") or exc.response.status_code)
             raise SlackFailure(code, permanent=code in PERMANENT_ERRORS) from exc
@@ -307,3 +314,78 @@ class SlackOut:
             await self._call("views.publish", user_id=user_id, view=view)
         except SlackFailure as exc:
             log.warning("views.publish failed: %s", exc.code)
+
+    # ------------------------------------------------------------ files (the video in the thread)
+
+    async def upload_file(
+        self,
+        channel: str,
+        thread_ts: str,
+        *,
+        filename: str,
+        title: str,
+        length: int,
+        chunks: AsyncIterator[bytes],
+        on_file_id: Callable[[str], None],
+    ) -> str:
+        """Share a file in a thread with Slack's external upload: reserve it (filename,
+        length), stream the bytes to the upload URL as they come, complete it into the thread.
+        `on_file_id` hears the file's id before the completion, so whoever records it can
+        check afterwards whether a completion whose answer was lost took effect (see
+        `find_shared_file`). Returns the file's id; SlackFailure otherwise."""
+        reserved = await self._call(
+            "files.getUploadURLExternal", _form=True, filename=filename, length=str(length)
+        )
+        upload_url, file_id = reserved.get("upload_url"), reserved.get("file_id")
+        if not isinstance(upload_url, str) or not isinstance(file_id, str):
+            raise SlackFailure("invalid_response", permanent=False)
+        on_file_id(file_id)
+        await self._send_bytes(upload_url, length, chunks)
+        await self.complete_file(channel, thread_ts, file_id, title)
+        return file_id
+
+    async def complete_file(self, channel: str, thread_ts: str, file_id: str, title: str) -> None:
+        files = json.dumps([{"id": file_id, "title": title}])
+        await self._call(
+            "files.completeUploadExternal",
+            _form=True,
+            files=files,
+            channel_id=channel,
+            thread_ts=thread_ts,
+        )
+
+    async def _send_bytes(self, url: str, length: int, chunks: AsyncIterator[bytes]) -> None:
+        """POST the bytes to the upload URL as they arrive (never held whole)."""
+        session = self.client.session
+        own = session is None
+        if session is None:
+            session = aiohttp.ClientSession()
+        try:
+            async with session.post(
+                url,
+                data=chunks,
+                headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=60, sock_connect=10),
+            ) as response:
+                await response.read()
+                if response.status != 200:
+                    raise SlackFailure(f"upload_http_{response.status}", permanent=False)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise SlackFailure(type(exc).__name__, permanent=False) from exc
+        finally:
+            if own:
+                await session.close()
+
+    async def find_shared_file(self, channel: str, file_id: str) -> bool | None:
+        """Whether a file was shared in the channel: True, False (it exists, unshared), or
+        None (Slack knows no completed file by that id: its upload never completed)."""
+        try:
+            data = await self._call("files.info", _form=True, file=file_id)
+        except SlackFailure as exc:
+            if exc.code == "file_not_found":
+                return None
+            raise
+        file = data.get("file") or {}
+        shares = file.get("shares") or {}
+        where = {**(shares.get("public") or {}), **(shares.get("private") or {})}
+        return channel in where or channel in (file.get("channels") or [])

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.slack_file_store import DOWNLOAD_PREFIX, LOGIN_PAGE
+from bot.slack_uploads import UPLOAD_PATH, ExternalUploads
 from bot.slack_workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
@@ -121,7 +122,7 @@ def signed(body: str, secret: str, content_type: str) -> dict[str, str]:
     }
 
 
-class SlackStandIn(Workspace):
+class SlackStandIn(ExternalUploads, Workspace):
     """A workspace behind a Web API server on 127.0.0.1 (a free port).
 
     Use it as a context manager; point the client at ``base_url`` and ``response_url()``::
@@ -139,6 +140,7 @@ class SlackStandIn(Workspace):
         self._thread: threading.Thread | None = None
         self._responses: list[dict[str, Any]] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self.register_upload_methods()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -337,6 +339,11 @@ class SlackStandIn(Workspace):
         if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
             answer = self.serve_download(path, headers.get("Authorization"), self.bot_token)
             return Reply(answer.status, answer.body, answer.content_type, answer.headers)
+        if path.startswith(UPLOAD_PATH):
+            uploaded = self.serve_upload(verb, path, body)
+            if uploaded is None:
+                return Reply(0, b"", drop=True)
+            return Reply(uploaded[0], uploaded[1], "text/plain; charset=utf-8")
         return Reply(404, b"not found", "text/plain")
 
     def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:

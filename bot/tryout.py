@@ -84,6 +84,9 @@ def message_lines(
         elif kind == "actions":
             labels = [e.get("text", {}).get("text", "") for e in block.get("elements", [])]
             lines.append("  ".join(f"[ {label} ]" for label in labels if label))
+    for file in message.get("files") or []:  # the video in the thread
+        size = int(file.get("size") or 0)
+        lines.append(f"📎 {file.get('name')} ({size / 1_000_000:.1f} MB), plays in the thread")
     return lines or plain(message.get("text") or "", names, urls=urls).splitlines()
 
 

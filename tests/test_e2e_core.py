@@ -29,7 +29,7 @@ async def test_command_runs_the_whole_loop_to_a_result_in_the_thread(harness: Ha
     }
     result = results[0]
     assert "<@U0ALICE>" in result["text"]
-    assert "https://cdn.sandbox.motion.invalid/" in result["text"]
+    assert f"{harness.sandbox.download_base}/" in result["text"]
     await until(
         lambda: "Done" in harness.slack.message("C0PUBLIC", card["ts"])["text"], what="card done"
     )

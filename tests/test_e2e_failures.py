@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import JobPlan, download_url, generated_sources
+from bot.sandbox import JobPlan, generated_sources
 from bot.store import Store
 from tests.support.e2e import (
     buttons,
@@ -592,7 +592,7 @@ async def test_result_is_posted_once_broadcast_with_button_and_notify_notice(
     await settle()
 
     [job_id] = harness.sandbox.job_ids
-    url = download_url(job_id, 1)
+    url = harness.sandbox.download_url(job_id, 1)
     [result] = results(harness, card["ts"])
     assert result["subtype"] == "thread_broadcast"
     assert "<@U0ALICE>" in result["text"] and "run 1" in result["text"]

@@ -220,7 +220,7 @@ async def test_result_carries_download_refine_and_new_variation(harness: Harness
     await harness.start()
     done = await finished_job(harness)
     ids = [b["action_id"] for b in buttons(done["result"])]
-    assert ids == ["download", "refine", "new_variation"]
+    assert ids == ["download", "refine", "new_variation", "fresh_link"]  # no PUBLIC_URL
 
 
 async def test_refine_submitted_twice_makes_one_followup(harness: Harness) -> None:

@@ -103,7 +103,7 @@ async def test_finished_job_has_a_ready_download_url_and_sources(
     assert status.status == "completed"
     assert status.output is not None
     assert status.output.ready
-    assert status.download_url and status.download_url.startswith("https://")
+    assert status.download_url and status.download_url.startswith("http://127.0.0.1:")  # its CDN
     assert len(status.sources) == 3
     assert all("source_kind" in s and "provider" in s for s in status.sources)
     assert status.render_failed is False

@@ -78,7 +78,7 @@ async def status(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
 
 
 async def test_full_lifecycle_reaches_a_download_url_on_a_fake_clock(
-    client: httpx.AsyncClient, clock: FakeClock
+    client: httpx.AsyncClient, clock: FakeClock, sandbox: ScriptedSandbox
 ) -> None:
     job_id = await create(client)
     seen = []
@@ -104,7 +104,8 @@ async def test_full_lifecycle_reaches_a_download_url_on_a_fake_clock(
     assert ISO_MS.match(body["completed_at"])
     assert body["error"] is None and body["pending_user_input"] is False
     url = body["output"]["download_url"]
-    assert url.startswith(f"https://cdn.sandbox.motion.invalid/{job_id}/run-1.mp4?sig=")
+    assert url.startswith(f"{sandbox.download_base}/{job_id}/run-1.mp4?sig=")
+    assert sandbox.download_base.startswith("http://127.0.0.1:")
     assert ISO_MS.match(body["output"]["expires_at"])
     assert len(body["sources"]) == 4
 

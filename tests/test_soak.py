@@ -62,3 +62,21 @@ async def test_three_instances_sharing_one_database_lose_and_duplicate_nothing(
     assert figures["instances"] == 3
     assert figures["takeover"]["never_taken"] == 0, explained
     assert figures["events"]["redelivered_to_another_instance"] >= 1
+
+
+async def test_kills_between_upload_started_and_recorded_leave_one_video_per_run(
+    tmp_path: Path,
+) -> None:
+    """--uploads: each result's MP4 goes into its thread too, every completion held long
+    enough for kills to fall between "upload started" and "upload recorded"."""
+    config = replace(CONFIG, uploads=True, seed=11, kill_window=(2.0, 9.0))
+    report = await run_soak(config, tmp_path / "uploads")
+    if report.figures["bot_code_changed_during_run"]:
+        return  # bot/ was edited meanwhile: nothing to conclude
+    figures = report.figures
+    explained = "\n".join([*report.failures, *report.details, f"app log: {report.app_log}"])
+    assert report.failures == [], explained
+    assert figures["lost"] == 0 and figures["duplicated"] == 0, explained
+    assert figures["result_posts"] == figures["runs_with_result"] > 0, explained
+    videos = figures["videos"]
+    assert videos["shared"] == videos["runs_with_a_video"] > 0, explained

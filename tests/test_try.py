@@ -48,7 +48,9 @@ def test_try_shows_a_job_and_its_followup_with_no_configuration(tmp_path: Path) 
     assert "card edited:" in out and "Status: ✅ Done" in out
     assert "motion (also sent to #general):" in out
     assert "run 1 of your Motion video is ready." in out
-    assert "Download: https://" in out and "run-1.mp4" in out
+    # the sandbox serves its MP4s itself, on loopback, and each is uploaded into the thread
+    assert "Download: http://127.0.0.1:" in out and "run-1.mp4" in out
+    assert "📎 motion-run-1.mp4 (0.2 MB), plays in the thread" in out
     assert "Credits — " in out and "rights:" in out
     assert "alice:\n        make it warmer" in out
     assert "motion reacted ⏳ to alice's message" in out

@@ -83,7 +83,14 @@ class Card:
     def build(self, job: Job, runs: list[Run]) -> Message:
         visible = [r for r in runs if r.state not in HIDDEN_RUN_STATES]
         lines = [
-            RunLine(r.number, r.state, messages.status_label(run_phase(r)), r.download_url)
+            RunLine(
+                r.number,
+                r.state,
+                messages.status_label(run_phase(r)),
+                self.ctx.download_link(job.id, r.number, r.download_url)
+                if r.download_url
+                else None,
+            )
             for r in visible
         ]
         first = MotionRequest.from_json(runs[0].request) if runs else MotionRequest(job.prompt)

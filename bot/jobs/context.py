@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
 from bot.jobs.spend import SpendPolicy
+from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
@@ -52,6 +53,9 @@ class JobContext:
     requires_mention: bool = False
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     files: FileIntake | None = None  # Slack files as attachments (None: refused, no links)
+    upload_max_mb: float = 0.0  # UPLOAD_MAX_MB: 0, no video is uploaded into threads
+    # PUBLIC_URL's lasting download links (None: results carry Motion's URL and "Fresh link")
+    video_links: VideoLinks | None = None
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     # Runs whose Motion write this process has in flight. A run recorded as sending that is not
     # here was sent by a process that died or lost the job's lease: its answer is not coming.
@@ -67,6 +71,13 @@ class JobContext:
         errors = self.store.add_error(job_id)
         log.info("job %s: %s; retry %s", job_id, reason, errors)
         return Step(self.schedule.error_delay(errors, retry_after), changed=False, failed=True)
+
+    def download_link(self, job_id: int, run_number: int, motion_url: str) -> str:
+        """Where a download button or link points: the app's lasting link with PUBLIC_URL,
+        Motion's own (expiring) URL without."""
+        links = self.video_links
+        lasting = links.link(job_id, run_number) if links is not None else None
+        return lasting or motion_url
 
     def react(self, run: Run, name: str) -> None:
         """React on the reply a run came from, if it came from one."""

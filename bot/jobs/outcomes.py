@@ -9,7 +9,7 @@ from bot import messages
 from bot.jobs.context import REACT_FAILED, JobContext
 from bot.messages import Message
 from bot.motion import AuthenticationError, InsufficientCredits, JobStatus, MotionError
-from bot.store import Job, NewPost, Run, RunKind, RunState
+from bot.store import UPLOAD_KIND, Job, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,20 @@ class Outcomes:
         ctx = self.ctx
         assert status.download_url is not None and job.thread_ts is not None
         expires_at = status.output.expires_at if status.output else None
+        lasting = ctx.video_links is not None and ctx.video_links.public_url is not None
         parts = messages.result_messages(
             requester=run.author or job.requester,
             run_number=run.number,
-            download_url=status.download_url,
+            download_url=ctx.download_link(job.id, run.number, status.download_url),
             sources=status.credits,
-            expires_at=expires_at,
+            expires_at=None if lasting else expires_at,
             sandbox=job.sandbox,
             run_id=run.id,
+            fresh_link=not lasting,
         )
         posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
+        if ctx.upload_max_mb > 0:  # the MP4 itself, after the result (bot/jobs/uploads.py)
+            posts.append(upload_post(run, status.download_url))
         if ctx.notify_channel:
             link = await ctx.slack.permalink(job.channel_id, job.thread_ts)
             notice = messages.notify_message(
@@ -117,3 +121,14 @@ class Outcomes:
             expires_at=expires_at,
             sources=status.sources,
         )
+
+
+def upload_post(run: Run, url: str) -> NewPost:
+    """The outbox row of a run's video: what the uploader needs, recorded with the result."""
+    payload = {
+        "url": url,
+        "run": run.number,
+        "filename": messages.video_filename(run.number),
+        "title": messages.video_title(run.number, str(run.request.get("prompt") or "")),
+    }
+    return NewPost(UPLOAD_KIND, payload)

@@ -3,9 +3,12 @@ of the stages of a job's life, each in its own module."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 
+from bot import messages
 from bot.jobs.background import Background
 from bot.jobs.card import Card
 from bot.jobs.context import JobContext
@@ -16,11 +19,15 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
-from bot.motion import MotionClient
+from bot.jobs.uploads import Uploads
+from bot.jobs.videos import VideoLinks, VideoUrls
+from bot.motion import MotionClient, MotionError
+from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
 from bot.store import LeaseLost, Store, lease_fence
 
+log = logging.getLogger(__name__)
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
 
 
@@ -41,6 +48,8 @@ class JobService(Mentions):
         clock: Callable[[], float] = time.time,
         wake: Callable[[int], None] | None = None,
         files: FileIntake | None = None,
+        upload_max_mb: float = 0.0,
+        video_links: VideoLinks | None = None,
     ) -> None:
         ctx = JobContext(
             store=store,
@@ -55,12 +64,18 @@ class JobService(Mentions):
             requires_mention=requires_mention,
             policy=policy or SpendPolicy(),
             files=files,
+            upload_max_mb=upload_max_mb,
+            video_links=video_links,
         )
         super().__init__(ctx)
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.outcomes = Outcomes(ctx)
         calls = MotionCalls(ctx, self.outcomes)
-        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes)
+        # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
+        self.video_urls = VideoUrls(store, motion)
+        self.downloader = Downloader()
+        self.uploads = Uploads(ctx, self.video_urls, self.downloader)
+        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes, self.uploads)
 
     @property
     def policy(self) -> SpendPolicy:
@@ -119,3 +134,33 @@ class JobService(Mentions):
 
     async def drain_background(self, timeout: float = 5.0) -> None:
         await self.ctx.background.drain(timeout)
+
+    async def aclose(self) -> None:
+        """At stop, after the drain: an upload still streaming is left as "started" for the
+        next boot (which checks Slack for its file before anything else)."""
+        self.uploads.abandon()
+        await asyncio.sleep(0)  # let the cancelled uploads unwind before their client closes
+        await self.downloader.aclose()
+
+    def send_fresh_link(self, run_id: int, user_id: str) -> None:
+        """ "Fresh link" (results without PUBLIC_URL): the run's current URL, privately to
+        whoever pressed it, in the thread; after the ack, so Motion's time is not Slack's."""
+        self.ctx.background.run(self._fresh_link(run_id, user_id))
+
+    async def _fresh_link(self, run_id: int, user_id: str) -> None:
+        ctx = self.ctx
+        run = ctx.store.run(run_id)
+        job = ctx.store.job(run.job_id) if run is not None else None
+        if run is None or job is None:
+            return
+        found = self.video_urls.finished_run(job.id, run.number)
+        url: str | None = None
+        if found is not None:
+            try:
+                url = await self.video_urls.current(*found)
+            except MotionError as exc:
+                log.info("fresh link for run %s: Motion failed (%s)", run_id, type(exc).__name__)
+        message = messages.fresh_link(url, run.number, sandbox=self.sandbox)
+        await ctx.slack.tell_privately(
+            job.channel_id, user_id, message.payload(), thread_ts=job.thread_ts
+        )

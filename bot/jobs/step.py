@@ -14,6 +14,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
+from bot.jobs.uploads import Uploads
 from bot.slack_out import SlackFailure
 from bot.store import Job, JobState, Run, RunState
 
@@ -35,9 +36,11 @@ class Look:
 
 class Stepper:
     def __init__(
-        self, ctx: JobContext, card: Card, outbox: Outbox, calls: MotionCalls, outcomes: Outcomes
-    ) -> None:
+        self, ctx: JobContext, card: Card, outbox: Outbox, calls: MotionCalls, outcomes: Outcomes,
+        uploads: Uploads,
+    ) -> None:  # fmt: skip
         self.ctx = ctx
+        self.uploads = uploads
         self.card = card
         self.outbox = outbox
         self.calls = calls
@@ -62,12 +65,15 @@ class Stepper:
             await self.card.refresh(job, look.runs)
             if job.pending_posts:
                 await self.outbox.flush(ctx.job(job_id))
+            again = self.uploads.kick(job)  # after the result: uploads never hold the outbox
         except SlackFailure as exc:
             return ctx.backoff(job_id, f"Slack {exc.code}").delay
         if job.errors and not look.failed:
             ctx.store.clear_errors(job_id)  # a clean look ends a run of failures
         if job.pending_posts:
             ctx.store.clear_pending_posts(job_id)  # only now: the card shows the change too
+        if again is not None:
+            return again if look.delay is None else min(again, look.delay)
         return look.delay
 
     async def _work(self, job: Job) -> Look:

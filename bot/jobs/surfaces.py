@@ -162,7 +162,11 @@ class Surfaces(Intake):
                 status=job_label(job, runs, ctx.clock()),
                 runs=sum(1 for r in runs if r.state not in _NOT_SENT),
                 permalink=link,
-                download_url=finished[-1].download_url if finished else None,
+                download_url=(
+                    ctx.download_link(job.id, finished[-1].number, finished[-1].download_url)
+                    if finished and finished[-1].download_url
+                    else None
+                ),
                 created_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.created_at)),
             )
 

@@ -91,7 +91,18 @@ async def new_variation(
     await _answer(respond, admission)
 
 
+async def fresh_link(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """ "Fresh link" on a result (no PUBLIC_URL): the current URL, privately, after the ack."""
+    await ack()
+    run_id = _run_id(action)
+    if run_id is not None:
+        service_of(context).send_fresh_link(run_id, _user(body))
+
+
 def register(app: AsyncApp) -> None:
+    app.action(messages.FRESH_LINK_ACTION)(fresh_link)
     app.action("download")(download)
     app.action("retry_run")(retry_run)
     app.action("restart_job")(restart_job)

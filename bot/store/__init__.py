@@ -20,7 +20,7 @@ from bot.store.models import (
     RunKind,
     RunState,
 )
-from bot.store.outbox import OutboxRows
+from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
 from bot.store.usage import (
     LimitReached,
@@ -47,6 +47,7 @@ __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
+    "UPLOAD_KIND",
     "Job",
     "JobState",
     "LeaseLost",

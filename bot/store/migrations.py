@@ -301,6 +301,15 @@ def m004_spend(db: Database) -> None:
     db.table("previews").create_index(["created_at"])
 
 
+@migration(postgres=("ALTER TABLE posts ADD COLUMN uploader text",))
+def m005_upload_owner(db: Database) -> None:
+    """Who is uploading a run's video (the instance's lease owner), so a restart of the same
+    instance takes over its own interrupted upload at once, while another instance's upload in
+    progress (which keeps `sent_at` fresh) is left alone. An upload post's `slack_ts` holds the
+    Slack file id from the moment Slack gave it, before the file is completed into the thread."""
+    db.table("posts").add_column("uploader", str)
+
+
 @migration(postgres=("ALTER TABLE jobs ADD COLUMN parent_ts text, ADD COLUMN card_ts text",))
 def m008_jobs_in_a_persons_thread(db: Database) -> None:
     """A job started by an @mention lives in that message's thread: `parent_ts` is the thread

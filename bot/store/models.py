@@ -119,6 +119,8 @@ class Post:
     attempts: int
     created_at: float
     run_number: int | None = None
+    sent_at: float | None = None
+    uploader: str | None = None  # an upload's: the lease owner that last started it
 
 
 class Built(Protocol):
@@ -173,6 +175,5 @@ def post_from_row(row: dict[str, Any]) -> Post:
     row["state"] = PostState(row["state"])
     row["payload"] = json.loads(row["payload"])
     row["broadcast"] = bool(row["broadcast"])
-    row.pop("sent_at", None)
     row.pop("error", None)
     return Post(**row)

@@ -10,6 +10,8 @@ from bot.store.base import Connection
 from bot.store.dialect import Tx
 from bot.store.models import NewPost, Post, post_from_row
 
+UPLOAD_KIND = "upload"  # a run's MP4 shared into the thread: outside the in-order outbox
+
 
 class OutboxRows(Connection):
     def open_posts(self, job_id: int) -> list[Post]:
@@ -18,18 +20,62 @@ class OutboxRows(Connection):
             for r in self._rows(
                 "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
                 " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
-                " ('due', 'sending') ORDER BY posts.id",
-                (job_id,),
+                " ('due', 'sending') AND posts.kind != ? ORDER BY posts.id",
+                (job_id, UPLOAD_KIND),
             )
         ]
 
     def clear_pending_posts(self, job_id: int) -> None:
-        """Lower the job's "posts to send" flag, unless a post was added meanwhile."""
+        """Lower the job's "posts to send" flag, unless a post was added meanwhile. Uploads
+        do not hold it up: they run on their own (a restart finds them through `resume_all`)."""
         self._change(
             "UPDATE jobs SET pending_posts = 0 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM posts"
-            " WHERE job_id = ? AND state IN ('due', 'sending'))",
-            (job_id, job_id),
+            " WHERE job_id = ? AND state IN ('due', 'sending') AND kind != ?)",
+            (job_id, job_id, UPLOAD_KIND),
         )
+
+    def open_uploads(self, job_id: int) -> list[Post]:
+        """The job's videos not yet in its thread (nor given up), oldest first."""
+        return [
+            post_from_row(r)
+            for r in self._rows(
+                "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
+                " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
+                " ('due', 'sending') AND posts.kind = ? ORDER BY posts.id",
+                (job_id, UPLOAD_KIND),
+            )
+        ]
+
+    def first_open_post_id(self, job_id: int) -> int | None:
+        """The oldest message of the job still to send (an upload waits for those before it)."""
+        value = self._value(
+            "SELECT MIN(id) FROM posts WHERE job_id = ? AND state IN ('due', 'sending')"
+            " AND kind != ?",
+            (job_id, UPLOAD_KIND),
+        )
+        return int(value) if value is not None else None
+
+    def start_upload(self, post_id: int, now: float) -> None:
+        """One more attempt at an upload, by this instance (`uploader`), from `now`."""
+        self._change(
+            "UPDATE posts SET state = 'sending', attempts = attempts + 1, sent_at = ?,"
+            " uploader = ? WHERE id = ?",
+            (now, self.owner, post_id),
+        )
+
+    def touch_upload(self, post_id: int, now: float) -> None:
+        """The upload is still streaming here: others leave it alone."""
+        self._change(
+            "UPDATE posts SET sent_at = ? WHERE id = ? AND state = 'sending'", (now, post_id)
+        )
+
+    def upload_file_id(self, post_id: int) -> str | None:
+        value = self._value("SELECT slack_ts FROM posts WHERE id = ?", (post_id,))
+        return str(value) if value else None
+
+    def record_upload_file(self, post_id: int, file_id: str) -> None:
+        """Slack reserved a file for this upload: from here on, look for it before another."""
+        self._change("UPDATE posts SET slack_ts = ? WHERE id = ?", (file_id, post_id))
 
     def mark_post_sending(self, post_id: int, now: float) -> None:
         self._change(

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox import Answer, Exchange, JobPlan, MotionSandbox, download_url, run_state
+from bot.sandbox import Answer, Exchange, JobPlan, MotionSandbox, run_state
 
 ENDPOINTS = ("create", "followup", "status")
 HTML_502 = "<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -184,7 +184,7 @@ class ScriptedSandbox(MotionSandbox):
                 runs=len(job.runs),
                 status=state.status,
                 output_status=state.output_status,
-                download_url=download_url(job_id, run.number) if ready else None,
+                download_url=self.download_url(job_id, run.number) if ready else None,
                 bodies=tuple(copy.deepcopy(r.body) for r in job.runs),
             )
 

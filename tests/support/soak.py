@@ -83,6 +83,11 @@ class SoakConfig:
     instances: int = 1
     database_url: str | None = None  # None: a SQLite file in the work dir
     lease_seconds: float | None = None  # MOTION_LEASE_SECONDS for the app; None: its default
+    # Each result's MP4 is also uploaded into its thread (UPLOAD_MAX_MB=5), each completion
+    # held `upload_completion_delay` seconds so kills fall between "upload started" and
+    # "recorded"; counted: at most one video per run.
+    uploads: bool = False
+    upload_completion_delay: float = 0.4
 
 
 @dataclass
@@ -207,8 +212,14 @@ class Soak:
             ports = [free_port() for _ in range(config.instances)]
             self.side = SlackSide(slack, self.sandbox, ports[0], seed=f"{config.seed}:route")
             env = lambda port: app_env(  # noqa: E731
-                slack, motion_url, self.database, port, config.lease_seconds
+                slack, motion_url, self.database, port, config.lease_seconds, config.uploads
             )
+            if config.uploads:
+                slack.fail_next(
+                    "files.completeUploadExternal",
+                    delay=config.upload_completion_delay,
+                    times=1_000_000,
+                )
             self.apps = [
                 AppProcess(
                     env(port),

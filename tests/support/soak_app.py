@@ -35,6 +35,8 @@ APP_VARIABLES = (
     "FOLLOWUP_REQUIRES_MENTION",
     "LOG_LEVEL",
     "PORT",
+    "UPLOAD_MAX_MB",
+    "PUBLIC_URL",
 )
 
 
@@ -205,6 +207,7 @@ def app_env(
     database: str,
     port: int,
     lease_seconds: float | None = None,
+    uploads: bool = False,
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(APP_VARIABLES)}
     path = [str(ROOT_DIR), *filter(None, [env.get("PYTHONPATH")])]
@@ -222,6 +225,7 @@ def app_env(
         LOG_LEVEL="WARNING",
         PYTHONPATH=os.pathsep.join(path),
         PYTHONUNBUFFERED="1",
+        UPLOAD_MAX_MB="5" if uploads else "0",  # the video in the thread: only with --uploads
     )
     if lease_seconds is not None:
         env["MOTION_LEASE_SECONDS"] = str(lease_seconds)

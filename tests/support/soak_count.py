@@ -199,6 +199,7 @@ def account(
     unknown_but_started = 0
     tracked_prompts = set(soak.by_prompt)
     tracked_replies = {t.reply_text for t in soak.tracks}
+    videos: Counter[tuple[str, str]] = Counter()  # (thread, file name) → videos shared
 
     for track in soak.tracks:
         cards = snapshot.cards.get(track.prompt, [])
@@ -219,6 +220,10 @@ def account(
         outcomes = snapshot.outcomes(thread)
         urls: list[str] = []
         for message in snapshot.threads.get(thread, []):
+            if message.get("subtype") == "file_share":  # the video in the thread (--uploads)
+                for file in message.get("files") or []:
+                    videos[(thread, str(file.get("name")))] += 1
+                continue
             kind, run = post_about(message)
             if kind not in TERMINAL | REMARKS or (kind in TERMINAL and run is None):
                 unexpected.append(
@@ -277,6 +282,11 @@ def account(
     stray_followups = sum(n for text, n in followups.items() if text not in tracked_replies)
     if stray_creates or stray_followups:
         duplicated.append(f"{stray_creates} creates, {stray_followups} followups of no command")
+    twice_shared = {f"{t}/{name}": n for (t, name), n in videos.items() if n > 1}
+    if twice_shared:
+        duplicated.append(f"a run's video shared more than once: {twice_shared}")
+    if not soak.config.uploads and videos:
+        unexpected.append(f"{sum(videos.values())} videos shared without --uploads")
     keys = Counter(post_key(m) for m in snapshot.messages if post_key(m))
     twice = {key: n for key, n in keys.items() if n > 1}
     if twice:
@@ -325,6 +335,20 @@ def account(
             "redelivered_to_another_instance": soak.stats["event_deliveries_to_another_instance"],
         },
         "try_again_presses": soak.stats["button_presses"],
+        "videos": {
+            "shared": sum(videos.values()),
+            "runs_with_a_video": len(videos),
+            "upload_reservations": len(soak.slack.calls("files.getUploadURLExternal")),
+            # files.info: an upload a kill interrupted after Slack gave it a file id, looked
+            # for before anything else; completions refused as already done: late ones from
+            # a killed process, which put no second video in the thread
+            "looked_for_after_a_kill": len(soak.slack.calls("files.info")),
+            "late_completions_refused": sum(
+                1
+                for c in soak.slack.calls("files.completeUploadExternal")
+                if c.error == "file_already_completed"
+            ),
+        },
         "faults_injected": {e: dict(c) for e, c in sorted(soak.faults.items())},
         "motion_calls_by_answer": dict(sorted(wire.items())),
         "creates_accepted": sum(creates.values()),

@@ -1,0 +1,85 @@
+"""GET /v/{token}: the app's lasting download link, served behind PUBLIC_URL.
+
+A tampered token is refused (403) before anything is looked up; a good one names a run, and
+the answer is a redirect to where that run's MP4 is now (`bot.jobs.videos.VideoUrls`). When
+Motion cannot be asked, the person who clicked gets a short page in plain words with the status
+that fits, never a stack trace. Without PUBLIC_URL the route answers 404: nothing links here.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiohttp import web
+
+from bot.jobs.videos import VideoLinks, VideoUrls
+from bot.links import BadToken
+from bot.motion import MotionError, NotFound, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+class VideoLinkRoute:
+    def __init__(self, links: VideoLinks, urls: VideoUrls) -> None:
+        self.links = links
+        self.urls = urls
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v/{token}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.links.public_url is None:
+            return page(404, "Not found", "There is nothing here.")
+        try:
+            ref = self.links.read(request.match_info["token"])
+        except BadToken as exc:
+            log.info("refused a video link: %s", exc.reason)
+            return page(
+                403,
+                "This link is not valid",
+                "The link was changed or cut short. Open the video from its Slack thread again.",
+            )
+        found = self.urls.finished_run(ref.job_id, ref.run_number)
+        if found is None:
+            return page(
+                404,
+                "Video not found",
+                "This app has no finished video for this link any more. Ask in its Slack thread.",
+            )
+        try:
+            url = await self.urls.current(*found)
+        except NotFound:
+            return page(
+                410,
+                "Motion no longer has this video",
+                "Mosaic Motion does not know this job any more, so there is nothing to download.",
+            )
+        except RateLimited:
+            return page(
+                503,
+                "Motion is busy",
+                "Mosaic Motion asked us to slow down. Try the link again in a minute.",
+                retry_after=60,
+            )
+        except MotionError as exc:
+            log.warning("video link: Motion failed (%s)", type(exc).__name__)
+            return page(
+                502,
+                "Motion did not answer",
+                "Mosaic Motion could not be reached just now. Try the link again in a minute.",
+            )
+        raise web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+
+
+def page(status: int, title: str, words: str, *, retry_after: int | None = None) -> web.Response:
+    """A small HTML page in plain words (the words are the app's own; escaped all the same)."""
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(words)}</p></body></html>"
+    )
+    headers = {"Cache-Control": "no-store"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return web.Response(status=status, text=body, content_type="text/html", headers=headers)

@@ -50,6 +50,7 @@ class JobContext:
     notify_channel: str | None = None
     requires_mention: bool = False
     policy: SpendPolicy = field(default_factory=SpendPolicy)
+    stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     # Runs whose Motion write this process has in flight. A run recorded as sending that is not
     # here was sent by a process that died or lost the job's lease: its answer is not coming.

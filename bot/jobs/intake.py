@@ -83,7 +83,11 @@ class Intake(Admissions):
         now = ctx.clock()
         try:
             if job.state == JobState.STOPPED:
-                raise UsageError(messages.STOPPED_JOB_REPLY)
+                raise UsageError(
+                    messages.STOPPED_TRACKING_REPLY
+                    if job.stopped_by
+                    else messages.STOPPED_JOB_REPLY
+                )
             request = parse_request(text)
         except UsageError as exc:
             post = NewPost.of(messages.usage_error(str(exc), job.sandbox))

@@ -14,7 +14,9 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
+from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
+from bot.messages import Message
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
@@ -39,6 +41,7 @@ class JobService(Surfaces):
         policy: SpendPolicy | None = None,
         clock: Callable[[], float] = time.time,
         wake: Callable[[int], None] | None = None,
+        stuck_after_seconds: float = 3600.0,
     ) -> None:
         ctx = JobContext(
             store=store,
@@ -52,12 +55,14 @@ class JobService(Surfaces):
             notify_channel=notify_channel,
             requires_mention=requires_mention,
             policy=policy or SpendPolicy(),
+            stuck_after=stuck_after_seconds,
         )
         super().__init__(ctx)
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.outcomes = Outcomes(ctx)
         calls = MotionCalls(ctx, self.outcomes)
-        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes)
+        self.stops = Stops(ctx)
+        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes, self.stops)
 
     @property
     def policy(self) -> SpendPolicy:
@@ -78,6 +83,18 @@ class JobService(Surfaces):
     @stopping.setter
     def stopping(self, stopping: bool) -> None:
         self.ctx.stopping = stopping
+
+    def stop_tracking(
+        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
+    ) -> Message | None:
+        """The "Stop tracking" button (card or stuck notice); what the clicker alone is told."""
+        return self.stops.stop_tracking(value, user_id, channel_id, message_ts)
+
+    def keep_waiting(
+        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
+    ) -> Message | None:
+        """The "Keep waiting" button on a stuck notice; what the clicker alone is told."""
+        return self.stops.keep_waiting(value, user_id, channel_id, message_ts)
 
     async def advance(self, job_id: int) -> float | None:
         """Do what the job needs now; returns when it next needs a look (None: until woken)."""

@@ -299,3 +299,25 @@ def m004_spend(db: Database) -> None:
         defaults={"state": "pending"},
     )
     db.table("previews").create_index(["created_at"])
+
+
+@migration(
+    postgres=(
+        "ALTER TABLE runs ADD COLUMN stuck_notices bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN stuck_waited bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN stuck_from double precision",
+        "ALTER TABLE jobs ADD COLUMN stopped_by text, ADD COLUMN stopped_at double precision",
+    )
+)
+def m006_stuck_and_stop(db: Database) -> None:
+    """Stuck runs and Stop tracking: how many "still not finished" notices a run got and how
+    many were answered "Keep waiting" (the next period counts from `stuck_from`, else from the
+    run's `sent_at`), so the notice is decided from the database, across restarts and
+    instances; and who stopped tracking a job, and when."""
+    runs = db.table("runs")
+    runs.add_column("stuck_notices", int, not_null_default=0)
+    runs.add_column("stuck_waited", int, not_null_default=0)
+    runs.add_column("stuck_from", float)
+    jobs = db.table("jobs")
+    jobs.add_column("stopped_by", str)
+    jobs.add_column("stopped_at", float)

@@ -366,3 +366,47 @@ async def test_a_stop_racing_the_result_announces_one_of_them(harness: Harness) 
             outcomes.append("done")
     assert outcomes[0] == "stopped" and outcomes[-1] == "done", outcomes
     assert any("nothing left to follow" in a for a in private_answers(harness, "U0ALICE"))
+
+
+async def test_a_status_answer_in_flight_when_stop_is_recorded_announces_nothing(
+    harness: Harness,
+) -> None:
+    """The look that holds the job's lease is waiting on a status call when Stop is pressed;
+    the answer says the video is ready. The stop stands: no result, the card stays stopped."""
+    await harness.start(STUCK_AFTER_MINUTES="60")
+    harness.sandbox.plan_next(JobPlan(queued_s=0.02, created_s=0.02, running_s=0.1, render_s=0.02))
+    harness.sandbox.fault("status", delay=1.2, times=50)  # every status call answers late
+    card = await run_command(harness, "a quick one")
+    card = await until(lambda: buttons(current(harness, card)) and current(harness, card))
+    await until(lambda: harness.sandbox.job_ids, what="the create")
+    await asyncio.sleep(0.4)  # the first status call is out now, its answer 0.8 s away
+    assert status_calls(harness) == 0
+    await press(harness, card, "stop_tracking")
+    await until(lambda: stop_posts(harness, card["ts"]), what="the stop message")
+    await until(lambda: status_calls(harness) >= 1, what="the late status answer")
+    assert harness.sandbox.job(harness.sandbox.job_ids[0]).download_url is not None
+    await settle(1.5)
+    assert results(harness, card["ts"]) == []
+    text = card_text(harness, card["ts"])
+    assert STOPPED_WORDS in text and "Done" not in text
+    assert len(stop_posts(harness, card["ts"])) == 1
+    assert status_calls(harness) == 1  # the one in flight; none after it
+
+
+async def test_a_create_in_flight_when_stop_is_recorded_is_not_followed(harness: Harness) -> None:
+    """Stop pressed while the create is out (its answer late): Motion's job exists (the API
+    has no cancel) but the run stays stopped and is never polled."""
+    await harness.start(STUCK_AFTER_MINUTES="60")
+    harness.sandbox.plan_next(NEVER)
+    harness.sandbox.fault("create", delay=1.0, after_processing=True)
+    card = await run_command(harness, "a slow start")
+    card = await until(lambda: buttons(current(harness, card)) and current(harness, card))
+    await until(lambda: harness.sandbox.job_ids, what="the create taking effect")
+    await press(harness, card, "stop_tracking")
+    await until(lambda: stop_posts(harness, card["ts"]), what="the stop message")
+    await settle(2.0)
+    assert harness.sandbox.count("create") == 1 and status_calls(harness) == 0
+    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"])
+    assert job is not None and job.state == "stopped" and job.motion_job_id is not None
+    assert [r.state for r in harness.bot.store.runs(job.id)] == ["stopped"]
+    assert STOPPED_WORDS in card_text(harness, card["ts"])

@@ -5,8 +5,11 @@ thread's messages, the reactions and the sandbox's calls."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
+
+import pytest
 
 from bot.app import MotionBot
 from bot.sandbox import JobPlan
@@ -17,6 +20,7 @@ STUCK = {"STUCK_AFTER_MINUTES": "0.01"}  # 0.6 s
 PERIOD = 0.6
 NEVER = JobPlan(queued_s=0.02, created_s=0.02, running_s=3600)
 STOPPED_WORDS = "stopped tracking this job"
+STUCK_COLUMNS = re.compile(r"\bstuck_(notices|waited|from)\b")  # the stuck logic's own SQL
 NO_CANCEL_WORDS = "Motion may still finish the video in its web app"
 
 
@@ -412,3 +416,38 @@ async def test_a_create_in_flight_when_stop_is_recorded_is_not_followed(harness:
     assert job is not None and job.state == "stopped" and job.motion_job_id is not None
     assert [r.state for r in harness.bot.store.runs(job.id)] == ["stopped"]
     assert STOPPED_WORDS in card_text(harness, card["ts"])
+
+
+# ---------------------------------------------------------------- the poller's cost
+
+
+@pytest.mark.sqlite_only  # the statements are counted with sqlite3's trace callback
+async def test_the_stuck_timer_costs_no_statement_of_its_own_until_a_notice_is_due(
+    harness: Harness,
+) -> None:
+    """Every statement the app runs is recorded while a never-finishing run is polled: before
+    its notice is due and after it was posted, none is the stuck logic's; at the moment it is
+    due, exactly one (the claim, with its post, in one transaction)."""
+    bot = await harness.start(STUCK_AFTER_MINUTES="0.02")  # 1.2 s
+    statements: list[str] = []
+    bot.store.db.conn.set_trace_callback(statements.append)
+    card = await stuck_job(harness)
+    before_polls, before = status_calls(harness), len(statements)
+    await asyncio.sleep(0.8)
+    assert notices(harness, card["ts"]) == []
+    window_a = statements[before:]
+    polls_a = status_calls(harness) - before_polls
+    await first_notice(harness, card["ts"])
+    after_polls, after = status_calls(harness), len(statements)
+    await asyncio.sleep(0.8)
+    window_b = statements[after:]
+    polls_b = status_calls(harness) - after_polls
+    bot.store.db.conn.set_trace_callback(None)
+    stuck = [s for s in statements if STUCK_COLUMNS.search(s)]
+    assert [s for s in window_a + window_b if STUCK_COLUMNS.search(s)] == []
+    assert len(stuck) == 1 and "SET stuck_notices = stuck_notices + 1" in stuck[0]
+    assert polls_a >= 3 and polls_b >= 3
+    print(
+        f"[statements per status call] before the notice {len(window_a) / polls_a:.1f},"
+        f" after it {len(window_b) / polls_b:.1f}"
+    )

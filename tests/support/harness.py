@@ -185,6 +185,8 @@ class Harness:
             ],
         }
         body = urlencode({"payload": json.dumps(payload)})
+        if to is None:  # (the soak's SlackSide has its own `post`, to its one app)
+            return await self.post(body, "application/x-www-form-urlencoded")
         return await self.post(body, "application/x-www-form-urlencoded", to=to)
 
     async def interaction(self, payload: dict[str, Any]) -> httpx.Response:

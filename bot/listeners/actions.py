@@ -101,7 +101,7 @@ async def stop_tracking(
     service = service_of(context)
     channel, ts = _message_place(body)
     said = service.stop_tracking(str(action.get("value") or ""), _user(body), channel, ts)
-    await _answer(respond, Admission(AskKind.REFUSED, said))
+    await _tell_clicker(respond, said)
 
 
 async def keep_waiting(
@@ -113,7 +113,7 @@ async def keep_waiting(
     service = service_of(context)
     channel, ts = _message_place(body)
     said = service.keep_waiting(str(action.get("value") or ""), _user(body), channel, ts)
-    await _answer(respond, Admission(AskKind.REFUSED, said))
+    await _tell_clicker(respond, said)
 
 
 def register(app: AsyncApp) -> None:
@@ -155,6 +155,11 @@ def _run_id(action: dict[str, Any]) -> int | None:
 
 def _user(body: dict[str, Any]) -> str:
     return str((body.get("user") or {}).get("id") or "")
+
+
+async def _tell_clicker(respond: AsyncRespond, message: messages.Message | None) -> None:
+    if message is not None:
+        await respond(**message.payload(), response_type="ephemeral", replace_original=False)
 
 
 def _message_place(body: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -284,6 +284,8 @@ async def test_waiting_followups_are_dropped_with_the_failed_reaction_and_one_me
     assert harness.sandbox.count("followup") == 0
     assert len(stop_posts(harness, thread)) == 1
     assert len(harness.posts("reactions.add")) == 4
+    # Never sent, so not spent: the two dropped followups gave their counts back.
+    assert harness.bot.service.usage_view("T0001", "U0ALICE").today == 1
     assert "followups waiting" not in card_text(harness, thread)
 
 

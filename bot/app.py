@@ -99,6 +99,7 @@ class MotionBot:
             sandbox=settings.sandbox,
             notify_channel=settings.notify_channel,
             requires_mention=settings.followup_requires_mention,
+            stuck_after_seconds=settings.stuck_after_minutes * 60,
             policy=SpendPolicy(
                 allowed_channels=settings.allowed_channels,
                 admins=frozenset(settings.admins),

@@ -200,8 +200,11 @@ def job_card(
     runs: list[RunLine],
     sandbox: bool,
     options: str = "",
+    stop_job_id: int | None = None,
+    stopped_by: str | None = None,
 ) -> Message:
-    """The card at the top of the thread; edited in place, never re-posted."""
+    """The card at the top of the thread; edited in place, never re-posted. `stop_job_id`:
+    the job is followed, so it offers "Stop tracking"; `stopped_by`: someone chose it."""
     header = f"🎬 *Motion video* for {mention(requester)}"
     lines = [header, quote(prompt)]
     if options:
@@ -220,10 +223,17 @@ def job_card(
         if len(history) < len(runs):
             history.insert(0, f"_{len(runs) - len(history)} earlier runs not shown_")
         blocks.append(section("*Runs*\n" + "\n".join(history)))
-    blocks.append(context("Reply in this thread to refine the video."))
+    if stopped_by is not None:
+        blocks.append(section(stopped_card_note(stopped_by)))
+    else:
+        blocks.append(context("Reply in this thread to refine the video."))
+    if stop_job_id is not None:
+        blocks.append({"type": "actions", "elements": [stop_button(stop_job_id)]})
     text = shorten(
         f"Motion video for {mention(requester)}: {escape(shorten(prompt, 300))} — {status}", 3_000
     )
+    if stopped_by is not None:
+        text = f"{shorten(text, 2_500)}\n{stopped_card_note(stopped_by)}"
     return with_sandbox(Message(shorten(text, MAX_UPDATE_TEXT - 200), blocks, "card"), sandbox)
 
 
@@ -1176,3 +1186,93 @@ def video_title(run_number: int, prompt: str) -> str:
     """The file's title in the thread: the run and the start of its prompt (a title is plain
     text: Slack shows it as is, so nothing needs escaping, only shortening)."""
     return shorten(f"Run {run_number}: {prompt}", 200)
+
+
+# ---------------------------------------------------------------- stuck runs and Stop tracking
+
+STOP_ACTION = "stop_tracking"  # value: the job's id (card), "<job id>:<run id>" (stuck notice)
+KEEP_WAITING_ACTION = "stuck_keep_waiting"  # value: "<run id>:<notice number>"
+NO_CANCEL = (
+    f"Motion may still finish the video in its web app ({link(CREDITS_URL, 'motion.so')}): "
+    "its API has no way to cancel a job."
+)
+STOP_ALREADY = "Tracking of this job was already stopped; nothing more was changed."
+STOP_NOTHING = (
+    "This job has nothing left to follow (its last run already ended), so there is nothing to stop."
+)
+STOP_GONE = "That job is gone, so there is nothing to stop."
+STUCK_ANSWERED = (
+    "This notice was already answered, or the run is no longer followed; nothing changed."
+)
+STOPPED_TRACKING_REPLY = (
+    "Tracking of this job was stopped (see above), so this reply was not sent to Motion and "
+    "used no credits. Start a new video with `/motion`, or use *New variation* on a result."
+)
+
+
+def stop_button(job_id: int) -> dict[str, Any]:
+    return button("⛔ Stop tracking", STOP_ACTION, value=str(job_id))
+
+
+def stop_not_allowed(*, requester: str, sandbox: bool) -> Message:
+    text = (
+        f"ℹ️ Only {mention(requester)}, who asked for this video, or a Motion admin can stop "
+        "tracking it. Nothing was changed."
+    )
+    return with_sandbox(Message(text), sandbox)
+
+
+def _stuck_head(run_number: int, elapsed: float) -> str:
+    return f"⏳ Run {run_number} is still not finished after {duration_text(elapsed)}."
+
+
+def stuck_notice(
+    *, run_number: int, elapsed: float, period: float, run_id: int, notice: int, job_id: int,
+    sandbox: bool,
+) -> Message:  # fmt: skip
+    """Posted once per period to a run's thread while it is not finished."""
+    text = (
+        f"{_stuck_head(run_number, elapsed)} Motion may just be slow. *Keep waiting* asks "
+        f"again if it is still going after another {duration_text(period)}; *Stop tracking* "
+        f"stops following it here. {NO_CANCEL}"
+    )
+    actions = [
+        button("Keep waiting", KEEP_WAITING_ACTION, value=f"{run_id}:{notice}"),
+        button("⛔ Stop tracking", STOP_ACTION, value=f"{job_id}:{run_id}"),
+    ]
+    return _notice("stuck_notice", text, sandbox, actions)
+
+
+def stuck_answered(
+    *, run_number: int, elapsed: float, user_id: str, kept_waiting: bool, period: float,
+    sandbox: bool,
+) -> Message:  # fmt: skip
+    """The notice as it reads once answered: who chose what, and no buttons left to press."""
+    if kept_waiting:
+        choice = (
+            f"{mention(user_id)} chose to keep waiting: I will ask again if it is still going "
+            f"after another {duration_text(period)}."
+        )
+    else:
+        choice = f"{mention(user_id)} chose to stop tracking it."
+    text = f"{_stuck_head(run_number, elapsed)} {choice}"
+    return _notice("stuck_notice", text, sandbox)
+
+
+def tracking_stopped(*, user_id: str, dropped: int, sandbox: bool) -> Message:
+    """The thread's one message about a stop: who, what it means, the followups dropped."""
+    text = (
+        f"⛔ {mention(user_id)} stopped tracking this job: I no longer check on it, and its "
+        f"result will not be posted here. {NO_CANCEL}"
+    )
+    if dropped:
+        plural = "s" if dropped != 1 else ""
+        text += (
+            f"\n{dropped} waiting followup{plural} (marked ❌) {'were' if plural else 'was'} "
+            "dropped: not sent to Motion, no credits used."
+        )
+    return _notice("tracking_stopped", text, sandbox)
+
+
+def stopped_card_note(user_id: str) -> str:
+    return f"⛔ {mention(user_id)} stopped tracking this job. {NO_CANCEL}"

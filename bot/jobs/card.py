@@ -101,6 +101,8 @@ class Card:
             runs=lines,
             sandbox=job.sandbox,
             options=options_text(first),
+            stop_job_id=job.id if is_followed(job, runs) else None,
+            stopped_by=job.stopped_by if job.state == JobState.STOPPED else None,
         )
 
     async def refresh(self, job: Job, runs: list[Run]) -> None:
@@ -126,6 +128,12 @@ class Card:
                 raise  # the job backs off and edits the card at its next look
             log.warning("job %s: the card cannot be edited (%s)", job.id, exc.code)
         ctx.store.record_card_update(job.id, phase, new_digest, now)
+
+
+def is_followed(job: Job, runs: list[Run]) -> bool:
+    """The job is being followed (so "Stop tracking" means something): open, with a run
+    in Motion or waiting to be sent."""
+    return job.state == JobState.OPEN and any(r.active or r.state == RunState.WAITING for r in runs)
 
 
 def run_phase(run: Run) -> str:
@@ -169,7 +177,7 @@ def job_label(job: Job, runs: list[Run], now: float) -> str:
     if (
         last is not None
         and last.error
-        and (last.state in _WITH_REASON or job.state == JobState.STOPPED)
+        and (last.state in _WITH_REASON or (job.state == JobState.STOPPED and not job.stopped_by))
         and active is None
     ):
         label += f" — {messages.escape(messages.shorten(last.error, 200))}"

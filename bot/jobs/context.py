@@ -56,6 +56,7 @@ class JobContext:
     upload_max_mb: float = 0.0  # UPLOAD_MAX_MB: 0, no video is uploaded into threads
     # PUBLIC_URL's lasting download links (None: results carry Motion's URL and "Fresh link")
     video_links: VideoLinks | None = None
+    stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     # Runs whose Motion write this process has in flight. A run recorded as sending that is not
     # here was sent by a process that died or lost the job's lease: its answer is not coming.

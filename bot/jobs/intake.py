@@ -87,7 +87,11 @@ class Intake(Admissions):
         now = ctx.clock()
         try:
             if job.state == JobState.STOPPED:
-                raise UsageError(messages.STOPPED_JOB_REPLY)
+                raise UsageError(
+                    messages.STOPPED_TRACKING_REPLY
+                    if job.stopped_by
+                    else messages.STOPPED_JOB_REPLY
+                )
             if file_problem is not None:
                 raise UsageError(file_problem)
             if files and not text.strip():

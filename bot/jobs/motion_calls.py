@@ -68,10 +68,11 @@ class MotionCalls:
             if ctx.stopping:
                 return Step(0.0)
             baseline = ready
-        ctx.store.mark_sending(
+        if not ctx.store.mark_sending(
             run.id, baseline_completed_at=baseline.completed_at, baseline_url=baseline.url,
             now=ctx.clock(),
-        )  # fmt: skip
+        ):  # fmt: skip
+            return Step(0.0)  # no longer waiting (its job was stopped): nothing is sent
         request = MotionRequest.from_json(run.request)
         ctx.sending.add(run.id)
         try:
@@ -83,10 +84,11 @@ class MotionCalls:
         except MotionError as exc:
             return self._not_sent(job, run, exc)
         else:
-            ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
+            taken = ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
         finally:
             ctx.sending.discard(run.id)
-        ctx.react(run, REACT_SENT)
+        if taken:  # else its job was stopped while the call was out
+            ctx.react(run, REACT_SENT)
         return Step(ctx.schedule.initial)
 
     def _not_sent(self, job: Job, run: Run, exc: MotionError) -> Step:

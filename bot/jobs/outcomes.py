@@ -24,11 +24,11 @@ class Outcomes:
     ) -> None:  # fmt: skip
         """`error` is the reason in a few plain words: the card shows it."""
         self.ctx.schedule.forget(run.id)
-        self.ctx.store.finish_run(
+        settled = self.ctx.store.finish_run(
             run.id, job.id, state=state, error=error, now=self.ctx.clock(),
             posts=[NewPost.of(message)],
         )  # fmt: skip
-        if react:
+        if react and settled:  # not settled: already ended (stopped, say) and reacted to
             self.ctx.react(run, react)
 
     def reject(self, job: Job, run: Run, message: Message, reason: str) -> None:

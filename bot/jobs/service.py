@@ -19,8 +19,10 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.step import Stepper
+from bot.jobs.stopping import Stops
 from bot.jobs.uploads import Uploads
 from bot.jobs.videos import VideoLinks, VideoUrls
+from bot.messages import Message
 from bot.motion import MotionClient, MotionError
 from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
@@ -50,6 +52,7 @@ class JobService(Mentions):
         files: FileIntake | None = None,
         upload_max_mb: float = 0.0,
         video_links: VideoLinks | None = None,
+        stuck_after_seconds: float = 3600.0,
     ) -> None:
         ctx = JobContext(
             store=store,
@@ -66,6 +69,7 @@ class JobService(Mentions):
             files=files,
             upload_max_mb=upload_max_mb,
             video_links=video_links,
+            stuck_after=stuck_after_seconds,
         )
         super().__init__(ctx)
         self.store, self.slack, self.sandbox = store, slack, sandbox
@@ -75,7 +79,10 @@ class JobService(Mentions):
         self.video_urls = VideoUrls(store, motion)
         self.downloader = Downloader()
         self.uploads = Uploads(ctx, self.video_urls, self.downloader)
-        self._stepper = Stepper(ctx, Card(ctx), Outbox(ctx), calls, self.outcomes, self.uploads)
+        self.stops = Stops(ctx)
+        self._stepper = Stepper(
+            ctx, Card(ctx), Outbox(ctx), calls, self.outcomes, self.uploads, self.stops
+        )
 
     @property
     def policy(self) -> SpendPolicy:
@@ -96,6 +103,18 @@ class JobService(Mentions):
     @stopping.setter
     def stopping(self, stopping: bool) -> None:
         self.ctx.stopping = stopping
+
+    def stop_tracking(
+        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
+    ) -> Message | None:
+        """The "Stop tracking" button (card or stuck notice); what the clicker alone is told."""
+        return self.stops.stop_tracking(value, user_id, channel_id, message_ts)
+
+    def keep_waiting(
+        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
+    ) -> Message | None:
+        """The "Keep waiting" button on a stuck notice; what the clicker alone is told."""
+        return self.stops.keep_waiting(value, user_id, channel_id, message_ts)
 
     async def advance(self, job_id: int) -> float | None:
         """Do what the job needs now; returns when it next needs a look (None: until woken)."""

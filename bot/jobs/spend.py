@@ -48,7 +48,7 @@ class SpendPolicy:
         return not self.allowed_channels or channel_id in self.allowed_channels
 
     def is_admin(self, user_id: str) -> bool:
-        """MOTION_ADMINS: may see everyone's usage (and stop any job, once stopping exists)."""
+        """MOTION_ADMINS: may see everyone's usage and stop tracking any job."""
         return user_id in self.admins
 
     @property

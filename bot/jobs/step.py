@@ -14,6 +14,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
+from bot.jobs.stopping import Stops
 from bot.jobs.uploads import Uploads
 from bot.slack_out import SlackFailure
 from bot.store import Job, JobState, Run, RunState
@@ -38,9 +39,11 @@ class Stepper:
     def __init__(
         self, ctx: JobContext, card: Card, outbox: Outbox, calls: MotionCalls, outcomes: Outcomes,
         uploads: Uploads,
+        stops: Stops,
     ) -> None:  # fmt: skip
         self.ctx = ctx
         self.uploads = uploads
+        self.stops = stops
         self.card = card
         self.outbox = outbox
         self.calls = calls
@@ -82,6 +85,10 @@ class Stepper:
         ctx = self.ctx
         runs = ctx.store.runs(job.id)
         failed = False
+        if job.state == JobState.STOPPED:  # perhaps by a click on another instance
+            for run in runs:
+                if run.state == RunState.STOPPED:
+                    ctx.schedule.forget(run.id)
         for _ in range(MAX_STEPS):
             active = next((r for r in runs if r.active), None)
             if active is not None:
@@ -99,12 +106,15 @@ class Stepper:
                 if not step.changed:  # the common case: still going, nothing to read again
                     if step.run is not None:
                         runs = [step.run if r.id == active.id else r for r in runs]
-                    return Look(job, runs, step.delay, failed)
+                    job, delay = self.stops.check_stuck(job, step.run or active, step.delay)
+                    return Look(job, runs, delay, failed)
                 job, runs = ctx.job(job.id), ctx.store.runs(job.id)
                 if job.pending_posts:
                     await self.outbox.flush(job)
-                if any(r.id == active.id and r.active for r in runs):
-                    return Look(job, runs, step.delay, failed)
+                still = next((r for r in runs if r.id == active.id and r.active), None)
+                if still is not None:
+                    job, delay = self.stops.check_stuck(job, still, step.delay)
+                    return Look(job, runs, delay, failed)
                 continue
             waiting = next((r for r in runs if r.state == RunState.WAITING), None)
             if waiting is None or job.state != JobState.OPEN:

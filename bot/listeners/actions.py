@@ -101,6 +101,31 @@ async def fresh_link(
         service_of(context).send_fresh_link(run_id, _user(body))
 
 
+async def stop_tracking(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "Stop tracking" on the card or a stuck notice: the requester or an admin stops it once;
+    anyone else, and a repeated click, is answered privately."""
+    await ack()
+    service = service_of(context)
+    channel, ts = _message_place(body)
+    said = service.stop_tracking(str(action.get("value") or ""), _user(body), channel, ts)
+    await _tell_clicker(respond, said)
+
+
+async def keep_waiting(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:  # fmt: skip
+    """ "Keep waiting" on a stuck notice: ask again after as long again; once per notice."""
+    await ack()
+    service = service_of(context)
+    channel, ts = _message_place(body)
+    said = service.keep_waiting(str(action.get("value") or ""), _user(body), channel, ts)
+    await _tell_clicker(respond, said)
+
+
 def register(app: AsyncApp) -> None:
     app.action(messages.FRESH_LINK_ACTION)(fresh_link)
     app.action("download")(download)
@@ -109,6 +134,8 @@ def register(app: AsyncApp) -> None:
     app.action("confirm_start")(confirm_start)
     app.action("confirm_cancel")(confirm_cancel)
     app.action("new_variation")(new_variation)
+    app.action(messages.STOP_ACTION)(stop_tracking)
+    app.action(messages.KEEP_WAITING_ACTION)(keep_waiting)
 
 
 async def _answer(respond: AsyncRespond, admission: Admission) -> None:
@@ -139,3 +166,16 @@ def _run_id(action: dict[str, Any]) -> int | None:
 
 def _user(body: dict[str, Any]) -> str:
     return str((body.get("user") or {}).get("id") or "")
+
+
+async def _tell_clicker(respond: AsyncRespond, message: messages.Message | None) -> None:
+    if message is not None:
+        await respond(**message.payload(), response_type="ephemeral", replace_original=False)
+
+
+def _message_place(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The channel and ts of the message whose button was pressed."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    return (str(channel) if channel else None), (str(ts) if ts else None)

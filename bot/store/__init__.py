@@ -22,6 +22,7 @@ from bot.store.models import (
 )
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
+from bot.store.stopping import Stop, StopKind, StopRows
 from bot.store.usage import (
     LimitReached,
     LimitScope,
@@ -36,7 +37,7 @@ from bot.store.usage import (
 )
 
 
-class Store(JobRows, RunRows, OutboxRows, UsageRows):
+class Store(JobRows, RunRows, OutboxRows, UsageRows, StopRows):
     """The app's state in SQLite (WAL mode) or PostgreSQL, migrated at open.
 
     `Store(target)`: a `postgresql://` (or `postgres://`) URL, a `sqlite:///` URL, or a SQLite
@@ -65,6 +66,8 @@ __all__ = [
     "RunState",
     "Spend",
     "SpendRefused",
+    "Stop",
+    "StopKind",
     "Store",
     "UsageCount",
     "lease_fence",

@@ -296,8 +296,14 @@ class JobRows(Connection):
     def stop_job(
         self, job_id: int, run_id: int | None, error: str, posts: list[NewPost], now: float
     ) -> None:
-        """Motion no longer answers for this job (401/404): stop following it, say so once."""
+        """Motion no longer answers for this job (401/404): stop following it, say so once
+        (not at all when it was already stopped, by "Stop tracking" say)."""
         with self._write() as conn:
+            state = conn.execute(
+                "SELECT state FROM jobs WHERE id = ?" + self.backend.for_update, (job_id,)
+            ).fetchone()
+            if state is None or state[0] == str(JobState.STOPPED):
+                return
             give_back(conn, _waiting_runs(conn, job_id))  # never sent: nothing spent
             conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (str(JobState.STOPPED), job_id))
             conn.execute(

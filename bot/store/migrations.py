@@ -310,6 +310,28 @@ def m005_upload_owner(db: Database) -> None:
     db.table("posts").add_column("uploader", str)
 
 
+@migration(
+    postgres=(
+        "ALTER TABLE runs ADD COLUMN stuck_notices bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN stuck_waited bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN stuck_from double precision",
+        "ALTER TABLE jobs ADD COLUMN stopped_by text, ADD COLUMN stopped_at double precision",
+    )
+)
+def m006_stuck_and_stop(db: Database) -> None:
+    """Stuck runs and Stop tracking: how many "still not finished" notices a run got and how
+    many were answered "Keep waiting" (the next period counts from `stuck_from`, else from the
+    run's `sent_at`), so the notice is decided from the database, across restarts and
+    instances; and who stopped tracking a job, and when."""
+    runs = db.table("runs")
+    runs.add_column("stuck_notices", int, not_null_default=0)
+    runs.add_column("stuck_waited", int, not_null_default=0)
+    runs.add_column("stuck_from", float)
+    jobs = db.table("jobs")
+    jobs.add_column("stopped_by", str)
+    jobs.add_column("stopped_at", float)
+
+
 @migration(postgres=("ALTER TABLE jobs ADD COLUMN parent_ts text, ADD COLUMN card_ts text",))
 def m008_jobs_in_a_persons_thread(db: Database) -> None:
     """A job started by an @mention lives in that message's thread: `parent_ts` is the thread

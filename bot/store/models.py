@@ -11,7 +11,9 @@ from typing import Any, Protocol
 class JobState(StrEnum):
     NEW = "new"  # recorded; its card is not posted yet
     OPEN = "open"  # the card is posted: the thread is the job's home
-    STOPPED = "stopped"  # Motion no longer answers for it (401/404); replies are answered
+    # Not followed any more: Motion no longer answers for it (401/404), or someone chose
+    # "Stop tracking" (`stopped_by`); replies are answered, never sent
+    STOPPED = "stopped"
     ABANDONED = "abandoned"  # no thread could be made; nothing was or will be sent
 
 
@@ -31,6 +33,7 @@ class RunState(StrEnum):
     REJECTED = "rejected"  # never started (Motion refused it, or there was nothing to refine)
     RETRIED = "retried"  # superseded by the run "Send it again" made
     RESTARTED = "restarted"  # a refused followup that became a new job
+    STOPPED = "stopped"  # "Stop tracking": no longer followed (Motion may still finish it)
 
 
 ACTIVE_RUN_STATES = (RunState.SENDING, RunState.VERIFYING, RunState.RUNNING)
@@ -71,6 +74,8 @@ class Job:
     woken: bool = False  # woken while leased: its holder looks again at once
     parent_ts: str | None = None  # an @mention's thread, where the card is posted as a reply
     card_ts: str | None = None  # the card, when it is not the thread's parent (`thread_ts`)
+    stopped_by: str | None = None  # who chose "Stop tracking" (None: not stopped by a person)
+    stopped_at: float | None = None
 
 
 @dataclass
@@ -98,6 +103,11 @@ class Run:
     error: str | None
     created_at: float
     finished_at: float | None
+    # The stuck notice: notices recorded, how many were answered "Keep waiting", and when the
+    # current period began (None: at `sent_at`). See bot/jobs/stopping.py.
+    stuck_notices: int = 0
+    stuck_waited: int = 0
+    stuck_from: float | None = None
 
     @property
     def active(self) -> bool:

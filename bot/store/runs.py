@@ -126,25 +126,39 @@ class RunRows(Connection):
         baseline_completed_at: str | None,
         baseline_url: str | None,
         now: float,
-    ) -> None:
-        """Recorded before the call: a crash after this line means "answer unknown"."""
-        self._change(
-            "UPDATE runs SET state = 'sending', sent_at = ?, baseline_completed_at = ?,"
-            " baseline_url = ? WHERE id = ?",
-            (now, baseline_completed_at, baseline_url, run_id),
+    ) -> bool:
+        """Recorded before the call: a crash after this line means "answer unknown". False
+        when the run is no longer waiting (its job was stopped meanwhile): send nothing."""
+        return (
+            self._change(
+                "UPDATE runs SET state = 'sending', sent_at = ?, baseline_completed_at = ?,"
+                " baseline_url = ? WHERE id = ? AND state = 'waiting'",
+                (now, baseline_completed_at, baseline_url, run_id),
+            )
+            == 1
         )
 
-    def mark_running(self, run_id: int, job_id: int, motion_job_id: str, now: float) -> None:
+    def mark_running(self, run_id: int, job_id: int, motion_job_id: str, now: float) -> bool:
+        """Motion took the run. False when the job was stopped while the call was out: the
+        Motion job is still remembered, the run stays stopped."""
         with self._write() as conn:
-            conn.execute("UPDATE runs SET state = 'running' WHERE id = ?", (run_id,))
+            changed = conn.execute(
+                "UPDATE runs SET state = 'running' WHERE id = ? AND state = 'sending'", (run_id,)
+            ).rowcount
             conn.execute("UPDATE jobs SET motion_job_id = ? WHERE id = ?", (motion_job_id, job_id))
+        return changed == 1
 
     def mark_waiting(self, run_id: int) -> None:
         """Put a run back in the queue (a 409 race, or Motion unreachable before sending)."""
-        self._change("UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ?", (run_id,))
+        self._change(
+            "UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ? AND state = 'sending'",
+            (run_id,),
+        )
 
     def mark_verifying(self, run_id: int) -> None:
-        self._change("UPDATE runs SET state = 'verifying' WHERE id = ?", (run_id,))
+        self._change(
+            "UPDATE runs SET state = 'verifying' WHERE id = ? AND state = 'sending'", (run_id,)
+        )
 
     def add_send_attempt(self, run_id: int) -> int:
         """One more try at sending this run that did not reach Motion; returns the count."""
@@ -173,11 +187,14 @@ class RunRows(Connection):
         with self._write() as conn:
             conn.execute("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
             if run_id is not None:
-                conn.execute(
+                followed = conn.execute(
                     "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ?,"
-                    " state = COALESCE(?, state) WHERE id = ?",
+                    " state = COALESCE(?, state) WHERE id = ? AND state IN"
+                    " ('sending', 'verifying', 'running')",
                     (motion_status, now, run_state, run_id),
-                )
+                ).rowcount
+                if not followed:  # stopped while this look was out: nothing more to say
+                    return
             insert_posts(conn, job_id, run_id, posts or [], now)
 
     def record_quiet_poll(

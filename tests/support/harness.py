@@ -70,9 +70,11 @@ class Harness:
         headers: dict[str, str] | None = None,
         timestamp: int | None = None,
         secret: str = SIGNING_SECRET,
+        to: MotionBot | None = None,
     ) -> httpx.Response:
         all_headers = {**signed_headers(body, secret, content_type, timestamp), **(headers or {})}
-        return await self.http.post(self.events_url, content=body, headers=all_headers)
+        url = f"http://127.0.0.1:{to.port}/slack/events" if to else self.events_url
+        return await self.http.post(url, content=body, headers=all_headers)
 
     @property
     def events_url(self) -> str:
@@ -158,7 +160,9 @@ class Harness:
         channel: str = "C0PUBLIC",
         message_ts: str = "",
         user: str = "U0ALICE",
+        to: MotionBot | None = None,
     ) -> httpx.Response:
+        """A button pressed on a message (`to`: the instance Slack delivers it to)."""
         payload = {
             "type": "block_actions",
             "team": {"id": "T0001", "domain": "sandbox-team"},
@@ -181,7 +185,9 @@ class Harness:
             ],
         }
         body = urlencode({"payload": json.dumps(payload)})
-        return await self.post(body, "application/x-www-form-urlencoded")
+        if to is None:  # (the soak's SlackSide has its own `post`, to its one app)
+            return await self.post(body, "application/x-www-form-urlencoded")
+        return await self.post(body, "application/x-www-form-urlencoded", to=to)
 
     async def interaction(self, payload: dict[str, Any]) -> httpx.Response:
         """Any interactivity payload, form-encoded and signed as Slack sends it."""

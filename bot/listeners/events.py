@@ -44,7 +44,7 @@ async def on_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBo
     keys = [f"msg:{channel}:{ts}"]
     if body.get("event_id"):
         keys.insert(0, f"event:{body['event_id']}")
-    outcome = service_of(context).take_reply(
+    outcome = await service_of(context).take_reply_off_loop(
         event_keys=keys,
         channel_id=channel,
         thread_ts=event["thread_ts"],

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from bot.store import Store
-from bot.store.dialect import PostgresBackend
-from bot.store.offloop import in_off_loop, on_loop
+from bot.store.dialect import PostgresBackend, SqliteBackend
+from bot.store.offloop import OffLoop, in_off_loop, on_loop
 from tests.support.harness import Harness, until
 
 ACK_LIMIT = 3.0  # Slack's: an ack (or a health check) later than this counts as a failure
@@ -67,6 +67,19 @@ async def test_calls_on_the_loop_and_on_the_workers_take_turns_and_lose_nothing(
         except BaseException as exc:
             errors.append(exc)
 
+    backend = store.backend
+    if isinstance(backend, SqliteBackend):
+        # Busy at first, so the first off-loop calls queue for the worker thread rather than
+        # run at once on the loop (which they do when the connection is free).
+        held = threading.Event()
+
+        def hold_a_moment() -> None:
+            with backend.lock:
+                held.set()
+                time.sleep(0.05)
+
+        threading.Thread(target=hold_a_moment).start()
+        held.wait(5)
     thread = threading.Thread(target=another_thread)
     thread.start()
     await asyncio.gather(
@@ -75,27 +88,35 @@ async def test_calls_on_the_loop_and_on_the_workers_take_turns_and_lose_nothing(
         *(store.off_loop(new_job, store, f"worker {i}") for i in range(off)),
     )
     await asyncio.to_thread(thread.join)
+    for _ in range(10):  # the connection free now: these run at once on SQLite
+        await store.off_loop(bump, store, counter)
 
     assert errors == []  # no ProgrammingError ("recursive use of cursors"), no lock error
     job = store.job(counter)
-    assert job is not None and job.errors == off + on + other  # no increment lost
+    assert job is not None and job.errors == off + on + other + 10  # no increment lost
     prompts = [j.prompt for j in store.recent_jobs("T", "U", limit=1000)]
     assert len(prompts) == 1 + on + off
     assert {f"loop {i}" for i in range(on)} | {f"worker {i}" for i in range(off)} <= set(prompts)
     for job_id in range(counter + 1, counter + 1 + on + off):
         assert len(store.runs(job_id)) == 1  # each job kept its first run: both or neither
+    if isinstance(backend, SqliteBackend):  # both ways were taken: the worker and at once
+        assert 10 <= store._off_loop.inline_calls < 2 * off + 10
 
 
 async def test_what_a_worker_starts_on_the_loop_starts_after_it_returns(store: Store) -> None:
     loop_thread = threading.get_ident()
     happened: list[tuple[str, int, bool]] = []
+    workers = OffLoop(1, "test-workers")  # always a thread (no lock to run at once under)
 
     def work() -> int:
         on_loop(lambda: happened.append(("started", threading.get_ident(), in_off_loop())))
         happened.append(("worker", threading.get_ident(), in_off_loop()))
         return new_job(store, "from a worker")
 
-    job_id = await store.off_loop(work)
+    try:
+        job_id = await workers.run(work)
+    finally:
+        workers.close()
 
     assert store.job(job_id) is not None
     assert happened[0][0] == "worker" and happened[0][1] != loop_thread and happened[0][2]

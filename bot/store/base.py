@@ -61,8 +61,11 @@ class Connection:
             self.backend.close()
             raise
         # SQLite: one worker (one connection); PostgreSQL: one per pooled connection it may use.
-        workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
-        self._off_loop = OffLoop(workers, f"store-{self.backend.name}")
+        if isinstance(self.backend, SqliteBackend):
+            self._off_loop = OffLoop(1, "store-sqlite", inline_lock=self.backend.lock)
+        else:
+            workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
+            self._off_loop = OffLoop(workers, f"store-{self.backend.name}")
 
     async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the synchronous store call `fn(*args, **kwargs)` on the store's worker thread(s)

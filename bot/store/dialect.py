@@ -111,7 +111,8 @@ class SqliteBackend:
         self.db = Database(conn)
         self.path = path
         self.description = f"SQLite file {path!r}" if path != ":memory:" else "SQLite in memory"
-        self._lock = threading.RLock()  # the connection is shared; threads take turns
+        # The connection is shared: threads take turns (the loop's and the store worker's).
+        self.lock = threading.RLock()
         if path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -123,7 +124,7 @@ class SqliteBackend:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        with self._lock:
+        with self.lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -135,7 +136,7 @@ class SqliteBackend:
                 raise
 
     def execute(self, sql: str, params: Params = ()) -> Result:
-        with self._lock:
+        with self.lock:
             cursor = self.db.conn.execute(sql, params)
             names = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall()
@@ -157,7 +158,7 @@ class SqliteBackend:
     def migrate(self) -> list[str]:
         from bot.store.migrations import migrations
 
-        with self._lock, self._migration_lock():
+        with self.lock, self._migration_lock():
             pending = [m.name for m in migrations.pending(self.db)]
             migrations.apply(self.db)
         return pending
@@ -165,7 +166,7 @@ class SqliteBackend:
     def pending_migrations(self) -> list[str]:
         from bot.store.migrations import migrations
 
-        with self._lock:
+        with self.lock:
             return [m.name for m in migrations.pending(self.db)]
 
 

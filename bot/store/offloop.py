@@ -28,6 +28,7 @@ import contextvars
 import functools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -72,6 +73,7 @@ class OffLoop:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        self._cpu: dict[int, float] = {}  # worker thread → its CPU seconds (each writes its own)
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -103,8 +105,16 @@ class OffLoop:
                 thread.start()
                 self._threads.append(thread)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the workers spent on calls (for benchmarks: the store's share)."""
+        return sum(self._cpu.values())
+
     def _work(self) -> None:
+        me = threading.get_ident()
+        self._cpu[me] = 0.0
         while (item := self._queue.get()) is not None:
+            began = time.thread_time()
             deferred: list[Callable[[], object]] = []
 
             def call(item: _Item = item, deferred: list[Callable[[], object]] = deferred) -> Any:
@@ -117,6 +127,7 @@ class OffLoop:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 item.loop.call_soon_threadsafe(_settle, item.future, deferred, result, error)
+            self._cpu[me] += time.thread_time() - began
 
     def close(self) -> None:
         """Let what is queued finish, then stop the workers."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bot.store import Store
+from bot.store import Job, Store
 from bot.store.dialect import PostgresBackend, SqliteBackend
 from bot.store.offloop import OffLoop, in_off_loop, on_loop
 from tests.support.harness import Harness, until
@@ -199,3 +199,34 @@ async def test_forty_commands_at_once_each_become_one_job_through_the_workers(
     responses = await asyncio.gather(*commands)
     assert [r.status_code for r in responses] == [200] * 40
     assert len(bot.store.recent_jobs("T0001", "U0ALICE", limit=100)) == 40
+
+
+def test_release_many_gives_back_this_instances_jobs_in_one_statement(
+    store: Store, database_url: str
+) -> None:
+    other = Store(database_url, instance="other")
+    try:
+        mine, woken, none_due, theirs = (new_job(store, p) for p in ("a", "b", "c", "d"))
+        for job_id in (mine, woken, none_due):
+            assert store.claim_job(job_id, 10.0)
+        assert other.claim_job(theirs, 10.0)
+        store.wake(woken, 11.0)  # woken while leased: due at release time, not later
+
+        given_back = store.release_many(
+            [(mine, 500.0), (woken, 600.0), (none_due, None), (theirs, 700.0)], 12.0
+        )
+
+        assert given_back == 3  # not the job another instance holds
+
+        def job(job_id: int) -> Job:
+            found = store.job(job_id)
+            assert found is not None
+            return found
+
+        assert (job(mine).due_at, job(mine).lease_owner) == (500.0, None)
+        assert (job(woken).due_at, job(woken).lease_owner) == (12.0, None)
+        assert (job(none_due).due_at, job(none_due).lease_owner) == (None, None)
+        assert job(theirs).lease_owner == other.owner and job(theirs).due_at != 700.0
+        assert store.release_many([], 13.0) == 0
+    finally:
+        other.close()

@@ -60,8 +60,8 @@ class OffLoop:
     """The store's worker threads (see the module's docstring for how many, and why).
 
     A plain queue and `call_soon_threadsafe` rather than `run_in_executor`: a hop through
-    concurrent.futures and `asyncio.shield` cost about twice the CPU (measured: ~150 µs per
-    call on PostgreSQL), and the poller makes several per poll."""
+    concurrent.futures and `asyncio.shield` cost more CPU (measured on PostgreSQL: 130–175 µs
+    per call against 70–120 µs), and the poller makes several per poll."""
 
     def __init__(
         self, workers: int, name: str, *, inline_lock: threading.RLock | None = None
@@ -79,7 +79,7 @@ class OffLoop:
         loop = asyncio.get_running_loop()
         if self._inline_lock is not None and self._inline_lock.acquire(blocking=False):
             # SQLite, its connection free: nothing to wait for, so the call takes as long as
-            # its statements (tens of µs) and a hop to the worker would cost more (~90 µs of
+            # its statements (tens of µs) and a hop to the worker would cost more (50–90 µs of
             # CPU, measured). Held for the whole call: the worker waits, never interleaves.
             try:
                 self.inline_calls += 1

@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from bot import messages
 from bot.command_line import UsageError, parse_request, strip_mention
@@ -110,15 +111,10 @@ class Intake(Admissions):
             admission.run_id,
         )
 
-    async def take_reply_off_loop(
-        self, *, event_keys: list[str], channel_id: str, thread_ts: str, ts: str, user_id: str,
-        text: str, bot_user_id: str | None,
-    ) -> ReplyOutcome:  # fmt: skip
-        """`take_reply` on the store's workers (`Store.off_loop`), as `ask_for_run_off_loop`."""
-        return await self.ctx.store.off_loop(
-            self.take_reply, event_keys=event_keys, channel_id=channel_id, thread_ts=thread_ts,
-            ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,
-        )  # fmt: skip
+    async def take_reply_off_loop(self, **reply: Any) -> ReplyOutcome:
+        """`take_reply(**reply)` on the store's workers (`Store.off_loop`): the ack waits for
+        its own transaction only, as `ask_for_run_off_loop`."""
+        return await self.ctx.store.off_loop(self.take_reply, **reply)
 
     # ------------------------------------------------------------ usage
 

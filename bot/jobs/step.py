@@ -68,13 +68,9 @@ class Stepper:
         except SlackFailure as exc:
             return ctx.backoff(job_id, f"Slack {exc.code}").delay
         if job.errors and not look.failed:
-            await ctx.store.off_loop(
-                ctx.store.clear_errors, job_id
-            )  # a clean look ends a run of failures
+            ctx.store.clear_errors(job_id)  # a clean look ends a run of failures
         if job.pending_posts:
-            await ctx.store.off_loop(
-                ctx.store.clear_pending_posts, job_id
-            )  # only now: the card shows the change too
+            ctx.store.clear_pending_posts(job_id)  # only now: the card shows the change too
         return look.delay
 
     async def _work(self, job: Job, runs: list[Run] | None = None) -> Look:

@@ -73,6 +73,9 @@ class Poller:
     async def _run(self) -> None:
         while not self._stopping:
             timeout = IDLE_WAIT
+            # Cleared before the look, not after: the look waits on a worker, and a wake-up or
+            # a finished job arriving meanwhile must bring the next look at once.
+            self._event.clear()
             try:  # a database hiccup must not end the loop: every job depends on it
                 free = self.concurrency - len(self._tasks)
                 renew = bool(self._tasks) and (
@@ -90,7 +93,6 @@ class Poller:
             except Exception:
                 log.exception("poller: claiming due jobs failed; trying again shortly")
                 timeout = 1.0
-            self._event.clear()
             timeout = min(timeout, self.lease_seconds / 3)  # the heartbeat's floor
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
@@ -113,6 +115,8 @@ class Poller:
         if free > 0:
             claimed = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
             due = [(job_id, due_at, now) for job_id, due_at in claimed]
+        if len(due) >= free:  # every slot taken: when the next is due does not matter yet
+            return due, None
         return due, self.store.next_due_at(self.clock())
 
     def _start(self, due: list[tuple[int, float, float]]) -> None:

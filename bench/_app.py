@@ -27,11 +27,36 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(slack_url: str, motion_url: str, **extra: str) -> Iterator[tuple[int, Path]]:
-    """Start the app in HTTP mode; yields (port, database path); stops it with SIGTERM."""
+def fresh_schema(url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose sessions use a new, empty schema, dropped afterwards: a
+    benchmark never reads what an earlier run left."""
+    import secrets
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+    query.append(("options", f"-csearch_path={schema}"))
+    try:
+        yield urlunsplit(parts._replace(query=urlencode(query)))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def running_app(
+    slack_url: str, motion_url: str, *, database_url: str | None = None, **extra: str
+) -> Iterator[tuple[int, str]]:
+    """Start the app in HTTP mode; yields (port, database: a SQLite path or the PostgreSQL URL
+    given); stops it with SIGTERM."""
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
-        database = Path(folder) / "bench.db"
+        database = database_url or str(Path(folder) / "bench.db")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MOTION_"))},
             "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -40,7 +65,7 @@ def running_app(slack_url: str, motion_url: str, **extra: str) -> Iterator[tuple
             "PORT": str(port),
             "MOTION_API_KEY": MOTION_KEY,
             "MOTION_API_URL": motion_url,
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database_url or f"sqlite:///{database}",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
             **extra,

@@ -13,23 +13,28 @@ within POLL_MAX_SECONDS + 1 s.
 
 Targets: p99 < 100 ms at 50 concurrent, < 1 s at 200, zero lost; notification p95 ≤ 2 s.
 
-    python bench/ack.py
+    python bench/ack.py [--database postgresql://…]
+
+On SQLite (the default) the app gets a new file; given a PostgreSQL URL, a new schema in that
+database, dropped at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sqlite3
+import contextlib
 import sys
 import time
 from collections import Counter
 from urllib.parse import urlencode
 
 import aiohttp
-from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, running_app
+from _app import BOT_TOKEN, MOTION_KEY, SIGNING_SECRET, fresh_schema, running_app
 from _common import percentile, verdict
 
 from bot.sandbox import JobPlan, SandboxThread
+from bot.store import Store
 from tests.support.motion import ScriptedSandbox as MotionSandbox
 from tests.support.slack import SlackCall, SlackDouble, signed_headers
 
@@ -86,48 +91,63 @@ async def fire(port: int, slack: SlackDouble, prompts: list[str]) -> list[tuple[
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", default=None, help="postgresql://… (default: SQLite)")
+    args = parser.parse_args()
     sandbox = MotionSandbox(default_plan=PLAN, api_keys={MOTION_KEY})
     sandbox.fault("create", delay=2.0, times=10**6)
     figures: dict[str, object] = {"create_delay_s": 2.0}
     failures: list[str] = []
-    with SlackDouble(bot_token=BOT_TOKEN) as slack, SandboxThread(sandbox) as motion_url:
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(fresh_schema(args.database)) if args.database else None
+        figures["database"] = "postgresql" if database_url else "sqlite"
+        slack = stack.enter_context(SlackDouble(bot_token=BOT_TOKEN))
+        motion_url = stack.enter_context(SandboxThread(sandbox))
         poll = {"POLL_INITIAL_SECONDS": "1", "POLL_MAX_SECONDS": str(POLL_MAX_SECONDS)}
-        with running_app(slack.base_url, motion_url, MOTION_MAX_IN_FLIGHT="50", **poll) as (
-            port,
-            db,
-        ):
-            # One warm-up command: the first request also makes Bolt call auth.test.
-            asyncio.run(fire(port, slack, ["warm-up"]))
-            sent: list[str] = ["warm-up"]
-            for n in ROUNDS:
-                prompts = [f"bench {n} #{i:03d}" for i in range(n)]
-                sent += prompts
-                results = asyncio.run(fire(port, slack, prompts))
-                latencies = [t for _, t in results]
-                ok = sum(1 for status, _ in results if status == 200)
-                p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-                figures[f"concurrent_{n}"] = {
-                    "acked_200": ok,
-                    "ack_p50_ms": round(p50 * 1000, 1),
-                    "ack_p99_ms": round(p99 * 1000, 1),
-                    "ack_max_ms": round(max(latencies) * 1000, 1),
-                }
-                if ok != n:
-                    failures.append(f"{n - ok} of {n} commands not acknowledged with 200")
-                if p99 >= TARGETS[n]:
-                    failures.append(
-                        f"p99 {p99 * 1000:.0f} ms at {n} concurrent ≥ {TARGETS[n] * 1000:.0f} ms"
-                    )
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(sandbox.creates) < len(sent):
-                time.sleep(0.5)
-            time.sleep(1.0)  # anything extra would show up now
-            results = lambda: [c for c in slack.calls("chat.postMessage") if _is_result(c)]  # noqa: E731
-            while time.monotonic() < deadline + 60 and len(results()) < len(sent):
-                time.sleep(0.5)
-            with sqlite3.connect(db) as conn:
-                rows = Counter(p for (p,) in conn.execute("SELECT prompt FROM jobs"))
-                threads = dict(conn.execute("SELECT thread_ts, motion_job_id FROM jobs"))
+        port, db = stack.enter_context(
+            running_app(
+                slack.base_url,
+                motion_url,
+                database_url=database_url,
+                MOTION_MAX_IN_FLIGHT="50",
+                **poll,
+            )
+        )
+        # One warm-up command: the first request also makes Bolt call auth.test.
+        asyncio.run(fire(port, slack, ["warm-up"]))
+        sent: list[str] = ["warm-up"]
+        for n in ROUNDS:
+            prompts = [f"bench {n} #{i:03d}" for i in range(n)]
+            sent += prompts
+            results = asyncio.run(fire(port, slack, prompts))
+            latencies = [t for _, t in results]
+            ok = sum(1 for status, _ in results if status == 200)
+            p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+            figures[f"concurrent_{n}"] = {
+                "acked_200": ok,
+                "ack_p50_ms": round(p50 * 1000, 1),
+                "ack_p99_ms": round(p99 * 1000, 1),
+                "ack_max_ms": round(max(latencies) * 1000, 1),
+            }
+            if ok != n:
+                failures.append(f"{n - ok} of {n} commands not acknowledged with 200")
+            if p99 >= TARGETS[n]:
+                failures.append(
+                    f"p99 {p99 * 1000:.0f} ms at {n} concurrent ≥ {TARGETS[n] * 1000:.0f} ms"
+                )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(sandbox.creates) < len(sent):
+            time.sleep(0.5)
+        time.sleep(1.0)  # anything extra would show up now
+        results = lambda: [c for c in slack.calls("chat.postMessage") if _is_result(c)]  # noqa: E731
+        while time.monotonic() < deadline + 60 and len(results()) < len(sent):
+            time.sleep(0.5)
+        reader = Store(db, instance="bench-reader")  # the app's own schema, read only
+        try:
+            rows = Counter(p for (p,) in reader.backend.execute("SELECT prompt FROM jobs"))
+            threads = dict(reader.backend.execute("SELECT thread_ts, motion_job_id FROM jobs").rows)
+        finally:
+            reader.close()
         posted = {c.params.get("thread_ts"): c.at for c in results()}
         delays = [
             posted[ts] - sandbox.timeline(mid)[1] for ts, mid in threads.items() if ts in posted

@@ -5,6 +5,9 @@ third of its length while this instance works), so any number of instances share
 job is advanced by one instance at a time, a dead instance's jobs are taken over once its
 leases expire, and SIGTERM gives them back at once. Every write a job's step makes is fenced by
 its lease (`lease_fence`): after a takeover the old holder's writes are refused.
+
+The poller's own statements (renew, claim, when next, release) run on the store's worker
+threads (`Store.off_loop`), so the loop goes on serving acks and other jobs meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.store import LEASE_SECONDS, LeaseLost, Store, lease_fence
+from bot.store.offloop import on_loop
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 5.0  # longest sleep between looks at the database when nothing is due
@@ -45,6 +49,9 @@ class Poller:
         self._runner: asyncio.Task[None] | None = None
         self.advanced = 0
         self.lags: list[float] | None = None  # benchmarks set a list to record scheduling lag
+        # Jobs whose look ended, still leased, waiting to be given back with their next due
+        # time by the next look at the database (one statement for all: `release_many`).
+        self._finished: list[tuple[int, float | None]] = []
 
     @property
     def busy(self) -> int:
@@ -58,7 +65,7 @@ class Poller:
         """Something new for this job (a command, a reply, a button): look at it now (whichever
         instance holds it looks again as soon as its current look ends)."""
         self.store.wake(job_id, self.clock())
-        self._event.set()
+        on_loop(self._event.set)  # asyncio.Event is the loop's own: never set from a worker
 
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="poller")
@@ -66,16 +73,26 @@ class Poller:
     async def _run(self) -> None:
         while not self._stopping:
             timeout = IDLE_WAIT
+            # Cleared before the look, not after: the look waits on a worker, and a wake-up or
+            # a finished job arriving meanwhile must bring the next look at once.
+            self._event.clear()
             try:  # a database hiccup must not end the loop: every job depends on it
-                self._renew()
-                self._claim_due()
-                next_due = self.store.next_due_at(self.clock())
+                free = self.concurrency - len(self._tasks)
+                renew = bool(self._tasks) and (
+                    self.clock() - self._renewed_at >= self.lease_seconds / 3
+                )
+                finished, self._finished = self._finished, []
+                try:
+                    due, next_due = await self.store.off_loop(self._look, finished, renew, free)
+                except BaseException:
+                    self._finished = finished + self._finished  # given back at the next try
+                    raise
+                self._start(due)
                 if next_due is not None and len(self._tasks) < self.concurrency:
                     timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
             except Exception:
                 log.exception("poller: claiming due jobs failed; trying again shortly")
                 timeout = 1.0
-            self._event.clear()
             timeout = min(timeout, self.lease_seconds / 3)  # the heartbeat's floor
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
@@ -83,25 +100,34 @@ class Poller:
             # Let a burst of wake-ups and finished jobs gather: one claim serves them all.
             await asyncio.sleep(BATCH_SECONDS)
 
-    def _renew(self) -> None:
+    def _look(
+        self, finished: list[tuple[int, float | None]], renew: bool, free: int
+    ) -> tuple[list[tuple[int, float, float]], float | None]:
+        """On a store worker: give back the jobs whose look ended, the heartbeat if due, lease
+        up to `free` due jobs, and when the next one falls due; one hop off the loop for all.
+        Returns (job, due at, claimed at) for each job leased."""
         now = self.clock()
-        if self._tasks and now - self._renewed_at >= self.lease_seconds / 3:
+        self.store.release_many(finished, now)
+        if renew:
             self.store.renew_leases(now, lease_seconds=self.lease_seconds)
             self._renewed_at = now
+        due: list[tuple[int, float, float]] = []
+        if free > 0:
+            claimed = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
+            due = [(job_id, due_at, now) for job_id, due_at in claimed]
+        if len(due) >= free:  # every slot taken: when the next is due does not matter yet
+            return due, None
+        return due, self.store.next_due_at(self.clock())
 
-    def _claim_due(self) -> None:
-        free = self.concurrency - len(self._tasks)
-        if free <= 0:
-            return
-        now = self.clock()
-        due = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
+    def _start(self, due: list[tuple[int, float, float]]) -> None:
+        """On the loop: a task for each job just leased."""
         if due and not self._tasks:
-            self._renewed_at = now
-        for job_id, due_at in due:
+            self._renewed_at = due[0][2]
+        for job_id, due_at, claimed_at in due:
             if job_id in self._tasks:  # our own lease lapsed while the loop was held up
                 continue
             if self.lags is not None:
-                self.lags.append(now - due_at)
+                self.lags.append(claimed_at - due_at)
             self._tasks[job_id] = asyncio.get_running_loop().create_task(self._advance(job_id))
 
     async def _advance(self, job_id: int) -> None:
@@ -122,10 +148,8 @@ class Poller:
         finally:
             self.advanced += 1
             self._tasks.pop(job_id, None)
-            if not lost:
-                now = self.clock()
-                with contextlib.suppress(Exception):
-                    self.store.release(job_id, None if delay is None else now + delay, now)
+            if not lost:  # given back by the poller's next look at the database
+                self._finished.append((job_id, None if delay is None else self.clock() + delay))
             self._event.set()
 
     async def stop(self, timeout: float = 25.0) -> None:
@@ -143,4 +167,7 @@ class Poller:
             if pending:
                 await asyncio.wait(pending, timeout=2)
         with contextlib.suppress(Exception):
-            self.store.release_all()  # another instance may take them at once
+            finished, self._finished = self._finished, []
+            await self.store.off_loop(self.store.release_many, finished, self.clock())
+        with contextlib.suppress(Exception):
+            await self.store.off_loop(self.store.release_all)  # another may take them at once

@@ -123,6 +123,11 @@ class Admissions:
             return self._preview(ask, resolved)
         return self._record(ask, resolved)
 
+    async def ask_for_run_off_loop(self, ask: RunAsk) -> Admission:
+        """`ask_for_run` on the store's workers (`Store.off_loop`): the ack waits for its own
+        transaction only, while the loop goes on serving other requests and jobs."""
+        return await self.ctx.store.off_loop(self.ask_for_run, ask)
+
     def confirm(self, token: str, user_id: str, response_url: str | None) -> Admission:
         """Start on a preview: the run is recorded and counted, the preview claimed, all in one
         transaction, so Start pressed twice (or redelivered) starts one run."""

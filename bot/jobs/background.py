@@ -1,4 +1,7 @@
-"""Work that must not hold up an acknowledgement or a job's step: reactions and late answers."""
+"""Work that must not hold up an acknowledgement or a job's step: reactions and late answers.
+
+Both may be asked for from inside `Store.off_loop` (an ack's intake runs on a store worker):
+the task is then started on the loop as soon as that call returns (`on_loop`)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from bot.slack_out import SlackOut
+from bot.store.offloop import on_loop
 
 
 class Background:
@@ -15,7 +19,14 @@ class Background:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reacting: dict[str, asyncio.Task[None]] = {}  # message ts → its latest reaction
 
-    def run(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def run(self, coro: Coroutine[Any, Any, None]) -> None:
+        on_loop(lambda: self._start(coro))
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """`run` for a caller on the loop that needs the task (to know when it ends)."""
+        return self._start(coro)
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -23,6 +34,9 @@ class Background:
 
     def react(self, channel: str, ts: str, name: str) -> None:
         """React without holding anything up; one message's reactions land in order (⏳ first)."""
+        on_loop(lambda: self._react(channel, ts, name))
+
+    def _react(self, channel: str, ts: str, name: str) -> None:
         previous = self._reacting.get(ts)
 
         async def react() -> None:
@@ -30,7 +44,7 @@ class Background:
                 await asyncio.wait([previous])
             await self.slack.react(channel, ts, name)
 
-        task = self.run(react())
+        task = self._start(react())
         self._reacting[ts] = task
         task.add_done_callback(
             lambda done: self._reacting.pop(ts, None) if self._reacting.get(ts) is done else None

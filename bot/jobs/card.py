@@ -127,7 +127,7 @@ class Card:
             if not exc.permanent:
                 raise  # the job backs off and edits the card at its next look
             log.warning("job %s: the card cannot be edited (%s)", job.id, exc.code)
-        ctx.store.record_card_update(job.id, phase, new_digest, now)
+        await ctx.store.off_loop(ctx.store.record_card_update, job.id, phase, new_digest, now)
 
 
 def is_followed(job: Job, runs: list[Run]) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from bot import messages
 from bot.command_line import UsageError, parse_request, strip_mention
@@ -127,6 +128,11 @@ class Intake(Admissions):
             }[admission.kind],
             admission.run_id,
         )
+
+    async def take_reply_off_loop(self, **reply: Any) -> ReplyOutcome:
+        """`take_reply(**reply)` on the store's workers (`Store.off_loop`): the ack waits for
+        its own transaction only, as `ask_for_run_off_loop`."""
+        return await self.ctx.store.off_loop(self.take_reply, **reply)
 
     # ------------------------------------------------------------ usage
 

@@ -44,17 +44,17 @@ class Mentions(Surfaces):
         thread and only once per delivery, then the reply is taken as any other."""
         ctx = self.ctx
 
-        def take(
+        async def take(
             files: tuple[FileAttachment, ...] = (), problem: str | None = None
         ) -> ReplyOutcome:
-            return self.take_reply(
+            return await self.take_reply_off_loop(
                 event_keys=event_keys, channel_id=channel_id, thread_ts=thread_ts, ts=ts,
                 user_id=user_id, text=text, bot_user_id=bot_user_id, files=files,
                 file_problem=problem,
             )  # fmt: skip
 
         if not file_ids:
-            return take()
+            return await take()
         if any(ctx.store.event_claimed(key) for key in event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info
         job = ctx.store.job_for_thread(channel_id, thread_ts)
@@ -63,8 +63,8 @@ class Mentions(Surfaces):
         try:
             files = await self.attachments_for(team_id, file_ids)
         except FileRefused as refused:
-            return take(problem=refused.message)
-        return take(files)
+            return await take(problem=refused.message)
+        return await take(files)
 
     async def take_mention(
         self, *, event_keys: list[str], team_id: str, channel_id: str, ts: str,
@@ -103,7 +103,7 @@ class Mentions(Surfaces):
         keys = tuple(event_keys)
         if not ctx.policy.confirm:  # one job per thread, even for two mentions at once
             keys += (f"thread:{channel_id}:{root}",)  # (a preview may be cancelled: not then)
-        admission = self.ask_for_run(
+        admission = await self.ask_for_run_off_loop(
             NewJobAsk(team_id, channel_id, user_id, None, request, event_keys=keys, thread_ts=root)
         )
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:

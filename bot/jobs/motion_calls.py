@@ -200,7 +200,9 @@ class MotionCalls:
             self._learn(run, status, now)
         quiet = not posts and run.state != RunState.VERIFYING
         if quiet and not job.errors:  # the common look: one statement
-            ctx.store.record_quiet_poll(job.id, run.id, motion_status=status.status, now=now)
+            await ctx.store.off_loop(
+                ctx.store.record_quiet_poll, job.id, run.id, motion_status=status.status, now=now
+            )
         else:
             ctx.store.record_poll(
                 job.id, run.id, motion_status=status.status, now=now, posts=posts,

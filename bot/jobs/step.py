@@ -2,7 +2,8 @@
 it, send a waiting run, poll its active run, edit the card) and say when it next needs a look.
 
 The poller's lease guarantees that one job is advanced by one instance at a time, and the lease
-fence refuses this step's writes if another instance took the job over, so nothing here locks."""
+fence refuses this step's writes if another instance took the job over, so nothing here locks.
+The common look's reads and writes run on the store's workers (`Store.off_loop`)."""
 
 from __future__ import annotations
 
@@ -52,18 +53,20 @@ class Stepper:
     async def advance(self, job_id: int) -> float | None:
         """Returns seconds until the job next needs a look (None: until something wakes it)."""
         ctx = self.ctx
-        job = ctx.store.job(job_id)
+        job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
+        runs: list[Run] | None = first_runs
         if job is None or job.state == JobState.ABANDONED:
             return None
         try:
             if job.state == JobState.NEW:
                 opened = await self.card.open_thread(job)
-                job = ctx.job(job_id)
+                job, runs = ctx.job(job_id), None
                 if job.state in (JobState.NEW, JobState.ABANDONED):
                     return opened.delay
             if job.pending_posts:
                 await self.outbox.flush(job)
-            look = await self._work(job)
+                runs = None
+            look = await self._work(job, runs)
             job = look.job
             await self.card.refresh(job, look.runs)
             if job.pending_posts:
@@ -79,11 +82,12 @@ class Stepper:
             return again if look.delay is None else min(again, look.delay)
         return look.delay
 
-    async def _work(self, job: Job) -> Look:
+    async def _work(self, job: Job, runs: list[Run] | None = None) -> Look:
         """Settle runs until one is busy in Motion or none is left; a settled run frees the job
-        for its next followup."""
+        for its next followup. `runs`: the job's runs as just read with it, if still current."""
         ctx = self.ctx
-        runs = ctx.store.runs(job.id)
+        if runs is None:
+            runs = await ctx.store.off_loop(ctx.store.runs, job.id)
         failed = False
         if job.state == JobState.STOPPED:  # perhaps by a click on another instance
             for run in runs:

@@ -71,7 +71,7 @@ class Uploads:
                 again = wait if again is None else min(again, wait)
                 self._waiting.add(job.id)
                 continue
-            task = self.ctx.background.run(self._upload(job, post))
+            task = self.ctx.background.start(self._upload(job, post))
             self._running[post.id] = task
             task.add_done_callback(self._finished(post.id))
         return again

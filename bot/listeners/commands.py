@@ -2,7 +2,8 @@
 
 The app runs with process_before_response, so the ack goes out when this returns: everything
 here is local (parsing, one database insert), which keeps the ack far inside Slack's 3 seconds
-and means an acknowledged command is already in the database.
+and means an acknowledged command is already in the database. The insert runs on the store's
+workers (`Store.off_loop`), so other requests are served while it waits on the database.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
         return
     team = command.get("team_id") or ""
     if isinstance(parsed, ShowUsage):
-        await ack(**service.usage_report(team, user).payload())
+        await ack(**(await service.store.off_loop(service.usage_report, team, user)).payload())
         return
-    admission = service.ask_for_run(
+    admission = await service.ask_for_run_off_loop(
         NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
     )
     if admission.kind == AskKind.ACCEPTED:

@@ -43,6 +43,11 @@ class Store(JobRows, RunRows, OutboxRows, UsageRows, StopRows):
     `Store(target)`: a `postgresql://` (or `postgres://`) URL, a `sqlite:///` URL, or a SQLite
     file path."""
 
+    def job_and_runs(self, job_id: int) -> tuple[Job | None, list[Run]]:
+        """The job and its runs, as a look at it starts (one call off the loop for both)."""
+        job = self.job(job_id)
+        return job, (self.runs(job_id) if job is not None else [])
+
 
 __all__ = [
     "ACTIVE_RUN_STATES",

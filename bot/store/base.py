@@ -18,13 +18,17 @@ import contextvars
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
-from bot.store.dialect import Backend, Params, SqliteBackend, Tx, open_backend
+from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
+from bot.store.offloop import OffLoop
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
@@ -56,6 +60,18 @@ class Connection:
         except BaseException:
             self.backend.close()
             raise
+        # SQLite: one worker (one connection); PostgreSQL: one per pooled connection it may use.
+        if isinstance(self.backend, SqliteBackend):
+            self._off_loop = OffLoop(1, "store-sqlite", inline_lock=self.backend.lock)
+        else:
+            workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
+            self._off_loop = OffLoop(workers, f"store-{self.backend.name}")
+
+    async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the synchronous store call `fn(*args, **kwargs)` on the store's worker thread(s)
+        (bot/store/offloop.py), so the event loop goes on serving while it waits on the database.
+        Every store method can still be called directly, as before."""
+        return await self._off_loop.run(fn, *args, **kwargs)
 
     @property
     def dialect(self) -> str:
@@ -73,6 +89,7 @@ class Connection:
         return self.backend.db
 
     def close(self) -> None:
+        self._off_loop.close()  # what is running finishes first
         self.backend.close()
 
     @contextmanager

@@ -450,11 +450,12 @@ async def test_a_reply_in_a_stopped_job_is_answered_not_left_waiting(harness: Ha
     )
     reply = harness.reply_event(card["ts"], "hello?")
     await harness.event(reply)
-    answer = await until(
-        lambda: [m for m in harness.bot_replies(card["ts"]) if "stopped following" in m["text"]]
+    await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if "no longer refine" in m["text"]]
     )
-    assert len(answer) == 1
     await assert_counts(harness, creates=1, followups=0, posts=3, reactions=1)
+    answers = [m for m in harness.bot_replies(card["ts"]) if "no longer refine" in m["text"]]
+    assert len(answers) == 1
 
 
 async def test_a_followup_after_a_failed_render_is_sent(harness: Harness) -> None:

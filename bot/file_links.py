@@ -19,6 +19,9 @@ from bot.slack_files import DownloadRefused, FileUnreadable, SlackFiles
 log = logging.getLogger(__name__)
 FILE_LINK_KIND = "file"
 ROUTE = "/files/{token}"
+# A private Slack file passing through: no cache (shared or the fetcher's) may keep it, and a
+# browser that opens the link must take the content type as given, never sniff it into HTML.
+PRIVATE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
 class FileLinks:
@@ -62,11 +65,15 @@ class FileLinks:
         if request.method == "HEAD":
             return web.Response(
                 status=200,
-                headers={"Content-Type": file.mimetype, "Content-Length": str(file.size)},
+                headers={
+                    "Content-Type": file.mimetype,
+                    "Content-Length": str(file.size),
+                    **PRIVATE_HEADERS,
+                },
             )
         try:
             async with self.files.download(file) as download:
-                response = web.StreamResponse(status=200)
+                response = web.StreamResponse(status=200, headers=PRIVATE_HEADERS)
                 response.content_type = download.content_type.split(";", 1)[0].strip()
                 if download.length is not None:
                     response.content_length = download.length

@@ -37,6 +37,7 @@ class StoredFile:
     for_app: bool = False  # uploaded through the app's own form (file_input): the app may read it
     redirect_to: str | None = None  # the download answers 302 to this URL
     deleted: bool = False
+    cut_after: int | None = None  # the download announces every byte, sends these, hangs up
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,12 @@ class FileMethods(WorkspaceModel):
         """The person deleted the file (the message that shared it may still be delivered)."""
         with self._lock:
             self._files[file_id].deleted = True
+
+    def cut_download(self, file_id: str, *, after: int) -> None:
+        """Downloads of the file announce its whole length, send `after` bytes and hang up
+        (a connection Slack's CDN drops part-way)."""
+        with self._lock:
+            self._files[file_id].cut_after = after
 
     def download_url(self, file_id: str) -> str:
         file = self._files[file_id]
@@ -170,4 +177,7 @@ class FileMethods(WorkspaceModel):
                 return FileAnswer(404, b"file not found", "text/plain", {})
             if file.redirect_to:
                 return FileAnswer(302, b"", "text/plain", {"Location": file.redirect_to})
+            if file.cut_after is not None:
+                length = {"Content-Length": str(len(file.content))}
+                return FileAnswer(200, file.content[: file.cut_after], file.mimetype, length)
             return FileAnswer(200, copy.copy(file.content), file.mimetype, {})

@@ -436,7 +436,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if "Content-Length" not in reply.headers:
+            self.send_header("Content-Length", str(len(reply.body)))
+        else:  # a reply that announces more than it sends hangs up after it (a cut download)
+            self.close_connection = True
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()

@@ -476,3 +476,58 @@ async def test_a_refused_file_on_the_form_is_shown_under_its_field(harness: Harn
     await settle()
     assert harness.sandbox.count("create") == 0
     assert harness.bot.store.recent_jobs("T0001", "U0ALICE") == []
+
+
+# ---------------------------------------------------------------- review: the link's edges
+
+
+async def test_the_files_bytes_are_never_kept_by_a_cache_and_never_sniffed(
+    harness: Harness,
+) -> None:
+    public = await start_public(harness)
+    clip = harness.slack.add_file(title="intro.mp4", mimetype="video/mp4", content=CLIP)
+    url = file_link(public, clip)
+    async with httpx.AsyncClient() as client:
+        got = await client.get(url)
+        head = await client.head(url)
+    for answer in (got, head):
+        assert answer.status_code == 200
+        cache = answer.headers.get("cache-control", "")
+        assert "no-store" in cache and "private" in cache
+        assert answer.headers.get("x-content-type-options") == "nosniff"
+
+
+async def test_another_port_on_the_api_host_never_gets_the_token(harness: Harness) -> None:
+    public = await start_public(harness)
+    with ForeignHost() as foreign:
+        port = foreign.url.rsplit(":", 1)[1]
+        away = harness.slack.add_file(
+            title="logo", mimetype="image/png", redirect_to=f"http://127.0.0.1:{port}/logo.png"
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(file_link(public, away))
+        assert answer.status_code == 502
+        assert foreign.seen() == []
+
+
+async def test_a_download_slack_cuts_short_is_a_502_not_a_crash(harness: Harness) -> None:
+    public = await start_public(harness)
+    cut = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    harness.slack.cut_download(cut, after=0)  # headers say the whole file, then nothing
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(file_link(public, cut))
+    assert answer.status_code == 502
+    assert "Traceback" not in answer.text
+    assert harness.slack.downloads == [(cut, True)]
+
+
+async def test_a_file_title_in_a_refusal_is_escaped(harness: Harness) -> None:
+    await start_public(harness)
+    thread = await finished_thread(harness)
+    big = harness.slack.add_file(
+        title="<!channel> <@U0BOB> big.mov", mimetype="video/quicktime", content=b"x",
+        size=150 * 1024**2,
+    )  # fmt: skip
+    said = await refused_reply(harness, thread, "cut this down", [big])
+    assert "<!channel>" not in said and "<@U0BOB>" not in said
+    assert "&lt;!channel&gt;" in said

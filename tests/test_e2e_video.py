@@ -313,3 +313,16 @@ async def test_without_public_url_v_is_404_and_fresh_link_answers_privately(
     assert current != download_button(result)
     assert "&amp;" in current.replace("&", "&amp;")  # the URL has a query to escape
     assert f"<{current.replace('&', '&amp;')}>" in told.params["text"]  # escaped, as Slack wants
+
+
+async def test_a_lasting_link_never_redirects_to_anything_but_a_web_address(
+    harness: Harness,
+) -> None:
+    await start_public(harness)
+    harness.sandbox.download_base = "javascript:alert(document.domain)//"  # Motion gone wrong
+    _, result = await finished(harness)
+    async with httpx.AsyncClient(timeout=10) as web:
+        answer = await web.get(download_button(result))
+    assert answer.status_code == 502
+    assert "location" not in answer.headers
+    assert "Traceback" not in answer.text

@@ -302,8 +302,8 @@ def result_messages(
         actions.append(button("⬇️ Download MP4", "download", url=download_url, style="primary"))
     if run_id is not None:
         # One click, one run: each is claimed once per result (see Intake.variation_of).
-        actions.append(button("🔁 Refine", "refine", value=str(run_id)))
-        actions.append(button("🎲 New variation", "new_variation", value=str(run_id)))
+        actions.append(button("Refine", "refine", value=str(run_id)))
+        actions.append(button("New variation", "new_variation", value=str(run_id)))
         if fresh_link:
             actions.append(fresh_link_button(run_id))
     if actions:
@@ -1161,7 +1161,7 @@ def button_url_ok(url: str) -> bool:
 
 
 def fresh_link_button(run_id: int) -> dict[str, Any]:
-    return button("🔗 Fresh link", FRESH_LINK_ACTION, value=str(run_id))
+    return button("Fresh link", FRESH_LINK_ACTION, value=str(run_id))
 
 
 def fresh_link(url: str | None, run_number: int, *, sandbox: bool) -> Message:
@@ -1211,7 +1211,7 @@ STOPPED_TRACKING_REPLY = (
 
 
 def stop_button(job_id: int) -> dict[str, Any]:
-    return button("⛔ Stop tracking", STOP_ACTION, value=str(job_id))
+    return button("Stop tracking", STOP_ACTION, value=str(job_id))
 
 
 def stop_not_allowed(*, requester: str, sandbox: bool) -> Message:
@@ -1238,7 +1238,7 @@ def stuck_notice(
     )
     actions = [
         button("Keep waiting", KEEP_WAITING_ACTION, value=f"{run_id}:{notice}"),
-        button("⛔ Stop tracking", STOP_ACTION, value=f"{job_id}:{run_id}"),
+        button("Stop tracking", STOP_ACTION, value=f"{job_id}:{run_id}"),
     ]
     return _notice("stuck_notice", text, sandbox, actions)
 

@@ -453,3 +453,21 @@ async def test_the_stuck_timer_costs_no_statement_of_its_own_until_a_notice_is_d
         f"[statements per status call] before the notice {len(window_a) / polls_a:.1f},"
         f" after it {len(window_b) / polls_b:.1f}"
     )
+
+
+async def test_the_buttons_carry_specs_names_exactly(harness: Harness) -> None:
+    """SPEC names the buttons "Keep waiting", "Stop tracking", "Refine", "New variation" and
+    "Fresh link": that is what a person reads (and searches for), nothing added."""
+    await harness.start(**STUCK)
+    card = await stuck_job(harness)
+    notice = await first_notice(harness, card["ts"])
+    labels = {b["action_id"]: b["text"]["text"] for b in buttons(notice)}
+    assert labels == {"stuck_keep_waiting": "Keep waiting", "stop_tracking": "Stop tracking"}
+    [on_card] = buttons(current(harness, card))
+    assert on_card["text"]["text"] == "Stop tracking"
+    finished = await run_command(harness, "a quick teaser")
+    [result] = await until(lambda: results(harness, finished["ts"]), what="the result")
+    labels = {b["action_id"]: b["text"]["text"] for b in buttons(result)}
+    assert {k: v for k, v in labels.items() if k != "download"} == {
+        "refine": "Refine", "new_variation": "New variation", "fresh_link": "Fresh link",
+    }  # fmt: skip

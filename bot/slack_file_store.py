@@ -11,6 +11,7 @@ follows redirects blindly can be caught handing the token to a stranger.
 from __future__ import annotations
 
 import copy
+import gzip
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -54,6 +55,9 @@ class FileMethods(WorkspaceModel):
         self._files: dict[str, StoredFile] = {}
         self.files_read_scope = True  # False: files.info answers missing_scope
         self.downloads: list[tuple[str, bool]] = []  # (file id, had the bot token) per download
+        # True: a download is gzip-encoded when the client accepts it, as a CDN may do (its
+        # Content-Length is then the compressed length).
+        self.compress_downloads = False
 
     # -- scripting -----------------------------------------------------------------------------
 
@@ -160,7 +164,9 @@ class FileMethods(WorkspaceModel):
 
     # -- downloads (the HTTP side calls this) ----------------------------------------------------
 
-    def serve_download(self, path: str, authorization: str | None, bot_token: str) -> FileAnswer:
+    def serve_download(
+        self, path: str, authorization: str | None, bot_token: str, accept_encoding: str = ""
+    ) -> FileAnswer:
         """GET of a private download link: the bytes with the bot token, the sign-in page
         (200, HTML) without it, as Slack answers."""
         rest = path[len(DOWNLOAD_PREFIX) :]
@@ -180,4 +186,7 @@ class FileMethods(WorkspaceModel):
             if file.cut_after is not None:
                 length = {"Content-Length": str(len(file.content))}
                 return FileAnswer(200, file.content[: file.cut_after], file.mimetype, length)
+            if self.compress_downloads and "gzip" in accept_encoding.lower():
+                packed = gzip.compress(file.content)
+                return FileAnswer(200, packed, file.mimetype, {"Content-Encoding": "gzip"})
             return FileAnswer(200, copy.copy(file.content), file.mimetype, {})

@@ -337,7 +337,12 @@ class SlackStandIn(ExternalUploads, Workspace):
         if path == "/signin":  # where Slack sends a browser (or a refused token) to sign in
             return Reply(200, LOGIN_PAGE, "text/html; charset=utf-8")
         if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
-            answer = self.serve_download(path, headers.get("Authorization"), self.bot_token)
+            answer = self.serve_download(
+                path,
+                headers.get("Authorization"),
+                self.bot_token,
+                headers.get("Accept-Encoding") or "",
+            )
             return Reply(answer.status, answer.body, answer.content_type, answer.headers)
         if path.startswith(UPLOAD_PATH):
             uploaded = self.serve_upload(verb, path, body)

@@ -531,3 +531,16 @@ async def test_a_file_title_in_a_refusal_is_escaped(harness: Harness) -> None:
     said = await refused_reply(harness, thread, "cut this down", [big])
     assert "<!channel>" not in said and "<@U0BOB>" not in said
     assert "&lt;!channel&gt;" in said
+
+
+async def test_a_file_slack_would_compress_reaches_motion_byte_for_byte(harness: Harness) -> None:
+    public = await start_public(harness)
+    harness.slack.compress_downloads = True  # a CDN that gzips whenever the client allows it
+    notes = b"scene 1: the logo fades in\n" * 2000
+    script = harness.slack.add_file(title="script.txt", mimetype="text/plain", content=notes)
+    async with httpx.AsyncClient() as client:
+        got = await client.get(file_link(public, script))
+    assert got.status_code == 200
+    assert got.content == notes
+    assert got.headers.get("content-length") in (None, str(len(notes)))
+    assert "content-encoding" not in got.headers

@@ -326,3 +326,17 @@ async def test_a_lasting_link_never_redirects_to_anything_but_a_web_address(
     assert answer.status_code == 502
     assert "location" not in answer.headers
     assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize("body", ["[]", '{"status": 7, "output": "x"}'])
+async def test_an_odd_status_answer_gives_a_plain_page_not_a_crash(
+    harness: Harness, body: str
+) -> None:
+    await start_public(harness)
+    _, result = await finished(harness)
+    await settle(5.2)  # past the few seconds a status answer is kept
+    harness.sandbox.fault("status", status=200, body=body, times=50)
+    async with httpx.AsyncClient(timeout=20) as web:
+        answer = await web.get(download_button(result))
+    assert answer.status_code in (302, 502), answer.text
+    assert "Traceback" not in answer.text and "Internal Server Error" not in answer.text

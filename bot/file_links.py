@@ -40,6 +40,21 @@ class FileLinks:
         )
         return f"{self.public_url}/files/{token}"
 
+    def signed_again(self, url: str) -> str:
+        """One of this app's file links with a fresh 24 hours (a run sent long after its files
+        were taken: a variation, a resend, a followup that waited); any other URL as it is."""
+        prefix = f"{self.public_url}/files/" if self.public_url else None
+        if prefix is None or not url.startswith(prefix):
+            return url
+        try:
+            payload = self.signer.verify(FILE_LINK_KIND, url[len(prefix) :], allow_expired=True)
+        except BadToken:
+            return url  # not ours after all: Motion's fetch will be refused, as it should
+        team_id, file_id = payload.get("t"), payload.get("f")
+        if not isinstance(team_id, str) or not isinstance(file_id, str):
+            return url
+        return self.url_for(team_id, file_id)
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(ROUTE, self.serve)  # HEAD too (aiohttp's allow_head)
 

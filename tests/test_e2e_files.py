@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from bot.links import FILE_TOKEN_SECONDS, LinkSigner
-from tests.support.e2e import READY, results, run_command, settle, wait_reply
+from tests.support.e2e import READY, buttons, results, run_command, settle, wait_reply
 from tests.support.foreign import ForeignHost
 from tests.support.harness import SIGNING_SECRET, Harness, until
 
@@ -544,3 +544,39 @@ async def test_a_file_slack_would_compress_reaches_motion_byte_for_byte(harness:
     assert got.content == notes
     assert got.headers.get("content-length") in (None, str(len(notes)))
     assert "content-encoding" not in got.headers
+
+
+def _token_expiry(url: str) -> int:
+    import base64
+    import json
+
+    body = url.rsplit("/", 1)[1].split(".", 1)[0]
+    return int(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["exp"])
+
+
+async def test_a_new_variation_sends_its_files_with_a_link_signed_when_it_is_sent(
+    harness: Harness,
+) -> None:
+    """A file link lives 24 hours, a result's "New variation" may be pressed any day after:
+    each send gets links signed then, so Motion can still fetch the file."""
+    await start_public(harness)
+    clip = harness.slack.add_file(title="Product demo", mimetype="video/mp4", content=CLIP)
+    mention, _ = harness.slack.mention(
+        "C0PUBLIC", f"{BOT} a launch teaser", user="U0ALICE", file_ids=[clip]
+    )
+    assert (await harness.event(mention)).status_code == 200
+    [result] = await until(lambda: results(harness, mention["ts"]), what="the first result")
+    [first] = harness.sandbox.creates
+    await settle(1.1)  # the next signature is at least a second younger
+    value = next(b["value"] for b in buttons(result) if b["action_id"] == "new_variation")
+    pressed = time.time()
+    assert (
+        await harness.action("new_variation", value, message_ts=result["ts"])
+    ).status_code == 200
+    await until(lambda: len(harness.sandbox.creates) == 2, what="the variation's create")
+    second = harness.sandbox.creates[1]
+    [old], [new] = first["attachments"], second["attachments"]
+    assert new["url"] != old["url"] and new["name"] == old["name"] == "Product demo"
+    assert _token_expiry(new["url"]) >= int(pressed) + FILE_TOKEN_SECONDS - 1
+    await until(lambda: len(harness.sandbox.fetches) == 2, what="Motion's second fetch")
+    assert [f.status for f in harness.sandbox.fetches] == [200, 200]

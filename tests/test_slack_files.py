@@ -121,6 +121,8 @@ async def test_a_download_is_streamed_and_refused_past_the_cap_or_in_a_redirect_
         ("https://evil.example?.files.slack.com/x", False),
         ("https://user:pw@files.slack.com/x", False), ("https://evilslack.com/x", False),
         ("https://evil.example\t.slack.com/x", False), ("ftp://files.slack.com/x", False),
+        ("https://files.slack.com\u3002evil.example/x", False),  # an ideographic full stop
+        ("https://files.slack.com%2eevil.example/x", False),
         ("http://127.0.0.1:9/x", True), ("http://127.0.0.1:10/x", False),
         ("http://127.0.0.1/x", False), ("https://127.0.0.1:9/x", True),
     ],

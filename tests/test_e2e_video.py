@@ -340,3 +340,21 @@ async def test_an_odd_status_answer_gives_a_plain_page_not_a_crash(
         answer = await web.get(download_button(result))
     assert answer.status_code in (302, 502), answer.text
     assert "Traceback" not in answer.text and "Internal Server Error" not in answer.text
+
+
+async def test_a_mention_jobs_video_goes_into_the_mentions_thread_once(harness: Harness) -> None:
+    """The card of a mention job is a reply; the thread's parent is the person's message, so
+    the video is completed into that thread (thread_ts = the message), after the result."""
+    harness.sandbox.plan_next(JobPlan(**{**FAST_PLAN.__dict__, "video_bytes": 200_000}))
+    await harness.start(UPLOAD_MAX_MB="1")
+    mention, _ = harness.slack.mention("C0PUBLIC", "<@U0BOT> a launch teaser", user="U0ALICE")
+    assert (await harness.event(mention)).status_code == 200
+    [result] = await until(lambda: results(harness, mention["ts"]), what="the result")
+    [video] = await until(
+        lambda: harness.slack.shared_files("C0PUBLIC", mention["ts"]), what="the video"
+    )
+    await settle(1.0)
+    assert len(harness.slack.shared_files("C0PUBLIC", mention["ts"])) == 1
+    assert float(video["ts"]) > float(result["ts"])
+    [complete] = ok_calls(harness, "files.completeUploadExternal")
+    assert complete.params["thread_ts"] == mention["ts"]

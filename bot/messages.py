@@ -1113,7 +1113,10 @@ def file_unreadable(code: str) -> str:
 
 
 def files_busy() -> str:
-    return "Slack did not answer about the attached files just now. Try again in a minute."
+    return (
+        "Slack did not answer about the attached files just now. Nothing was started. "
+        "Try again in a minute."
+    )
 
 
 def too_many_attachments(links: int, files: int, limit: int) -> str:

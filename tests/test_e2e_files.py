@@ -580,3 +580,15 @@ async def test_a_new_variation_sends_its_files_with_a_link_signed_when_it_is_sen
     assert _token_expiry(new["url"]) >= int(pressed) + FILE_TOKEN_SECONDS - 1
     await until(lambda: len(harness.sandbox.fetches) == 2, what="Motion's second fetch")
     assert [f.status for f in harness.sandbox.fetches] == [200, 200]
+
+
+async def test_slack_busy_about_a_file_says_nothing_was_started_and_what_to_do(
+    harness: Harness,
+) -> None:
+    await start_public(harness)
+    thread = await finished_thread(harness)
+    logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    harness.slack.fail_next("files.info", status=503)
+    said = await refused_reply(harness, thread, "use the logo", [logo])
+    assert "Try again in a minute" in said
+    assert harness.slack.downloads == []

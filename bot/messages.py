@@ -1080,7 +1080,7 @@ def no_public_url_for_files() -> str:
     return (
         "Slack files can't be attached here: the app has no public address (PUBLIC_URL is not "
         "set), and Motion can only fetch files from a public link. Put the file somewhere with "
-        "a public https link and use `--attach <link>`, or ask your Slack admin to set "
+        "a public https link and use `--attach <link>`, or ask whoever runs this app to set "
         "PUBLIC_URL. Nothing was started."
     )
 

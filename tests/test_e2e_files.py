@@ -253,6 +253,7 @@ async def test_without_public_url_a_file_is_refused_with_what_to_do_instead(
     logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
     said = await refused_reply(harness, thread, "use the logo", [logo])
     assert "PUBLIC_URL" in said and "--attach" in said
+    assert "whoever runs this app" in said  # PUBLIC_URL is the app's setting, not Slack's
     assert harness.slack.calls("files.info") == []
     usage = harness.bot.store.usage_of("T0001", "U0ALICE", *_periods())
     assert usage.today == 1  # the first job only: the refused followup was never counted

@@ -19,6 +19,9 @@ from bot.slack_files import DownloadRefused, FileUnreadable, SlackFiles
 log = logging.getLogger(__name__)
 FILE_LINK_KIND = "file"
 ROUTE = "/files/{token}"
+# A private Slack file passing through: no cache (shared or the fetcher's) may keep it, and a
+# browser that opens the link must take the content type as given, never sniff it into HTML.
+PRIVATE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
 class FileLinks:
@@ -36,6 +39,21 @@ class FileLinks:
             FILE_LINK_KIND, {"t": team_id, "f": file_id}, ttl_seconds=FILE_TOKEN_SECONDS
         )
         return f"{self.public_url}/files/{token}"
+
+    def signed_again(self, url: str) -> str:
+        """One of this app's file links with a fresh 24 hours (a run sent long after its files
+        were taken: a variation, a resend, a followup that waited); any other URL as it is."""
+        prefix = f"{self.public_url}/files/" if self.public_url else None
+        if prefix is None or not url.startswith(prefix):
+            return url
+        try:
+            payload = self.signer.verify(FILE_LINK_KIND, url[len(prefix) :], allow_expired=True)
+        except BadToken:
+            return url  # not ours after all: Motion's fetch will be refused, as it should
+        team_id, file_id = payload.get("t"), payload.get("f")
+        if not isinstance(team_id, str) or not isinstance(file_id, str):
+            return url
+        return self.url_for(team_id, file_id)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(ROUTE, self.serve)  # HEAD too (aiohttp's allow_head)
@@ -62,11 +80,15 @@ class FileLinks:
         if request.method == "HEAD":
             return web.Response(
                 status=200,
-                headers={"Content-Type": file.mimetype, "Content-Length": str(file.size)},
+                headers={
+                    "Content-Type": file.mimetype,
+                    "Content-Length": str(file.size),
+                    **PRIVATE_HEADERS,
+                },
             )
         try:
             async with self.files.download(file) as download:
-                response = web.StreamResponse(status=200)
+                response = web.StreamResponse(status=200, headers=PRIVATE_HEADERS)
                 response.content_type = download.content_type.split(";", 1)[0].strip()
                 if download.length is not None:
                     response.content_length = download.length

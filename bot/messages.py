@@ -302,8 +302,8 @@ def result_messages(
         actions.append(button("⬇️ Download MP4", "download", url=download_url, style="primary"))
     if run_id is not None:
         # One click, one run: each is claimed once per result (see Intake.variation_of).
-        actions.append(button("🔁 Refine", "refine", value=str(run_id)))
-        actions.append(button("🎲 New variation", "new_variation", value=str(run_id)))
+        actions.append(button("Refine", "refine", value=str(run_id)))
+        actions.append(button("New variation", "new_variation", value=str(run_id)))
         if fresh_link:
             actions.append(fresh_link_button(run_id))
     if actions:
@@ -1080,7 +1080,7 @@ def no_public_url_for_files() -> str:
     return (
         "Slack files can't be attached here: the app has no public address (PUBLIC_URL is not "
         "set), and Motion can only fetch files from a public link. Put the file somewhere with "
-        "a public https link and use `--attach <link>`, or ask your Slack admin to set "
+        "a public https link and use `--attach <link>`, or ask whoever runs this app to set "
         "PUBLIC_URL. Nothing was started."
     )
 
@@ -1113,7 +1113,10 @@ def file_unreadable(code: str) -> str:
 
 
 def files_busy() -> str:
-    return "Slack did not answer about the attached files just now. Try again in a minute."
+    return (
+        "Slack did not answer about the attached files just now. Nothing was started. "
+        "Try again in a minute."
+    )
 
 
 def too_many_attachments(links: int, files: int, limit: int) -> str:
@@ -1161,7 +1164,7 @@ def button_url_ok(url: str) -> bool:
 
 
 def fresh_link_button(run_id: int) -> dict[str, Any]:
-    return button("🔗 Fresh link", FRESH_LINK_ACTION, value=str(run_id))
+    return button("Fresh link", FRESH_LINK_ACTION, value=str(run_id))
 
 
 def fresh_link(url: str | None, run_number: int, *, sandbox: bool) -> Message:
@@ -1211,7 +1214,7 @@ STOPPED_TRACKING_REPLY = (
 
 
 def stop_button(job_id: int) -> dict[str, Any]:
-    return button("⛔ Stop tracking", STOP_ACTION, value=str(job_id))
+    return button("Stop tracking", STOP_ACTION, value=str(job_id))
 
 
 def stop_not_allowed(*, requester: str, sandbox: bool) -> Message:
@@ -1238,7 +1241,7 @@ def stuck_notice(
     )
     actions = [
         button("Keep waiting", KEEP_WAITING_ACTION, value=f"{run_id}:{notice}"),
-        button("⛔ Stop tracking", STOP_ACTION, value=f"{job_id}:{run_id}"),
+        button("Stop tracking", STOP_ACTION, value=f"{job_id}:{run_id}"),
     ]
     return _notice("stuck_notice", text, sandbox, actions)
 

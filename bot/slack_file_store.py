@@ -11,6 +11,7 @@ follows redirects blindly can be caught handing the token to a stranger.
 from __future__ import annotations
 
 import copy
+import gzip
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ class StoredFile:
     for_app: bool = False  # uploaded through the app's own form (file_input): the app may read it
     redirect_to: str | None = None  # the download answers 302 to this URL
     deleted: bool = False
+    cut_after: int | None = None  # the download announces every byte, sends these, hangs up
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class FileMethods(WorkspaceModel):
         self._files: dict[str, StoredFile] = {}
         self.files_read_scope = True  # False: files.info answers missing_scope
         self.downloads: list[tuple[str, bool]] = []  # (file id, had the bot token) per download
+        # True: a download is gzip-encoded when the client accepts it, as a CDN may do (its
+        # Content-Length is then the compressed length).
+        self.compress_downloads = False
 
     # -- scripting -----------------------------------------------------------------------------
 
@@ -86,6 +91,12 @@ class FileMethods(WorkspaceModel):
         """The person deleted the file (the message that shared it may still be delivered)."""
         with self._lock:
             self._files[file_id].deleted = True
+
+    def cut_download(self, file_id: str, *, after: int) -> None:
+        """Downloads of the file announce its whole length, send `after` bytes and hang up
+        (a connection Slack's CDN drops part-way)."""
+        with self._lock:
+            self._files[file_id].cut_after = after
 
     def download_url(self, file_id: str) -> str:
         file = self._files[file_id]
@@ -153,7 +164,9 @@ class FileMethods(WorkspaceModel):
 
     # -- downloads (the HTTP side calls this) ----------------------------------------------------
 
-    def serve_download(self, path: str, authorization: str | None, bot_token: str) -> FileAnswer:
+    def serve_download(
+        self, path: str, authorization: str | None, bot_token: str, accept_encoding: str = ""
+    ) -> FileAnswer:
         """GET of a private download link: the bytes with the bot token, the sign-in page
         (200, HTML) without it, as Slack answers."""
         rest = path[len(DOWNLOAD_PREFIX) :]
@@ -170,4 +183,10 @@ class FileMethods(WorkspaceModel):
                 return FileAnswer(404, b"file not found", "text/plain", {})
             if file.redirect_to:
                 return FileAnswer(302, b"", "text/plain", {"Location": file.redirect_to})
+            if file.cut_after is not None:
+                length = {"Content-Length": str(len(file.content))}
+                return FileAnswer(200, file.content[: file.cut_after], file.mimetype, length)
+            if self.compress_downloads and "gzip" in accept_encoding.lower():
+                packed = gzip.compress(file.content)
+                return FileAnswer(200, packed, file.mimetype, {"Content-Encoding": "gzip"})
             return FileAnswer(200, copy.copy(file.content), file.mimetype, {})

@@ -90,11 +90,14 @@ class Download:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk; DownloadRefused once it grows past the cap."""
         seen = 0
-        async for chunk in self._response.aiter_bytes(CHUNK_BYTES):
-            seen += len(chunk)
-            if seen > self._max_bytes:
-                raise DownloadRefused(f"more than {self._max_bytes} bytes")
-            yield chunk
+        try:
+            async for chunk in self._response.aiter_bytes(CHUNK_BYTES):
+                seen += len(chunk)
+                if seen > self._max_bytes:
+                    raise DownloadRefused(f"more than {self._max_bytes} bytes")
+                yield chunk
+        except httpx.HTTPError as exc:  # Slack hung up part-way, or stalled past the timeout
+            raise DownloadRefused(f"broke off: {type(exc).__name__}") from None
 
 
 class SlackFiles:
@@ -114,6 +117,7 @@ class SlackFiles:
         parts = urlsplit(self._api_url)
         self._api_host = (parts.hostname or "").lower()
         self._api_plain_http = parts.scheme == "http"
+        self._api_port = _port(parts.scheme, parts.port)
         self.max_bytes = max_bytes
         self._client = httpx.AsyncClient(
             follow_redirects=False,
@@ -157,15 +161,23 @@ class SlackFiles:
         )
 
     def may_receive_token(self, url: str) -> bool:
-        """https to a Slack file host; plain http only to SLACK_API_URL's host when it is
-        itself plain http (a local stand-in)."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not is_slack_file_host(host, self._api_host):
+        """https on port 443 to a Slack file host; SLACK_API_URL's own host only on its own
+        port (any other port there may be anyone's server), and over plain http only when
+        SLACK_API_URL is itself plain http (a local stand-in). The URL is read as httpx will
+        send it, so no parser difference can name one host here and reach another."""
+        try:
+            parsed = httpx.URL(url)
+            port = _port(parsed.scheme, parsed.port)
+        except (httpx.InvalidURL, ValueError):
             return False
-        if parts.scheme == "https":
-            return True
-        return parts.scheme == "http" and self._api_plain_http and host == self._api_host
+        host = parsed.host.lower().rstrip(".")
+        if parsed.userinfo or not is_slack_file_host(host, self._api_host):
+            return False
+        if host == self._api_host:
+            if port != self._api_port:
+                return False
+            return parsed.scheme == "https" or (parsed.scheme == "http" and self._api_plain_http)
+        return parsed.scheme == "https" and port == 443
 
     @asynccontextmanager
     async def download(self, file: SlackFile) -> AsyncIterator[Download]:
@@ -176,12 +188,14 @@ class SlackFiles:
         for _ in range(MAX_REDIRECTS + 1):
             if not self.may_receive_token(url):
                 raise DownloadRefused(f"not a Slack file host: {urlsplit(url).hostname!r}")
-            request = self._client.build_request(
-                "GET", url, headers={"Authorization": f"Bearer {self._token}"}
-            )
             try:
+                # identity: the bytes pass through as Slack stores them, so the length Slack
+                # announces is the length Motion gets (a gzipped answer, decoded here, would
+                # outgrow its own Content-Length).
+                headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "identity"}
+                request = self._client.build_request("GET", url, headers=headers)
                 response = await self._client.send(request, stream=True)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise DownloadRefused(f"connection: {type(exc).__name__}") from None
             try:
                 if response.status_code in _REDIRECTS:
@@ -198,6 +212,9 @@ class SlackFiles:
                     # files:read). A shared .html file cannot be told apart: it is refused too.
                     raise DownloadRefused("an HTML page instead of the file")
                 length = _length(response.headers.get("content-length"))
+                encoding = response.headers.get("content-encoding", "").strip().lower()
+                if encoding not in ("", "identity"):
+                    length = None  # encoded anyway: the length is not the decoded body's
                 if length is not None and length > self.max_bytes:
                     raise DownloadRefused(f"{length} bytes, over the cap")
                 yield Download(content_type, length, response, self.max_bytes)
@@ -205,6 +222,13 @@ class SlackFiles:
             finally:
                 await response.aclose()
         raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _port(scheme: str, port: int | None) -> int | None:
+    """The port a URL reaches, its scheme's default when none is written."""
+    if port is not None:
+        return port
+    return {"https": 443, "http": 80}.get(scheme)
 
 
 def _length(value: str | None) -> int | None:

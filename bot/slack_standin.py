@@ -337,7 +337,12 @@ class SlackStandIn(ExternalUploads, Workspace):
         if path == "/signin":  # where Slack sends a browser (or a refused token) to sign in
             return Reply(200, LOGIN_PAGE, "text/html; charset=utf-8")
         if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
-            answer = self.serve_download(path, headers.get("Authorization"), self.bot_token)
+            answer = self.serve_download(
+                path,
+                headers.get("Authorization"),
+                self.bot_token,
+                headers.get("Accept-Encoding") or "",
+            )
             return Reply(answer.status, answer.body, answer.content_type, answer.headers)
         if path.startswith(UPLOAD_PATH):
             uploaded = self.serve_upload(verb, path, body)
@@ -436,7 +441,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if "Content-Length" not in reply.headers:
+            self.send_header("Content-Length", str(len(reply.body)))
+        else:  # a reply that announces more than it sends hangs up after it (a cut download)
+            self.close_connection = True
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()

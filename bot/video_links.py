@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -69,7 +70,25 @@ class VideoLinkRoute:
                 "Motion did not answer",
                 "Mosaic Motion could not be reached just now. Try the link again in a minute.",
             )
+        if not _web_address(url):
+            # Only ever a web address: a redirect is the one thing a signed link can be made to
+            # do, so whatever Motion answered is never passed on as another scheme or header.
+            log.warning("video link: Motion's download URL is not a web address")
+            return page(
+                502,
+                "Motion's link cannot be used",
+                "Mosaic Motion answered a download link that is not a web address. Open the "
+                "video in Motion's web app, or try the link again later.",
+            )
         raise web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+
+
+def _web_address(url: str) -> bool:
+    """http(s) with a host, and nothing that could break out of a Location header."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def page(status: int, title: str, words: str, *, retry_after: int | None = None) -> web.Response:

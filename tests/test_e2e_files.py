@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from bot.links import FILE_TOKEN_SECONDS, LinkSigner
-from tests.support.e2e import READY, results, run_command, settle, wait_reply
+from tests.support.e2e import READY, buttons, results, run_command, settle, wait_reply
 from tests.support.foreign import ForeignHost
 from tests.support.harness import SIGNING_SECRET, Harness, until
 
@@ -253,6 +253,7 @@ async def test_without_public_url_a_file_is_refused_with_what_to_do_instead(
     logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
     said = await refused_reply(harness, thread, "use the logo", [logo])
     assert "PUBLIC_URL" in said and "--attach" in said
+    assert "whoever runs this app" in said  # PUBLIC_URL is the app's setting, not Slack's
     assert harness.slack.calls("files.info") == []
     usage = harness.bot.store.usage_of("T0001", "U0ALICE", *_periods())
     assert usage.today == 1  # the first job only: the refused followup was never counted
@@ -476,3 +477,119 @@ async def test_a_refused_file_on_the_form_is_shown_under_its_field(harness: Harn
     await settle()
     assert harness.sandbox.count("create") == 0
     assert harness.bot.store.recent_jobs("T0001", "U0ALICE") == []
+
+
+# ---------------------------------------------------------------- review: the link's edges
+
+
+async def test_the_files_bytes_are_never_kept_by_a_cache_and_never_sniffed(
+    harness: Harness,
+) -> None:
+    public = await start_public(harness)
+    clip = harness.slack.add_file(title="intro.mp4", mimetype="video/mp4", content=CLIP)
+    url = file_link(public, clip)
+    async with httpx.AsyncClient() as client:
+        got = await client.get(url)
+        head = await client.head(url)
+    for answer in (got, head):
+        assert answer.status_code == 200
+        cache = answer.headers.get("cache-control", "")
+        assert "no-store" in cache and "private" in cache
+        assert answer.headers.get("x-content-type-options") == "nosniff"
+
+
+async def test_another_port_on_the_api_host_never_gets_the_token(harness: Harness) -> None:
+    public = await start_public(harness)
+    with ForeignHost() as foreign:
+        port = foreign.url.rsplit(":", 1)[1]
+        away = harness.slack.add_file(
+            title="logo", mimetype="image/png", redirect_to=f"http://127.0.0.1:{port}/logo.png"
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(file_link(public, away))
+        assert answer.status_code == 502
+        assert foreign.seen() == []
+
+
+async def test_a_download_slack_cuts_short_is_a_502_not_a_crash(harness: Harness) -> None:
+    public = await start_public(harness)
+    cut = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    harness.slack.cut_download(cut, after=0)  # headers say the whole file, then nothing
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(file_link(public, cut))
+    assert answer.status_code == 502
+    assert "Traceback" not in answer.text
+    assert harness.slack.downloads == [(cut, True)]
+
+
+async def test_a_file_title_in_a_refusal_is_escaped(harness: Harness) -> None:
+    await start_public(harness)
+    thread = await finished_thread(harness)
+    big = harness.slack.add_file(
+        title="<!channel> <@U0BOB> big.mov", mimetype="video/quicktime", content=b"x",
+        size=150 * 1024**2,
+    )  # fmt: skip
+    said = await refused_reply(harness, thread, "cut this down", [big])
+    assert "<!channel>" not in said and "<@U0BOB>" not in said
+    assert "&lt;!channel&gt;" in said
+
+
+async def test_a_file_slack_would_compress_reaches_motion_byte_for_byte(harness: Harness) -> None:
+    public = await start_public(harness)
+    harness.slack.compress_downloads = True  # a CDN that gzips whenever the client allows it
+    notes = b"scene 1: the logo fades in\n" * 2000
+    script = harness.slack.add_file(title="script.txt", mimetype="text/plain", content=notes)
+    async with httpx.AsyncClient() as client:
+        got = await client.get(file_link(public, script))
+    assert got.status_code == 200
+    assert got.content == notes
+    assert got.headers.get("content-length") in (None, str(len(notes)))
+    assert "content-encoding" not in got.headers
+
+
+def _token_expiry(url: str) -> int:
+    import base64
+    import json
+
+    body = url.rsplit("/", 1)[1].split(".", 1)[0]
+    return int(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["exp"])
+
+
+async def test_a_new_variation_sends_its_files_with_a_link_signed_when_it_is_sent(
+    harness: Harness,
+) -> None:
+    """A file link lives 24 hours, a result's "New variation" may be pressed any day after:
+    each send gets links signed then, so Motion can still fetch the file."""
+    await start_public(harness)
+    clip = harness.slack.add_file(title="Product demo", mimetype="video/mp4", content=CLIP)
+    mention, _ = harness.slack.mention(
+        "C0PUBLIC", f"{BOT} a launch teaser", user="U0ALICE", file_ids=[clip]
+    )
+    assert (await harness.event(mention)).status_code == 200
+    [result] = await until(lambda: results(harness, mention["ts"]), what="the first result")
+    [first] = harness.sandbox.creates
+    await settle(1.1)  # the next signature is at least a second younger
+    value = next(b["value"] for b in buttons(result) if b["action_id"] == "new_variation")
+    pressed = time.time()
+    assert (
+        await harness.action("new_variation", value, message_ts=result["ts"])
+    ).status_code == 200
+    await until(lambda: len(harness.sandbox.creates) == 2, what="the variation's create")
+    second = harness.sandbox.creates[1]
+    [old], [new] = first["attachments"], second["attachments"]
+    assert new["url"] != old["url"] and new["name"] == old["name"] == "Product demo"
+    assert _token_expiry(new["url"]) >= int(pressed) + FILE_TOKEN_SECONDS - 1
+    await until(lambda: len(harness.sandbox.fetches) == 2, what="Motion's second fetch")
+    assert [f.status for f in harness.sandbox.fetches] == [200, 200]
+
+
+async def test_slack_busy_about_a_file_says_nothing_was_started_and_what_to_do(
+    harness: Harness,
+) -> None:
+    await start_public(harness)
+    thread = await finished_thread(harness)
+    logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    harness.slack.fail_next("files.info", status=503)
+    said = await refused_reply(harness, thread, "use the logo", [logo])
+    assert "Try again in a minute" in said
+    assert harness.slack.downloads == []

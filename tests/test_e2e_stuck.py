@@ -453,3 +453,73 @@ async def test_the_stuck_timer_costs_no_statement_of_its_own_until_a_notice_is_d
         f"[statements per status call] before the notice {len(window_a) / polls_a:.1f},"
         f" after it {len(window_b) / polls_b:.1f}"
     )
+
+
+async def test_the_buttons_carry_specs_names_exactly(harness: Harness) -> None:
+    """SPEC names the buttons "Keep waiting", "Stop tracking", "Refine", "New variation" and
+    "Fresh link": that is what a person reads (and searches for), nothing added."""
+    await harness.start(**STUCK)
+    card = await stuck_job(harness)
+    notice = await first_notice(harness, card["ts"])
+    labels = {b["action_id"]: b["text"]["text"] for b in buttons(notice)}
+    assert labels == {"stuck_keep_waiting": "Keep waiting", "stop_tracking": "Stop tracking"}
+    [on_card] = buttons(current(harness, card))
+    assert on_card["text"]["text"] == "Stop tracking"
+    finished = await run_command(harness, "a quick teaser")
+    [result] = await until(lambda: results(harness, finished["ts"]), what="the result")
+    labels = {b["action_id"]: b["text"]["text"] for b in buttons(result)}
+    assert {k: v for k, v in labels.items() if k != "download"} == {
+        "refine": "Refine", "new_variation": "New variation", "fresh_link": "Fresh link",
+    }  # fmt: skip
+
+
+async def test_a_mention_jobs_notice_and_card_are_told_apart_and_its_card_is_edited(
+    harness: Harness,
+) -> None:
+    """A job started by an @mention: its thread's parent is the person's message, its card the
+    app's first reply. The notice comes in that thread; a stop from the notice rewrites the
+    notice and edits the card (never the person's message)."""
+    await harness.start(**STUCK)
+    harness.sandbox.plan_next(NEVER)
+    mention, _ = harness.slack.mention("C0PUBLIC", "<@U0BOT> a slow teaser", user="U0ALICE")
+    assert (await harness.event(mention)).status_code == 200
+    [card] = await until(lambda: harness.bot_replies(mention["ts"])[:1], what="the card")
+    notice = await until(
+        lambda: notices(harness, mention["ts"])[:1], timeout=10, what="the stuck notice"
+    )
+    notice = notice[0]
+    assert notice["ts"] != card["ts"]
+    await press(harness, notice, "stop_tracking", user="U0ALICE")
+    await until(lambda: stop_posts(harness, mention["ts"]), what="the stop message")
+    await until(
+        lambda: STOPPED_WORDS in current(harness, card)["text"], what="the card, a reply, edited"
+    )
+    await until(
+        lambda: "chose to stop tracking" in current(harness, notice)["text"],
+        what="the notice rewritten",
+    )
+    assert current(harness, mention)["text"] == mention["text"]  # the person's own message
+    assert buttons(current(harness, card)) == []
+    await assert_polling_ended(harness)
+
+
+async def test_stop_on_a_mention_jobs_card_edits_the_card_not_as_a_notice(
+    harness: Harness,
+) -> None:
+    await harness.start(STUCK_AFTER_MINUTES="60")
+    harness.sandbox.plan_next(NEVER)
+    mention, _ = harness.slack.mention("C0PUBLIC", "<@U0BOT> a slow teaser", user="U0ALICE")
+    assert (await harness.event(mention)).status_code == 200
+    [card] = await until(
+        lambda: [m for m in harness.bot_replies(mention["ts"])[:1] if buttons(m)],
+        what="the card with Stop tracking",
+    )
+    await press(harness, card, "stop_tracking", user="U0ALICE")
+    edited = await until(
+        lambda: STOPPED_WORDS in current(harness, card)["text"] and current(harness, card),
+        what="the card saying it was stopped",
+    )
+    assert "chose to stop tracking" not in edited["text"]  # not rewritten as a notice
+    assert NO_CANCEL_WORDS in edited["text"] and buttons(edited) == []
+    assert current(harness, mention)["text"] == mention["text"]
+    await assert_polling_ended(harness)

@@ -313,3 +313,48 @@ async def test_without_public_url_v_is_404_and_fresh_link_answers_privately(
     assert current != download_button(result)
     assert "&amp;" in current.replace("&", "&amp;")  # the URL has a query to escape
     assert f"<{current.replace('&', '&amp;')}>" in told.params["text"]  # escaped, as Slack wants
+
+
+async def test_a_lasting_link_never_redirects_to_anything_but_a_web_address(
+    harness: Harness,
+) -> None:
+    await start_public(harness)
+    harness.sandbox.download_base = "javascript:alert(document.domain)//"  # Motion gone wrong
+    _, result = await finished(harness)
+    async with httpx.AsyncClient(timeout=10) as web:
+        answer = await web.get(download_button(result))
+    assert answer.status_code == 502
+    assert "location" not in answer.headers
+    assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize("body", ["[]", '{"status": 7, "output": "x"}'])
+async def test_an_odd_status_answer_gives_a_plain_page_not_a_crash(
+    harness: Harness, body: str
+) -> None:
+    await start_public(harness)
+    _, result = await finished(harness)
+    await settle(5.2)  # past the few seconds a status answer is kept
+    harness.sandbox.fault("status", status=200, body=body, times=50)
+    async with httpx.AsyncClient(timeout=20) as web:
+        answer = await web.get(download_button(result))
+    assert answer.status_code in (302, 502), answer.text
+    assert "Traceback" not in answer.text and "Internal Server Error" not in answer.text
+
+
+async def test_a_mention_jobs_video_goes_into_the_mentions_thread_once(harness: Harness) -> None:
+    """The card of a mention job is a reply; the thread's parent is the person's message, so
+    the video is completed into that thread (thread_ts = the message), after the result."""
+    harness.sandbox.plan_next(JobPlan(**{**FAST_PLAN.__dict__, "video_bytes": 200_000}))
+    await harness.start(UPLOAD_MAX_MB="1")
+    mention, _ = harness.slack.mention("C0PUBLIC", "<@U0BOT> a launch teaser", user="U0ALICE")
+    assert (await harness.event(mention)).status_code == 200
+    [result] = await until(lambda: results(harness, mention["ts"]), what="the result")
+    [video] = await until(
+        lambda: harness.slack.shared_files("C0PUBLIC", mention["ts"]), what="the video"
+    )
+    await settle(1.0)
+    assert len(harness.slack.shared_files("C0PUBLIC", mention["ts"])) == 1
+    assert float(video["ts"]) > float(result["ts"])
+    [complete] = ok_calls(harness, "files.completeUploadExternal")
+    assert complete.params["thread_ts"] == mention["ts"]

@@ -108,3 +108,26 @@ async def test_a_download_is_streamed_and_refused_past_the_cap_or_in_a_redirect_
         finally:
             await files.aclose()
             await small.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://files.slack.com/x", True), ("https://FILES.Slack.COM./x", True),
+        ("https://files.slack.com:443/x", True), ("https://files.slack.com:8443/x", False),
+        ("https://files.slack.com@evil.example/x", False),
+        ("https://files.slack.com\\@evil.example/x", False),
+        ("https://evil.example#@files.slack.com/x", False),
+        ("https://evil.example?.files.slack.com/x", False),
+        ("https://user:pw@files.slack.com/x", False), ("https://evilslack.com/x", False),
+        ("https://evil.example\t.slack.com/x", False), ("ftp://files.slack.com/x", False),
+        ("https://files.slack.com\u3002evil.example/x", False),  # an ideographic full stop
+        ("https://files.slack.com%2eevil.example/x", False),
+        ("http://127.0.0.1:9/x", True), ("http://127.0.0.1:10/x", False),
+        ("http://127.0.0.1/x", False), ("https://127.0.0.1:9/x", True),
+    ],
+)  # fmt: skip
+def test_the_token_goes_only_to_the_exact_host_and_port_the_request_reaches(
+    url: str, allowed: bool
+) -> None:
+    assert SlackFiles("xoxb-x", "http://127.0.0.1:9/api/").may_receive_token(url) is allowed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot import messages
 from bot.file_links import FileLinks
@@ -63,6 +64,15 @@ class FileIntake:
             )
             for file in files
         )
+
+
+def signed_again(request: MotionRequest, links: FileLinks) -> MotionRequest:
+    """The request as it is sent now: each Slack file's link signed at this moment, so a
+    run sent a day or more after its files were taken can still be fetched by Motion."""
+    if not request.files:
+        return request
+    files = tuple(replace(f, url=links.signed_again(f.url)) for f in request.files)
+    return replace(request, files=files)
 
 
 def with_files(

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bot import messages
 from bot.jobs.context import REACT_FAILED, REACT_SENT, JobContext, Step
+from bot.jobs.files import signed_again
 from bot.jobs.outcomes import Outcomes
 from bot.motion import (
     AuthenticationError,
@@ -74,6 +75,8 @@ class MotionCalls:
         ):  # fmt: skip
             return Step(0.0)  # no longer waiting (its job was stopped): nothing is sent
         request = MotionRequest.from_json(run.request)
+        if ctx.files is not None:  # file links live 24 h: sign them as the run goes out
+            request = signed_again(request, ctx.files.links)
         ctx.sending.add(run.id)
         try:
             if followup:

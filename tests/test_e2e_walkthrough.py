@@ -7,11 +7,16 @@ tracking on the variation's job."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
+import json
+import time
 from typing import Any
 
 import httpx
 
+from bot.links import FILE_TOKEN_SECONDS
 from bot.sandbox import JobPlan
 from tests.support.e2e import buttons, card_text, results, settle
 from tests.support.harness import FAST_PLAN, Harness, until
@@ -164,3 +169,34 @@ def current(h: Harness, message: dict[str, Any]) -> dict[str, Any]:
     found = h.slack.message("C0PUBLIC", message["ts"])
     assert found is not None
     return found
+
+
+def link_expiry(url: str) -> int:
+    """The expiry inside a PUBLIC_URL/files/<token> link (its payload is base64url JSON)."""
+    payload = url.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+
+
+async def test_new_variation_hands_motion_file_links_signed_at_the_click(harness: Harness) -> None:
+    """A file link lasts 24 hours from signing, and New variation may be pressed days later:
+    the variation's files must get links of their own, or Motion's fetch would meet a 403."""
+    port = free_port()
+    harness.sandbox.fetch_attachments = True
+    await harness.start(PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}")
+    logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    mention, _ = harness.slack.mention(
+        "C0PUBLIC", "<@U0BOT> a logo sting", user="U0ALICE", file_ids=[logo]
+    )
+    assert (await harness.event(mention)).status_code == 200
+    [result] = await until(lambda: results(harness, mention["ts"]), what="the result")
+    await asyncio.sleep(2.1)  # expiries are whole seconds: let the clock move on
+    clicked = time.time()
+    await press(harness, result, "new_variation")
+    await until(lambda: harness.sandbox.count("create") == 2, what="the variation's create")
+
+    first, second = (c["attachments"][0]["url"] for c in harness.sandbox.creates)
+    assert second != first
+    assert link_expiry(second) >= int(clicked) + FILE_TOKEN_SECONDS
+    assert link_expiry(second) > link_expiry(first)
+    await until(lambda: len(harness.sandbox.fetches) == 2, what="Motion's second fetch")
+    assert [f.status for f in harness.sandbox.fetches] == [200, 200]

@@ -122,6 +122,26 @@ async def test_a_reply_with_a_file_is_refused_with_what_to_do_instead_and_nothin
     assert harness.slack.calls("files.info") == [] and harness.slack.downloads == []
 
 
+async def test_a_mention_with_a_file_is_refused_privately_in_its_thread_and_starts_no_job(
+    harness: Harness,
+) -> None:
+    await start_socket(harness)
+    logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    mention, twin = harness.slack.mention(
+        "C0PUBLIC", f"{BOT} a logo sting", user="U0ALICE", file_ids=[logo]
+    )
+    for event in (mention, twin):
+        await send_event(harness, event)
+    [told] = await until(lambda: harness.posts("chat.postEphemeral"), what="the private answer")
+    assert told.params["user"] == "U0ALICE" and told.params["thread_ts"] == mention["ts"]
+    assert "PUBLIC_URL" in told.params["text"] and "--attach" in told.params["text"]
+    assert harness.bot_replies(mention["ts"]) == []  # said privately, nothing in the thread
+    await settle()
+    assert harness.sandbox.count("create") == 0
+    assert harness.bot.store.recent_jobs("T0001", "U0ALICE") == []
+    assert harness.slack.calls("files.info") == []
+
+
 async def test_a_mention_starts_a_job_whose_card_is_the_first_reply_in_its_thread(
     harness: Harness,
 ) -> None:
@@ -246,6 +266,12 @@ async def test_the_shortcut_opens_the_form_and_its_submission_starts_a_job(
     refused = await send(harness, "interactive", submission({"prompt": "", "channel": None}))
     assert refused["response_action"] == "errors"  # shown on the fields, in the ack
     assert set(refused["errors"]) >= {"prompt", "channel"}
+    picked = harness.slack.add_file(
+        title="logo.png", mimetype="image/png", content=PNG, channel=None, for_app=True
+    )
+    answers = {"prompt": "a teaser", "channel": "C0PUBLIC", "files": picked}
+    with_file = await send(harness, "interactive", submission(answers))
+    assert list(with_file["errors"]) == ["files"] and "PUBLIC_URL" in with_file["errors"]["files"]
     answers = {"prompt": "a teaser from the form", "channel": "C0PUBLIC", "aspect": "1:1"}
     closed = await send(harness, "interactive", submission(answers))
     assert "response_action" not in closed  # the modal closes

@@ -225,6 +225,7 @@ class Tryout:
         self.args, self.out = args, out
         self.changes: asyncio.Queue[Change] = asyncio.Queue()
         self.sandbox: MotionSandbox | None = None  # the app's own, once it is built
+        self.fetches_shown = 0
 
     async def run(self) -> str | None:
         """Run the whole session; returns why it failed, or None when the last result is in."""
@@ -329,7 +330,7 @@ class Tryout:
             self.terminal.show(change)
             if change.kind == "posted" and change.message.get("ts") == mention["ts"]:
                 break
-        print(f"        {attachment.line()}", file=self.out)
+        print(f"        {attachment.line()}", file=self.out, flush=True)
         for event in (mention, twin):
             body = json.dumps(slack.event_callback(event))
             answer = await http.post(
@@ -344,14 +345,14 @@ class Tryout:
     def show_fetches(self) -> None:
         """What Motion (the sandbox) fetched through PUBLIC_URL/files/: not shown in Slack, but
         the proof that a file travelled Slack → app → Motion."""
-        for fetch in list(self.sandbox.fetches if self.sandbox is not None else ()):
-            name = self.args.attachment.name if self.args.attachment else "a file"
+        fetches = list(self.sandbox.fetches) if self.sandbox is not None else []
+        name = self.args.attachment.name if self.args.attachment else "a file"
+        for fetch in fetches[self.fetches_shown :]:  # (appended on the sandbox's thread)
             self.terminal.say(
                 f"(behind the scenes) Motion fetched {name} from {fetch.url[:60]}…: "
                 f"{fetch.status}, {fetch.content_type}, {fetch.size} bytes"
             )
-        if self.sandbox is not None:
-            self.sandbox.fetches.clear()
+        self.fetches_shown = len(fetches)
 
     async def until_result(self, *, run: int) -> tuple[str, str | None]:
         """Print changes until run `run`'s result is posted (then a moment more): (the thread,

@@ -90,6 +90,12 @@ def kind_of(message: dict[str, Any]) -> str | None:
     return ((message.get("metadata") or {}).get("event_payload") or {}).get("kind")
 
 
+def current(h: Harness, message: dict[str, Any]) -> dict[str, Any]:
+    found = h.slack.message("C0PUBLIC", message["ts"])
+    assert found is not None
+    return found
+
+
 def ephemeral_texts(h: Harness, user: str) -> list[str]:
     return [r["text"] for r in h.slack.responses if r["tag"] == f"action-{user}"] + [
         c.params["text"] for c in h.posts("chat.postEphemeral") if c.params["user"] == user
@@ -202,7 +208,9 @@ async def test_the_result_links_motion_and_fresh_link_answers_privately_and_vide
     assert len(harness.slack.shared_files("C0PUBLIC", card["ts"])) == 1
 
 
-async def test_a_stuck_notice_appears_and_stop_tracking_works(harness: Harness) -> None:
+async def test_a_stuck_notice_appears_keep_waiting_asks_again_and_stop_tracking_works(
+    harness: Harness,
+) -> None:
     await start_socket(harness, STUCK_AFTER_MINUTES="0.01")
     harness.sandbox.plan_next(NEVER)
     card = await socket_job(harness, "a slow teaser")
@@ -214,9 +222,20 @@ async def test_a_stuck_notice_appears_and_stop_tracking_works(harness: Harness) 
     assert "Run 1 is still not finished" in notice["text"]
     assert [b["action_id"] for b in buttons(notice)] == ["stuck_keep_waiting", "stop_tracking"]
 
-    assert (
-        await send(harness, "interactive", button_payload(harness, notice, "stop_tracking")) == {}
+    keep = button_payload(harness, notice, "stuck_keep_waiting", user="U0BOB")
+    assert await send(harness, "interactive", keep) == {}
+    await until(
+        lambda: "<@U0BOB> chose to keep waiting" in current(harness, notice)["text"],
+        what="the notice saying who chose to keep waiting",
     )
+    assert buttons(current(harness, notice)) == []
+    later = await until(
+        lambda: [m for m in harness.bot_replies(card["ts"]) if kind_of(m) == "stuck_notice"][1:],
+        timeout=10,
+        what="the second notice, as long again later",
+    )
+    stop = button_payload(harness, later[0], "stop_tracking")
+    assert await send(harness, "interactive", stop) == {}
     [said] = await until(
         lambda: [m for m in harness.bot_replies(card["ts"]) if kind_of(m) == "tracking_stopped"],
         what="the stop message",

@@ -383,10 +383,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT, help="what /motion gets")
     parser.add_argument("--followup", metavar="TEXT", help="then reply in the job's thread")
-    parser.add_argument(
+    attach = parser.add_mutually_exclusive_group()
+    attach.add_argument(
         "--file", metavar="PATH", type=Path, help="attach this file (the prompt is then @motion …)"
     )
-    parser.add_argument(
+    attach.add_argument(
         "--with-file", action="store_true", help="attach a built-in sample image (48×48 PNG)"
     )
     parser.add_argument("--fast", action="store_true", help="sandbox runs of about a second")

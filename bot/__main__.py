@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(".env", override=False)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(
-            "usage: python -m bot [check | try [PROMPT] [--followup TEXT]]\n"
+            "usage: python -m bot [check | try [PROMPT] [--followup TEXT] [--file PATH | --with-file]]\n"
             "  (no argument) run the app\n"
             "  check  check the configuration\n"
             "  try    run the app against a local Slack stand-in and the sandbox, and watch"

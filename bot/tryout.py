@@ -4,6 +4,11 @@ The real app (listeners, service, poller, outbox) runs against a local stand-in 
 workspace (`bot.slack_standin`) and the Motion sandbox. This module plays the person: it sends
 `/motion <prompt>` (and a thread reply) signed as Slack signs them, and prints what the channel
 shows as it changes.
+
+PUBLIC_URL is the app's own loopback address, so the Slack-native side works with no setup: the
+result links point at the app (`/v/`), and with `--file` / `--with-file` the prompt is an
+@mention carrying a file (a slash command cannot carry one), which the sandbox fetches through
+`PUBLIC_URL/files/<token>` exactly as Motion would.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import mimetypes
 import re
 import secrets
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
@@ -29,7 +39,7 @@ from bot import logs
 from bot.app import MotionBot
 from bot.config import Settings
 from bot.messages import SANDBOX_NOTE
-from bot.sandbox import JobPlan
+from bot.sandbox import JobPlan, MotionSandbox
 from bot.slack_standin import SlackStandIn, signed
 from bot.slack_workspace import Change
 
@@ -128,7 +138,11 @@ class Terminal:
         elif change.kind in ("posted", "edited") and kind_of(message) == "card":
             line = card_line(message, self.names)
             if self.cards.get(message["ts"]) != line:
-                self.say(("card posted: " if change.kind == "posted" else "card edited: ") + line)
+                reply = message.get("thread_ts") not in (None, message["ts"])
+                head = ("  ↳ " if reply else "") + (
+                    "card posted: " if change.kind == "posted" else "card edited: "
+                )
+                self.say(head + line)
                 self.cards[message["ts"]] = line
         elif change.kind == "posted":
             thread = message.get("thread_ts") not in (None, message["ts"])
@@ -138,14 +152,64 @@ class Terminal:
             self.say(f"{head}:", message_lines(message, self.names))
 
 
-def try_settings(slack_api_url: str, directory: Path, *, fast: bool, verbose: bool) -> Settings:
-    """Settings for the stand-in, made up here: nothing is read from the environment."""
+@dataclass(frozen=True)
+class Attachment:
+    """The file the person attaches to the prompt (`--file`, or the sample of `--with-file`)."""
+
+    name: str
+    mimetype: str
+    content: bytes
+
+    @classmethod
+    def from_path(cls, path: Path) -> Attachment:
+        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return cls(path.name, mimetype, path.read_bytes())
+
+    def line(self) -> str:
+        return f"📎 {self.name} ({_size(len(self.content))}, {self.mimetype})"
+
+
+def sample_image() -> Attachment:
+    """A 48×48 PNG drawn here (a diagonal gradient), so `--with-file` needs no file of its own."""
+    side = 48
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(side) for v in (x * 5, y * 5, 160)) for y in range(side)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return Attachment("sample-logo.png", "image/png", png)
+
+
+def _size(length: int) -> str:
+    return f"{length} bytes" if length < 1000 else f"{length / 1000:.0f} kB"
+
+
+def free_port() -> int:
+    """A loopback port nobody holds now: PUBLIC_URL must be known before the app starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def try_settings(
+    slack_api_url: str, directory: Path, *, fast: bool, verbose: bool, port: int = 0
+) -> Settings:
+    """Settings for the stand-in, made up here: nothing is read from the environment. With a
+    `port`, PUBLIC_URL is the app's own loopback address there (plain http, as config allows)."""
+    public = {"PUBLIC_URL": f"http://127.0.0.1:{port}"} if port else {}
     return Settings.from_env(
         {
             "SLACK_BOT_TOKEN": f"xoxb-try-{secrets.token_hex(12)}",
             "SLACK_SIGNING_SECRET": secrets.token_hex(16),
             "SLACK_API_URL": slack_api_url,
-            "PORT": "0",
+            "PORT": str(port),
+            **public,
             "DATABASE_URL": f"sqlite:///{directory / 'motion-bot.db'}",
             "POLL_INITIAL_SECONDS": "0.2" if fast else "1",
             "POLL_MAX_SECONDS": "0.4" if fast else "2",
@@ -160,6 +224,8 @@ class Tryout:
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self.args, self.out = args, out
         self.changes: asyncio.Queue[Change] = asyncio.Queue()
+        self.sandbox: MotionSandbox | None = None  # the app's own, once it is built
+        self.fetches_shown = 0
 
     async def run(self) -> str | None:
         """Run the whole session; returns why it failed, or None when the last result is in."""
@@ -171,7 +237,11 @@ class Tryout:
 
         with tempfile.TemporaryDirectory() as directory, SlackStandIn() as slack:
             settings = try_settings(
-                slack.base_url, Path(directory), fast=self.args.fast, verbose=self.args.verbose
+                slack.base_url,
+                Path(directory),
+                fast=self.args.fast,
+                verbose=self.args.verbose,
+                port=free_port(),
             )
             slack.bot_token = settings.slack_bot_token
             slack.observe(heard)
@@ -179,6 +249,11 @@ class Tryout:
                 settings.log_level, [settings.slack_bot_token, settings.slack_signing_secret]
             )
             bot = MotionBot.build(settings, sandbox_plan=FAST_PLAN if self.args.fast else PLAN)
+            self.sandbox = bot.sandbox_thread.sandbox if bot.sandbox_thread else None
+            if self.sandbox is not None and self.args.attachment is not None:
+                # fetch attachments as Motion does (only then: an --attach link to the internet
+                # would otherwise fail offline), proving PUBLIC_URL/files/ end to end
+                self.sandbox.fetch_attachments = True
             try:
                 await bot.start()
                 async with httpx.AsyncClient(timeout=10) as http:
@@ -198,19 +273,25 @@ class Tryout:
         self.terminal = Terminal(self.out, names, time.monotonic())
         secret = settings.slack_signing_secret or ""
         self.terminal.say(f"#{CHANNEL_NAME} · a local stand-in for Slack, Motion in sandbox mode")
-        self.terminal.say(f"{USER_NAME}: /motion {self.args.prompt}")
-        fields = slack.slash_command("/motion", self.args.prompt, channel=CHANNEL, user=USER)
-        body = urlencode(fields)
-        ack = await http.post(
-            f"{app}/slack/events",
-            content=body,
-            headers=signed(body, secret, "application/x-www-form-urlencoded"),
-        )
-        if ack.status_code != 200:
-            return f"the app answered the command with HTTP {ack.status_code}"
-        if ack.headers.get("content-type", "").startswith("application/json"):
-            self.terminal.say("(only you can see this)", message_lines(ack.json(), names))
+        if self.args.attachment is not None:
+            failure = await self.mention(slack, http, app, secret, self.args.attachment)
+            if failure:
+                return failure
+        else:
+            self.terminal.say(f"{USER_NAME}: /motion {self.args.prompt}")
+            fields = slack.slash_command("/motion", self.args.prompt, channel=CHANNEL, user=USER)
+            body = urlencode(fields)
+            ack = await http.post(
+                f"{app}/slack/events",
+                content=body,
+                headers=signed(body, secret, "application/x-www-form-urlencoded"),
+            )
+            if ack.status_code != 200:
+                return f"the app answered the command with HTTP {ack.status_code}"
+            if ack.headers.get("content-type", "").startswith("application/json"):
+                self.terminal.say("(only you can see this)", message_lines(ack.json(), names))
         card_ts, failure = await self.until_result(run=1)
+        self.show_fetches()
         if failure or not self.args.followup:
             return failure
         event = slack.thread_reply(CHANNEL, self.args.followup, user=USER, thread_ts=card_ts)
@@ -221,10 +302,61 @@ class Tryout:
         )
         if answer.status_code != 200:
             return f"the app answered the thread reply with HTTP {answer.status_code}"
-        return (await self.until_result(run=2))[1]
+        failure = (await self.until_result(run=2))[1]
+        self.show_fetches()
+        return failure
+
+    async def mention(
+        self,
+        slack: SlackStandIn,
+        http: httpx.AsyncClient,
+        app: str,
+        secret: str,
+        attachment: Attachment,
+    ) -> str | None:
+        """The prompt as a message that @mentions the app with the file, as a person sends it:
+        Slack delivers the `app_mention` event and its `message` twin; returns why not, or None."""
+        file_id = slack.add_file(
+            title=attachment.name,
+            mimetype=attachment.mimetype,
+            content=attachment.content,
+            user=USER,
+            channel=CHANNEL,
+        )
+        text = f"<@{slack.bot_user_id}> {self.args.prompt}"
+        mention, twin = slack.mention(CHANNEL, text, user=USER, file_ids=[file_id])
+        while True:  # the message itself, then its file under it
+            change = await self.changes.get()
+            self.terminal.show(change)
+            if change.kind == "posted" and change.message.get("ts") == mention["ts"]:
+                break
+        print(f"        {attachment.line()}", file=self.out, flush=True)
+        for event in (mention, twin):
+            body = json.dumps(slack.event_callback(event))
+            answer = await http.post(
+                f"{app}/slack/events",
+                content=body,
+                headers=signed(body, secret, "application/json"),
+            )
+            if answer.status_code != 200:
+                return f"the app answered the mention with HTTP {answer.status_code}"
+        return None
+
+    def show_fetches(self) -> None:
+        """What Motion (the sandbox) fetched through PUBLIC_URL/files/: not shown in Slack, but
+        the proof that a file travelled Slack → app → Motion."""
+        fetches = list(self.sandbox.fetches) if self.sandbox is not None else []
+        name = self.args.attachment.name if self.args.attachment else "a file"
+        for fetch in fetches[self.fetches_shown :]:  # (appended on the sandbox's thread)
+            self.terminal.say(
+                f"(behind the scenes) Motion fetched {name} from {fetch.url[:60]}…: "
+                f"{fetch.status}, {fetch.content_type}, {fetch.size} bytes"
+            )
+        self.fetches_shown = len(fetches)
 
     async def until_result(self, *, run: int) -> tuple[str, str | None]:
-        """Print changes until run `run`'s result is posted (then a moment more): (card, why not)."""
+        """Print changes until run `run`'s result is posted (then a moment more): (the thread,
+        why not); a mention's card is a reply, so its thread is the mention's."""
         card_ts, failure, done = "", None, False
         while not done:
             change = await self.changes.get()
@@ -232,7 +364,7 @@ class Tryout:
             message, kind = change.message, kind_of(change.message)
             run_of = ((message.get("metadata") or {}).get("event_payload") or {}).get("run")
             if change.kind == "posted" and kind == "card":
-                card_ts = message["ts"]
+                card_ts = message.get("thread_ts") or message["ts"]
             elif change.kind == "posted" and kind == "result" and run_of in (run, None):
                 done = True
             elif change.kind == "posted" and kind in FAILED_KINDS:
@@ -251,10 +383,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT, help="what /motion gets")
     parser.add_argument("--followup", metavar="TEXT", help="then reply in the job's thread")
+    attach = parser.add_mutually_exclusive_group()
+    attach.add_argument(
+        "--file", metavar="PATH", type=Path, help="attach this file (the prompt is then @motion …)"
+    )
+    attach.add_argument(
+        "--with-file", action="store_true", help="attach a built-in sample image (48×48 PNG)"
+    )
     parser.add_argument("--fast", action="store_true", help="sandbox runs of about a second")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")
     parser.add_argument("--verbose", action="store_true", help="show the app's log")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.attachment = None
+    if args.file is not None:
+        try:
+            args.attachment = Attachment.from_path(args.file)
+        except OSError as exc:
+            parser.error(f"--file {args.file}: {exc.strerror.lower() if exc.strerror else exc}")
+    elif args.with_file:
+        args.attachment = sample_image()
+    return args
 
 
 def main(argv: list[str], out: TextIO = sys.stdout) -> int:

@@ -59,6 +59,44 @@ def test_try_shows_a_job_and_its_followup_with_no_configuration(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []  # nothing left behind in the working directory
 
 
+def test_try_with_file_mentions_the_app_with_an_image_that_motion_fetches_through_the_app(
+    tmp_path: Path,
+) -> None:
+    """With a file, the prompt is an @mention (a slash command cannot carry files), the card is
+    the first reply in its thread, and Motion fetches the file through PUBLIC_URL/files/."""
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    done = run_try(tmp_path, "a logo sting", "--fast", "--file", str(logo), "--followup", "bigger")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    assert "alice:\n        @motion a logo sting\n        📎 logo.png (2 kB, image/png)" in out
+    assert "  ↳ card posted: 🎬 Motion video for @alice · > a logo sting" in out
+    assert "Motion fetched logo.png from http://127.0.0.1:" in out and "/files/" in out
+    assert "200, image/png, 2056 bytes" in out
+    assert "Download: http://127.0.0.1:" in out and "/v/" in out  # PUBLIC_URL's lasting link
+    assert "📎 motion-run-1.mp4 (0.2 MB), plays in the thread" in out
+    assert "alice:\n        bigger" in out and "run 2 of your Motion video is ready." in out
+    assert out.index("card posted") < out.index("run 1 of your") < out.index("Motion fetched")
+
+
+def test_try_with_file_uses_a_built_in_sample_image(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "--fast", "--with-file")
+
+    assert done.returncode == 0, done.stderr
+    assert "📎 sample-logo.png (" in done.stdout and "image/png)" in done.stdout
+    assert "Motion fetched sample-logo.png from http://127.0.0.1:" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_try_with_a_file_that_is_not_there_says_so(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "--file", str(tmp_path / "missing.png"))
+
+    assert done.returncode == 2
+    assert "missing.png" in done.stderr and "no such file" in done.stderr
+
+
 def test_try_gives_up_with_a_reason_after_its_timeout(tmp_path: Path) -> None:
     done = run_try(tmp_path, "a slow one", "--timeout", "0.5")
 

@@ -225,10 +225,7 @@ class Admissions:
         ctx = self.ctx
         now = ctx.clock()
         spend = ctx.policy.spend(resolved.team_id, resolved.user_id, now, token)
-        asked = resolved.request  # an old request's file links may be past their 24 hours
-        if ctx.files is not None:
-            asked = ctx.files.renewed(asked, resolved.team_id)
-        request = asked.to_json()
+        request = resolved.request.to_json()
         try:
             if isinstance(ask, NewJobAsk):
                 created_job = ctx.store.create_job(

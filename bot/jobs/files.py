@@ -9,7 +9,6 @@ A good file becomes `PUBLIC_URL/files/<token>` (signed, 24 hours) with its name 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -62,22 +61,9 @@ class FileIntake:
                 name=within_limit(file.title, MAX_ATTACHMENT_NAME),
                 type=messages.file_kind(file.mimetype),
                 content_type=file.mimetype,
-                file_id=file.id,
             )
             for file in files
         )
-
-    def renewed(self, request: MotionRequest, team_id: str) -> MotionRequest:
-        """The request with a freshly signed link for each Slack file. A link lasts 24 hours
-        from signing, but an old request is sent again later (New variation, a retry, a
-        restart, a confirmed preview): each new run must hand Motion links of its own."""
-        if not request.files or not self.links.public_url:
-            return request
-        files = tuple(
-            dataclasses.replace(f, url=self.links.url_for(team_id, f.file_id)) if f.file_id else f
-            for f in request.files
-        )
-        return dataclasses.replace(request, files=files)
 
 
 def signed_again(request: MotionRequest, links: FileLinks) -> MotionRequest:

@@ -24,7 +24,6 @@ class FileAttachment:
     name: str | None = None
     type: str | None = None  # image | video | audio | file
     content_type: str | None = None
-    file_id: str | None = None  # the Slack file, so a later run can sign a link of its own
 
     def to_body(self) -> dict[str, str]:
         item = {"url": self.url}
@@ -40,15 +39,11 @@ class FileAttachment:
         return {
             "url": self.url, "name": self.name, "type": self.type,
             "content_type": self.content_type,
-            **({"file_id": self.file_id} if self.file_id else {}),
         }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FileAttachment:
-        return cls(
-            data["url"], data.get("name"), data.get("type"), data.get("content_type"),
-            data.get("file_id"),
-        )  # fmt: skip
+        return cls(data["url"], data.get("name"), data.get("type"), data.get("content_type"))
 
 
 @dataclass(frozen=True)

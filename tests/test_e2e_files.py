@@ -593,3 +593,24 @@ async def test_slack_busy_about_a_file_says_nothing_was_started_and_what_to_do(
     said = await refused_reply(harness, thread, "use the logo", [logo])
     assert "Try again in a minute" in said
     assert harness.slack.downloads == []
+
+
+async def test_a_files_info_slower_than_slacks_ack_window_is_answered_within_it(
+    harness: Harness,
+) -> None:
+    """files.info is asked before the ack (a refused file must start nothing), so a slow
+    Slack must not hold the answer past Slack's 3 seconds: it is told to try again."""
+    await start_public(harness)
+    thread = await finished_thread(harness)
+    logo = harness.slack.add_file(title="logo", mimetype="image/png", content=PNG)
+    harness.slack.fail_next("files.info", delay=6.0)
+    before = len(harness.bot_replies(thread))
+    started = time.monotonic()
+    reply = await reply_with_files(harness, thread, "use the logo", [logo])
+    acked = time.monotonic() - started
+    assert acked < 3.0  # Slack's own bound (the app's is 2 s); the slow answer takes 6 s
+    [said] = await until(lambda: harness.bot_replies(thread)[before:], what="the answer")
+    assert "Nothing was started" in said["text"] and "Try again in a minute" in said["text"]
+    await until(lambda: "x" in harness.slack.reactions("C0PUBLIC", reply["ts"]))
+    assert harness.slack.downloads == []
+    assert harness.sandbox.count("followup") == 0

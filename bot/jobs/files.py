@@ -27,6 +27,9 @@ class FileRefused(Exception):
         self.message = message
 
 
+INTAKE_SECONDS = 2.0  # files.info at intake; the rest of Slack's 3-s acknowledgement is ours
+
+
 class FileIntake:
     def __init__(self, links: FileLinks) -> None:
         self.links = links
@@ -39,9 +42,13 @@ class FileIntake:
             return ()
         if not self.links.public_url:
             raise FileRefused(messages.no_public_url_for_files())
-        found = await asyncio.gather(
+        asking = asyncio.gather(
             *(self.links.files.info(file_id) for file_id in file_ids), return_exceptions=True
         )
+        try:  # the answer to Slack waits on this: Slack retries a delivery unanswered in 3 s
+            found = await asyncio.wait_for(asking, INTAKE_SECONDS)
+        except TimeoutError:
+            raise FileRefused(messages.files_busy()) from None
         files: list[SlackFile] = []
         for result in found:
             if isinstance(result, FileUnreadable):

@@ -486,3 +486,36 @@ async def test_status_calls_never_wait_behind_slow_writes(sandbox: ScriptedSandb
     assert [a.job_id for a in answers] == [job_id] * 5
     assert waited < 0.5  # not behind a single 1-second create
     assert client.peak_in_flight == 4
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """Keep-alive: a connection Motion (or a proxy) closed between two calls is noticed by the
+    pool's readability check before the next call, which goes out on a new connection; the
+    call made on the dead one would fail as "Motion did not answer"."""
+    connections = 0
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 41\r\n\r\n"
+        b'{"job_id": "job_1", "status": "running"}\n'
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)  # keep-alive by HTTP/1.1's default, then closed at once
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = MotionClient(f"http://127.0.0.1:{port}{BASE_PATH}", KEY, timeout=2.0)
+    try:
+        first = await client.status("job_1")
+        await asyncio.sleep(0.2)  # the server's FIN arrives: the idle socket turns readable
+        second = await client.status("job_1")
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert first.status == second.status == "running"
+    assert connections == 2

@@ -511,3 +511,30 @@ def test_a_database_from_before_m002_keeps_its_cards_and_loses_only_dead_columns
         ("channel_id", "thread_ts"),
     }
     store.close()
+
+
+# ---------------------------------------------------------------- the poller's read
+
+
+def test_job_and_runs_reads_the_job_and_its_runs_in_order_in_one_statement(store: Store) -> None:
+    job_id, first = new_job(store)
+    second = followup(store, job_id, "2.2")
+    assert second is not None
+    other, _ = new_job(store, channel="C2", thread_ts="3.3")  # its runs must not mix in
+    statements = []
+    execute = store.backend.execute
+
+    def counted(sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return execute(sql, params)
+
+    store.backend.execute = counted  # type: ignore[method-assign]
+    job, runs = store.job_and_runs(job_id)
+    store.backend.execute = execute  # type: ignore[method-assign]
+    assert len(statements) == 1
+    assert job == store.job(job_id)
+    assert runs == store.runs(job_id)
+    assert [r.id for r in runs] == [first, second]
+    assert [r.number for r in runs] == [1, 2]
+    assert store.job_and_runs(other)[1] == store.runs(other)
+    assert store.job_and_runs(999_999) == (None, [])

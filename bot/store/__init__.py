@@ -19,6 +19,8 @@ from bot.store.models import (
     Run,
     RunKind,
     RunState,
+    job_from_row,
+    run_from_row,
 )
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
@@ -44,9 +46,25 @@ class Store(JobRows, RunRows, OutboxRows, UsageRows, StopRows):
     file path."""
 
     def job_and_runs(self, job_id: int) -> tuple[Job | None, list[Run]]:
-        """The job and its runs, as a look at it starts (one call off the loop for both)."""
-        job = self.job(job_id)
-        return job, (self.runs(job_id) if job is not None else [])
+        """The job and its runs, as a look at it starts (one call off the loop for both): one
+        statement, so one round trip on the poller's hot path and one view of both. A row per
+        run (one with NULL run columns when it has none); the job's columns come first."""
+        result = self.backend.execute(
+            "SELECT jobs.*, 1 AS runs_follow, runs.* FROM jobs LEFT JOIN runs"
+            " ON runs.job_id = jobs.id WHERE jobs.id = ? ORDER BY runs.number",
+            (job_id,),
+        )
+        if not result.rows:
+            return None, []
+        split = result.names.index("runs_follow")
+        job_names, run_names = result.names[:split], result.names[split + 1 :]
+        job = job_from_row(dict(zip(job_names, result.rows[0][:split], strict=True)))
+        runs = [
+            run_from_row(dict(zip(run_names, row[split + 1 :], strict=True)))
+            for row in result.rows
+            if row[split + 1] is not None  # runs.id: NULL when the job has no run yet
+        ]
+        return job, runs
 
 
 __all__ = [

@@ -166,11 +166,14 @@ def _use_motion_network(client: httpx.AsyncClient) -> None:
     connections on `MotionNetwork`, which answers the pool's "closed by the server?" check
     cheaply. httpx has no parameter for httpcore's `network_backend`; the pool reads this
     attribute only when it opens a connection, and none is open yet."""
-    transport = client._transport
-    if isinstance(transport, httpx.AsyncHTTPTransport):
-        pool = transport._pool
-        if isinstance(pool, httpcore.AsyncConnectionPool):
-            pool._network_backend = MotionNetwork()
+    transport = getattr(client, "_transport", None)  # private: a later httpx may rename it
+    pool = (
+        getattr(transport, "_pool", None)
+        if isinstance(transport, httpx.AsyncHTTPTransport)
+        else None
+    )
+    if isinstance(pool, httpcore.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
+        pool._network_backend = MotionNetwork()  # else httpcore's own backend: slower, correct
 
 
 def _raise_for(response: httpx.Response, *, write: bool) -> Any:

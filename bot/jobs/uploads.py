@@ -40,7 +40,6 @@ class Uploads:
         self.urls = urls
         self.downloader = downloader
         self._running: dict[int, asyncio.Task[None]] = {}  # post id → its upload here
-        self._looked: set[int] = set()  # jobs this process has looked at for uploads
         self._waiting: set[int] = set()  # jobs with an upload another instance may be running
 
     @property
@@ -50,9 +49,8 @@ class Uploads:
     def kick(self, job: Job) -> float | None:
         """Start the job's due uploads whose turn has come; returns when to look again (an
         upload another instance may still be running), or None."""
-        if not job.pending_posts and job.id in self._looked and job.id not in self._waiting:
-            return None
-        self._looked.add(job.id)
+        if not job.pending_posts and job.id not in self._waiting:
+            return None  # an open upload keeps the flag raised (`clear_pending_posts`)
         self._waiting.discard(job.id)
         store, now = self.ctx.store, self.ctx.clock()
         uploads = store.open_uploads(job.id)

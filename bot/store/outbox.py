@@ -26,12 +26,14 @@ class OutboxRows(Connection):
         ]
 
     def clear_pending_posts(self, job_id: int) -> None:
-        """Lower the job's "posts to send" flag, unless a post was added meanwhile. Uploads
-        do not hold it up: they run on their own (a restart finds them through `resume_all`)."""
+        """Lower the job's "posts to send" flag, unless a post was added meanwhile. A video
+        still to upload keeps it raised, so whichever instance looks at the job next (after
+        a takeover too) knows to look for it, and a look at any other job costs no statement
+        for uploads. Uploads do not hold the other posts up: they run on their own."""
         self._change(
             "UPDATE jobs SET pending_posts = 0 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM posts"
-            " WHERE job_id = ? AND state IN ('due', 'sending') AND kind != ?)",
-            (job_id, job_id, UPLOAD_KIND),
+            " WHERE job_id = ? AND state IN ('due', 'sending'))",
+            (job_id, job_id),
         )
 
     def open_uploads(self, job_id: int) -> list[Post]:

@@ -282,7 +282,22 @@ class Workspace(FileMethods, ViewMethods):
         ]
         top.sort(key=lambda m: ts_key(m["ts"]), reverse=True)
         limit = max(1, min(int(params.get("limit") or 100), 1000))
-        return {"messages": copy.deepcopy(top[:limit]), "has_more": len(top) > limit}
+        start = 0
+        if params.get("cursor"):  # Slack's cursor: the next (older) page starts at this ts
+            try:
+                after = base64.b64decode(params["cursor"]).decode().removeprefix("next_ts:")
+                start = next(i for i, m in enumerate(top) if m["ts"] == after)
+            except (ValueError, StopIteration):
+                raise SlackError("invalid_cursor") from None
+        page = top[start : start + limit]
+        answer: dict[str, Any] = {"messages": copy.deepcopy(page), "has_more": False}
+        if start + limit < len(top):  # as Slack: has_more comes with the cursor to go on
+            next_ts = top[start + limit]["ts"]
+            answer["has_more"] = True
+            answer["response_metadata"] = {
+                "next_cursor": base64.b64encode(f"next_ts:{next_ts}".encode()).decode()
+            }
+        return answer
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._member_channel(params.get("channel"))

@@ -898,3 +898,29 @@ async def test_a_lost_post_is_not_repeated_while_the_thread_cannot_be_checked(
     await settle(0.5)
     assert len(results(harness, card["ts"])) == 1
     assert len(harness.slack.calls("conversations.replies")) == 3
+
+
+async def test_a_card_whose_answer_was_lost_is_found_pages_back_in_a_busy_channel(
+    harness: Harness,
+) -> None:
+    """The card reached Slack but its answer was lost, and by the retry more than a page of
+    messages came after it (the 3-instance soak: a takeover 30 s later, ~120 cards later). The
+    app pages back through conversations.history and keeps that card: no second card."""
+    harness.sandbox.plan_next(JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.1))
+    await harness.start()
+    harness.slack.fail_next("chat.postMessage", drop="after")  # the card: posted, answer lost
+    harness.slack.fail_next("conversations.history", delay=1.0)  # time for the chatter below
+    response = await harness.command(PROMPT)
+    assert response.status_code == 200, response.text
+    [card] = await until(
+        lambda: [m for m in harness.cards() if m.get("metadata")], what="the card, posted"
+    )
+    for i in range(150):  # newer than the card: the first page of the history is all chatter
+        harness.slack.add_human_message("C0PUBLIC", f"chatter {i}")
+
+    await until(lambda: results(harness, card["ts"]), what="the result in the first card's thread")
+    await settle(0.5)
+    assert [m["ts"] for m in harness.cards() if m.get("metadata")] == [card["ts"]]
+    lookups = harness.slack.calls("conversations.history")
+    assert len(lookups) >= 2 and lookups[-1].params.get("cursor")
+    assert harness.sandbox.count("create") == 1

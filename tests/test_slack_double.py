@@ -313,6 +313,26 @@ async def test_replies_come_in_ts_order_with_metadata_and_pages(
     assert outside.response["error"] == "not_in_channel"
 
 
+async def test_history_comes_newest_first_in_pages_with_a_cursor(
+    slack: SlackDouble, client: AsyncWebClient
+) -> None:
+    old = await client.chat_postMessage(channel="C0PUBLIC", text="card")
+    newer = [slack.add_human_message("C0PUBLIC", f"chatter {i}") for i in range(3)]
+
+    first_page = await client.conversations_history(channel="C0PUBLIC", limit=2)
+    second_page = await client.conversations_history(
+        channel="C0PUBLIC", limit=2, cursor=first_page["response_metadata"]["next_cursor"]
+    )
+    bad = await slack_error(client.conversations_history(channel="C0PUBLIC", cursor="eA=="))
+
+    assert [m["ts"] for m in first_page["messages"]] == [newer[2], newer[1]]
+    assert first_page["has_more"] is True
+    assert [m["ts"] for m in second_page["messages"]] == [newer[0], old["ts"]]
+    assert second_page["has_more"] is False
+    assert "response_metadata" not in second_page
+    assert bad.response["error"] == "invalid_cursor"
+
+
 async def test_users_info(client: AsyncWebClient) -> None:
     alice = await client.users_info(user="U0ALICE")
     nobody = await slack_error(client.users_info(user="U0NOBODY"))

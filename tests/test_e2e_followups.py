@@ -470,6 +470,26 @@ async def test_a_reply_that_comes_before_slack_answers_for_the_card_is_taken(
     await assert_counts(harness, creates=1, followups=1, posts=2, reactions=2)
 
 
+async def test_a_mention_that_comes_before_slack_answers_for_the_card_is_a_followup(
+    harness: Harness,
+) -> None:
+    """The same as an `app_mention` in the card's thread: a followup of the job, not a second
+    job started in its thread."""
+    harness.slack.fail_next("chat.postMessage", answer_delay=1.0)
+    await harness.start()
+    await harness.command("a card Slack is slow to confirm")
+    card = (await until(lambda: harness.cards()))[0]
+    reply = harness.reply_event(card["ts"], "<@U0BOT> slower pace")
+    mention = {
+        k: reply[k] for k in ("type", "user", "text", "ts", "channel", "event_ts", "thread_ts")
+    }
+    mention["type"] = "app_mention"
+    assert (await harness.event(mention)).status_code == 200
+    await until(lambda: followup_prompts(harness) == ["slower pace"], what="the followup sent")
+    await until(lambda: len(ready_posts(harness, card["ts"])) == 2, what="run 2's result")
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
+
+
 async def test_a_reply_in_a_stopped_job_is_answered_not_left_waiting(harness: Harness) -> None:
     await harness.start()
     harness.sandbox.fault("status", status=404, body='{"error": "not_found"}', times=50)

@@ -62,8 +62,10 @@ class Mentions(Surfaces):
 
         if not file_ids:
             outcome = await take()
-            if outcome.kind == ReplyKind.IGNORED and await self.late_thread(channel_id, thread_ts):
-                outcome = await take()  # the card's answer came while the reply waited
+            if outcome.kind == ReplyKind.IGNORED:
+                job = await self.late_thread(channel_id, thread_ts)
+                if job is not None and job.state not in (JobState.NEW, JobState.ABANDONED):
+                    outcome = await take()  # its card's answer came while the reply waited
             return outcome
         if any(ctx.store.event_claimed(key) for key in event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info

@@ -446,7 +446,7 @@ async def test_a_reply_that_comes_before_slack_answers_for_the_card_is_taken(
 ) -> None:
     """The card is in the channel (people see it and reply) before Slack's answer, which
     carries the card's ts, reaches the app: the reply is queued, not ignored."""
-    harness.slack.fail_next("chat.postMessage", answer_delay=1.0)  # the card's answer is slow
+    harness.slack.fail_next("chat.postMessage", answer_delay=0.5)  # the card's answer is slow
     await harness.start()
     await harness.command("a card Slack is slow to confirm")
     card = (await until(lambda: harness.cards()))[0]
@@ -475,7 +475,7 @@ async def test_a_mention_that_comes_before_slack_answers_for_the_card_is_a_follo
 ) -> None:
     """The same as an `app_mention` in the card's thread: a followup of the job, not a second
     job started in its thread."""
-    harness.slack.fail_next("chat.postMessage", answer_delay=1.0)
+    harness.slack.fail_next("chat.postMessage", answer_delay=0.5)
     await harness.start()
     await harness.command("a card Slack is slow to confirm")
     card = (await until(lambda: harness.cards()))[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from bot.sandbox import JobPlan
@@ -438,6 +439,55 @@ async def test_every_queued_followup_is_settled_even_when_each_is_refused(
     for reply in replies:
         await until(lambda r=reply: harness.slack.reactions("C0PUBLIC", r["ts"])[-1:] == ["x"])
     await assert_counts(harness, creates=1, followups=4, posts=6, reactions=8)
+
+
+async def test_a_reply_that_comes_before_slack_answers_for_the_card_is_taken(
+    harness: Harness,
+) -> None:
+    """The card is in the channel (people see it and reply) before Slack's answer, which
+    carries the card's ts, reaches the app: the reply is queued, not ignored."""
+    harness.slack.fail_next("chat.postMessage", answer_delay=0.5)  # the card's answer is slow
+    await harness.start()
+    await harness.command("a card Slack is slow to confirm")
+    card = (await until(lambda: harness.cards()))[0]
+    reply = harness.reply_event(card["ts"], "make it blue")
+    began = time.monotonic()
+    response = await harness.event(reply)
+    assert response.status_code == 200
+    assert time.monotonic() - began < 2.5  # the ack still leaves within Slack's 3 s
+    await until(
+        lambda: harness.slack.reactions("C0PUBLIC", reply["ts"])[:1] == ["hourglass_flowing_sand"],
+        what="the reply queued",
+    )
+    await until(lambda: followup_prompts(harness) == ["make it blue"], what="the followup sent")
+    await until(
+        lambda: (
+            harness.slack.reactions("C0PUBLIC", reply["ts"])
+            == ["hourglass_flowing_sand", "arrow_forward"]
+        ),
+        what="the reply marked as sent",
+    )
+    await assert_counts(harness, creates=1, followups=1, posts=2, reactions=2)
+
+
+async def test_a_mention_that_comes_before_slack_answers_for_the_card_is_a_followup(
+    harness: Harness,
+) -> None:
+    """The same as an `app_mention` in the card's thread: a followup of the job, not a second
+    job started in its thread."""
+    harness.slack.fail_next("chat.postMessage", answer_delay=0.5)
+    await harness.start()
+    await harness.command("a card Slack is slow to confirm")
+    card = (await until(lambda: harness.cards()))[0]
+    reply = harness.reply_event(card["ts"], "<@U0BOT> slower pace")
+    mention = {
+        k: reply[k] for k in ("type", "user", "text", "ts", "channel", "event_ts", "thread_ts")
+    }
+    mention["type"] = "app_mention"
+    assert (await harness.event(mention)).status_code == 200
+    await until(lambda: followup_prompts(harness) == ["slower pace"], what="the followup sent")
+    await until(lambda: len(ready_posts(harness, card["ts"])) == 2, what="run 2's result")
+    await assert_counts(harness, creates=1, followups=1, posts=3, reactions=2)
 
 
 async def test_a_reply_in_a_stopped_job_is_answered_not_left_waiting(harness: Harness) -> None:

@@ -538,3 +538,30 @@ def test_job_and_runs_reads_the_job_and_its_runs_in_order_in_one_statement(store
     assert [r.number for r in runs] == [1, 2]
     assert store.job_and_runs(other)[1] == store.runs(other)
     assert store.job_and_runs(999_999) == (None, [])
+
+
+# ---------------------------------------------------------------- a card on its way to Slack
+
+
+def test_a_card_is_in_flight_from_before_it_is_posted_until_its_thread_is_recorded(
+    store: Store,
+) -> None:
+    """A reply can name the card's thread before the app has recorded it: the intake waits
+    while a card is in flight in the reply's channel (bot/jobs/mentions.py `late_thread`)."""
+    job_id, _ = new_job(store, channel="C1", thread_ts=None)
+    assert not store.card_in_flight("C1", T0 - 30)  # not handed to Slack yet: no thread exists
+    store.record_card_sending(job_id, T0 + 1)
+    assert store.card_in_flight("C1", T0 - 30)
+    assert not store.card_in_flight("C2", T0 - 30)  # another channel's replies do not wait
+    assert not store.card_in_flight("C1", T0 + 2)  # handed over too long ago: not awaited
+    store.record_card(job_id, "5.5", "C1", "new", "digest", T0 + 2)
+    assert not store.card_in_flight("C1", T0 - 30)
+    job = store.job_for_thread("C1", "5.5")
+    assert job is not None and job.id == job_id
+
+
+def test_an_abandoned_card_is_not_in_flight(store: Store) -> None:
+    job_id, _ = new_job(store, channel="C1", thread_ts=None)
+    store.record_card_sending(job_id, T0 + 1)
+    store.abandon_job(job_id, T0 + 2)
+    assert not store.card_in_flight("C1", T0 - 30)

@@ -9,7 +9,9 @@ the one door (`ask_for_run`) like every other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from bot import messages
@@ -20,9 +22,14 @@ from bot.jobs.intake import ReplyKind, ReplyOutcome
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome, Surfaces
 from bot.messages import Message
 from bot.motion import MAX_ATTACHMENTS, FileAttachment
-from bot.store import JobState
+from bot.store import Job, JobState
 
 log = logging.getLogger(__name__)
+# A reply in a thread the store does not know, while a card is being posted in that channel,
+# waits this long at most for the card's answer (the ack must leave within Slack's 3 s).
+CARD_WAIT_SECONDS = 2.0
+CARD_WAIT_STEP = 0.05
+CARD_IN_FLIGHT_SECONDS = 30.0  # a card handed to Slack longer ago than this is not awaited
 
 
 class Mentions(Surfaces):
@@ -54,10 +61,17 @@ class Mentions(Surfaces):
             )  # fmt: skip
 
         if not file_ids:
-            return await take()
+            outcome = await take()
+            if outcome.kind == ReplyKind.IGNORED:
+                job = await self.late_thread(channel_id, thread_ts)
+                if job is not None and job.state not in (JobState.NEW, JobState.ABANDONED):
+                    outcome = await take()  # its card's answer came while the reply waited
+            return outcome
         if any(ctx.store.event_claimed(key) for key in event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info
         job = ctx.store.job_for_thread(channel_id, thread_ts)
+        if job is None:
+            job = await self.late_thread(channel_id, thread_ts)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
             return ReplyOutcome(ReplyKind.IGNORED)  # files shared in any other thread: not ours
         try:
@@ -65,6 +79,26 @@ class Mentions(Surfaces):
         except FileRefused as refused:
             return await take(problem=refused.message)
         return await take(files)
+
+    async def late_thread(self, channel_id: str, thread_ts: str) -> Job | None:
+        """The job whose thread this is, waiting a little when a card is being posted in the
+        channel; None (after two reads) for a thread that is no job's.
+
+        People see a card the moment Slack posts it, but the app learns its ts (the job's
+        thread) only from Slack's answer, and records it a moment later: a reply can arrive in
+        between (a slow answer, a busy loop or database). It must not be ignored then, so while
+        a card is in flight in the channel the reply waits for it to be recorded. The card is
+        marked in flight before it is posted, so before anyone can reply in its thread: read in
+        that order (in flight, then the thread), no recording can slip between the two reads."""
+        store = self.ctx.store
+        deadline = time.monotonic() + CARD_WAIT_SECONDS
+        while True:
+            since = self.ctx.clock() - CARD_IN_FLIGHT_SECONDS
+            in_flight = await store.off_loop(store.card_in_flight, channel_id, since)
+            job = await store.off_loop(store.job_for_thread, channel_id, thread_ts)
+            if job is not None or not in_flight or time.monotonic() >= deadline:
+                return job
+            await asyncio.sleep(CARD_WAIT_STEP)
 
     async def take_mention(
         self, *, event_keys: list[str], team_id: str, channel_id: str, ts: str,
@@ -77,7 +111,14 @@ class Mentions(Surfaces):
         message claims the same `msg:` key, so it makes nothing more."""
         ctx = self.ctx
         is_reply = bool(thread_ts) and thread_ts != ts
-        if is_reply and thread_ts and ctx.store.job_for_thread(channel_id, thread_ts):
+        if (
+            is_reply
+            and thread_ts
+            and (
+                ctx.store.job_for_thread(channel_id, thread_ts)
+                or await self.late_thread(channel_id, thread_ts)
+            )
+        ):
             return await self.take_file_reply(
                 event_keys=event_keys, team_id=team_id, channel_id=channel_id,
                 thread_ts=thread_ts, ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,

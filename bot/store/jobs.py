@@ -95,6 +95,19 @@ class JobRows(Connection):
         )
         return job_from_row(rows[0]) if rows else None
 
+    def card_in_flight(self, channel_id: str, since: float) -> bool:
+        """Whether a job's card was handed to Slack in this channel since `since` and its answer
+        (the ts that names the job's thread) is not recorded yet. People see the card as soon
+        as Slack posts it, so a reply in a thread the store does not know may be in that one."""
+        return (
+            self._value(
+                "SELECT 1 FROM jobs WHERE channel_id = ? AND state = 'new' AND thread_ts IS NULL"
+                " AND card_sent_at >= ? LIMIT 1",
+                (channel_id, since),
+            )
+            is not None
+        )
+
     def recent_jobs(self, team_id: str, requester: str, limit: int = 10) -> list[Job]:
         rows = self._rows(
             "SELECT * FROM jobs WHERE team_id = ? AND requester = ? AND state != 'abandoned'"

@@ -70,6 +70,7 @@ class _Fault:
     delay: float
     drop: Literal["before", "after"] | None
     remaining: int
+    answer_delay: float = 0.0
 
 
 def _string_leaves(value: Any) -> Iterable[str]:
@@ -126,6 +127,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         times: int = 1,
         delay: float = 0.0,
         drop: Literal["before", "after"] | None = None,
+        answer_delay: float = 0.0,
     ) -> None:
         """Make the next ``times`` calls of ``method`` (``"*"``: any method) misbehave.
 
@@ -137,6 +139,8 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         - ``drop="before"``: close the connection without doing anything; ``drop="after"``: do
           the work (the message is posted) and close the connection without answering, as a
           reset would, so a client that retries posts twice.
+        - ``answer_delay``: do the work at once (a posted message is in the channel for
+          everyone to see and reply to), then wait that long before answering (a slow answer).
 
         Faults queue in order; each lasts ``times`` calls.
         """
@@ -144,7 +148,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
             raise ValueError("times must be at least 1")
         with self._lock:
             self._faults.setdefault(method, []).append(
-                _Fault(status, error, retry_after, delay, drop, times)
+                _Fault(status, error, retry_after, delay, drop, times, answer_delay)
             )
 
     # -- inspection ----------------------------------------------------------------------------
@@ -242,6 +246,8 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         if request.method == "apps.connections.open":
             return self._serve_connections_open(request, drop_answer=drop_answer)
         reply = super()._respond_api(request)
+        if fault is not None and fault.answer_delay:
+            self._stopping.wait(fault.answer_delay)
         if drop_answer and reply.status != 500:
             return Reply(0, b"", drop=True)
         return reply

@@ -18,12 +18,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.store import LEASE_SECONDS, LeaseLost, Store, lease_fence
+from bot.store import (
+    LEASE_SECONDS,
+    Job,
+    LeaseLost,
+    QuietPoll,
+    Run,
+    Store,
+    holding_polls,
+    lease_fence,
+)
 from bot.store.offloop import on_loop
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 5.0  # longest sleep between looks at the database when nothing is due
 BATCH_SECONDS = 0.005
+# The job and its runs as the claim read them: the look starts from these, not another read.
+Claimed = tuple[Job, list[Run]]
 UNEXPECTED_ERROR_DELAY = 30.0  # a bug in one job's step must not spin; the job stays followed
 
 
@@ -31,7 +42,7 @@ class Poller:
     def __init__(
         self,
         store: Store,
-        advance: Callable[[int], Awaitable[float | None]],
+        advance: Callable[[int, Claimed | None], Awaitable[float | None]],
         *,
         concurrency: int = 64,
         clock: Callable[[], float] = time.time,
@@ -52,6 +63,8 @@ class Poller:
         # Jobs whose look ended, still leased, waiting to be given back with their next due
         # time by the next look at the database (one statement for all: `release_many`).
         self._finished: list[tuple[int, float | None]] = []
+        # The quiet polls those looks held (`Store.hold_quiet_poll`), written just before.
+        self._polls: list[QuietPoll] = []
 
     @property
     def busy(self) -> int:
@@ -82,10 +95,14 @@ class Poller:
                     self.clock() - self._renewed_at >= self.lease_seconds / 3
                 )
                 finished, self._finished = self._finished, []
+                polls, self._polls = self._polls, []
                 try:
-                    due, next_due = await self.store.off_loop(self._look, finished, renew, free)
+                    due, next_due = await self.store.off_loop(
+                        self._look, finished, polls, renew, free
+                    )
                 except BaseException:
                     self._finished = finished + self._finished  # given back at the next try
+                    self._polls = polls + self._polls
                     raise
                 self._start(due)
                 if next_due is not None and len(self._tasks) < self.concurrency:
@@ -96,46 +113,57 @@ class Poller:
             timeout = min(timeout, self.lease_seconds / 3)  # the heartbeat's floor
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._event.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._event.wait()
             # Let a burst of wake-ups and finished jobs gather: one claim serves them all.
             await asyncio.sleep(BATCH_SECONDS)
 
     def _look(
-        self, finished: list[tuple[int, float | None]], renew: bool, free: int
-    ) -> tuple[list[tuple[int, float, float]], float | None]:
-        """On a store worker: give back the jobs whose look ended, the heartbeat if due, lease
-        up to `free` due jobs, and when the next one falls due; one hop off the loop for all.
-        Returns (job, due at, claimed at) for each job leased."""
+        self,
+        finished: list[tuple[int, float | None]],
+        polls: list[QuietPoll],
+        renew: bool,
+        free: int,
+    ) -> tuple[list[tuple[Claimed, float]], float | None]:
+        """On a store worker: write the quiet polls of the looks that ended and give their jobs
+        back, the heartbeat if due, lease up to `free` due jobs and read them, and when the
+        next one falls due; one hop off the loop for all. Returns each job leased (with its
+        runs) and when it was claimed."""
         now = self.clock()
+        self.store.record_quiet_polls(polls)  # first: each is fenced by its job's lease
         self.store.release_many(finished, now)
         if renew:
             self.store.renew_leases(now, lease_seconds=self.lease_seconds)
             self._renewed_at = now
-        due: list[tuple[int, float, float]] = []
+        due: list[tuple[Claimed, float]] = []
         if free > 0:
-            claimed = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
-            due = [(job_id, due_at, now) for job_id, due_at in claimed]
+            claimed = self.store.claim_due_looks(now, free, lease_seconds=self.lease_seconds)
+            due = [(looked, now) for looked in claimed]
         if len(due) >= free:  # every slot taken: when the next is due does not matter yet
             return due, None
         return due, self.store.next_due_at(self.clock())
 
-    def _start(self, due: list[tuple[int, float, float]]) -> None:
+    def _start(self, due: list[tuple[Claimed, float]]) -> None:
         """On the loop: a task for each job just leased."""
         if due and not self._tasks:
-            self._renewed_at = due[0][2]
-        for job_id, due_at, claimed_at in due:
-            if job_id in self._tasks:  # our own lease lapsed while the loop was held up
+            self._renewed_at = due[0][1]
+        for claimed, claimed_at in due:
+            job = claimed[0]
+            if job.id in self._tasks:  # our own lease lapsed while the loop was held up
                 continue
-            if self.lags is not None:
-                self.lags.append(claimed_at - due_at)
-            self._tasks[job_id] = asyncio.get_running_loop().create_task(self._advance(job_id))
+            if self.lags is not None and job.due_at is not None:
+                self.lags.append(claimed_at - job.due_at)
+            self._tasks[job.id] = asyncio.get_running_loop().create_task(
+                self._advance(job.id, claimed)
+            )
 
-    async def _advance(self, job_id: int) -> None:
+    async def _advance(self, job_id: int, claimed: Claimed) -> None:
         delay: float | None = 5.0
         lost = False
+        held = None
         try:
-            with lease_fence(job_id, self.store.owner):
-                delay = await self.advance(job_id)
+            with lease_fence(job_id, self.store.owner), holding_polls(job_id) as held:
+                delay = await self.advance(job_id, claimed)
         except asyncio.CancelledError:
             delay = 0.0
             raise
@@ -149,6 +177,8 @@ class Poller:
             self.advanced += 1
             self._tasks.pop(job_id, None)
             if not lost:  # given back by the poller's next look at the database
+                if held is not None:
+                    self._polls.extend(held.polls)
                 self._finished.append((job_id, None if delay is None else self.clock() + delay))
             self._event.set()
 
@@ -166,6 +196,9 @@ class Poller:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+        with contextlib.suppress(Exception):
+            polls, self._polls = self._polls, []
+            await self.store.off_loop(self.store.record_quiet_polls, polls)
         with contextlib.suppress(Exception):
             finished, self._finished = self._finished, []
             await self.store.off_loop(self.store.release_many, finished, self.clock())

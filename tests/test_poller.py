@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.poller import Poller
+from bot.poller import Claimed, Poller
 from bot.store import Store
 from tests.support.harness import until
 
@@ -34,7 +34,7 @@ async def test_only_due_jobs_are_advanced_in_due_order(database_url: str) -> Non
     store, ids = make_store(database_url, [1005.0, 990.0, 2000.0, None])
     clock, seen = Clock(), []
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         seen.append(job_id)
         return 500.0
 
@@ -59,7 +59,7 @@ async def test_a_wake_during_an_advance_advances_the_job_again_at_once(database_
     clock, calls = Clock(), []
     gate = asyncio.Event()
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         calls.append(job_id)
         if len(calls) == 1:
             await gate.wait()
@@ -79,7 +79,7 @@ async def test_a_failing_advance_is_retried_later_not_lost(database_url: str) ->
     store, ids = make_store(database_url, [0.0])
     clock = Clock()
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         raise RuntimeError("boom")
 
     poller = Poller(store, advance, clock=clock)
@@ -94,7 +94,7 @@ async def test_stop_abandons_slow_work_and_leaves_the_job_due(database_url: str)
     store, ids = make_store(database_url, [0.0])
     clock = Clock()
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         await asyncio.sleep(60)
         return None
 
@@ -116,7 +116,7 @@ async def test_two_pollers_on_one_database_never_advance_the_same_job_at_once(
     other = Store(database_url, instance="second")
     clock, running, overlaps, done = Clock(), set[int](), [], list[int]()
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         if job_id in running:
             overlaps.append(job_id)
         running.add(job_id)
@@ -142,7 +142,7 @@ async def test_a_poller_renews_its_leases_while_a_job_takes_long(database_url: s
     store, ids = make_store(database_url, [0.0])
     clock, gate = Clock(), asyncio.Event()
 
-    async def advance(job_id: int) -> float | None:
+    async def advance(job_id: int, claimed: Claimed | None) -> float | None:
         await gate.wait()
         return None
 

@@ -202,10 +202,12 @@ class MotionCalls:
         if status.status == MotionStatus.COMPLETED and run.motion_status != MotionStatus.COMPLETED:
             self._learn(run, status, now)
         quiet = not posts and run.state != RunState.VERIFYING
-        if quiet and not job.errors:  # the common look: one statement
-            await ctx.store.off_loop(
-                ctx.store.record_quiet_poll, job.id, run.id, motion_status=status.status, now=now
-            )
+        if quiet and not job.errors:  # the common look: written with the job's release
+            if not ctx.store.hold_quiet_poll(job.id, run.id, motion_status=status.status, now=now):
+                await ctx.store.off_loop(
+                    ctx.store.record_quiet_poll, job.id, run.id, motion_status=status.status,
+                    now=now,
+                )  # fmt: skip
         else:
             ctx.store.record_poll(
                 job.id, run.id, motion_status=status.status, now=now, posts=posts,

@@ -27,7 +27,7 @@ from bot.motion import MotionClient, MotionError
 from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
 from bot.slack_out import SlackOut
-from bot.store import LeaseLost, Store, lease_fence
+from bot.store import Job, LeaseLost, Run, Store, lease_fence
 
 log = logging.getLogger(__name__)
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
@@ -116,9 +116,12 @@ class JobService(Mentions):
         """The "Keep waiting" button on a stuck notice; what the clicker alone is told."""
         return self.stops.keep_waiting(value, user_id, channel_id, message_ts)
 
-    async def advance(self, job_id: int) -> float | None:
-        """Do what the job needs now; returns when it next needs a look (None: until woken)."""
-        return await self._stepper.advance(job_id)
+    async def advance(
+        self, job_id: int, claimed: tuple[Job, list[Run]] | None = None
+    ) -> float | None:
+        """Do what the job needs now; returns when it next needs a look (None: until woken).
+        `claimed`: the job and its runs as the poller's claim read them (saves a read)."""
+        return await self._stepper.advance(job_id, claimed)
 
     def recover(self) -> int:
         """At start, before any work: settle calls a dead process left in flight, resume all.

@@ -3,7 +3,8 @@ it, send a waiting run, poll its active run, edit the card) and say when it next
 
 The poller's lease guarantees that one job is advanced by one instance at a time, and the lease
 fence refuses this step's writes if another instance took the job over, so nothing here locks.
-The common look's reads and writes run on the store's workers (`Store.off_loop`)."""
+The common look reads nothing: the poller's claim read the job and its runs, and its quiet
+poll is written with the job's release (`Store.hold_quiet_poll`)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,17 @@ class Stepper:
         self.calls = calls
         self.outcomes = outcomes
 
-    async def advance(self, job_id: int) -> float | None:
-        """Returns seconds until the job next needs a look (None: until something wakes it)."""
+    async def advance(
+        self, job_id: int, claimed: tuple[Job, list[Run]] | None = None
+    ) -> float | None:
+        """Returns seconds until the job next needs a look (None: until something wakes it).
+        `claimed`: the job and its runs as the poller's claim just read them."""
         ctx = self.ctx
-        job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
+        job: Job | None
+        if claimed is not None and claimed[0].id == job_id:
+            job, first_runs = claimed
+        else:
+            job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
         runs: list[Run] | None = first_runs
         if job is None or job.state == JobState.ABANDONED:
             return None

@@ -102,8 +102,11 @@ class MotionClient:
     async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
         # What a call that went out but got no answer means:
         lost = Retry.UNSAFE if write else Retry.LATER
+        # `asyncio.timeout`, not `wait_for`: wait_for runs the call in a task of its own, and
+        # that task is a good part of a status call's CPU on the event loop.
         try:  # waiting for a free slot counts against the same deadline as the call itself
-            await asyncio.wait_for(self._take_slot(write), self._deadline)
+            async with asyncio.timeout(self._deadline):
+                await self._take_slot(write)
         except TimeoutError as exc:
             raise Unreachable(
                 "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
@@ -118,7 +121,8 @@ class MotionClient:
                 if method == "GET"
                 else self._client.request(method, path, json=body)
             )
-            response = await asyncio.wait_for(sent, self._deadline)
+            async with asyncio.timeout(self._deadline):
+                response = await sent
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Unreachable(
                 f"could not reach Motion ({type(exc).__name__})", retry=Retry.LATER

@@ -6,7 +6,7 @@ runs, the outbox), each group in its own module, sharing one connection and one 
 
 from __future__ import annotations
 
-from bot.store.base import LeaseLost, lease_fence
+from bot.store.base import LeaseLost, holding_polls, lease_fence
 from bot.store.jobs import LEASE_SECONDS, JobRows
 from bot.store.models import (
     ACTIVE_RUN_STATES,
@@ -16,6 +16,7 @@ from bot.store.models import (
     NewPost,
     Post,
     PostState,
+    QuietPoll,
     Run,
     RunKind,
     RunState,
@@ -44,6 +45,17 @@ class Store(JobRows, RunRows, OutboxRows, UsageRows, StopRows):
 
     `Store(target)`: a `postgresql://` (or `postgres://`) URL, a `sqlite:///` URL, or a SQLite
     file path."""
+
+    def claim_due_looks(
+        self, now: float, limit: int, *, lease_seconds: float = LEASE_SECONDS
+    ) -> list[tuple[Job, list[Run]]]:
+        """Lease up to `limit` due jobs (`claim_due_jobs`) and read their runs: two statements
+        for the whole batch, where a look reading its own job would cost one each. Read
+        after the claim, so whatever changes later wakes the job (`wake`) and its holder looks
+        again once this look ends."""
+        jobs = self.claim_due_jobs(now, limit, lease_seconds=lease_seconds)
+        runs = self.runs_of([job.id for job in jobs])
+        return [(job, runs[job.id]) for job in jobs]
 
     def job_and_runs(self, job_id: int) -> tuple[Job | None, list[Run]]:
         """The job and its runs, as a look at it starts (one call off the loop for both): one
@@ -84,6 +96,7 @@ __all__ = [
     "PreviewGone",
     "PreviewKind",
     "PreviewState",
+    "QuietPoll",
     "Run",
     "RunKind",
     "RunState",
@@ -93,5 +106,6 @@ __all__ = [
     "StopKind",
     "Store",
     "UsageCount",
+    "holding_polls",
     "lease_fence",
 ]

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlite_utils import Database
 
 from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
+from bot.store.models import QuietPoll
 from bot.store.offloop import OffLoop
 
 P = ParamSpec("P")
@@ -157,6 +158,37 @@ def lease_fence(job_id: int, owner: str) -> Iterator[None]:
         yield
     finally:
         _fence.reset(token)
+
+
+class HeldPolls:
+    """The quiet status answers of one look at one job, held for the poller to write with the
+    job's release (`Store.release_many`): one statement for a whole batch instead of one per
+    poll. Losing them to a crash costs nothing: they only say when the run was last looked at
+    and what Motion said then, and the next holder's first look says it again."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.polls: list[QuietPoll] = []
+        self.open = True  # closed when the look ends: a later write goes out on its own
+
+
+_held: contextvars.ContextVar[HeldPolls | None] = contextvars.ContextVar("held_polls", default=None)
+
+
+@contextmanager
+def holding_polls(job_id: int) -> Iterator[HeldPolls]:
+    """While a look at `job_id` runs: its quiet polls are held (`Store.hold_quiet_poll`)."""
+    held = HeldPolls(job_id)
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        held.open = False
+        _held.reset(token)
+
+
+def held_polls() -> HeldPolls | None:
+    return _held.get()
 
 
 def leave_fence() -> None:

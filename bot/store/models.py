@@ -78,6 +78,17 @@ class Job:
     stopped_at: float | None = None
 
 
+@dataclass(frozen=True)
+class QuietPoll:
+    """A status answer that changed nothing but the run's own record (the common look): the
+    poller writes these together with the job's release, one statement for all of them."""
+
+    job_id: int
+    run_id: int
+    motion_status: str
+    at: float
+
+
 @dataclass
 class Run:
     id: int

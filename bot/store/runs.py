@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bot.store.base import Connection, LeaseLost, current_fence
+from bot.store.base import Connection, LeaseLost, current_fence, held_polls
 from bot.store.dialect import Tx
-from bot.store.models import ACTIVE_RUN_STATES, NewPost, Run, run_from_row
+from bot.store.models import ACTIVE_RUN_STATES, NewPost, QuietPoll, Run, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.usage import Spend, SpendRefused, charge, give_back, take
 
@@ -23,6 +23,20 @@ class RunRows(Connection):
     def runs(self, job_id: int) -> list[Run]:
         rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
         return [run_from_row(r) for r in rows]
+
+    def runs_of(self, job_ids: Sequence[int]) -> dict[int, list[Run]]:
+        """The runs of several jobs, in order, in one statement (every id gets a list)."""
+        found: dict[int, list[Run]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return found
+        marks = ", ".join("?" * len(job_ids))
+        rows = self._rows(
+            f"SELECT * FROM runs WHERE job_id IN ({marks}) ORDER BY job_id, number", job_ids
+        )
+        for row in rows:
+            run = run_from_row(row)
+            found[run.job_id].append(run)
+        return found
 
     def has_active_run(self, job_id: int) -> bool:
         marks = ",".join("?" * len(ACTIVE_RUN_STATES))
@@ -201,8 +215,8 @@ class RunRows(Connection):
         self, job_id: int, run_id: int, *, motion_status: str, now: float
     ) -> None:
         """The common look: the run's own answer, nothing to tell Slack, no failures to end.
-        One statement, the lease checked inside it, instead of a write transaction: this is
-        the poller's hot path."""
+        One statement, the lease checked inside it, instead of a write transaction. (Under
+        the poller the look holds it instead: `hold_quiet_poll`.)"""
         sql = (
             "UPDATE runs SET seen_new = 1, motion_status = ?, last_poll_at = ? WHERE id = ?"
             " AND job_id = ?"
@@ -214,6 +228,36 @@ class RunRows(Connection):
             params += [fence[0], fence[1]]
         if self.backend.execute(sql, params).rowcount != 1 and fence is not None:
             raise LeaseLost(f"job {job_id}: the lease is no longer {fence[1]}'s")
+
+    def hold_quiet_poll(self, job_id: int, run_id: int, *, motion_status: str, now: float) -> bool:
+        """Leave the quiet poll for the poller to write with the job's release, when a poller's
+        look at this job is running (else False: write it now). The poller's hot path: this
+        saves a round trip per poll."""
+        held = held_polls()
+        if held is None or not held.open or held.job_id != job_id:
+            return False
+        held.polls.append(QuietPoll(job_id, run_id, motion_status, now))
+        return True
+
+    def record_quiet_polls(self, polls: Sequence[QuietPoll]) -> int:
+        """Many quiet polls in one statement, each written only while its job's lease is still
+        this instance's (a takeover makes them stale). Returns how many were written."""
+        if not polls:
+            return 0
+        values = ", ".join(
+            ["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION))"]
+            * len(polls)
+        )
+        params: list[Any] = []
+        for poll in polls:
+            params += [poll.job_id, poll.run_id, poll.motion_status, poll.at]
+        return self.backend.execute(
+            "UPDATE runs SET seen_new = 1, motion_status = polled.column3,"
+            f" last_poll_at = polled.column4 FROM (VALUES {values}) AS polled, jobs"
+            " WHERE runs.id = polled.column2 AND runs.job_id = polled.column1"
+            " AND jobs.id = polled.column1 AND jobs.lease_owner = ?",
+            (*params, self.owner),
+        ).rowcount
 
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
         self._change(

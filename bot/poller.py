@@ -91,20 +91,22 @@ class Poller:
             self._event.clear()
             try:  # a database hiccup must not end the loop: every job depends on it
                 free = self.concurrency - len(self._tasks)
-                renew = bool(self._tasks) and (
+                heartbeat = bool(self._tasks) and (
                     self.clock() - self._renewed_at >= self.lease_seconds / 3
                 )
+                renew = list(self._tasks) if heartbeat else None
                 finished, self._finished = self._finished, []
                 polls, self._polls = self._polls, []
                 try:
-                    due, next_due = await self.store.off_loop(
+                    due, next_due, claimed_at = await self.store.off_loop(
                         self._look, finished, polls, renew, free
                     )
                 except BaseException:
-                    self._finished = finished + self._finished  # given back at the next try
+                    # What the batch did not write is written at the next try (`_look`).
+                    self._finished = finished + self._finished
                     self._polls = polls + self._polls
                     raise
-                self._start(due)
+                self._start(due, claimed_at)
                 if next_due is not None and len(self._tasks) < self.concurrency:
                     timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
             except Exception:
@@ -122,42 +124,60 @@ class Poller:
         self,
         finished: list[tuple[int, float | None]],
         polls: list[QuietPoll],
-        renew: bool,
+        renew: list[int] | None,
         free: int,
-    ) -> tuple[list[tuple[Claimed, float]], float | None]:
+    ) -> tuple[list[tuple[int, float, Claimed | None]], float | None, float]:
         """On a store worker: write the quiet polls of the looks that ended and give their jobs
-        back, the heartbeat if due, lease up to `free` due jobs and read them, and when the
-        next one falls due; one hop off the loop for all. Returns each job leased (with its
-        runs) and when it was claimed."""
-        now = self.clock()
-        self.store.record_quiet_polls(polls)  # first: each is fenced by its job's lease
-        self.store.release_many(finished, now)
-        if renew:
-            self.store.renew_leases(now, lease_seconds=self.lease_seconds)
-            self._renewed_at = now
-        due: list[tuple[Claimed, float]] = []
-        if free > 0:
-            claimed = self.store.claim_due_looks(now, free, lease_seconds=self.lease_seconds)
-            due = [(looked, now) for looked in claimed]
-        if len(due) >= free:  # every slot taken: when the next is due does not matter yet
-            return due, None
-        return due, self.store.next_due_at(self.clock())
+        back, the heartbeat if due (`renew`: the jobs at work here), lease up to `free` due
+        jobs and read them with their runs, and when the next one falls due; one hop off the
+        loop for all. Returns (job, due at, job and runs as read) for each job leased, when the
+        next falls due, and when they were leased.
 
-    def _start(self, due: list[tuple[Claimed, float]]) -> None:
+        What is written is taken out of `finished` and `polls`, so a failure later in the
+        batch gives back (at the next try) only what was not."""
+        now = self.clock()
+        try:
+            self.store.record_quiet_polls(polls)  # first: each is fenced by its job's lease
+        except Exception:  # they only say when the run was last looked at: never hold up all
+            log.exception("poller: the quiet polls of %d looks were not recorded", len(polls))
+        polls.clear()
+        self.store.release_many(finished, now)
+        finished.clear()
+        if renew is not None:
+            self.store.renew_leases(now, lease_seconds=self.lease_seconds, job_ids=renew)
+            self._renewed_at = now
+        if free <= 0:
+            return [], None, now
+        claimed = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
+        # Leased now: whatever fails below, each still gets its look (which reads for itself).
+        due: list[tuple[int, float, Claimed | None]] = [(j, at, None) for j, at in claimed]
+        try:
+            if due:
+                read = {job.id: (job, runs) for job, runs in self.store.jobs_and_runs(
+                    [job_id for job_id, _ in claimed]
+                )}  # fmt: skip
+                due = [(job_id, at, read.get(job_id)) for job_id, at, _ in due]
+            if len(due) >= free:  # every slot taken: when the next is due does not matter yet
+                return due, None, now
+            return due, self.store.next_due_at(self.clock()), now
+        except Exception:
+            log.exception("poller: reading the jobs just leased failed; each reads its own")
+            return due, now + 1.0, now
+
+    def _start(self, due: list[tuple[int, float, Claimed | None]], claimed_at: float) -> None:
         """On the loop: a task for each job just leased."""
         if due and not self._tasks:
-            self._renewed_at = due[0][1]
-        for claimed, claimed_at in due:
-            job = claimed[0]
-            if job.id in self._tasks:  # our own lease lapsed while the loop was held up
+            self._renewed_at = claimed_at
+        for job_id, due_at, claimed in due:
+            if job_id in self._tasks:  # our own lease lapsed while the loop was held up
                 continue
-            if self.lags is not None and job.due_at is not None:
-                self.lags.append(claimed_at - job.due_at)
-            self._tasks[job.id] = asyncio.get_running_loop().create_task(
-                self._advance(job.id, claimed)
+            if self.lags is not None:
+                self.lags.append(claimed_at - due_at)
+            self._tasks[job_id] = asyncio.get_running_loop().create_task(
+                self._advance(job_id, claimed)
             )
 
-    async def _advance(self, job_id: int, claimed: Claimed) -> None:
+    async def _advance(self, job_id: int, claimed: Claimed | None) -> None:
         delay: float | None = 5.0
         lost = False
         held = None

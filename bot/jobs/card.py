@@ -121,6 +121,9 @@ class Card:
         new_digest = digest(card)
         if new_digest == job.card_digest and phase == job.card_phase:
             return
+        # The look's held quiet poll is written first, fenced: an instance whose lease was
+        # taken over stops here (LeaseLost) instead of editing the card with what it saw.
+        await ctx.store.off_loop(ctx.store.write_held_polls)
         try:
             await ctx.slack.update(job.channel_id, job.card_ts or job.thread_ts, card.payload())
         except SlackFailure as exc:

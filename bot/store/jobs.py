@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.store.base import Connection
-from bot.store.dialect import Result, Tx
+from bot.store.dialect import Tx
 from bot.store.models import Job, JobState, NewPost, job_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
@@ -126,25 +126,13 @@ class JobRows(Connection):
         A job stays due while leased; nobody else takes it until the lease has expired
         (PostgreSQL skips rows another instance is claiming; SQLite runs the statement under
         its write lock). `release` gives the job back with its next due time."""
-        rows = self._claim(now, limit, lease_seconds, "id, due_at").rows
-        return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
-
-    def claim_due_jobs(
-        self, now: float, limit: int, *, lease_seconds: float = LEASE_SECONDS
-    ) -> list[Job]:
-        """`claim_due`, returning each leased job as the claim left it (oldest due first), so
-        the look that follows need not read it again."""
-        result = self._claim(now, limit, lease_seconds, "*")
-        jobs = [job_from_row(dict(zip(result.names, row, strict=True))) for row in result.rows]
-        return sorted(jobs, key=lambda job: (job.due_at or 0.0, job.id))
-
-    def _claim(self, now: float, limit: int, lease_seconds: float, returning: str) -> Result:
-        return self.backend.execute(
+        rows = self.backend.execute(
             "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id IN (SELECT id"
             " FROM jobs WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            " ORDER BY due_at LIMIT ?" + self.backend.skip_locked + ") RETURNING " + returning,
+            " ORDER BY due_at LIMIT ?" + self.backend.skip_locked + ") RETURNING id, due_at",
             (self.owner, now + lease_seconds, now, now, limit),
-        )
+        ).rows
+        return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
 
     def claim_job(self, job_id: int, now: float, *, lease_seconds: float = LEASE_SECONDS) -> bool:
         """Lease one job, due or not, unless another instance holds a live lease on it."""
@@ -187,12 +175,25 @@ class JobRows(Connection):
             (*params, self.owner),
         ).rowcount
 
-    def renew_leases(self, now: float, *, lease_seconds: float = LEASE_SECONDS) -> int:
-        """The heartbeat: every lease this instance holds lasts `lease_seconds` from now."""
-        return self.backend.execute(
-            "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?",
-            (now + lease_seconds, self.owner),
-        ).rowcount
+    def renew_leases(
+        self,
+        now: float,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        job_ids: Sequence[int] | None = None,
+    ) -> int:
+        """The heartbeat: every lease this instance holds (or only those of `job_ids`, the jobs
+        it is working on: a lease nothing here works on then runs out and another takes the
+        job) lasts `lease_seconds` from now."""
+        sql, params = "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?", [
+            now + lease_seconds, self.owner,
+        ]  # fmt: skip
+        if job_ids is not None:
+            if not job_ids:
+                return 0
+            sql += f" AND id IN ({', '.join('?' * len(job_ids))})"
+            params += list(job_ids)
+        return self.backend.execute(sql, params).rowcount
 
     def release_all(self) -> int:
         """At SIGTERM: every job this instance holds is free for another at once."""

@@ -24,20 +24,6 @@ class RunRows(Connection):
         rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
         return [run_from_row(r) for r in rows]
 
-    def runs_of(self, job_ids: Sequence[int]) -> dict[int, list[Run]]:
-        """The runs of several jobs, in order, in one statement (every id gets a list)."""
-        found: dict[int, list[Run]] = {job_id: [] for job_id in job_ids}
-        if not job_ids:
-            return found
-        marks = ", ".join("?" * len(job_ids))
-        rows = self._rows(
-            f"SELECT * FROM runs WHERE job_id IN ({marks}) ORDER BY job_id, number", job_ids
-        )
-        for row in rows:
-            run = run_from_row(row)
-            found[run.job_id].append(run)
-        return found
-
     def has_active_run(self, job_id: int) -> bool:
         marks = ",".join("?" * len(ACTIVE_RUN_STATES))
         row = self._value(
@@ -241,23 +227,43 @@ class RunRows(Connection):
 
     def record_quiet_polls(self, polls: Sequence[QuietPoll]) -> int:
         """Many quiet polls in one statement, each written only while its job's lease is still
-        this instance's (a takeover makes them stale). Returns how many were written."""
-        if not polls:
+        this instance's (a takeover makes them stale) and never over a newer look at the run
+        (a late batch must not turn "completed" back into "running"). Returns how many were
+        written."""
+        latest: dict[int, QuietPoll] = {}
+        for poll in polls:  # one row per run: the newest answer
+            if poll.run_id not in latest or latest[poll.run_id].at <= poll.at:
+                latest[poll.run_id] = poll
+        if not latest:
             return 0
         values = ", ".join(
             ["(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION))"]
-            * len(polls)
+            * len(latest)
         )
         params: list[Any] = []
-        for poll in polls:
+        for poll in latest.values():
             params += [poll.job_id, poll.run_id, poll.motion_status, poll.at]
         return self.backend.execute(
             "UPDATE runs SET seen_new = 1, motion_status = polled.column3,"
             f" last_poll_at = polled.column4 FROM (VALUES {values}) AS polled, jobs"
             " WHERE runs.id = polled.column2 AND runs.job_id = polled.column1"
+            " AND (runs.last_poll_at IS NULL OR runs.last_poll_at <= polled.column4)"
             " AND jobs.id = polled.column1 AND jobs.lease_owner = ?",
             (*params, self.owner),
         ).rowcount
+
+    def write_held_polls(self) -> None:
+        """Write the quiet polls this look holds now, each fenced by the lease (`LeaseLost` if
+        another instance took the job over): before the look tells Slack anything, such as a
+        card edit, exactly as if they had never been held."""
+        held = held_polls()
+        if held is None or not held.polls:
+            return
+        polls, held.polls = held.polls, []
+        for poll in polls:
+            self.record_quiet_poll(
+                poll.job_id, poll.run_id, motion_status=poll.motion_status, now=poll.at
+            )
 
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
         self._change(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,3 +240,51 @@ def test_everyones_usage_is_listed_busiest_first_without_the_workspace_row(store
     assert [(r.user_id, r.today, r.month) for r in rows] == [
         ("U2", 3, 3), ("U3", 2, 2), ("U1", 1, 1),
     ]  # fmt: skip
+
+
+def test_counting_a_run_is_one_statement_per_counter(database_url: str) -> None:
+    """Every command's ack pays for the counting inside its transaction: one upsert per
+    counter (the person today, this month, the workspace), and at a limit nothing changes."""
+    store = Store(database_url)
+    statements: list[str] = []
+    write = store.backend.write
+
+    class Counting:
+        def __init__(self, tx: Any) -> None:
+            self.tx = tx
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            statements.append(sql)
+            return self.tx.execute(sql, params)
+
+    @contextmanager
+    def counted() -> Iterator[Any]:
+        with write() as tx:
+            yield Counting(tx)
+
+    store.backend.write = counted  # type: ignore[method-assign]
+    try:
+        new_job(store, spend(day=2, month=100))
+        assert len([s for s in statements if "usage_counts" in s]) == 3
+        new_job(store, spend(day=2, month=100))
+        with pytest.raises(LimitReached) as refused:
+            new_job(store, spend(day=2, month=100))
+    finally:
+        store.backend.write = write  # type: ignore[method-assign]
+    assert (refused.value.scope, refused.value.used, refused.value.limit) == (
+        LimitScope.USER_DAY, 2, 2,
+    )  # fmt: skip
+    assert usage(store) == (2, 2, 2)  # the refused one counted nowhere
+    store.close()
+
+
+def test_a_write_that_raises_half_way_keeps_nothing_and_the_next_write_works(
+    database_url: str,
+) -> None:
+    store = Store(database_url)
+    with pytest.raises(RuntimeError), store._write() as conn:
+        conn.execute("INSERT INTO events (key, received_at) VALUES ('half', 1)")
+        raise RuntimeError("half-way")
+    assert store.claim_event("half", 2.0)  # nothing of it was kept
+    assert not store.claim_event("half", 3.0)
+    store.close()

@@ -191,30 +191,26 @@ def take(conn: Any, spend: Spend) -> SpendRefused | None:
     ]
     for user_id, period, limit, scope in counters if refused is None else []:
         key = (spend.team_id, user_id, period)
-        conn.execute(
-            "INSERT INTO usage_counts (team_id, user_id, period, runs) VALUES (?, ?, ?, 0)"
-            " ON CONFLICT (team_id, user_id, period) DO NOTHING",
-            key,
+        # One statement per counter: created at 1, or one more unless at its limit (then no
+        # row comes back and nothing changed).
+        sql = (
+            "INSERT INTO usage_counts (team_id, user_id, period, runs) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (team_id, user_id, period) DO UPDATE SET runs = usage_counts.runs + 1"
         )
-        if limit is None:
-            conn.execute(
-                "UPDATE usage_counts SET runs = runs + 1"
-                " WHERE team_id = ? AND user_id = ? AND period = ?",
-                key,
-            )
-            continue
-        counted = conn.execute(
-            "UPDATE usage_counts SET runs = runs + 1"
-            " WHERE team_id = ? AND user_id = ? AND period = ? AND runs < ?",
-            (*key, limit),
-        ).rowcount
-        if counted != 1:
-            used = conn.execute(
+        params: tuple[Any, ...] = key
+        if limit is not None:
+            sql += " WHERE usage_counts.runs < ?"
+            params = (*key, limit)
+        counted = None if limit is not None and limit < 1 else conn.execute(
+            sql + " RETURNING runs", params
+        ).fetchone()  # fmt: skip
+        if counted is None:
+            found = conn.execute(
                 "SELECT runs FROM usage_counts WHERE team_id = ? AND user_id = ? AND period = ?",
                 key,
-            ).fetchone()[0]
-            assert scope is not None
-            refused = LimitReached(scope, int(used), limit)
+            ).fetchone()
+            assert scope is not None and limit is not None
+            refused = LimitReached(scope, int(found[0]) if found else 0, limit)
             break
     if refused is not None:
         conn.execute("ROLLBACK TO SAVEPOINT spend")

@@ -565,3 +565,45 @@ def test_an_abandoned_card_is_not_in_flight(store: Store) -> None:
     store.record_card_sending(job_id, T0 + 1)
     store.abandon_job(job_id, T0 + 2)
     assert not store.card_in_flight("C1", T0 - 30)
+
+
+@pytest.mark.postgres_only
+def test_a_write_that_cannot_get_the_write_lock_fails_and_leaves_no_transaction_open(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another session holds the write lock past the 5-s lock_timeout: the write fails with
+    nothing kept, its connection goes back to the pool with no transaction open (the pool
+    warns when it must roll one back), and the next write works."""
+    import threading
+
+    import psycopg
+
+    from bot.store.dialect import PostgresBackend
+
+    store = Store(path)
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(backend.url, autocommit=True) as other, other.transaction():
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (backend.write_key,))
+            locked.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with (
+            caplog.at_level("WARNING", logger="psycopg.pool"),
+            pytest.raises(psycopg.errors.LockNotAvailable),
+            store._write() as conn,
+        ):
+            conn.execute("INSERT INTO events (key, received_at) VALUES ('late', 1)")
+    finally:
+        done.set()
+        holder.join()
+    assert not [r for r in caplog.records if r.name.startswith("psycopg.pool")]
+    assert store.claim_event("late", 2.0)  # nothing was kept, and writing works again
+    store.close()

@@ -255,8 +255,8 @@ class PostgresBackend:
         # BEGIN and the lock in one round trip (no parameters, so psycopg sends both in one
         # simple query; the key is an integer this class computed): every write pays it.
         with self._writing, self.pool.connection() as conn:
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.write_key)})")
-            try:
+            try:  # a lock that times out (lock_timeout) leaves BEGIN open: rolled back below
+                conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.write_key)})")
                 yield _PgTx(conn)
             except BaseException:
                 with contextlib.suppress(Exception):  # a broken connection: the pool drops it

@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
 
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
@@ -44,14 +44,15 @@ class MotionBot:
     poller: Poller
     app: AsyncApp
     session: aiohttp.ClientSession
-    _verifier: SignatureVerifier | None
-    links: LinkSigner
+    _signing_secret: bytes | None = field(repr=False)
+    links: LinkSigner = field(repr=False)
     sandbox_thread: Any = None
     _runner: web.AppRunner | None = None
     _socket_handler: Any = None
     port: int | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     file_links: FileLinks | None = None  # PUBLIC_URL/files/<token>: Slack files for Motion
+    _refusals: http_intake.RefusalLog = field(default_factory=http_intake.RefusalLog)
 
     @classmethod
     def build(
@@ -129,9 +130,9 @@ class MotionBot:
                 "listener failed for a %s request", body.get("type") or "command", exc_info=error
             )
 
-        verifier = None if settings.socket_mode else SignatureVerifier(app_signing_secret(settings))
+        secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
-            settings, store, motion, service, poller, app, session, verifier, links, sandbox_thread,
+            settings, store, motion, service, poller, app, session, secret, links, sandbox_thread,
             file_links=file_links,
         )  # fmt: skip
 
@@ -168,12 +169,15 @@ class MotionBot:
     async def _serve_http(self) -> None:
         """HTTP mode takes Slack's requests here; in either mode, with PUBLIC_URL, the app's
         own public links (files for Motion, downloads for people) are served on PORT too."""
-        web_app = web.Application(client_max_size=2 * 1024 * 1024)
+        web_app = web.Application(client_max_size=http_intake.MAX_BODY_BYTES)
         if not self.settings.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
         web_app.router.add_get("/healthz", self._healthz)
         self._add_public_routes(web_app.router)
-        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        # Bodies are read raw: /slack/events inflates them itself, capped (bot/http_intake.py).
+        self._runner = web.AppRunner(
+            web_app, access_log=None, handle_signals=False, auto_decompress=False
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, "0.0.0.0", self.settings.port).start()
         address = self._runner.addresses[0] if self._runner.addresses else None
@@ -191,18 +195,25 @@ class MotionBot:
         VideoLinkRoute(links, self.service.video_urls).register(router)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        body = await request.text()
-        headers = dict(request.headers)
-        if http_intake.is_ssl_check(body, request.headers.get("Content-Type", "")):
-            return web.Response(status=200)
-        if not http_intake.signed(self._verifier, body, headers):
-            return web.Response(status=401, text="invalid signature")
+        """Verified before anything else is read (bot/http_intake.py), then Bolt's."""
+        assert self._signing_secret is not None  # the route exists in HTTP mode only
         try:
-            http_intake.check_shape(body, request.headers.get("Content-Type", ""))
+            body = await http_intake.verified_body(request, self._signing_secret)
+        except http_intake.Refused as refused:
+            self._refusals.refused(request.remote, refused.status, refused.reason)
+            return refused.response()
+        content_type = request.headers.get("Content-Type", "")
+        if http_intake.is_ssl_check(body, content_type):
+            return web.Response(status=200)
+        try:
+            http_intake.check_shape(body, content_type)
         except http_intake.Malformed as exc:
             log.warning("refused a signed request: %s", exc)
             return web.Response(status=400, text=f"malformed request: {exc}")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        bolt_request = AsyncBoltRequest(
+            body=body, query=request.query_string, headers=dict(request.headers)
+        )
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     async def _healthz(self, request: web.Request) -> web.Response:

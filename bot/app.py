@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.file_links import FileLinks
+from bot.health import Health
 from bot.jobs import JobService, SpendPolicy
 from bot.jobs.files import FileIntake
 from bot.jobs.videos import VideoLinks
@@ -53,6 +54,15 @@ class MotionBot:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     file_links: FileLinks | None = None  # PUBLIC_URL/files/<token>: Slack files for Motion
     _refusals: http_intake.RefusalLog = field(default_factory=http_intake.RefusalLog)
+    health: Health = field(init=False)
+
+    def __post_init__(self) -> None:
+        details = {
+            "database_kind": self.store.dialect,
+            "mode": "socket" if self.settings.socket_mode else "http",
+            "sandbox": self.settings.sandbox,
+        }
+        self.health = Health(self.store, lambda: self.poller.alive, details)
 
     @classmethod
     def build(
@@ -146,6 +156,8 @@ class MotionBot:
             self.store.description,
         )
         self.poller.start()
+        await self.health.refresh()  # the first /healthz is answered from a real look
+        self.health.start()
         if self.settings.socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
@@ -172,7 +184,7 @@ class MotionBot:
         web_app = web.Application(client_max_size=http_intake.MAX_BODY_BYTES)
         if not self.settings.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
-        web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/healthz", self.health.answer)
         self._add_public_routes(web_app.router)
         # Bodies are read raw: /slack/events inflates them itself, capped (bot/http_intake.py).
         self._runner = web.AppRunner(
@@ -216,25 +228,6 @@ class MotionBot:
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        try:
-            database = self.store.ping()
-        except Exception:
-            database = False
-        polling = self.poller.alive
-        body = {
-            "ok": database and polling,
-            "poller": polling,
-            "database": database,
-            "jobs_polled": self.store.count_followed() if database else None,
-            "instance": self.store.owner,
-            "jobs_held": self.store.held_jobs() if database else None,
-            "database_kind": self.store.dialect,
-            "mode": "socket" if self.settings.socket_mode else "http",
-            "sandbox": self.settings.sandbox,
-        }
-        return web.json_response(body, status=200 if body["ok"] else 503)
-
     async def stop(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop taking work, let in-flight calls finish (or abandon them), leave all resumable."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -246,6 +239,7 @@ class MotionBot:
                 await self._socket_handler.close_async()
         remaining = deadline - asyncio.get_running_loop().time() - 3.0
         await self.poller.stop(max(0.0, remaining))
+        await self.health.stop()
         await self.service.drain_background(1.0)
         await self.service.aclose()
         await self.motion.aclose()

@@ -193,3 +193,50 @@ async def test_an_inflating_flood_does_not_hold_up_signed_commands(
     refused = [r for r in caplog.records if "refused a request" in r.getMessage()]
     assert 1 <= len(refused) <= 5
     assert no_tracebacks(caplog)
+
+
+async def test_healthz_tells_strangers_only_whether_the_app_is_well(harness: Harness) -> None:
+    bot = await harness.start()
+    url = f"http://127.0.0.1:{bot.port}/healthz"
+    operator = (await harness.http.get(url)).json()
+    proxied = await harness.http.get(url, headers={"X-Forwarded-For": "203.0.113.9"})
+    forwarded = await harness.http.get(url, headers={"Forwarded": "for=203.0.113.9"})
+    assert operator["instance"] == bot.store.owner and operator["jobs_polled"] == 0
+    for stranger in (proxied, forwarded):
+        assert stranger.status_code == 200
+        assert stranger.json() == {"ok": True, "poller": True, "database": True}
+
+
+async def test_healthz_is_answered_from_a_snapshot_not_a_query_per_request(
+    harness: Harness,
+) -> None:
+    bot = await harness.start()
+    pings: list[float] = []
+    real_ping = bot.store.ping
+
+    def counted_ping() -> bool:
+        pings.append(time.monotonic())
+        return real_ping()
+
+    bot.store.ping = counted_ping  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{bot.port}/healthz"
+    answers = await asyncio.gather(*(harness.http.get(url) for _ in range(60)))
+    assert [a.status_code for a in answers] == [200] * 60
+    assert len(pings) <= 2  # at most the refresher's own looks meanwhile
+
+
+async def test_healthz_says_503_while_the_database_cannot_be_reached(harness: Harness) -> None:
+    bot = await harness.start()
+    real_ping = bot.store.ping
+
+    def unreachable() -> bool:
+        raise OSError("connection refused")
+
+    bot.store.ping = unreachable  # type: ignore[method-assign]
+    await bot.health.refresh()
+    url = f"http://127.0.0.1:{bot.port}/healthz"
+    down = await harness.http.get(url)
+    assert down.status_code == 503 and down.json()["database"] is False
+    bot.store.ping = real_ping  # type: ignore[method-assign]
+    await bot.health.refresh()
+    assert (await harness.http.get(url)).status_code == 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlsplit
@@ -54,12 +54,12 @@ class ConfigError(Exception):
 class Settings:
     """The app's configuration; secrets are kept out of `repr` so they never reach a log."""
 
-    slack_bot_token: str
-    slack_signing_secret: str | None = None
-    slack_app_token: str | None = None
+    slack_bot_token: str = field(repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = DEFAULT_SLACK_API_URL
     port: int = 3000
-    motion_api_key: str | None = None
+    motion_api_key: str | None = field(default=None, repr=False)
     motion_api_url: str = DEFAULT_MOTION_API_URL
     database_path: str = "motion-bot.db"
     notify_channel: str | None = None
@@ -381,7 +381,7 @@ def _database_path(url: str, problems: list[str]) -> str:
     if not sep or scheme.lower() != "sqlite":
         problems.append(
             f"DATABASE_URL must be a SQLite URL such as sqlite:///motion-bot.db or a PostgreSQL "
-            f"URL such as postgresql://user:password@host:5432/db, got scheme {scheme or url!r}."
+            f"URL such as postgresql://user:password@host:5432/db, got {_scheme_only(scheme, sep)}."
         )
         return ""
     path = rest[1:] if rest.startswith("/") else rest
@@ -394,6 +394,16 @@ def _database_path(url: str, problems: list[str]) -> str:
             "create the folder or choose another path."
         )
     return path
+
+
+def _scheme_only(scheme: str, sep: str) -> str:
+    """What a refused DATABASE_URL is called in the message: its scheme, never the rest (a
+    malformed URL may still hold a password)."""
+    if not sep:
+        return "a value with no scheme://"
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,19}", scheme):
+        return f"scheme {scheme!r}"
+    return "an unreadable scheme"
 
 
 def database_label(target: str) -> str:

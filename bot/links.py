@@ -17,7 +17,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 FILE_TOKEN_SECONDS = 24 * 3600  # SPEC: a file link expires after 24 hours
@@ -44,7 +44,7 @@ def _unb64(text: str) -> bytes:
 class LinkSigner:
     """Makes and checks tokens of one app; `secret` is the signing secret or the bot token."""
 
-    secret: str
+    secret: str = field(repr=False)
     clock: Callable[[], float] = time.time
 
     def _key(self, kind: str) -> bytes:

@@ -452,3 +452,30 @@ def test_bad_upload_cap_or_stuck_time_is_refused_naming_the_variable(name: str, 
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({**MINIMAL, name: value})
     assert [p for p in caught.value.problems if p.startswith(name)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "user:s3cr3t-pw@db.example:5432/motion",  # no scheme at all
+        "postgresql:/user:s3cr3t-pw@db.example/motion",  # one slash short
+        "postgre sql://user:s3cr3t-pw@db.example/motion",  # a scheme no URL has
+        "mysql+pymysql://user:s3cr3t-pw@db.example/motion",
+    ],
+)
+def test_a_malformed_database_url_is_named_by_its_scheme_only(url: str) -> None:
+    message = one_problem({**MINIMAL, "DATABASE_URL": url}, "DATABASE_URL")
+    assert "s3cr3t" not in message and "db.example" not in message
+    assert "sqlite:///" in message  # still says what to write instead
+
+
+def test_objects_holding_a_secret_never_show_it_in_their_repr() -> None:
+    from bot.links import signer_for
+
+    env = {**MINIMAL, "MOTION_API_KEY": "motion_s3cr3t_key", "SLACK_SIGNING_SECRET": "s3cr3t-sign"}
+    settings = Settings.from_env(env)
+    signer = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
+    for thing in (settings, signer):
+        shown = repr(thing)
+        for secret in ("s3cr3t", BOT_TOKEN, settings.slack_bot_token):
+            assert secret not in shown, (type(thing).__name__, shown)

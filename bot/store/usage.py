@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -80,7 +80,7 @@ class UsageCount:
 
 @dataclass(frozen=True)
 class Preview:
-    token: str
+    token: str = field(repr=False)  # the preview's capability: whoever holds it may start it
     kind: PreviewKind
     team_id: str
     channel_id: str

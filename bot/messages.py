@@ -363,9 +363,21 @@ def _block_text(block: dict[str, Any]) -> str:
 
 
 def notify_message(
-    *, requester: str, prompt: str, permalink: str | None, run_number: int, sandbox: bool
+    *,
+    requester: str,
+    prompt: str,
+    permalink: str | None,
+    run_number: int,
+    sandbox: bool,
+    private: bool = True,
 ) -> Message:
+    """The notify channel's notice. A job from a private channel, a group DM or a DM says only
+    that a video is ready there: no prompt, no credits, no requester (the link opens only for
+    the conversation's members)."""
     where = link(permalink, "see the thread") if permalink else "see the job's thread"
+    if private:
+        text = f"🎬 A Motion video is ready in a private conversation (run {run_number}): {where}."
+        return with_sandbox(Message(text, [section(text)], "notify"), sandbox)
     text = (
         f"🎬 A Motion video for {mention(requester)} is ready (run {run_number}): "
         f"“{escape(shorten(prompt, 150))}” — {where}."

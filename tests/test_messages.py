@@ -444,6 +444,14 @@ BUILDERS: dict[str, Callable[[bool], Message | list[Message]]] = {
         run_number=1,
         sandbox=s,
     ),
+    "notify_message_public": lambda s: m.notify_message(
+        requester="U1",
+        prompt=HOSTILE,
+        permalink="https://x.slack.com/archives/C1/p1",
+        run_number=1,
+        sandbox=s,
+        private=False,
+    ),
     "job_failed": lambda s: m.job_failed(run_number=1, error=HOSTILE, sandbox=s),
     "render_failed": lambda s: m.render_failed(run_number=1, sandbox=s),
     "insufficient_credits": lambda s: m.insufficient_credits(

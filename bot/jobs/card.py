@@ -22,7 +22,8 @@ _WITH_REASON = {RunState.REJECTED, RunState.FAILED, RunState.UNKNOWN}
 class Card:
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
-        self._joined: set[str] = set()  # channels this process knows it is a member of
+        # Public channels this process joined (Slack lets an app join no other kind).
+        self._joined: set[str] = set()
 
     async def open_thread(self, job: Job) -> Step:
         """Post the card (joining a public channel first); the job's thread is the card's."""
@@ -74,7 +75,7 @@ class Card:
             )
         ctx.store.record_card(
             job.id, parent or ts, channel, job_phase(job, runs), digest(card), ctx.clock(),
-            origin_posts, card_ts=ts if parent else None,
+            origin_posts, card_ts=ts if parent else None, public=channel in self._joined,
         )  # fmt: skip
         if job.origin_job_id:
             ctx.wake(job.origin_job_id)

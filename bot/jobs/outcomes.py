@@ -108,6 +108,7 @@ class Outcomes:
                 permalink=link,
                 run_number=run.number,
                 sandbox=job.sandbox,
+                private=not job.public,
             )
             posts.append(NewPost.of(notice, channel_id=ctx.notify_channel, thread=False))
         ctx.store.finish_run(

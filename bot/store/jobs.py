@@ -300,6 +300,7 @@ class JobRows(Connection):
         now: float,
         origin_posts: list[NewPost] | None = None,
         card_ts: str | None = None,
+        public: bool = False,
     ) -> None:
         """The thread exists. The command's response_url is forgotten: it is a capability
         that is no longer needed. A job started from an older one links back in the same step.
@@ -307,9 +308,9 @@ class JobRows(Connection):
         with self._write() as conn:
             conn.execute(
                 "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_phase = ?,"
-                " card_digest = ?, card_updated_at = ?, response_url = NULL, card_ts = ?"
-                " WHERE id = ?",
-                (thread_ts, channel_id, phase, digest, now, card_ts, job_id),
+                " card_digest = ?, card_updated_at = ?, response_url = NULL, card_ts = ?,"
+                " public = ? WHERE id = ?",
+                (thread_ts, channel_id, phase, digest, now, card_ts, int(public), job_id),
             )
             origin = conn.execute("SELECT origin_job_id FROM jobs WHERE id = ?", (job_id,))
             origin_id = origin.fetchone()[0]

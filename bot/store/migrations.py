@@ -340,3 +340,11 @@ def m008_jobs_in_a_persons_thread(db: Database) -> None:
     jobs = db.table("jobs")
     jobs.add_column("parent_ts", str)
     jobs.add_column("card_ts", str)
+
+
+@migration(postgres=("ALTER TABLE jobs ADD COLUMN public bigint NOT NULL DEFAULT 0",))
+def m009_public_jobs(db: Database) -> None:
+    """Whether a job's conversation is a public channel (the app joined it), so what crosses
+    into a public place (the notify channel) never carries a private conversation's prompt or
+    credits. Unknown counts as private: older jobs and any conversation the app could not join."""
+    db.table("jobs").add_column("public", int, not_null_default=0)

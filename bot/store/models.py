@@ -76,6 +76,7 @@ class Job:
     card_ts: str | None = None  # the card, when it is not the thread's parent (`thread_ts`)
     stopped_by: str | None = None  # who chose "Stop tracking" (None: not stopped by a person)
     stopped_at: float | None = None
+    public: bool = False  # a public channel the app joined (None known: private)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def job_from_row(row: dict[str, Any]) -> Job:
     row["sandbox"] = bool(row["sandbox"])
     row["pending_posts"] = bool(row["pending_posts"])
     row["woken"] = bool(row.get("woken"))
+    row["public"] = bool(row.get("public"))
     return Job(**row)
 
 

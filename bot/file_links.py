@@ -9,19 +9,31 @@ from Slack (`bot.slack_files`), with Slack's content type; nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 
 from aiohttp import web
 
 from bot.links import FILE_TOKEN_SECONDS, BadToken, LinkSigner
-from bot.slack_files import DownloadRefused, FileUnreadable, SlackFiles
+from bot.slack_files import Download, DownloadRefused, FileUnreadable, SlackFiles
 
 log = logging.getLogger(__name__)
 FILE_LINK_KIND = "file"
 ROUTE = "/files/{token}"
 # A private Slack file passing through: no cache (shared or the fetcher's) may keep it, and a
 # browser that opens the link must take the content type as given, never sniff it into HTML.
-PRIVATE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+# `sandbox`: whatever the file is, a browser runs none of it with PUBLIC_URL's origin.
+PRIVATE_HEADERS = {
+    "Cache-Control": "private, no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+}
+# Motion fetches an attachment once (maybe again on a retry): more at once is not Motion, and
+# each stream holds a download from Slack.
+MAX_STREAMS_PER_LINK = 3
+MAX_STREAMS = 16  # all links together (the download pool has 20 connections)
+WRITE_TIMEOUT_SECONDS = 30.0
 
 
 class FileLinks:
@@ -31,6 +43,8 @@ class FileLinks:
         self.signer = signer
         self.files = files
         self.public_url = public_url
+        self._open: dict[str, int] = {}  # streams in progress, per file
+        self._total = 0
 
     def url_for(self, team_id: str, file_id: str) -> str:
         """A link Motion can fetch for 24 hours; only meaningful while PUBLIC_URL is set."""
@@ -69,6 +83,22 @@ class FileLinks:
         file_id = payload.get("f")
         if not isinstance(file_id, str) or not file_id:
             return web.Response(status=403, text="This link is not valid or has expired.\n")
+        if self._open.get(file_id, 0) >= MAX_STREAMS_PER_LINK or self._total >= MAX_STREAMS:
+            log.info("file link for %s: busy (%d open for it)", file_id, self._open.get(file_id, 0))
+            return web.Response(
+                status=429, headers={"Retry-After": "5"}, text="Too many downloads at once.\n"
+            )
+        self._open[file_id] = self._open.get(file_id, 0) + 1
+        self._total += 1
+        try:
+            return await self._serve_file(request, file_id)
+        finally:
+            self._total -= 1
+            self._open[file_id] -= 1
+            if not self._open[file_id]:
+                del self._open[file_id]
+
+    async def _serve_file(self, request: web.Request, file_id: str) -> web.StreamResponse:
         try:
             file = await self.files.info(file_id)
         except FileUnreadable as exc:
@@ -77,40 +107,58 @@ class FileLinks:
             return web.Response(status=status, text="The file cannot be read from Slack.\n")
         if file.size > self.files.max_bytes:
             return web.Response(status=413, text="The file is over the size limit.\n")
+        headers = {**PRIVATE_HEADERS, "Content-Disposition": attachment(file.name or file.title)}
         if request.method == "HEAD":
-            return web.Response(
-                status=200,
-                headers={
-                    "Content-Type": file.mimetype,
-                    "Content-Length": str(file.size),
-                    **PRIVATE_HEADERS,
-                },
-            )
+            headers |= {"Content-Type": file.mimetype, "Content-Length": str(file.size)}
+            return web.Response(status=200, headers=headers)
         try:
             async with self.files.download(file) as download:
-                response = web.StreamResponse(status=200, headers=PRIVATE_HEADERS)
+                response = web.StreamResponse(status=200, headers=headers)
                 response.content_type = download.content_type.split(";", 1)[0].strip()
                 if download.length is not None:
                     response.content_length = download.length
-                prepared = False
-                try:
-                    async for chunk in download.chunks():
-                        if not prepared:
-                            await response.prepare(request)
-                            prepared = True
-                        await response.write(chunk)
-                except DownloadRefused as exc:
-                    if not prepared:
-                        raise
-                    # Too late for a status: cutting the connection short tells the fetcher.
-                    log.warning("file link for %s: cut short (%s)", file_id, exc.reason)
-                    if request.transport is not None:
-                        request.transport.close()
-                    return response
-                if not prepared:
-                    await response.prepare(request)
-                await response.write_eof()
-                return response
+                return await self._stream(request, response, download, file_id)
         except DownloadRefused as exc:
             log.warning("file link for %s: download refused (%s)", file_id, exc.reason)
             return web.Response(status=502, text="The file could not be fetched from Slack.\n")
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, download: Download, file_id: str
+    ) -> web.StreamResponse:
+        """Slack's bytes to the fetcher as they come. A fetcher that stops reading for
+        WRITE_TIMEOUT_SECONDS is cut off, so it holds neither a download nor a slot."""
+        prepared = False
+        try:
+            async for chunk in download.chunks():
+                if not prepared:
+                    await response.prepare(request)
+                    prepared = True
+                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                    await response.write(chunk)
+        except DownloadRefused as exc:
+            if not prepared:
+                raise
+            # Too late for a status: cutting the connection short tells the fetcher.
+            log.warning("file link for %s: cut short (%s)", file_id, exc.reason)
+            _cut(request)
+            return response
+        except TimeoutError:
+            log.warning("file link for %s: the fetcher stopped reading; cut off", file_id)
+            _cut(request)
+            return response
+        if not prepared:
+            await response.prepare(request)
+        await response.write_eof()
+        return response
+
+
+def attachment(name: str) -> str:
+    """`Content-Disposition: attachment`: a browser that opens the link saves the file instead
+    of rendering it on PUBLIC_URL's origin (an SVG or HTML file could run script there)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100]
+    return f'attachment; filename="{safe or "file"}"'
+
+
+def _cut(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()

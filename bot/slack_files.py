@@ -119,7 +119,14 @@ class SlackFiles:
         self._api_plain_http = parts.scheme == "http"
         self._api_port = _port(parts.scheme, parts.port)
         self.max_bytes = max_bytes
+        # Two pools: the intake's files.info never waits behind downloads that slow readers of
+        # PUBLIC_URL/files/<token> hold open.
         self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+        )
+        self._downloads = httpx.AsyncClient(
             follow_redirects=False,
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
@@ -127,6 +134,7 @@ class SlackFiles:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._downloads.aclose()
 
     async def info(self, file_id: str) -> SlackFile:
         """files.info for one file; FileUnreadable with Slack's error when it is refused."""
@@ -193,8 +201,8 @@ class SlackFiles:
                 # announces is the length Motion gets (a gzipped answer, decoded here, would
                 # outgrow its own Content-Length).
                 headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "identity"}
-                request = self._client.build_request("GET", url, headers=headers)
-                response = await self._client.send(request, stream=True)
+                request = self._downloads.build_request("GET", url, headers=headers)
+                response = await self._downloads.send(request, stream=True)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise DownloadRefused(f"connection: {type(exc).__name__}") from None
             try:

@@ -41,7 +41,7 @@ class VideoLinkRoute:
                 "This link is not valid",
                 "The link was changed or cut short. Open the video from its Slack thread again.",
             )
-        found = self.urls.finished_run(ref.job_id, ref.run_number)
+        found = self.urls.finished_run(ref.job_id, ref.run_number, ref.team_id)
         if found is None:
             return page(
                 404,

@@ -47,3 +47,38 @@ async def test_a_mention_in_a_private_channel_is_announced_without_its_prompt(
     assert response.status_code == 200
     [notice] = await until(lambda: harness.slack.messages("C0NOTIFY"), what="the notify notice")
     assert "Nightingale" not in notice["text"] and "U0BOB" not in notice["text"]
+
+
+async def test_a_video_link_serves_only_while_its_job_is_its_workspaces(harness: Harness) -> None:
+    """The lasting /v/ link names its workspace: a link naming the job under another workspace
+    serves nothing (404), and once the job is gone (an uninstalled workspace's data is deleted)
+    neither does the real one; a link signed before links named a workspace still works."""
+    from bot.links import signer_for
+    from tests.support.harness import SIGNING_SECRET
+    from tests.test_e2e_video import download_button, finished, start_public
+
+    public = await start_public(harness)
+    _, result = await finished(harness)
+    link = download_button(result)
+    [job] = harness.bot.store.recent_jobs("T0001", "U0ALICE")
+    signer = signer_for(SIGNING_SECRET, "")
+
+    def link_for(payload: dict[str, object]) -> str:
+        return f"{public}/v/" + signer.sign("video", payload, None)
+
+    other_team = link_for({"j": job.id, "r": 1, "t": "T0OTHER"})
+    older = link_for({"j": job.id, "r": 1})
+    assert (await harness.http.get(link)).status_code == 302
+    assert (await harness.http.get(older)).status_code == 302
+    assert (await harness.http.get(other_team)).status_code == 404
+
+    store = harness.bot.store
+    with store._write() as conn:  # what an uninstall does to the workspace's rows
+        conn.execute("DELETE FROM posts WHERE job_id = ?", (job.id,))
+        conn.execute(
+            "DELETE FROM run_spend WHERE run_id IN (SELECT id FROM runs WHERE job_id = ?)",
+            (job.id,),
+        )
+        conn.execute("DELETE FROM runs WHERE job_id = ?", (job.id,))
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+    assert (await harness.http.get(link)).status_code == 404

@@ -73,11 +73,11 @@ class JobContext:
         log.info("job %s: %s; retry %s", job_id, reason, errors)
         return Step(self.schedule.error_delay(errors, retry_after), changed=False, failed=True)
 
-    def download_link(self, job_id: int, run_number: int, motion_url: str) -> str:
+    def download_link(self, job: Job, run_number: int, motion_url: str) -> str:
         """Where a download button or link points: the app's lasting link with PUBLIC_URL,
         Motion's own (expiring) URL without."""
         links = self.video_links
-        lasting = links.link(job_id, run_number) if links is not None else None
+        lasting = links.link(job.id, run_number, job.team_id) if links is not None else None
         return lasting or motion_url
 
     def react(self, run: Run, name: str) -> None:

@@ -90,7 +90,7 @@ class Outcomes:
         parts = messages.result_messages(
             requester=run.author or job.requester,
             run_number=run.number,
-            download_url=ctx.download_link(job.id, run.number, status.download_url),
+            download_url=ctx.download_link(job, run.number, status.download_url),
             sources=status.credits,
             expires_at=None if lasting else expires_at,
             sandbox=job.sandbox,

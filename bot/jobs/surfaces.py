@@ -163,7 +163,7 @@ class Surfaces(Intake):
                 runs=sum(1 for r in runs if r.state not in _NOT_SENT),
                 permalink=link,
                 download_url=(
-                    ctx.download_link(job.id, finished[-1].number, finished[-1].download_url)
+                    ctx.download_link(job, finished[-1].number, finished[-1].download_url)
                     if finished and finished[-1].download_url
                     else None
                 ),

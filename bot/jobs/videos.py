@@ -28,6 +28,7 @@ class VideoRef:
 
     job_id: int
     run_number: int
+    team_id: str | None  # None: a link signed before links named their workspace
 
 
 class VideoLinks:
@@ -38,20 +39,24 @@ class VideoLinks:
         self.signer = signer
         self.public_url = public_url
 
-    def link(self, job_id: int, run_number: int) -> str | None:
-        """The lasting link for a run (None without PUBLIC_URL: Motion's URL is shown)."""
+    def link(self, job_id: int, run_number: int, team_id: str) -> str | None:
+        """The lasting link for a run (None without PUBLIC_URL: Motion's URL is shown). It
+        names the job's workspace too, so it serves only while the job is that workspace's."""
         if self.public_url is None:
             return None
-        token = self.signer.sign(VIDEO_LINK_KIND, {"j": job_id, "r": run_number}, None)
+        payload = {"j": job_id, "r": run_number, "t": team_id}
+        token = self.signer.sign(VIDEO_LINK_KIND, payload, None)
         return f"{self.public_url}/v/{token}"
 
     def read(self, token: str) -> VideoRef:
         """The run a token names; BadToken if this app did not sign it as a video link."""
         payload = self.signer.verify(VIDEO_LINK_KIND, token)
-        job_id, run_number = payload.get("j"), payload.get("r")
+        job_id, run_number, team_id = payload.get("j"), payload.get("r"), payload.get("t")
         if not isinstance(job_id, int) or not isinstance(run_number, int):
             raise BadToken("payload is not a video")
-        return VideoRef(job_id, run_number)
+        if team_id is not None and not isinstance(team_id, str):
+            raise BadToken("payload is not a video")
+        return VideoRef(job_id, run_number, team_id)
 
 
 class VideoUrls:
@@ -97,9 +102,13 @@ class VideoUrls:
         finally:
             self._asking.pop(motion_job_id, None)
 
-    def finished_run(self, job_id: int, run_number: int) -> tuple[Job, Run] | None:
+    def finished_run(
+        self, job_id: int, run_number: int, team_id: str | None = None
+    ) -> tuple[Job, Run] | None:
+        """The finished run, while its job is still `team_id`'s when one is named (a job
+        deleted with its workspace, or another workspace's, serves nothing)."""
         job = self.store.job(job_id)
-        if job is None:
+        if job is None or (team_id is not None and team_id != job.team_id):
             return None
         runs = self.store.runs(job_id)
         run = next((r for r in runs if r.number == run_number), None)

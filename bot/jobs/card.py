@@ -88,9 +88,7 @@ class Card:
                 r.number,
                 r.state,
                 messages.status_label(run_phase(r)),
-                self.ctx.download_link(job, r.number, r.download_url)
-                if r.download_url
-                else None,
+                self.ctx.download_link(job, r.number, r.download_url) if r.download_url else None,
             )
             for r in visible
         ]

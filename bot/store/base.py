@@ -44,9 +44,11 @@ _fence: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
 
 def instance_name(env: dict[str, str] | None = None) -> str:
     """A name that survives this instance's restart on the same slot (Heroku's DYNO, or
-    MOTION_INSTANCE), else host and pid."""
+    MOTION_INSTANCE), else host and pid (`<host>-pid<pid>`: a restart on the same host finds
+    the leases of a process that no longer runs and takes them back at once)."""
     env = dict(os.environ) if env is None else env
-    return env.get("MOTION_INSTANCE") or env.get("DYNO") or f"{socket.gethostname()}-{os.getpid()}"
+    default = f"{socket.gethostname()}-pid{os.getpid()}"
+    return env.get("MOTION_INSTANCE") or env.get("DYNO") or default
 
 
 class Connection:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -204,13 +207,33 @@ class JobRows(Connection):
 
     def release_predecessors(self) -> int:
         """At start: leases a previous boot of this same instance (same name) left behind
-        when it was killed; no one else can be using them."""
+        when it was killed, and leases of instances named after this host and a process that
+        no longer runs here (`host-pid`, the default name): no one else can be using them."""
         prefix = self.instance + ":"
-        return self.backend.execute(
+        released: int = self.backend.execute(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL"
             " WHERE substr(lease_owner, 1, ?) = ? AND lease_owner != ?",
             (len(prefix), prefix, self.owner),
         ).rowcount
+        return released + self._release_dead_processes_here()
+
+    def _release_dead_processes_here(self) -> int:
+        host = socket.gethostname() + "-"
+        rows = self._rows(
+            "SELECT DISTINCT lease_owner FROM jobs WHERE substr(lease_owner, 1, ?) = ?",
+            (len(host), host),
+        )
+        released = 0
+        for row in rows:
+            owner = str(row["lease_owner"])
+            pid = _pid_of(owner[len(host) :])
+            if pid is None or owner == self.owner or _process_runs(pid):
+                continue
+            released += self.backend.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                (owner,),
+            ).rowcount
+        return released
 
     def held_jobs(self) -> int:
         return int(self._value("SELECT COUNT(*) FROM jobs WHERE lease_owner = ?", (self.owner,)))
@@ -380,3 +403,24 @@ def _insert_job(
     ).fetchone()[0]  # fmt: skip
     run_id = insert_run(conn, job_id, 1, "create", request, requester, None, None, now)
     return job_id, run_id
+
+
+_HOST_PID_OWNER = re.compile(r"pid(\d{1,10}):[0-9a-f]+")
+
+
+def _pid_of(rest: str) -> int | None:
+    """The pid of a default-named owner (`<host>-pid<pid>:<boot>`, after the host), else None."""
+    match = _HOST_PID_OWNER.fullmatch(rest)
+    return int(match.group(1)) if match else None
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (a reused pid counts as running: the
+    lease is then waited out, as for any other instance)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

@@ -101,7 +101,7 @@ class AppProcess:
         log_path: Path,
         port: int,
         *,
-        name: str = "soak",
+        name: str | None = "soak",
         same_name_on_restart: bool = True,
     ) -> None:
         self.env = env
@@ -125,11 +125,14 @@ class AppProcess:
         self.starts += 1
         self.log.write(f"=== soak: start {self.starts} at {time.time():.3f}\n")
         self.log.flush()
-        instance = self.name if self.same_name_on_restart else f"{self.name}-boot{self.starts}"
+        env = {k: v for k, v in self.env.items() if k not in ("MOTION_INSTANCE", "DYNO")}
+        if self.name is not None:  # None: the default name, this host and the process id
+            same = self.same_name_on_restart
+            env["MOTION_INSTANCE"] = self.name if same else f"{self.name}-boot{self.starts}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot"],
             cwd=self.cwd,
-            env={**self.env, "MOTION_INSTANCE": instance},
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

@@ -106,7 +106,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: os.environ) or raise one ConfigError listing all."""
+        """Build settings from `env` (default: os.environ) or raise one ConfigError listing all.
+
+        Every variable is read whatever the others hold, before any problem is raised: the
+        README's configuration table is checked against the names read here
+        (tests/test_readme.py), and a read skipped by a condition would go unnoticed."""
         env = os.environ if env is None else env
         problems: list[str] = []
 
@@ -130,7 +134,8 @@ class Settings:
                 f"{WHERE['SLACK_APP_TOKEN']}."
             )
 
-        if get("SLACK_CLIENT_ID") and get("SLACK_CLIENT_SECRET"):
+        client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
+        if client_id and client_secret:
             problems.append(
                 "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set: that switches Slack's "
                 "framework to multi-workspace OAuth, which ignores SLACK_BOT_TOKEN. This app "
@@ -259,6 +264,8 @@ class Settings:
                 f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {log_level!r}."
             )
 
+        instance, dyno = get("MOTION_INSTANCE"), get("DYNO")  # DYNO: Heroku's name for it
+
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -282,7 +289,7 @@ class Settings:
             runs_per_user_per_day=per_day,
             runs_per_month=per_month,
             confirm=confirm_raw in _TRUE,
-            instance_name=get("MOTION_INSTANCE") or get("DYNO"),
+            instance_name=instance or dyno,
             lease_seconds=lease or 30.0,
             public_url=public_url,
             upload_max_mb=100.0 if upload_max is None else upload_max,

@@ -111,190 +111,206 @@ class Settings:
         Every variable is read whatever the others hold, before any problem is raised: the
         README's configuration table is checked against the names read here
         (tests/test_readme.py), and a read skipped by a condition would go unnoticed."""
-        env = os.environ if env is None else env
-        problems: list[str] = []
+        reader = EnvReader(os.environ if env is None else env)
+        fields: dict[str, Any] = {}
+        for concern in (_slack, _motion, _storage, _workspace_policy, _polling, _public, _logs):
+            fields |= concern(reader)
+        if reader.problems:
+            raise ConfigError(reader.problems)
+        return cls(**fields)
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value and value.strip() else None
 
-        bot_token = get("SLACK_BOT_TOKEN")
-        if bot_token is None:
-            problems.append(f"SLACK_BOT_TOKEN is missing: copy it from {WHERE['SLACK_BOT_TOKEN']}.")
-        elif not bot_token.startswith("xoxb-"):
-            problems.append(
-                "SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
-                f"(a user token xoxp- or app token xapp- will not work): {WHERE['SLACK_BOT_TOKEN']}."
-            )
+class EnvReader:
+    """One environment and the problems found in it so far: each concern below reads its
+    variables through it, and `Settings.from_env` raises them all at once."""
 
-        app_token = get("SLACK_APP_TOKEN")
-        if app_token is not None and not app_token.startswith("xapp-"):
-            problems.append(
-                "SLACK_APP_TOKEN must start with xapp- (leave it unset for HTTP mode): "
-                f"{WHERE['SLACK_APP_TOKEN']}."
-            )
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
 
-        client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
-        if client_id and client_secret:
-            problems.append(
-                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set: that switches Slack's "
-                "framework to multi-workspace OAuth, which ignores SLACK_BOT_TOKEN. This app "
-                "serves one workspace: unset them."
-            )
+    def get(self, name: str) -> str | None:
+        """The value, stripped; None when unset or blank."""
+        value = self.env.get(name)
+        return value.strip() if value and value.strip() else None
 
-        signing_secret = get("SLACK_SIGNING_SECRET")
-        if app_token is None and signing_secret is None:
-            problems.append(
-                "SLACK_SIGNING_SECRET is missing, and HTTP mode (no SLACK_APP_TOKEN) needs it to "
-                f"verify every request: copy it from {WHERE['SLACK_SIGNING_SECRET']}."
-            )
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
 
-        slack_api_url = _url(
-            get("SLACK_API_URL") or DEFAULT_SLACK_API_URL, "SLACK_API_URL", problems
+    def number(self, name: str, default: str, kind: type[Any]) -> Any:
+        """`kind(value)`, or None (and a problem) when it is not a number of that kind."""
+        return _number(self.get(name) or default, name, kind, self.problems)
+
+    def flag(self, name: str) -> bool:
+        """true/false (also 1/0, yes/no, on/off); anything else is a problem, read as false."""
+        raw = (self.get(name) or "false").lower()
+        if raw not in _TRUE | _FALSE:
+            self.problem(f"{name} must be true or false, got {raw!r}.")
+        return raw in _TRUE
+
+
+def _slack(r: EnvReader) -> dict[str, Any]:
+    """The Slack app's credentials and where its Web API is."""
+    bot_token = r.get("SLACK_BOT_TOKEN")
+    if bot_token is None:
+        r.problem(f"SLACK_BOT_TOKEN is missing: copy it from {WHERE['SLACK_BOT_TOKEN']}.")
+    elif not bot_token.startswith("xoxb-"):
+        r.problem(
+            "SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
+            f"(a user token xoxp- or app token xapp- will not work): {WHERE['SLACK_BOT_TOKEN']}."
         )
-        if not slack_api_url.endswith("/"):
-            slack_api_url += (
-                "/"  # slack_sdk urljoins method names: a base without "/" loses its path
-            )
-
-        port = _number(get("PORT") or "3000", "PORT", int, problems)
-        if port is not None and not 0 <= port <= 65535:
-            problems.append(
-                f"PORT must be between 1 and 65535 (or 0 for any free port), got {port}."
-            )
-
-        motion_key = get("MOTION_API_KEY")
-        if motion_key is not None and not motion_key.startswith("motion_"):
-            problems.append(
-                "MOTION_API_KEY must start with motion_ (unset it to use the sandbox): "
-                f"create one in {WHERE['MOTION_API_KEY']}."
-            )
-        motion_url = _url(
-            get("MOTION_API_URL") or DEFAULT_MOTION_API_URL, "MOTION_API_URL", problems
-        ).rstrip("/")
-
-        database_path = _database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL, problems)
-
-        notify = get("MOTION_NOTIFY_CHANNEL")
-        if notify is not None and not _CHANNEL_ID.match(notify):
-            problems.append(
-                f"MOTION_NOTIFY_CHANNEL must be a channel ID such as C0123ABCD, not {notify!r}: "
-                "in Slack, open the channel's details; the ID is at the bottom of the About tab."
-            )
-
-        mention_raw = (get("FOLLOWUP_REQUIRES_MENTION") or "false").lower()
-        if mention_raw not in _TRUE | _FALSE:
-            problems.append(
-                f"FOLLOWUP_REQUIRES_MENTION must be true or false, got {mention_raw!r}."
-            )
-
-        initial = _number(
-            get("POLL_INITIAL_SECONDS") or "3", "POLL_INITIAL_SECONDS", float, problems
+    app_token = r.get("SLACK_APP_TOKEN")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        r.problem(
+            "SLACK_APP_TOKEN must start with xapp- (leave it unset for HTTP mode): "
+            f"{WHERE['SLACK_APP_TOKEN']}."
         )
-        maximum = _number(get("POLL_MAX_SECONDS") or "30", "POLL_MAX_SECONDS", float, problems)
-        for name, value in (("POLL_INITIAL_SECONDS", initial), ("POLL_MAX_SECONDS", maximum)):
-            if value is not None and not 0 < value <= 3600:
-                problems.append(
-                    f"{name} must be more than 0 and at most 3600 seconds, got {value}."
-                )
-        if initial is not None and maximum is not None and 0 < maximum < initial:
-            problems.append(
-                f"POLL_MAX_SECONDS ({maximum}) must not be below POLL_INITIAL_SECONDS ({initial})."
-            )
+    client_id, client_secret = r.get("SLACK_CLIENT_ID"), r.get("SLACK_CLIENT_SECRET")
+    if client_id and client_secret:
+        r.problem(
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set: that switches Slack's "
+            "framework to multi-workspace OAuth, which ignores SLACK_BOT_TOKEN. This app "
+            "serves one workspace: unset them."
+        )
+    signing_secret = r.get("SLACK_SIGNING_SECRET")
+    if app_token is None and signing_secret is None:
+        r.problem(
+            "SLACK_SIGNING_SECRET is missing, and HTTP mode (no SLACK_APP_TOKEN) needs it to "
+            f"verify every request: copy it from {WHERE['SLACK_SIGNING_SECRET']}."
+        )
+    api_url = _url(r.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL, "SLACK_API_URL", r.problems)
+    if not api_url.endswith("/"):
+        api_url += "/"  # slack_sdk urljoins method names: a base without "/" loses its path
+    port = r.number("PORT", "3000", int)
+    if port is not None and not 0 <= port <= 65535:
+        r.problem(f"PORT must be between 1 and 65535 (or 0 for any free port), got {port}.")
+    return {
+        "slack_bot_token": bot_token or "",
+        "slack_signing_secret": signing_secret,
+        "slack_app_token": app_token,
+        "slack_api_url": api_url,
+        "port": port or 0,
+    }
 
-        in_flight = _number(
-            get("MOTION_MAX_IN_FLIGHT") or "8", "MOTION_MAX_IN_FLIGHT", int, problems
-        )
-        if in_flight is not None and not 1 <= in_flight <= 100:
-            problems.append(f"MOTION_MAX_IN_FLIGHT must be between 1 and 100, got {in_flight}.")
-        motion_timeout = _number(
-            get("MOTION_TIMEOUT_SECONDS") or "15", "MOTION_TIMEOUT_SECONDS", float, problems
-        )
-        if motion_timeout is not None and not 0 < motion_timeout <= 60:
-            problems.append(
-                f"MOTION_TIMEOUT_SECONDS must be more than 0 and at most 60, got {motion_timeout}."
-            )
 
-        allowed_channels = _id_list(
-            get("MOTION_ALLOWED_CHANNELS"),
-            "MOTION_ALLOWED_CHANNELS",
-            _CHANNEL_ID,
-            "channel IDs such as C0123ABCD (not names like #general): in Slack, open the "
-            "channel's details; the ID is at the bottom of the About tab",
-            problems,
+def _motion(r: EnvReader) -> dict[str, Any]:
+    """Motion's key (none: the sandbox), its address, and how hard it may be pressed."""
+    key = r.get("MOTION_API_KEY")
+    if key is not None and not key.startswith("motion_"):
+        r.problem(
+            "MOTION_API_KEY must start with motion_ (unset it to use the sandbox): "
+            f"create one in {WHERE['MOTION_API_KEY']}."
         )
-        admins = _id_list(
-            get("MOTION_ADMINS"),
-            "MOTION_ADMINS",
-            _USER_ID,
-            "user IDs such as U0123ABCD (not names like @alice): in Slack, open the person's "
-            "profile, ⋮ → Copy member ID",
-            problems,
-        )
-        per_day = _limit(
-            get("MOTION_RUNS_PER_USER_PER_DAY"), "MOTION_RUNS_PER_USER_PER_DAY", problems
-        )
-        per_month = _limit(get("MOTION_RUNS_PER_MONTH"), "MOTION_RUNS_PER_MONTH", problems)
-        confirm_raw = (get("MOTION_CONFIRM") or "false").lower()
-        if confirm_raw not in _TRUE | _FALSE:
-            problems.append(f"MOTION_CONFIRM must be true or false, got {confirm_raw!r}.")
-        lease = _number(
-            get("MOTION_LEASE_SECONDS") or "30", "MOTION_LEASE_SECONDS", float, problems
-        )
-        if lease is not None and not 1 <= lease <= 50:
-            problems.append(
-                f"MOTION_LEASE_SECONDS must be between 1 and 50 (takeover within 60 s), got {lease}."
-            )
+    url = _url(r.get("MOTION_API_URL") or DEFAULT_MOTION_API_URL, "MOTION_API_URL", r.problems)
+    in_flight = r.number("MOTION_MAX_IN_FLIGHT", "8", int)
+    if in_flight is not None and not 1 <= in_flight <= 100:
+        r.problem(f"MOTION_MAX_IN_FLIGHT must be between 1 and 100, got {in_flight}.")
+    timeout = r.number("MOTION_TIMEOUT_SECONDS", "15", float)
+    if timeout is not None and not 0 < timeout <= 60:
+        r.problem(f"MOTION_TIMEOUT_SECONDS must be more than 0 and at most 60, got {timeout}.")
+    return {
+        "motion_api_key": key,
+        "motion_api_url": url.rstrip("/"),
+        "motion_max_in_flight": in_flight or 8,
+        "motion_timeout_seconds": timeout or 15.0,
+    }
 
-        public_url = _public_url(get("PUBLIC_URL"), problems)
-        upload_max = _number(get("UPLOAD_MAX_MB") or "100", "UPLOAD_MAX_MB", float, problems)
-        if upload_max is not None and not 0 <= upload_max <= 1000:
-            problems.append(
-                f"UPLOAD_MAX_MB must be between 0 (no uploads) and 1000 megabytes, got {upload_max}."
-            )
-        stuck = _number(get("STUCK_AFTER_MINUTES") or "60", "STUCK_AFTER_MINUTES", float, problems)
-        if stuck is not None and not 0 < stuck <= 10080:
-            problems.append(
-                f"STUCK_AFTER_MINUTES must be more than 0 and at most 10080 (a week), got {stuck}."
-            )
 
-        log_level = (get("LOG_LEVEL") or "INFO").upper()
-        if log_level not in _LOG_LEVELS:
-            problems.append(
-                f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {log_level!r}."
-            )
-
-        instance, dyno = get("MOTION_INSTANCE"), get("DYNO")  # DYNO: Heroku's name for it
-
-        if problems:
-            raise ConfigError(problems)
-        return cls(
-            slack_bot_token=bot_token or "",
-            slack_signing_secret=signing_secret,
-            slack_app_token=app_token,
-            slack_api_url=slack_api_url,
-            port=port or 0,
-            motion_api_key=motion_key,
-            motion_api_url=motion_url,
-            database_path=database_path,
-            notify_channel=notify,
-            followup_requires_mention=mention_raw in _TRUE,
-            poll_initial_seconds=initial or 3.0,
-            poll_max_seconds=maximum or 30.0,
-            log_level=log_level,
-            motion_max_in_flight=in_flight or 8,
-            motion_timeout_seconds=motion_timeout or 15.0,
-            allowed_channels=allowed_channels,
-            admins=admins,
-            runs_per_user_per_day=per_day,
-            runs_per_month=per_month,
-            confirm=confirm_raw in _TRUE,
-            instance_name=instance or dyno,
-            lease_seconds=lease or 30.0,
-            public_url=public_url,
-            upload_max_mb=100.0 if upload_max is None else upload_max,
-            stuck_after_minutes=stuck or 60.0,
+def _storage(r: EnvReader) -> dict[str, Any]:
+    """Where state lives, and this instance's name for its leases there."""
+    path = _database_path(r.get("DATABASE_URL") or DEFAULT_DATABASE_URL, r.problems)
+    instance, dyno = r.get("MOTION_INSTANCE"), r.get("DYNO")  # DYNO: Heroku's name for it
+    lease = r.number("MOTION_LEASE_SECONDS", "30", float)
+    if lease is not None and not 1 <= lease <= 50:
+        r.problem(
+            f"MOTION_LEASE_SECONDS must be between 1 and 50 (takeover within 60 s), got {lease}."
         )
+    return {
+        "database_path": path,
+        "instance_name": instance or dyno,
+        "lease_seconds": lease or 30.0,
+    }
+
+
+def _workspace_policy(r: EnvReader) -> dict[str, Any]:
+    """What a workspace decides about its jobs: where they may start and be announced, who
+    administers them, how many runs, and whether followups need a mention or a confirmation."""
+    notify = r.get("MOTION_NOTIFY_CHANNEL")
+    if notify is not None and not _CHANNEL_ID.match(notify):
+        r.problem(
+            f"MOTION_NOTIFY_CHANNEL must be a channel ID such as C0123ABCD, not {notify!r}: "
+            "in Slack, open the channel's details; the ID is at the bottom of the About tab."
+        )
+    requires_mention = r.flag("FOLLOWUP_REQUIRES_MENTION")
+    allowed = _id_list(
+        r.get("MOTION_ALLOWED_CHANNELS"),
+        "MOTION_ALLOWED_CHANNELS",
+        _CHANNEL_ID,
+        "channel IDs such as C0123ABCD (not names like #general): in Slack, open the "
+        "channel's details; the ID is at the bottom of the About tab",
+        r.problems,
+    )
+    admins = _id_list(
+        r.get("MOTION_ADMINS"),
+        "MOTION_ADMINS",
+        _USER_ID,
+        "user IDs such as U0123ABCD (not names like @alice): in Slack, open the person's "
+        "profile, ⋮ → Copy member ID",
+        r.problems,
+    )
+    per_day = _limit(
+        r.get("MOTION_RUNS_PER_USER_PER_DAY"), "MOTION_RUNS_PER_USER_PER_DAY", r.problems
+    )
+    per_month = _limit(r.get("MOTION_RUNS_PER_MONTH"), "MOTION_RUNS_PER_MONTH", r.problems)
+    return {
+        "notify_channel": notify,
+        "followup_requires_mention": requires_mention,
+        "allowed_channels": allowed,
+        "admins": admins,
+        "runs_per_user_per_day": per_day,
+        "runs_per_month": per_month,
+        "confirm": r.flag("MOTION_CONFIRM"),
+    }
+
+
+def _polling(r: EnvReader) -> dict[str, Any]:
+    """How often a job is looked at, and when a run counts as stuck."""
+    initial = r.number("POLL_INITIAL_SECONDS", "3", float)
+    maximum = r.number("POLL_MAX_SECONDS", "30", float)
+    for name, value in (("POLL_INITIAL_SECONDS", initial), ("POLL_MAX_SECONDS", maximum)):
+        if value is not None and not 0 < value <= 3600:
+            r.problem(f"{name} must be more than 0 and at most 3600 seconds, got {value}.")
+    if initial is not None and maximum is not None and 0 < maximum < initial:
+        r.problem(
+            f"POLL_MAX_SECONDS ({maximum}) must not be below POLL_INITIAL_SECONDS ({initial})."
+        )
+    stuck = r.number("STUCK_AFTER_MINUTES", "60", float)
+    if stuck is not None and not 0 < stuck <= 10080:
+        r.problem(
+            f"STUCK_AFTER_MINUTES must be more than 0 and at most 10080 (a week), got {stuck}."
+        )
+    return {
+        "poll_initial_seconds": initial or 3.0,
+        "poll_max_seconds": maximum or 30.0,
+        "stuck_after_minutes": stuck or 60.0,
+    }
+
+
+def _public(r: EnvReader) -> dict[str, Any]:
+    """The app's public address (files for Motion, lasting links) and the video uploads."""
+    public_url = _public_url(r.get("PUBLIC_URL"), r.problems)
+    upload_max = r.number("UPLOAD_MAX_MB", "100", float)
+    if upload_max is not None and not 0 <= upload_max <= 1000:
+        r.problem(
+            f"UPLOAD_MAX_MB must be between 0 (no uploads) and 1000 megabytes, got {upload_max}."
+        )
+    return {"public_url": public_url, "upload_max_mb": 100.0 if upload_max is None else upload_max}
+
+
+def _logs(r: EnvReader) -> dict[str, Any]:
+    level = (r.get("LOG_LEVEL") or "INFO").upper()
+    if level not in _LOG_LEVELS:
+        r.problem(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level!r}.")
+    return {"log_level": level}
 
 
 def _url(value: str, name: str, problems: list[str]) -> str:

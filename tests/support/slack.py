@@ -1,4 +1,4 @@
-"""The tests' Slack: the app's stand-in (`bot.slack_standin`) plus what only tests need.
+"""The tests' Slack: the app's stand-in (`bot.local.server`) plus what only tests need.
 
 A test that passes here should not fail against Slack for a reason this double could have
 known. On top of the stand-in's workspace it adds fault injection (`fail_next`: errors, 429s,
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.slack_standin import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
-from bot.slack_workspace import (
+from bot.local.server import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
+from bot.local.workspace import (
     POST_TEXT_LIMIT,
     UPDATE_TEXT_LIMIT,
     WORKSPACE_URL,

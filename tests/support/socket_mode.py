@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.slack_standin import ApiRequest, Reply
+from bot.local.server import ApiRequest, Reply
 
 SOCKET_MODE_HOST = "applink-double-1"
 """What the double reports as ``debug_info.host`` in ``hello`` and ``disconnect`` messages."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from bot.slack_model import SlackError, WorkspaceModel
+from bot.local.model import SlackError, WorkspaceModel
 
 DOWNLOAD_PREFIX = "/files-pri/"
 LOGIN_PAGE = (

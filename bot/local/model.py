@@ -98,7 +98,7 @@ def rich_text_for(text: str) -> list[dict[str, Any]]:
 
 class WorkspaceModel:
     """The workspace's state: users, channels, messages in threads, reactions; how tests and
-    `try` script it and look at it. Its Web API is `bot.slack_workspace.Workspace`."""
+    `try` script it and look at it. Its Web API is `bot.local.workspace.Workspace`."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 Users, channels (membership decides ``not_in_channel`` versus ``channel_not_found``), messages
 with threads, broadcasts, metadata and reactions, and the limits Slack enforces
 (``chat.update`` text 4,000 characters, ``chat.postMessage`` truncated at 40,000). The HTTP side
-is `bot.slack_standin`; `python -m bot try` runs the app against the two, and the tests extend
+is `bot.local.server`; `python -m bot try` runs the app against the two, and the tests extend
 them (`tests/support/slack.py`).
 
 Methods run with `lock` held. Observers (`observe`) hear of every change to what a person would
@@ -17,8 +17,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from bot.slack_file_store import FileMethods
-from bot.slack_model import (
+from bot.local.files import FileMethods
+from bot.local.model import (
     POST_TEXT_LIMIT,
     TS_STEP_MICROS,
     UPDATE_TEXT_LIMIT,
@@ -29,7 +29,7 @@ from bot.slack_model import (
     rich_text_for,
     ts_key,
 )
-from bot.slack_views import ViewMethods
+from bot.local.views import ViewMethods
 
 __all__ = [
     "POST_TEXT_LIMIT", "TS_STEP_MICROS", "UPDATE_TEXT_LIMIT", "WORKSPACE_URL", "Change",

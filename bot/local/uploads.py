@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack_model import SlackError
+from bot.local.model import SlackError
 
 UPLOAD_PATH = "/upload/"
 
@@ -165,7 +165,7 @@ class ExternalUploads:
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         """An uploaded video as Slack shows it; any other file is the workspace's own (the
-        files people share, in slack_file_store.py)."""
+        files people share, in files.py)."""
         stored = self.files.get(str(params.get("file")))
         if stored is None:
             answer: dict[str, Any] = super()._files_info(params)  # type: ignore[misc]

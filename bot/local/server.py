@@ -2,7 +2,7 @@
 
 The real ``slack_sdk`` clients reach it through ``SLACK_API_URL`` (`base_url`), in the way
 bolt-python's own tests use a mock Web API server. The workspace behind it is
-`bot.slack_workspace.Workspace`. `python -m bot try` runs the app against it and watches it
+`bot.local.workspace.Workspace`. `python -m bot try` runs the app against it and watches it
 through `observe`; the tests add fault injection, call recording and Block Kit checks
 (`tests/support/slack.py`).
 
@@ -25,9 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.slack_file_store import DOWNLOAD_PREFIX, LOGIN_PAGE
-from bot.slack_uploads import UPLOAD_PATH, ExternalUploads
-from bot.slack_workspace import SlackError, Workspace
+from bot.local.files import DOWNLOAD_PREFIX, LOGIN_PAGE
+from bot.local.uploads import UPLOAD_PATH, ExternalUploads
+from bot.local.workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
 

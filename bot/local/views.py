@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from bot.slack_model import TRIGGER_SECONDS, SlackError, WorkspaceModel
+from bot.local.model import TRIGGER_SECONDS, SlackError, WorkspaceModel
 
 VIEW_BLOCK_LIMIT = 100  # blocks in a modal or the Home tab
 

@@ -38,8 +38,9 @@ import httpx
 from bot import logs
 from bot.app import MotionBot
 from bot.config import Settings
-from bot.local.server import SlackStandIn, signed
-from bot.local.workspace import Change
+from bot.local.model import Change
+from bot.local.payloads import FORM, JSON, signed_headers
+from bot.local.server import SlackStandIn
 from bot.messages import SANDBOX_NOTE
 from bot.sandbox import JobPlan, MotionSandbox
 
@@ -284,7 +285,7 @@ class Tryout:
             ack = await http.post(
                 f"{app}/slack/events",
                 content=body,
-                headers=signed(body, secret, "application/x-www-form-urlencoded"),
+                headers=signed_headers(body, secret, FORM),
             )
             if ack.status_code != 200:
                 return f"the app answered the command with HTTP {ack.status_code}"
@@ -298,7 +299,7 @@ class Tryout:
         envelope = slack.event_callback(event)
         body = json.dumps(envelope)
         answer = await http.post(
-            f"{app}/slack/events", content=body, headers=signed(body, secret, "application/json")
+            f"{app}/slack/events", content=body, headers=signed_headers(body, secret, JSON)
         )
         if answer.status_code != 200:
             return f"the app answered the thread reply with HTTP {answer.status_code}"
@@ -336,7 +337,7 @@ class Tryout:
             answer = await http.post(
                 f"{app}/slack/events",
                 content=body,
-                headers=signed(body, secret, "application/json"),
+                headers=signed_headers(body, secret, JSON),
             )
             if answer.status_code != 200:
                 return f"the app answered the mention with HTTP {answer.status_code}"

@@ -13,7 +13,7 @@ from bot.config import ConfigError, Settings
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "try":  # needs no configuration: it makes up its own
-        from bot import tryout
+        from bot.local import tryout
 
         return tryout.main(argv[1:])
     load_dotenv(".env", override=False)

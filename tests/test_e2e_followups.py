@@ -545,7 +545,7 @@ async def test_one_reply_delivered_to_two_instances_at_once_is_one_followup(
 ) -> None:
     """Slack may deliver to any instance: the same reply as `app_mention` to one instance and as
     `message` to another, and the same event_id redelivered to both, at the same moment."""
-    from tests.support.signing import signed_headers
+    from tests.support.slack import signed_headers
 
     thread = await finished_job(harness)
     first = harness.bot

@@ -23,8 +23,8 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_standin import SlackStandIn
-from bot.slack_workspace import Change
+from bot.local.server import SlackStandIn
+from bot.local.workspace import Change
 from tests.support.blockkit import block_errors
 from tests.support.slack import SlackDouble
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from bot import http_intake
+from bot.local.payloads import signed_headers
 from tests.support.harness import SIGNING_SECRET, Harness
-from tests.support.signing import signed_headers
 
 FORM = "application/x-www-form-urlencoded"
 ACK_LIMIT = 3.0  # Slack's

@@ -1,2 +1,3 @@
-"""What the tests add to the app's Slack stand-in (`bot.slack_standin`): fault injection, call
-recording, Block Kit checks, Socket Mode, and signing requests as Slack does."""
+"""What the tests add to the app's Slack stand-in (`bot.local`): fault injection, call
+recording, Block Kit checks and Socket Mode; what Slack sends the app, signed, comes from
+`bot.local.payloads`."""

@@ -1,6 +1,7 @@
 """The app under test and what Slack sends it: `Harness`, the credentials the doubles expect, and
 `until`, for what the app does in the background. Shared by the fixtures (tests/conftest.py),
-the end-to-end helpers and the soak (tests/support/soak.py)."""
+the end-to-end helpers and the soak (tests/support/soak.py). The payloads themselves are built
+by `bot.local.payloads`, as the stand-in builds them for `python -m bot try`."""
 
 from __future__ import annotations
 
@@ -16,15 +17,21 @@ import httpx
 
 from bot.app import MotionBot
 from bot.config import Settings
+from bot.local import payloads
+from bot.local.payloads import FORM, JSON, signed_headers
 from bot.sandbox import JobPlan
 from tests.support.motion import ScriptedSandbox
-from tests.support.slack import SlackDouble, signed_headers
+from tests.support.slack import SlackDouble
 
 SIGNING_SECRET = "test-signing-secret-1234"
 BOT_TOKEN = "xoxb-test-token-123456"
 MOTION_KEY = "motion_test_key_abcdef"
 ROOT_DIR = Path(__file__).resolve().parents[2]
 FAST_PLAN = JobPlan(queued_s=0.05, created_s=0.05, running_s=0.3, render_s=0.2)
+# Who sends what: the tests' workspace, with every payload from alice in #general.
+TOKEN = "legacy-verification-token"
+TEAM, APP, BOT_USER, USER_NAME, CHANNEL_NAME = "T0001", "A0APP", "U0BOT", "alice", "general"
+EVENT_CONTEXT = "4-eyJldCI6Im1lc3NhZ2UiLCJ0aWQiOiJUMDAwMSJ9"
 
 
 class Harness:
@@ -85,50 +92,37 @@ class Harness:
     ) -> dict[str, str]:
         """Every field Slack sends with a slash command (form-encoded over HTTP, JSON in Socket
         Mode), `response_url` included."""
-        return {
-            "token": "legacy-verification-token",
-            "team_id": "T0001",
-            "team_domain": "sandbox-team",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": "alice",
-            "command": "/motion",
-            "text": text,
-            "api_app_id": "A0APP",
-            "is_enterprise_install": "false",
-            "response_url": self.slack.response_url(f"cmd-{user}"),
-            "trigger_id": self.slack.issue_trigger(user),
-        }
+        return payloads.slash_command(
+            command="/motion",
+            text=text,
+            team_id=TEAM,
+            channel_id=channel,
+            channel_name=CHANNEL_NAME,
+            user_id=user,
+            user_name=USER_NAME,
+            app_id=APP,
+            response_url=self.slack.response_url(f"cmd-{user}"),
+            trigger_id=self.slack.issue_trigger(user),
+            token=TOKEN,
+        )
 
     async def command(
         self, text: str, *, channel: str = "C0PUBLIC", user: str = "U0ALICE", **kwargs: Any
     ) -> httpx.Response:
         body = urlencode(self.command_fields(text, channel=channel, user=user))
-        return await self.post(body, "application/x-www-form-urlencoded", **kwargs)
+        return await self.post(body, FORM, **kwargs)
 
     def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
         self._event_seq += 1
-        return {
-            "token": "legacy-verification-token",
-            "team_id": "T0001",
-            "api_app_id": "A0APP",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{self._event_seq:08d}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": "T0001",
-                    "user_id": "U0BOT",
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": "4-eyJldCI6Im1lc3NhZ2UiLCJ0aWQiOiJUMDAwMSJ9",
-        }
+        return payloads.event_callback(
+            event,
+            team_id=TEAM,
+            app_id=APP,
+            bot_user_id=BOT_USER,
+            event_id=event_id or f"Ev{self._event_seq:08d}",
+            token=TOKEN,
+            event_context=EVENT_CONTEXT,
+        )
 
     async def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
@@ -137,7 +131,7 @@ class Harness:
         if retry:
             headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
         body = json.dumps(self.envelope(event, event_id=event_id))
-        return await self.post(body, "application/json", headers=headers)
+        return await self.post(body, JSON, headers=headers)
 
     def reply_event(
         self,
@@ -163,77 +157,60 @@ class Harness:
         to: MotionBot | None = None,
     ) -> httpx.Response:
         """A button pressed on a message (`to`: the instance Slack delivers it to)."""
-        payload = {
-            "type": "block_actions",
-            "team": {"id": "T0001", "domain": "sandbox-team"},
-            "user": {"id": user, "username": "alice", "team_id": "T0001"},
-            "api_app_id": "A0APP",
-            "token": "legacy-verification-token",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
-            "trigger_id": self.slack.issue_trigger(user),
-            "channel": {"id": channel, "name": "general"},
-            "message": {"ts": message_ts, "type": "message"},
-            "response_url": self.slack.response_url(f"action-{user}"),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "b1",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": str(time.time()),
-                }
-            ],
-        }
-        body = urlencode({"payload": json.dumps(payload)})
+        payload = payloads.block_actions(
+            team_id=TEAM,
+            user_id=user,
+            user_name=USER_NAME,
+            app_id=APP,
+            container={"type": "message", "message_ts": message_ts, "channel_id": channel},
+            trigger_id=self.slack.issue_trigger(user),
+            source={
+                "channel": {"id": channel, "name": CHANNEL_NAME},
+                "message": {"ts": message_ts, "type": "message"},
+                "response_url": self.slack.response_url(f"action-{user}"),
+            },
+            actions=[payloads.button(action_id, block_id="b1", value=value)],
+            token=TOKEN,
+        )
+        body = payloads.form_body(payload)
         if to is None:  # (the soak's SlackSide has its own `post`, to its one app)
-            return await self.post(body, "application/x-www-form-urlencoded")
-        return await self.post(body, "application/x-www-form-urlencoded", to=to)
+            return await self.post(body, FORM)
+        return await self.post(body, FORM, to=to)
 
     async def interaction(self, payload: dict[str, Any]) -> httpx.Response:
         """Any interactivity payload, form-encoded and signed as Slack sends it."""
-        body = urlencode({"payload": json.dumps(payload)})
-        return await self.post(body, "application/x-www-form-urlencoded")
+        return await self.post(payloads.form_body(payload), FORM)
 
     async def shortcut(
         self, callback_id: str, *, user: str = "U0ALICE", trigger_id: str | None = None
     ) -> httpx.Response:
         """A global shortcut (the lightning menu): no channel, a fresh trigger_id."""
         return await self.interaction(
-            {
-                "type": "shortcut",
-                "token": "legacy-verification-token",
-                "action_ts": str(time.time()),
-                "team": {"id": "T0001", "domain": "sandbox-team"},
-                "user": {"id": user, "username": "alice", "team_id": "T0001"},
-                "is_enterprise_install": False,
-                "enterprise": None,
-                "callback_id": callback_id,
-                "trigger_id": trigger_id or self.slack.issue_trigger(user),
-            }
+            payloads.shortcut(
+                callback_id,
+                team_id=TEAM,
+                user_id=user,
+                user_name=USER_NAME,
+                trigger_id=trigger_id or self.slack.issue_trigger(user),
+                token=TOKEN,
+            )
         )
 
     async def home_action(self, action_id: str, *, user: str = "U0ALICE") -> httpx.Response:
         """A button on the Home tab: the container is the view, there is no response_url."""
         home = self.slack.home(user) or {}
         return await self.interaction(
-            {
-                "type": "block_actions",
-                "team": {"id": "T0001", "domain": "sandbox-team"},
-                "user": {"id": user, "username": "alice", "team_id": "T0001"},
-                "api_app_id": "A0APP",
-                "token": "legacy-verification-token",
-                "container": {"type": "view", "view_id": home.get("id", "")},
-                "trigger_id": self.slack.issue_trigger(user),
-                "view": home,
-                "actions": [
-                    {
-                        "action_id": action_id,
-                        "block_id": "home_actions",
-                        "type": "button",
-                        "action_ts": str(time.time()),
-                    }
-                ],
-            }
+            payloads.block_actions(
+                team_id=TEAM,
+                user_id=user,
+                user_name=USER_NAME,
+                app_id=APP,
+                container={"type": "view", "view_id": home.get("id", "")},
+                trigger_id=self.slack.issue_trigger(user),
+                source={"view": home},
+                actions=[payloads.button(action_id, block_id="home_actions")],
+                token=TOKEN,
+            )
         )
 
     @staticmethod
@@ -244,25 +221,7 @@ class Harness:
     ) -> dict[str, Any]:
         """`view.state.values` as Slack builds it from the inputs: every input block, each
         element's state by its type (an untouched field has no value)."""
-        values: dict[str, Any] = {}
-        for block in view.get("blocks") or []:
-            if block.get("type") != "input":
-                continue
-            element = block["element"]
-            kind, answer = element["type"], answers.get(block["block_id"])
-            state: dict[str, Any] = {"type": kind}
-            if kind == "static_select":
-                options = {o["value"]: o for o in element.get("options") or []}
-                state["selected_option"] = options.get(answer or "") if answer else None
-            elif kind == "conversations_select":
-                state["selected_conversation"] = answer
-            elif kind == "file_input":  # answer: file ids, comma-separated
-                ids = [i for i in (answer or "").split(",") if i]
-                state["files"] = [file_object(i) if file_object else {"id": i} for i in ids]
-            else:
-                state["value"] = answer
-            values[block["block_id"]] = {element["action_id"]: state}
-        return values
+        return payloads.view_state(view, answers, file_object)
 
     async def submit_view(
         self, view: dict[str, Any], answers: dict[str, str | None], *, user: str = "U0ALICE"
@@ -284,31 +243,21 @@ class Harness:
             and answers.get(block["block_id"])
         ]
         return await self.interaction(
-            {
-                "type": "view_submission",
-                "team": {"id": "T0001", "domain": "sandbox-team"},
-                "user": {"id": user, "username": "alice", "name": "alice", "team_id": "T0001"},
-                "api_app_id": "A0APP",
-                "token": "legacy-verification-token",
-                "trigger_id": self.slack.issue_trigger(user),
-                "view": submitted,
-                "response_urls": response_urls,
-                "is_enterprise_install": False,
-            }
+            payloads.view_submission(
+                submitted,
+                team_id=TEAM,
+                user_id=user,
+                user_name=USER_NAME,
+                app_id=APP,
+                trigger_id=self.slack.issue_trigger(user),
+                response_urls=response_urls,
+                token=TOKEN,
+            )
         )
 
     async def home_opened(self, *, user: str = "U0ALICE", tab: str = "home") -> httpx.Response:
         """`app_home_opened`, as Slack sends it each time someone opens the app's tab."""
-        home = self.slack.home(user)
-        event: dict[str, Any] = {
-            "type": "app_home_opened",
-            "user": user,
-            "channel": "D0HOME",
-            "tab": tab,
-            "event_ts": str(time.time()),
-        }
-        if home is not None:
-            event["view"] = home
+        event = payloads.app_home_opened(user, tab=tab, view=self.slack.home(user))
         return await self.event(event)
 
     # ------------------------------------------------------------ what the app did

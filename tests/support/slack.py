@@ -1,4 +1,4 @@
-"""The tests' Slack: the app's stand-in (`bot.slack_standin`) plus what only tests need.
+"""The tests' Slack: the app's stand-in (`bot.local.server`) plus what only tests need.
 
 A test that passes here should not fail against Slack for a reason this double could have
 known. On top of the stand-in's workspace it adds fault injection (`fail_next`: errors, 429s,
@@ -17,14 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.slack_standin import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
-from bot.slack_workspace import (
-    POST_TEXT_LIMIT,
-    UPDATE_TEXT_LIMIT,
-    WORKSPACE_URL,
-)
+from bot.local.files import WorkspaceFile
+from bot.local.model import POST_TEXT_LIMIT, UPDATE_TEXT_LIMIT, WORKSPACE_URL
+from bot.local.payloads import signed_headers
+from bot.local.server import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
 from tests.support.blockkit import MAX_BLOCKS, MAX_VIEW_BLOCKS, block_errors
-from tests.support.signing import signed_headers
 from tests.support.socket_mode import SOCKET_MODE_HOST, SocketAck, SocketModeSide
 
 __all__ = [
@@ -146,7 +143,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         """
         if times < 1:
             raise ValueError("times must be at least 1")
-        with self._lock:
+        with self.lock:
             self._faults.setdefault(method, []).append(
                 _Fault(status, error, retry_after, delay, drop, times, answer_delay)
             )
@@ -154,11 +151,11 @@ class SlackDouble(SocketModeSide, SlackStandIn):
     # -- inspection ----------------------------------------------------------------------------
 
     def calls(self, method: str | None = None) -> list[SlackCall]:
-        with self._lock:
+        with self.lock:
             return [c for c in self._calls if method is None or c.method == method]
 
     def reset_calls(self) -> None:
-        with self._lock:
+        with self.lock:
             self._calls.clear()
 
     def all_text(self) -> str:
@@ -168,7 +165,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         failed (a rejected message still left the app). Metadata is not shown to people and is
         left out.
         """
-        with self._lock:
+        with self.lock:
             return "\n".join(self._sent_text)
 
     def wait_for(self, predicate: Callable[[SlackDouble], bool], timeout: float = 10.0) -> None:
@@ -209,6 +206,16 @@ class SlackDouble(SocketModeSide, SlackStandIn):
             lines.append("  (none)")
         return "\n".join(lines)
 
+    @property
+    def _triggers(self) -> dict[str, tuple[float, str, bool]]:
+        """The trigger ids handed out (id → issued, user, used), for a test that ages one."""
+        return self.view_methods.triggers
+
+    @property
+    def _files(self) -> dict[str, WorkspaceFile]:
+        """The files people shared, by id, for a test that changes one in place."""
+        return self.file_methods.stored
+
     # -- the stand-in's hooks --------------------------------------------------------------------
 
     def block_problems(self, blocks: list[Any]) -> list[str]:
@@ -219,7 +226,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method in _TEXT_METHODS:
-            with self._lock:
+            with self.lock:
                 self._remember_text(params)
         return super().call(method, params)
 
@@ -227,7 +234,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         self._remember_text(payload)
         return super().response_problem(payload)
 
-    def _respond_api(self, request: ApiRequest) -> Reply:
+    def respond(self, request: ApiRequest) -> Reply:
         fault = self._take_fault(request.method)
         if fault is not None:
             if fault.delay:
@@ -245,18 +252,18 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         drop_answer = fault is not None and fault.drop == "after"
         if request.method == "apps.connections.open":
             return self._serve_connections_open(request, drop_answer=drop_answer)
-        reply = super()._respond_api(request)
+        reply = super().respond(request)
         if fault is not None and fault.answer_delay:
             self._stopping.wait(fault.answer_delay)
         if drop_answer and reply.status != 500:
             return Reply(0, b"", drop=True)
         return reply
 
-    def _answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
+    def answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
         self._record(request.method, request.params, request.arrived, answer)
 
     def _take_fault(self, method: str) -> _Fault | None:
-        with self._lock:
+        with self.lock:
             for key in (method, "*"):
                 queue = self._faults.get(key)
                 if queue:
@@ -281,7 +288,7 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         return Reply(fault.status, json.dumps(answer).encode(), headers=headers)
 
     def _record(self, method: str, params: dict[str, Any], at: float, answer: dict) -> None:
-        with self._lock:
+        with self.lock:
             self._calls.append(
                 SlackCall(
                     method=method,

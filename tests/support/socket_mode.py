@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.slack_standin import ApiRequest, Reply
+from bot.local.payloads import socket_envelope
+from bot.local.server import ApiRequest, Reply
 
 SOCKET_MODE_HOST = "applink-double-1"
 """What the double reports as ``debug_info.host`` in ``hello`` and ``disconnect`` messages."""
@@ -45,7 +46,7 @@ class SocketAck:
 class SocketModeSide:
     """The Socket Mode half of the Slack double (needs its lock, ids, app token and recorder)."""
 
-    _lock: threading.RLock
+    lock: threading.RLock
     _stopping: threading.Event
     app_id: str
     app_token: str
@@ -107,17 +108,14 @@ class SocketModeSide:
                 type == "interactive"
                 and payload.get("type") in ("view_submission", "block_suggestion")
             )
-        envelope: dict[str, Any] = {
-            "envelope_id": envelope_id or str(uuid.uuid4()),
-            "payload": copy.deepcopy(payload),
-            "type": type,
-            "accepts_response_payload": accepts_response_payload,
-        }
-        if type == "events_api" or retry_attempt:
-            envelope["retry_attempt"] = retry_attempt
-            envelope["retry_reason"] = (
-                retry_reason if retry_reason is not None else ("timeout" if retry_attempt else "")
-            )
+        envelope = socket_envelope(
+            type,
+            payload,
+            envelope_id=envelope_id or str(uuid.uuid4()),
+            accepts_response_payload=accepts_response_payload,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+        )
         self.socket_send_raw(envelope, timeout=timeout)
         return envelope["envelope_id"]
 
@@ -130,7 +128,7 @@ class SocketModeSide:
                 "for socket_connected() first"
             )
         if "envelope_id" in message:
-            with self._lock:
+            with self.lock:
                 self._socket_envelopes.append(copy.deepcopy(message))
         server.send(json.dumps(message), timeout=timeout)
 
@@ -154,12 +152,12 @@ class SocketModeSide:
 
     def socket_envelopes(self) -> list[dict[str, Any]]:
         """Every envelope sent so far, in order, exactly as sent."""
-        with self._lock:
+        with self.lock:
             return copy.deepcopy(self._socket_envelopes)
 
     def socket_acks(self, envelope_id: str | None = None) -> list[SocketAck]:
         """Acks received so far (for one envelope if given), in arrival order."""
-        with self._lock:
+        with self.lock:
             return [a for a in self._socket_acks if envelope_id in (None, a.envelope_id)]
 
     def socket_ack(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any] | None:
@@ -204,7 +202,7 @@ class SocketModeSide:
             message = json.loads(data)
         except ValueError:
             message = None
-        with self._lock:
+        with self.lock:
             if isinstance(message, dict) and isinstance(message.get("envelope_id"), str):
                 envelope_id = message["envelope_id"]
                 payload = message.get("payload")
@@ -294,12 +292,12 @@ class _SocketModeServer:
 
     def issue_url(self, app_id: str) -> str:
         ticket = secrets.token_urlsafe(18)
-        with self.double._lock:
+        with self.double.lock:
             self._tickets.add(ticket)
         return f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={app_id}"
 
     def open_connections(self) -> list[_SocketConnection]:
-        with self.double._lock:
+        with self.double.lock:
             return [c for c in self._open if not c.ws.closed]
 
     def send(self, text: str, *, timeout: float, everyone: bool = False) -> None:
@@ -362,14 +360,14 @@ class _SocketModeServer:
 
     async def _link(self, request: web.Request) -> web.StreamResponse:
         ticket = request.query.get("ticket", "")
-        with self.double._lock:
+        with self.double.lock:
             valid = ticket in self._tickets
             self._tickets.discard(ticket)  # a URL opens one connection
         if not valid:
             return web.Response(status=401, text="invalid_ticket")
         ws = web.WebSocketResponse(autoping=False, timeout=self.CLOSE_TIMEOUT)
         await ws.prepare(request)
-        with self.double._lock:
+        with self.double.lock:
             self.accepted += 1
             connection = _SocketConnection(self.accepted, ws)
             live = len([c for c in self._open if not c.ws.closed]) + 1
@@ -385,17 +383,17 @@ class _SocketModeServer:
         }
         try:
             await ws.send_str(json.dumps(hello))
-            with self.double._lock:
+            with self.double.lock:
                 self._open.append(connection)
             async for message in ws:
                 if message.type == WSMsgType.PING:
-                    with self.double._lock:
+                    with self.double.lock:
                         self.pings += 1
                     await ws.pong(message.data)
                 elif message.type == WSMsgType.TEXT:
                     self.double._socket_received(connection.number, message.data)
         finally:
-            with self.double._lock:
+            with self.double.lock:
                 if connection in self._open:
                     self._open.remove(connection)
         return ws

@@ -1,7 +1,7 @@
 """`python -m bot try`: the whole product in a terminal, with no Slack workspace, key or settings.
 
 The real app (listeners, service, poller, outbox) runs against a local stand-in for one Slack
-workspace (`bot.slack_standin`) and the Motion sandbox. This module plays the person: it sends
+workspace (`bot.local.server`) and the Motion sandbox. This module plays the person: it sends
 `/motion <prompt>` (and a thread reply) signed as Slack signs them, and prints what the channel
 shows as it changes.
 
@@ -38,10 +38,11 @@ import httpx
 from bot import logs
 from bot.app import MotionBot
 from bot.config import Settings
+from bot.local.model import Change
+from bot.local.payloads import FORM, JSON, signed_headers
+from bot.local.server import SlackStandIn
 from bot.messages import SANDBOX_NOTE
 from bot.sandbox import JobPlan, MotionSandbox
-from bot.slack_standin import SlackStandIn, signed
-from bot.slack_workspace import Change
 
 DEFAULT_PROMPT = "a 20-second teaser for our spring sale"
 PLAN = JobPlan(queued_s=1.5, created_s=1.5, running_s=4.0, render_s=2.0)  # about 9 s a run
@@ -284,7 +285,7 @@ class Tryout:
             ack = await http.post(
                 f"{app}/slack/events",
                 content=body,
-                headers=signed(body, secret, "application/x-www-form-urlencoded"),
+                headers=signed_headers(body, secret, FORM),
             )
             if ack.status_code != 200:
                 return f"the app answered the command with HTTP {ack.status_code}"
@@ -298,7 +299,7 @@ class Tryout:
         envelope = slack.event_callback(event)
         body = json.dumps(envelope)
         answer = await http.post(
-            f"{app}/slack/events", content=body, headers=signed(body, secret, "application/json")
+            f"{app}/slack/events", content=body, headers=signed_headers(body, secret, JSON)
         )
         if answer.status_code != 200:
             return f"the app answered the thread reply with HTTP {answer.status_code}"
@@ -336,7 +337,7 @@ class Tryout:
             answer = await http.post(
                 f"{app}/slack/events",
                 content=body,
-                headers=signed(body, secret, "application/json"),
+                headers=signed_headers(body, secret, JSON),
             )
             if answer.status_code != 200:
                 return f"the app answered the mention with HTTP {answer.status_code}"

@@ -12,6 +12,9 @@
 Errors are Slack's own words: `invalid_arguments`, `not_in_channel`, `channel_not_found`,
 `thread_not_found`, `file_not_found`, `invalid_length`. A test can make the next upload POST
 fail (`fail_next_upload`).
+
+`ExternalUploads` owns the app's uploads; channels and threads come from the model it is given,
+and `files.info` for any other file from the workspace's `FileMethods`.
 """
 
 from __future__ import annotations
@@ -20,16 +23,20 @@ import copy
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack_model import SlackError
+from bot.local.files import FileMethods
+from bot.local.model import Channel, SlackError, WorkspaceModel
 
 UPLOAD_PATH = "/upload/"
 
 
 @dataclass
-class StoredFile:
+class UploadedFile:
+    """A file the app uploaded through the external upload (its video)."""
+
     id: str
     filename: str
     length: int
@@ -41,38 +48,42 @@ class StoredFile:
 
 
 class ExternalUploads:
-    """Mixed into the stand-in (which owns `_lock`, `_messages`, `root_url` and the model's
-    helpers); `register_upload_methods` adds the three Web API methods."""
+    """The three Web API methods of an external upload and the upload URL, over one workspace
+    model."""
 
-    _lock: Any
-    _methods: dict[str, Any]
-    _messages: dict[str, dict[str, dict[str, Any]]]
+    def __init__(
+        self, model: WorkspaceModel, shared: FileMethods, root_url: Callable[[], str]
+    ) -> None:
+        """`shared`: the files people shared, which `files.info` answers for any other id;
+        `root_url`: where the upload URLs are served, asked each time one is handed out."""
+        self.model = model
+        self.shared = shared
+        self.root_url = root_url
+        self.uploaded: dict[str, UploadedFile] = {}
+        self._faults: list[int] = []
 
-    def register_upload_methods(self) -> None:
-        self.files: dict[str, StoredFile] = {}
-        self._upload_faults: list[int] = []
-        self._methods.update(
-            {
-                "files.getUploadURLExternal": self._files_get_upload_url,
-                "files.completeUploadExternal": self._files_complete_upload,
-                "files.info": self._files_info,
-            }
-        )
+    def methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The Web API methods this object answers, by name (`files.info` for every file)."""
+        return {
+            "files.getUploadURLExternal": self.files_get_upload_url,
+            "files.completeUploadExternal": self.files_complete_upload,
+            "files.info": self.files_info,
+        }
 
     # -- scripting and inspection (any thread) -------------------------------------------------
 
     def fail_next_upload(self, status: int = 500, *, times: int = 1) -> None:
         """The next `times` POSTs to an upload URL answer `status` (0: drop the connection)
         and keep none of the bytes."""
-        with self._lock:
-            self._upload_faults.extend([status] * times)
+        with self.model.lock:
+            self._faults.extend([status] * times)
 
     def shared_files(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
         """The file_share messages in a channel (or one thread of it), oldest first."""
-        with self._lock:
+        with self.model.lock:
             found = [
                 copy.deepcopy(m)
-                for m in self._messages.get(channel, {}).values()
+                for m in self.model.channel_messages.get(channel, {}).values()
                 if m.get("subtype") == "file_share"
                 and (thread_ts is None or m.get("thread_ts") == thread_ts)
             ]
@@ -85,11 +96,11 @@ class ExternalUploads:
         if verb != "POST":
             return 405, b"method_not_allowed"
         file_id = path[len(UPLOAD_PATH) :].split("/", 1)[0]
-        with self._lock:
-            if self._upload_faults:
-                status = self._upload_faults.pop(0)
+        with self.model.lock:
+            if self._faults:
+                status = self._faults.pop(0)
                 return None if status == 0 else (status, b"upload_failed")
-            stored = self.files.get(file_id)
+            stored = self.uploaded.get(file_id)
             if stored is None or stored.completed:
                 return 404, b"file_not_found"
             if len(body) != stored.length:
@@ -100,7 +111,7 @@ class ExternalUploads:
 
     # -- Web API methods (lock held) ---------------------------------------------------------
 
-    def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+    def files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
         filename = params.get("filename")
         length = params.get("length")
         if not isinstance(filename, str) or not filename.strip():
@@ -112,12 +123,11 @@ class ExternalUploads:
         if size < 1:
             raise SlackError("invalid_arguments", response_metadata={"messages": ["length"]})
         file_id = f"F{secrets.token_hex(5).upper()}"
-        self.files[file_id] = StoredFile(file_id, filename, size)
-        root = self.root_url  # type: ignore[attr-defined]
-        upload_url = f"{root}{UPLOAD_PATH}{file_id}/{secrets.token_urlsafe(12)}"
+        self.uploaded[file_id] = UploadedFile(file_id, filename, size)
+        upload_url = f"{self.root_url()}{UPLOAD_PATH}{file_id}/{secrets.token_urlsafe(12)}"
         return {"upload_url": upload_url, "file_id": file_id}
 
-    def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+    def files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
         raw = params.get("files")
         try:
             files = json.loads(raw) if isinstance(raw, str) else raw
@@ -129,52 +139,57 @@ class ExternalUploads:
         thread_ts = params.get("thread_ts") or None
         if thread_ts is not None and channel_id is None:
             raise SlackError("invalid_arguments")
-        channel = self._writable_channel(channel_id) if channel_id else None  # type: ignore[attr-defined]
+        channel = self.model.writable_channel(channel_id) if channel_id else None
         parent_ts = None
         if channel is not None and thread_ts is not None:
-            parent = self._messages[channel.id].get(str(thread_ts))
-            if parent is None:
-                raise SlackError("thread_not_found")
-            parent_ts = parent.get("thread_ts", parent["ts"])
-        chosen: list[StoredFile] = []
+            parent_ts = self.model.thread_root(channel, thread_ts)
+        chosen = self._completable(files)
+        for stored, entry in zip(chosen, files, strict=True):
+            stored.completed = True
+            stored.title = str(entry.get("title") or stored.filename)
+        if channel is not None:
+            self._share(chosen, channel, parent_ts)
+        return {"files": [{"id": s.id, "title": s.title} for s in chosen]}
+
+    def files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An uploaded video as Slack shows it; any other file is the workspace's own (the
+        files people share, in files.py)."""
+        stored = self.uploaded.get(str(params.get("file")))
+        if stored is None:
+            return self.shared.files_info(params)
+        if not stored.completed:
+            raise SlackError("file_not_found")
+        return {"file": self._file_object(stored)}
+
+    def _completable(self, files: list[Any]) -> list[UploadedFile]:
+        """The uploads named in a completeUploadExternal, each received and not yet completed."""
+        chosen: list[UploadedFile] = []
         for entry in files:
-            stored = self.files.get(str((entry or {}).get("id")))
+            stored = self.uploaded.get(str((entry or {}).get("id")))
             if stored is None or stored.received is None:
                 raise SlackError("file_not_found")
             if stored.completed:
                 raise SlackError("file_already_completed")  # an id completes once
             chosen.append(stored)
-        for stored, entry in zip(chosen, files, strict=True):
-            stored.completed = True
-            stored.title = str(entry.get("title") or stored.filename)
-        if channel is not None:
-            ts = self._next_ts()  # type: ignore[attr-defined]
-            message = self._bot_message("", None, ts)  # type: ignore[attr-defined]
-            message.update(
-                subtype="file_share", upload=True, display_as_bot=False,
-                files=[self._file_object(s) for s in chosen], blocks=[],
-            )  # fmt: skip
-            self._store(channel.id, message, parent_ts)  # type: ignore[attr-defined]
-            for stored in chosen:
-                share = {"ts": ts, "channel_name": channel.name}
-                if parent_ts is not None:
-                    share["thread_ts"] = parent_ts
-                stored.shares.setdefault(channel.id, []).append(share)
-            self._tell("posted", channel.id, message)  # type: ignore[attr-defined]
-        return {"files": [{"id": s.id, "title": s.title} for s in chosen]}
+        return chosen
 
-    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        """An uploaded video as Slack shows it; any other file is the workspace's own (the
-        files people share, in slack_file_store.py)."""
-        stored = self.files.get(str(params.get("file")))
-        if stored is None:
-            answer: dict[str, Any] = super()._files_info(params)  # type: ignore[misc]
-            return answer
-        if not stored.completed:
-            raise SlackError("file_not_found")
-        return {"file": self._file_object(stored)}
+    def _share(self, chosen: list[UploadedFile], channel: Channel, parent_ts: str | None) -> None:
+        """The bot's `file_share` message carrying the files, in the channel or the thread."""
+        ts = self.model.next_ts()
+        message = self.model.bot_message("", None, ts)
+        message.update(
+            subtype="file_share", upload=True, display_as_bot=False,
+            files=[self._file_object(s) for s in chosen], blocks=[],
+        )  # fmt: skip
+        self.model.store(channel.id, message, parent_ts)
+        for stored in chosen:
+            share = {"ts": ts, "channel_name": channel.name}
+            if parent_ts is not None:
+                share["thread_ts"] = parent_ts
+            stored.shares.setdefault(channel.id, []).append(share)
+        self.model.tell("posted", channel.id, message)
 
-    def _file_object(self, stored: StoredFile) -> dict[str, Any]:
+    def _file_object(self, stored: UploadedFile) -> dict[str, Any]:
         shares = copy.deepcopy(stored.shares)
         return {
             "id": stored.id,
@@ -183,7 +198,7 @@ class ExternalUploads:
             "mimetype": "video/mp4" if stored.filename.endswith(".mp4") else "",
             "filetype": "mp4" if stored.filename.endswith(".mp4") else "",
             "size": stored.length,
-            "user": self.bot_user_id,  # type: ignore[attr-defined]
+            "user": self.model.bot_user_id,
             "channels": [c for c in shares if c.startswith("C")],
             "groups": [c for c in shares if c.startswith("G")],
             "shares": {"public": shares} if shares else {},

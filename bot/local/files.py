@@ -6,17 +6,21 @@ where it is not a member), `missing_scope` without `files:read`, and the file ob
 `url_private_download`; a download without the bot token gets Slack's sign-in page (200,
 text/html), and a download may redirect to another host (`redirect_to`), so a client that
 follows redirects blindly can be caught handing the token to a stranger.
+
+`FileMethods` owns the files people shared; channels and membership come from the model it is
+given, and the address downloads are served at from whoever serves them over HTTP.
 """
 
 from __future__ import annotations
 
 import copy
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from bot.slack_model import SlackError, WorkspaceModel
+from bot.local.model import SlackError, WorkspaceModel
 
 DOWNLOAD_PREFIX = "/files-pri/"
 LOGIN_PAGE = (
@@ -26,7 +30,9 @@ LOGIN_PAGE = (
 
 
 @dataclass
-class StoredFile:
+class WorkspaceFile:
+    """A file a person uploaded to the workspace (the app's own uploads are in uploads.py)."""
+
     id: str
     title: str
     name: str
@@ -49,10 +55,15 @@ class FileAnswer:
     headers: dict[str, str]
 
 
-class FileMethods(WorkspaceModel):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._files: dict[str, StoredFile] = {}
+class FileMethods:
+    """`files.info` and private downloads over one workspace model, and the files they serve."""
+
+    def __init__(self, model: WorkspaceModel, host_url: Callable[[], str]) -> None:
+        """`host_url`: where downloads are served, asked each time a link is made (the HTTP
+        side knows its port only once it listens)."""
+        self.model = model
+        self.host_url = host_url
+        self.stored: dict[str, WorkspaceFile] = {}
         self.files_read_scope = True  # False: files.info answers missing_scope
         self.downloads: list[tuple[str, bool]] = []  # (file id, had the bot token) per download
         # True: a download is gzip-encoded when the client accepts it, as a CDN may do (its
@@ -77,9 +88,9 @@ class FileMethods(WorkspaceModel):
     ) -> str:
         """A file a person uploaded (shared in `channel`, or only through the app's form when
         `for_app`); returns its id."""
-        with self._lock:
-            file_id = file_id or f"F{len(self._files) + 1:08d}"
-            self._files[file_id] = StoredFile(
+        with self.model.lock:
+            file_id = file_id or f"F{len(self.stored) + 1:08d}"
+            self.stored[file_id] = WorkspaceFile(
                 id=file_id, title=title, name=name or title, mimetype=mimetype, content=content,
                 size=len(content) if size is None else size, user=user,
                 channels={channel} if channel else set(), for_app=for_app,
@@ -89,28 +100,29 @@ class FileMethods(WorkspaceModel):
 
     def delete_file(self, file_id: str) -> None:
         """The person deleted the file (the message that shared it may still be delivered)."""
-        with self._lock:
-            self._files[file_id].deleted = True
+        with self.model.lock:
+            self.stored[file_id].deleted = True
 
     def cut_download(self, file_id: str, *, after: int) -> None:
         """Downloads of the file announce its whole length, send `after` bytes and hang up
         (a connection Slack's CDN drops part-way)."""
-        with self._lock:
-            self._files[file_id].cut_after = after
+        with self.model.lock:
+            self.stored[file_id].cut_after = after
+
+    def share_in(self, file_id: str, channel: str) -> None:
+        """The file was shared in `channel` (a person's message carried it): the bot may read
+        it there."""
+        with self.model.lock:
+            self.stored[file_id].channels.add(channel)
 
     def download_url(self, file_id: str) -> str:
-        file = self._files[file_id]
-        return f"{self.file_host_url}{DOWNLOAD_PREFIX}{self.team_id}-{file.id}/download/{quote(file.name)}"
-
-    @property
-    def file_host_url(self) -> str:
-        """Where downloads are served (the stand-in's own address; overridden by HTTP)."""
-        return "https://files.slack.com"
+        file = self.stored[file_id]
+        return f"{self.host_url()}{DOWNLOAD_PREFIX}{self.model.team_id}-{file.id}/download/{quote(file.name)}"
 
     def file_object(self, file_id: str) -> dict[str, Any]:
         """The file as Slack shows it in `files.info` and in a message's `files`."""
-        with self._lock:
-            file = self._files[file_id]
+        with self.model.lock:
+            file = self.stored[file_id]
             extension = file.name.rsplit(".", 1)[-1].lower() if "." in file.name else "binary"
             return {
                 "id": file.id,
@@ -122,7 +134,7 @@ class FileMethods(WorkspaceModel):
                 "filetype": extension,
                 "pretty_type": extension.upper(),
                 "user": file.user,
-                "user_team": self.team_id,
+                "user_team": self.model.team_id,
                 "editable": False,
                 "size": file.size,
                 "mode": "hosted",
@@ -140,12 +152,16 @@ class FileMethods(WorkspaceModel):
                 "comments_count": 0,
             }
 
-    # -- the Web API ---------------------------------------------------------------------------
+    # -- the Web API (lock held) ---------------------------------------------------------------
 
-    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+    def methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The Web API methods this object answers, by name."""
+        return {"files.info": self.files_info}
+
+    def files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         if not self.files_read_scope:
             raise SlackError("missing_scope", needed="files:read", provided="chat:write,commands")
-        file = self._files.get(str(params.get("file") or ""))
+        file = self.stored.get(str(params.get("file") or ""))
         if file is not None and file.deleted:
             raise SlackError("file_deleted")
         if file is None or not self._bot_may_read(file):
@@ -156,9 +172,9 @@ class FileMethods(WorkspaceModel):
             "response_metadata": {"next_cursor": ""},
         }
 
-    def _bot_may_read(self, file: StoredFile) -> bool:
+    def _bot_may_read(self, file: WorkspaceFile) -> bool:
         return file.for_app or any(
-            channel in self._channels and self._channels[channel].bot_member
+            channel in self.model.channels and self.model.channels[channel].bot_member
             for channel in file.channels
         )
 
@@ -172,8 +188,8 @@ class FileMethods(WorkspaceModel):
         rest = path[len(DOWNLOAD_PREFIX) :]
         ident = rest.split("/", 1)[0]
         file_id = ident.split("-", 1)[1] if "-" in ident else ident
-        with self._lock:
-            file = self._files.get(file_id)
+        with self.model.lock:
+            file = self.stored.get(file_id)
             scheme, _, token = (authorization or "").partition(" ")
             authorized = scheme.lower() == "bearer" and token.strip() == bot_token
             self.downloads.append((file_id, authorized))

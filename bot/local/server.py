@@ -2,9 +2,11 @@
 
 The real ``slack_sdk`` clients reach it through ``SLACK_API_URL`` (`base_url`), in the way
 bolt-python's own tests use a mock Web API server. The workspace behind it is
-`bot.slack_workspace.Workspace`. `python -m bot try` runs the app against it and watches it
-through `observe`; the tests add fault injection, call recording and Block Kit checks
-(`tests/support/slack.py`).
+`bot.local.workspace.Workspace`; this module owns the HTTP side (routing, request parsing,
+tokens), the response_urls, the app's external uploads' URL, and what Slack sends the app about
+this workspace (built by `bot.local.payloads`). `python -m bot try` runs the app against it and
+watches it through `observe`; the tests add fault injection, call recording and Block Kit
+checks (`tests/support/slack.py`).
 
 The server runs in its own daemon thread, so the app under test keeps its event loop; every
 method takes the workspace lock, so callers may use it from any thread.
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import hmac
 import json
 import secrets
 import threading
@@ -25,9 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.slack_file_store import DOWNLOAD_PREFIX, LOGIN_PAGE
-from bot.slack_uploads import UPLOAD_PATH, ExternalUploads
-from bot.slack_workspace import SlackError, Workspace
+from bot.local import payloads
+from bot.local.files import DOWNLOAD_PREFIX, LOGIN_PAGE
+from bot.local.uploads import UPLOAD_PATH, ExternalUploads, UploadedFile
+from bot.local.workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
 
@@ -111,18 +112,7 @@ def parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     return params
 
 
-def signed(body: str, secret: str, content_type: str) -> dict[str, str]:
-    """The headers Slack sends with every request to an app: v0 HMAC-SHA256 of `v0:ts:body`."""
-    ts = str(int(time.time()))
-    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": content_type,
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
-    }
-
-
-class SlackStandIn(ExternalUploads, Workspace):
+class SlackStandIn(Workspace):
     """A workspace behind a Web API server on 127.0.0.1 (a free port).
 
     Use it as a context manager; point the client at ``base_url`` and ``response_url()``::
@@ -131,23 +121,34 @@ class SlackStandIn(ExternalUploads, Workspace):
             client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
     """
 
-    def __init__(self, *, bot_token: str = "xoxb-test", **workspace: Any) -> None:
-        """`workspace`: the identity and contents `WorkspaceModel` takes (team_id, bot_user_id,
-        bot_id, app_id, populate)."""
-        super().__init__(**workspace)
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test",
+        team_id: str = "T0001",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        app_id: str = "A0APP",
+        populate: bool = True,
+    ) -> None:
+        """The workspace's identity and contents are `Workspace`'s; `bot_token` is the one
+        token its Web API accepts."""
+        super().__init__(
+            team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id,
+            populate=populate,
+        )  # fmt: skip
         self.bot_token = bot_token
-        self._server: ThreadingHTTPServer | None = None
+        self.uploads = ExternalUploads(self.model, self.file_methods, lambda: self.root_url)
+        self.add_methods(self.uploads.methods())
+        self._server: _StandInServer | None = None
         self._thread: threading.Thread | None = None
         self._responses: list[dict[str, Any]] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
-        self.register_upload_methods()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> SlackStandIn:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.standin = self  # type: ignore[attr-defined]
+        server = _StandInServer(self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -191,11 +192,26 @@ class SlackStandIn(ExternalUploads, Workspace):
         """The Web API base; the trailing slash matters because slack_sdk urljoins onto it."""
         return f"{self.root_url}/api/"
 
+    # -- the app's uploads ---------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, UploadedFile]:
+        """The app's external uploads by file id, as the stand-in keeps them."""
+        return self.uploads.uploaded
+
+    def fail_next_upload(self, status: int = 500, *, times: int = 1) -> None:
+        """The next `times` POSTs to an upload URL answer `status` (0: drop the connection)."""
+        self.uploads.fail_next_upload(status, times=times)
+
+    def shared_files(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """The file_share messages in a channel (or one thread of it), oldest first."""
+        return self.uploads.shared_files(channel, thread_ts)
+
     # -- response_url --------------------------------------------------------------------------
 
     def response_url(self, tag: str = "") -> str:
         """A fresh ``response_url`` on this server, as Slack puts in a command payload."""
-        with self._lock:
+        with self.lock:
             number = len(self._response_urls) + 1
             url = f"{self.root_url}/commands/{self.team_id}/{number}/{secrets.token_urlsafe(12)}"
             self._response_urls[url] = _ResponseUrl(tag=tag)
@@ -204,7 +220,7 @@ class SlackStandIn(ExternalUploads, Workspace):
     @property
     def responses(self) -> list[dict[str, Any]]:
         """Each accepted JSON body sent to a ``response_url``, plus its ``"url"`` and ``"tag"``."""
-        with self._lock:
+        with self.lock:
             return copy.deepcopy(self._responses)
 
     def response_problem(self, payload: dict[str, Any]) -> str | None:
@@ -224,43 +240,19 @@ class SlackStandIn(ExternalUploads, Workspace):
 
     def slash_command(self, command: str, text: str, *, channel: str, user: str) -> dict[str, str]:
         """Every field of a slash command's form, ``response_url`` (on this server) included."""
-        with self._lock:
-            channel_name, user_name = self._channels[channel].name, self._users[user]["name"]
-        return {
-            "token": "standin-verification-token",
-            "team_id": self.team_id,
-            "team_domain": "sandbox-team",
-            "channel_id": channel,
-            "channel_name": channel_name,
-            "user_id": user,
-            "user_name": user_name,
-            "command": command,
-            "text": text,
-            "api_app_id": self.app_id,
-            "is_enterprise_install": "false",
-            "response_url": self.response_url(f"{command}-{user}"),
-            "trigger_id": self.issue_trigger(user),
-        }
+        with self.lock:
+            channel_name = self.model.channels[channel].name
+            user_name = self.model.users[user]["name"]
+        return payloads.slash_command(
+            command=command, text=text, team_id=self.team_id, channel_id=channel,
+            channel_name=channel_name, user_id=user, user_name=user_name, app_id=self.app_id,
+            response_url=self.response_url(f"{command}-{user}"),
+            trigger_id=self.issue_trigger(user),
+        )  # fmt: skip
 
     def thread_reply(self, channel: str, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
         """Post a person's reply in a thread; returns the ``message`` event Slack delivers."""
-        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
-        with self._lock:
-            message = self._messages[channel][ts]
-            return {
-                "type": "message",
-                "channel": channel,
-                "user": user,
-                "text": text,
-                "ts": ts,
-                "event_ts": ts,
-                "thread_ts": thread_ts,
-                "parent_user_id": message.get("parent_user_id"),
-                "channel_type": "channel",
-                "team": self.team_id,
-                "client_msg_id": message["client_msg_id"],
-                "blocks": copy.deepcopy(message["blocks"]),
-            }
+        return self._human_message(channel, text, user=user, thread_ts=thread_ts)
 
     def file_reply(
         self, channel: str, text: str, *, user: str, thread_ts: str, file_ids: list[str]
@@ -276,60 +268,46 @@ class SlackStandIn(ExternalUploads, Workspace):
     ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
         """A person's message that @mentions the app (`text` holds `<@BOT>`): the
         `app_mention` event and its `message` twin, both of which Slack delivers."""
-        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
-        with self._lock:
-            stored = self._messages[channel][ts]
-            message: dict[str, Any] = {
-                "type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
-                "event_ts": ts, "channel_type": "channel", "team": self.team_id,
-                "client_msg_id": stored["client_msg_id"],
-                "blocks": copy.deepcopy(stored["blocks"]),
-            }  # fmt: skip
-            if thread_ts is not None:
-                message["thread_ts"] = thread_ts
-                message["parent_user_id"] = stored.get("parent_user_id")
+        message = self._human_message(channel, text, user=user, thread_ts=thread_ts)
         if file_ids:
             message = self._with_files(channel, message, list(file_ids))
         mention = {k: v for k, v in message.items() if k not in ("channel_type", "subtype")}
         mention["type"] = "app_mention"
         return mention, message
 
+    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The Events API envelope around ``event``, as Slack POSTs it to the app."""
+        return payloads.event_callback(
+            event, team_id=self.team_id, app_id=self.app_id, bot_user_id=self.bot_user_id,
+            event_id=f"Ev{secrets.token_hex(5).upper()}",
+        )  # fmt: skip
+
+    def _human_message(
+        self, channel: str, text: str, *, user: str, thread_ts: str | None
+    ) -> dict[str, Any]:
+        """Store a person's message and return the `message` event Slack delivers for it."""
+        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+        with self.lock:
+            stored = self.model.channel_messages[channel][ts]
+            return payloads.message_event(
+                stored, channel=channel, team_id=self.team_id, thread_ts=thread_ts
+            )
+
     def _with_files(
         self, channel: str, event: dict[str, Any], file_ids: list[str]
     ) -> dict[str, Any]:
-        with self._lock:
+        with self.lock:
             for file_id in file_ids:  # shared here now, so the app may read it
-                self._files[file_id].channels.add(channel)
+                self.file_methods.share_in(file_id, channel)
             files = [self.file_object(file_id) for file_id in file_ids]
-            stored = self._messages[channel][event["ts"]]
+            stored = self.model.channel_messages[channel][event["ts"]]
             stored.update(subtype="file_share", upload=True, files=copy.deepcopy(files))
         return {**event, "subtype": "file_share", "upload": True, "files": files}
 
-    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The Events API envelope around ``event``, as Slack POSTs it to the app."""
-        return {
-            "token": "standin-verification-token",
-            "team_id": self.team_id,
-            "api_app_id": self.app_id,
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{secrets.token_hex(5).upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
-                    "user_id": self.bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-        }
-
     # -- HTTP entry points (server threads) -----------------------------------------------------
 
-    def _serve(self, verb: str, path: str, query: str, headers: Any, body: bytes) -> Reply:
+    def serve(self, verb: str, path: str, query: str, headers: Any, body: bytes) -> Reply:
+        """Answer one HTTP request as Slack's hosts would (the handler calls this)."""
         if path.startswith("/api/"):
             return self._serve_api(path[len("/api/") :], query, headers, body)
         if path.startswith("/commands/"):
@@ -337,7 +315,7 @@ class SlackStandIn(ExternalUploads, Workspace):
         if path == "/signin":  # where Slack sends a browser (or a refused token) to sign in
             return Reply(200, LOGIN_PAGE, "text/html; charset=utf-8")
         if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
-            answer = self.serve_download(
+            answer = self.file_methods.serve_download(
                 path,
                 headers.get("Authorization"),
                 self.bot_token,
@@ -345,7 +323,7 @@ class SlackStandIn(ExternalUploads, Workspace):
             )
             return Reply(answer.status, answer.body, answer.content_type, answer.headers)
         if path.startswith(UPLOAD_PATH):
-            uploaded = self.serve_upload(verb, path, body)
+            uploaded = self.uploads.serve_upload(verb, path, body)
             if uploaded is None:
                 return Reply(0, b"", drop=True)
             return Reply(uploaded[0], uploaded[1], "text/plain; charset=utf-8")
@@ -359,10 +337,11 @@ class SlackStandIn(ExternalUploads, Workspace):
         except SlackError as failure:
             params, parse_error = {}, failure.error
         token = self._token(headers.get("Authorization"), params)
-        return self._respond_api(ApiRequest(method, params, token, parse_error, arrived))
+        return self.respond(ApiRequest(method, params, token, parse_error, arrived))
 
-    def _respond_api(self, request: ApiRequest) -> Reply:
-        """Answer a parsed request as Slack would; `_answered` hears of every answer."""
+    def respond(self, request: ApiRequest) -> Reply:
+        """Answer a parsed Web API request as Slack would; `answered` hears of every answer
+        (a subclass may answer otherwise: faults, other methods)."""
         status = 200
         if not self.knows(request.method):
             answer = {"ok": False, "error": "unknown_method", "req_method": request.method}
@@ -380,10 +359,10 @@ class SlackStandIn(ExternalUploads, Workspace):
             except Exception as exc:  # a bug in the stand-in: make it loud, not a hang
                 answer = {"ok": False, "error": "fatal_error", "standin_bug": repr(exc)}
                 status = 500
-        self._answered(request, answer)
+        self.answered(request, answer)
         return Reply(status, json.dumps(answer).encode())
 
-    def _answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
+    def answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
         """Called with every Web API answer; a subclass may record them."""
 
     def _token(self, authorization: str | None, params: dict[str, Any]) -> str | None:
@@ -400,7 +379,7 @@ class SlackStandIn(ExternalUploads, Workspace):
 
         if verb != "POST":
             return plain(405, "invalid_method")
-        with self._lock:
+        with self.lock:
             entry = self._response_urls.get(url)
             if entry is None:
                 return plain(404, "no_service")
@@ -417,8 +396,18 @@ class SlackStandIn(ExternalUploads, Workspace):
                 return plain(400, problem)
             entry.uses += 1
             self._responses.append({**payload, "url": url, "tag": entry.tag})
-            self._tell("response", None, payload)
+            self.model.tell("response", None, payload)
             return plain(200, "ok")
+
+
+class _StandInServer(ThreadingHTTPServer):
+    """The HTTP server on a free loopback port, holding the stand-in its handlers answer for."""
+
+    daemon_threads = True
+
+    def __init__(self, standin: SlackStandIn) -> None:
+        self.standin = standin
+        super().__init__(("127.0.0.1", 0), _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -431,11 +420,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        standin: SlackStandIn = self.server.standin  # type: ignore[attr-defined]
+        server = self.server
+        if not isinstance(server, _StandInServer):
+            raise TypeError("the stand-in's handler serves only the stand-in's server")
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        reply = standin._serve(self.command, split.path, split.query, self.headers, body)
+        reply = server.standin.serve(self.command, split.path, split.query, self.headers, body)
         if reply.drop:
             self.close_connection = True
             return

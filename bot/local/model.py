@@ -1,5 +1,11 @@
 """One Slack workspace as data: users, channels, messages, threads and reactions, with the
-ordering and membership rules the Web API methods rely on."""
+ordering and membership rules the Web API methods rely on.
+
+`WorkspaceModel` owns that state and the one lock that guards it; the Web API methods
+(`bot.local.workspace`, `views`, `files`, `uploads`) are objects given the model, and read and
+change it through its public attributes and helpers with `lock` held. Observers (`observe`) hear
+of every change a person would see, in order, on the thread that made it, with the lock held.
+"""
 
 from __future__ import annotations
 
@@ -98,7 +104,11 @@ def rich_text_for(text: str) -> list[dict[str, Any]]:
 
 class WorkspaceModel:
     """The workspace's state: users, channels, messages in threads, reactions; how tests and
-    `try` script it and look at it. Its Web API is `bot.slack_workspace.Workspace`."""
+    `try` script it and look at it. Its Web API is `bot.local.workspace.Workspace`.
+
+    The attributes are the state itself, for the Web API objects that share this model; each
+    change to them happens with `lock` held.
+    """
 
     def __init__(
         self,
@@ -113,17 +123,15 @@ class WorkspaceModel:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
-        self._lock = threading.RLock()
-        self._users: dict[str, dict[str, Any]] = {}
-        self._channels: dict[str, Channel] = {}
-        self._messages: dict[str, dict[str, dict[str, Any]]] = {}
-        self._auto_blocks: set[tuple[str, str]] = set()
+        self.lock = threading.RLock()
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, Channel] = {}
+        self.channel_messages: dict[str, dict[str, dict[str, Any]]] = {}
+        """channel → ts → the message as Slack keeps it."""
+        self.auto_blocks: set[tuple[str, str]] = set()
+        """(channel, ts) of bot messages whose blocks Slack derived from their text."""
         self._last_ts_micros = 0
         self._observers: list[Callable[[Change], None]] = []
-        # trigger id → (issued, monotonic; whose interaction; used)
-        self._triggers: dict[str, tuple[float, str, bool]] = {}
-        self._views: dict[str, dict[str, Any]] = {}  # view id → the view as Slack keeps it
-        self._homes: dict[str, str] = {}  # user → the id of their published Home view
         self.add_user(bot_user_id, name="motion", real_name="Motion", is_bot=True)
         if populate:
             self.add_user("U0ALICE", name="alice", real_name="Alice Archer")
@@ -139,7 +147,7 @@ class WorkspaceModel:
 
     def observe(self, callback: Callable[[Change], None]) -> None:
         """Call ``callback(change)`` for every later change (see the module docstring)."""
-        with self._lock:
+        with self.lock:
             self._observers.append(callback)
 
     def add_user(
@@ -151,8 +159,8 @@ class WorkspaceModel:
         display_name: str | None = None,
         is_bot: bool = False,
     ) -> None:
-        with self._lock:
-            self._users[user_id] = {
+        with self.lock:
+            self.users[user_id] = {
                 "id": user_id,
                 "team_id": self.team_id,
                 "name": name,
@@ -181,8 +189,8 @@ class WorkspaceModel:
         ``members`` lists the human members; ``None`` makes every known user a member. An ``im``
         is a DM: nobody can join it, and the bot sees it only when ``bot_member``.
         """
-        with self._lock:
-            self._channels[channel_id] = Channel(
+        with self.lock:
+            self.channels[channel_id] = Channel(
                 id=channel_id,
                 name=name or channel_id.lower(),
                 private=private and not im,
@@ -191,23 +199,23 @@ class WorkspaceModel:
                 archived=archived,
                 members=None if members is None else set(members),
             )
-            self._messages.setdefault(channel_id, {})
+            self.channel_messages.setdefault(channel_id, {})
 
     def set_bot_member(self, channel_id: str, member: bool) -> None:
         """Invite the bot to a channel or remove it, as ``/invite`` or a kick would."""
-        with self._lock:
-            self._channels[channel_id].bot_member = member
+        with self.lock:
+            self.channels[channel_id].bot_member = member
 
     def add_human_message(
         self, channel: str, text: str, *, user: str = "U0ALICE", thread_ts: str | None = None
     ) -> str:
         """Store a message as if ``user`` wrote it, so events can point at it; returns its ts."""
-        with self._lock:
-            if channel not in self._channels:
+        with self.lock:
+            if channel not in self.channels:
                 raise KeyError(f"unknown channel {channel!r}; add_channel() it first")
-            if thread_ts is not None and thread_ts not in self._messages[channel]:
+            if thread_ts is not None and thread_ts not in self.channel_messages[channel]:
                 raise KeyError(f"no message {thread_ts!r} in {channel} to reply to")
-            ts = self._next_ts()
+            ts = self.next_ts()
             message: dict[str, Any] = {
                 "type": "message",
                 "user": user,
@@ -217,41 +225,11 @@ class WorkspaceModel:
                 "client_msg_id": str(uuid.uuid4()),
                 "blocks": rich_text_for(text),
             }
-            self._store(channel, message, thread_ts)
-            self._tell("posted", channel, message)
+            self.store(channel, message, thread_ts)
+            self.tell("posted", channel, message)
             return ts
 
-    def issue_trigger(self, user: str = "") -> str:
-        """A fresh trigger_id, as Slack puts in `user`'s command, shortcut or button payload."""
-        with self._lock:
-            trigger = (
-                f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
-            )
-            self._triggers[trigger] = (time.monotonic(), user, False)
-            return trigger
-
     # -- inspection ----------------------------------------------------------------------------
-
-    def view(self, view_id: str) -> dict[str, Any] | None:
-        """A view opened, pushed, updated or published, as it is now."""
-        with self._lock:
-            found = self._views.get(view_id)
-            return copy.deepcopy(found) if found is not None else None
-
-    def views(self, user: str | None = None) -> list[dict[str, Any]]:
-        """Every modal opened or pushed (oldest first), for one user when given."""
-        with self._lock:
-            return [
-                copy.deepcopy(v)
-                for v in self._views.values()
-                if v["type"] == "modal" and (user is None or v["user"] == user)
-            ]
-
-    def home(self, user: str) -> dict[str, Any] | None:
-        """The Home tab `user` sees, as last published."""
-        with self._lock:
-            view_id = self._homes.get(user)
-            return copy.deepcopy(self._views[view_id]) if view_id else None
 
     def messages(
         self, channel: str | None = None, thread_ts: str | None = None
@@ -261,9 +239,9 @@ class WorkspaceModel:
         With ``thread_ts``: only the replies in that thread, not its parent (conversations.replies
         gives both).
         """
-        with self._lock:
+        with self.lock:
             found = []
-            for channel_id, stored in self._messages.items():
+            for channel_id, stored in self.channel_messages.items():
                 if channel is not None and channel_id != channel:
                     continue
                 for message in stored.values():
@@ -275,19 +253,19 @@ class WorkspaceModel:
             return sorted(found, key=lambda m: ts_key(m["ts"]))
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
-        with self._lock:
-            stored = self._messages.get(channel, {}).get(ts)
+        with self.lock:
+            stored = self.channel_messages.get(channel, {}).get(ts)
             return copy.deepcopy(stored) if stored is not None else None
 
     def reactions(self, channel: str, ts: str) -> list[str]:
         """Names of the reactions on a message (by anyone), in the order first added."""
-        with self._lock:
-            stored = self._messages.get(channel, {}).get(ts) or {}
+        with self.lock:
+            stored = self.channel_messages.get(channel, {}).get(ts) or {}
             return [r["name"] for r in stored.get("reactions", [])]
 
-    # -- the model (lock held) -----------------------------------------------------------------
+    # -- helpers for the Web API methods (lock held) ------------------------------------------
 
-    def _tell(
+    def tell(
         self,
         kind: ChangeKind,
         channel: str | None,
@@ -299,53 +277,62 @@ class WorkspaceModel:
             for observer in self._observers:
                 observer(change)
 
-    def _next_ts(self) -> str:
+    def next_ts(self) -> str:
         micros = max(int(time.time() * 1_000_000), self._last_ts_micros + TS_STEP_MICROS)
         self._last_ts_micros = micros
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
-    def _is_member(self, channel: Channel, user: str) -> bool:
+    def is_member(self, channel: Channel, user: str) -> bool:
         if user == self.bot_user_id:
             return channel.bot_member
         if channel.members is None:
-            return user in self._users
+            return user in self.users
         return user in channel.members
 
-    def _visible_channel(self, channel_id: Any) -> Channel:
+    def visible_channel(self, channel_id: Any) -> Channel:
         """The channel as the bot can see it: private channels and DMs it is not in do not exist."""
         if isinstance(channel_id, str) and channel_id.startswith("#"):
-            named = [c for c in self._channels.values() if c.name == channel_id[1:] and not c.im]
+            named = [c for c in self.channels.values() if c.name == channel_id[1:] and not c.im]
             channel = named[0] if named else None
         else:
-            channel = self._channels.get(channel_id) if isinstance(channel_id, str) else None
+            channel = self.channels.get(channel_id) if isinstance(channel_id, str) else None
         if channel is None or ((channel.private or channel.im) and not channel.bot_member):
             raise SlackError("channel_not_found")
         return channel
 
-    def _writable_channel(self, channel_id: Any) -> Channel:
-        channel = self._visible_channel(channel_id)
+    def writable_channel(self, channel_id: Any) -> Channel:
+        channel = self.visible_channel(channel_id)
         if channel.archived:
             raise SlackError("is_archived")
         if not channel.bot_member:
             raise SlackError("not_in_channel")
         return channel
 
-    def _member_channel(self, channel_id: Any) -> Channel:
-        channel = self._visible_channel(channel_id)
+    def member_channel(self, channel_id: Any) -> Channel:
+        channel = self.visible_channel(channel_id)
         if not channel.bot_member:
             raise SlackError("not_in_channel")
         return channel
 
-    def _existing_message(self, channel: Channel, ts: Any) -> dict[str, Any]:
-        message = self._messages[channel.id].get(ts) if isinstance(ts, str) else None
+    def existing_message(self, channel: Channel, ts: Any) -> dict[str, Any]:
+        message = self.channel_messages[channel.id].get(ts) if isinstance(ts, str) else None
         if message is None:
             raise SlackError("message_not_found")
         return message
 
-    def _store(self, channel: str, message: dict[str, Any], thread_ts: str | None) -> None:
+    def thread_root(self, channel: Channel, thread_ts: Any) -> str:
+        """The ts of the thread a reply to `thread_ts` lands in: a reply's ts works too, as
+        Slack advises passing the parent's; `thread_not_found` when there is no such message."""
+        parent = self.channel_messages[channel.id].get(str(thread_ts))
+        if parent is None:
+            raise SlackError("thread_not_found")
+        root: str = parent.get("thread_ts", parent["ts"])
+        return root
+
+    def store(self, channel: str, message: dict[str, Any], thread_ts: str | None) -> None:
         """Store a message; a reply updates its parent's thread summary like Slack does."""
         if thread_ts is not None:
-            parent = self._messages[channel][thread_ts]
+            parent = self.channel_messages[channel][thread_ts]
             message["thread_ts"] = thread_ts
             message["parent_user_id"] = parent.get("user")
             parent["thread_ts"] = thread_ts
@@ -355,9 +342,9 @@ class WorkspaceModel:
                 users.append(message["user"])
             parent["reply_users_count"] = len(users)
             parent["latest_reply"] = message["ts"]
-        self._messages[channel][message["ts"]] = message
+        self.channel_messages[channel][message["ts"]] = message
 
-    def _bot_message(self, text: str, blocks: Any, ts: str) -> dict[str, Any]:
+    def bot_message(self, text: str, blocks: Any, ts: str) -> dict[str, Any]:
         return {
             "type": "message",
             "user": self.bot_user_id,
@@ -370,7 +357,7 @@ class WorkspaceModel:
             "bot_profile": {
                 "id": self.bot_id,
                 "app_id": self.app_id,
-                "name": self._users[self.bot_user_id]["name"],
+                "name": self.users[self.bot_user_id]["name"],
                 "team_id": self.team_id,
             },
         }

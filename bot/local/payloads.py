@@ -1,0 +1,308 @@
+"""What Slack sends an app, built in one place: the signature on every request, slash command
+forms, Events API envelopes and the message events in them, interactivity payloads
+(block_actions, shortcut, view_submission, with the view's state) and Socket Mode envelopes.
+
+Pure functions of what they are given (ids, names, texts, a response_url, a trigger_id): the
+stand-in fills them from its workspace (`bot.local.server`) for `python -m bot try`, and the
+tests from theirs (`tests/support/harness.py`). Fields come in the order Slack sends them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+VERIFICATION_TOKEN = "standin-verification-token"
+"""The deprecated verification token Slack still puts in payloads; apps ignore it."""
+TEAM_DOMAIN = "sandbox-team"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+# -- signing --------------------------------------------------------------------------------
+
+
+def signature(body: str, timestamp: int | str, secret: str) -> str:
+    """Slack's `X-Slack-Signature`: `v0=` and the HMAC-SHA256 of `v0:timestamp:body`."""
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: str, secret: str, content_type: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers Slack sends with every request to an app (the timestamp: now, by default)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature(body, ts, secret),
+    }
+
+
+def form_body(payload: dict[str, Any]) -> str:
+    """An interactivity payload as Slack POSTs it: a form with one field, `payload`, of JSON."""
+    return urlencode({"payload": json.dumps(payload)})
+
+
+# -- slash commands and events ----------------------------------------------------------------
+
+
+def slash_command(
+    *,
+    command: str,
+    text: str,
+    team_id: str,
+    channel_id: str,
+    channel_name: str,
+    user_id: str,
+    user_name: str,
+    app_id: str,
+    response_url: str,
+    trigger_id: str,
+    token: str = VERIFICATION_TOKEN,
+) -> dict[str, str]:
+    """Every field of a slash command (form-encoded over HTTP, JSON in Socket Mode)."""
+    return {
+        "token": token,
+        "team_id": team_id,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": channel_id,
+        "channel_name": channel_name,
+        "user_id": user_id,
+        "user_name": user_name,
+        "command": command,
+        "text": text,
+        "api_app_id": app_id,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+
+
+def message_event(
+    message: dict[str, Any], *, channel: str, team_id: str, thread_ts: str | None
+) -> dict[str, Any]:
+    """The `message` event Slack delivers for a person's stored message (a reply when
+    `thread_ts` is given)."""
+    ts = message["ts"]
+    event: dict[str, Any] = {
+        "type": "message", "channel": channel, "user": message["user"], "text": message["text"],
+        "ts": ts, "event_ts": ts,
+    }  # fmt: skip
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+        event["parent_user_id"] = message.get("parent_user_id")
+    event.update(
+        channel_type="channel", team=team_id, client_msg_id=message["client_msg_id"],
+        blocks=copy.deepcopy(message["blocks"]),
+    )  # fmt: skip
+    return event
+
+
+def event_callback(
+    event: dict[str, Any],
+    *,
+    team_id: str,
+    app_id: str,
+    bot_user_id: str,
+    event_id: str,
+    token: str = VERIFICATION_TOKEN,
+    event_context: str | None = None,
+) -> dict[str, Any]:
+    """The Events API envelope around `event`, as Slack POSTs it to the app."""
+    envelope: dict[str, Any] = {
+        "token": token,
+        "team_id": team_id,
+        "api_app_id": app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }
+    if event_context is not None:
+        envelope["event_context"] = event_context
+    return envelope
+
+
+def app_home_opened(user: str, *, tab: str, view: dict[str, Any] | None) -> dict[str, Any]:
+    """The event Slack sends each time someone opens the app's tab (with the Home view, once
+    one was published)."""
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D0HOME",
+        "tab": tab,
+        "event_ts": str(time.time()),
+    }
+    if view is not None:
+        event["view"] = view
+    return event
+
+
+# -- interactivity ----------------------------------------------------------------------------
+
+
+def team(team_id: str) -> dict[str, str]:
+    return {"id": team_id, "domain": TEAM_DOMAIN}
+
+
+def user(user_id: str, user_name: str, team_id: str) -> dict[str, str]:
+    return {"id": user_id, "username": user_name, "team_id": team_id}
+
+
+def button(action_id: str, *, block_id: str, value: str | None = None) -> dict[str, Any]:
+    """One pressed button, as `actions` lists it."""
+    pressed: dict[str, Any] = {"action_id": action_id, "block_id": block_id}
+    if value is not None:
+        pressed["value"] = value
+    pressed.update(type="button", action_ts=str(time.time()))
+    return pressed
+
+
+def block_actions(
+    *,
+    team_id: str,
+    user_id: str,
+    user_name: str,
+    app_id: str,
+    container: dict[str, Any],
+    trigger_id: str,
+    actions: list[dict[str, Any]],
+    source: dict[str, Any],
+    token: str = VERIFICATION_TOKEN,
+) -> dict[str, Any]:
+    """A `block_actions` payload. `source` is where the press happened: `channel`, `message`
+    and `response_url` for a message, `view` for a modal or the Home tab."""
+    return {
+        "type": "block_actions",
+        "team": team(team_id),
+        "user": user(user_id, user_name, team_id),
+        "api_app_id": app_id,
+        "token": token,
+        "container": container,
+        "trigger_id": trigger_id,
+        **source,
+        "actions": actions,
+    }
+
+
+def shortcut(
+    callback_id: str,
+    *,
+    team_id: str,
+    user_id: str,
+    user_name: str,
+    trigger_id: str,
+    token: str = VERIFICATION_TOKEN,
+) -> dict[str, Any]:
+    """A global shortcut (the lightning menu): no channel, a fresh trigger_id."""
+    return {
+        "type": "shortcut",
+        "token": token,
+        "action_ts": str(time.time()),
+        "team": team(team_id),
+        "user": user(user_id, user_name, team_id),
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+    }
+
+
+def view_submission(
+    view: dict[str, Any],
+    *,
+    team_id: str,
+    user_id: str,
+    user_name: str,
+    app_id: str,
+    trigger_id: str,
+    response_urls: list[dict[str, Any]],
+    token: str = VERIFICATION_TOKEN,
+) -> dict[str, Any]:
+    """A `view_submission` of `view` (its `state` already filled, see `view_state`)."""
+    return {
+        "type": "view_submission",
+        "team": team(team_id),
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
+        "api_app_id": app_id,
+        "token": token,
+        "trigger_id": trigger_id,
+        "view": view,
+        "response_urls": response_urls,
+        "is_enterprise_install": False,
+    }
+
+
+def view_state(
+    view: dict[str, Any],
+    answers: dict[str, str | None],
+    file_object: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`view.state.values` as Slack builds it from the inputs: every input block, each
+    element's state by its type (an untouched field has no value). `answers` are by block_id;
+    a file_input's answer is file ids, comma-separated, shown through `file_object`."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks") or []:
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        kind, answer = element["type"], answers.get(block["block_id"])
+        state: dict[str, Any] = {"type": kind}
+        if kind == "static_select":
+            options = {o["value"]: o for o in element.get("options") or []}
+            state["selected_option"] = options.get(answer or "") if answer else None
+        elif kind == "conversations_select":
+            state["selected_conversation"] = answer
+        elif kind == "file_input":
+            ids = [i for i in (answer or "").split(",") if i]
+            state["files"] = [file_object(i) if file_object else {"id": i} for i in ids]
+        else:
+            state["value"] = answer
+        values[block["block_id"]] = {element["action_id"]: state}
+    return values
+
+
+# -- Socket Mode ------------------------------------------------------------------------------
+
+
+def socket_envelope(
+    type: str,
+    payload: dict[str, Any],
+    *,
+    envelope_id: str,
+    accepts_response_payload: bool,
+    retry_attempt: int = 0,
+    retry_reason: str | None = None,
+) -> dict[str, Any]:
+    """One Socket Mode envelope around what Slack would have POSTed in HTTP mode. Events (and
+    any retry) carry `retry_attempt` and `retry_reason` ("timeout" for a retry, by default)."""
+    envelope: dict[str, Any] = {
+        "envelope_id": envelope_id,
+        "payload": copy.deepcopy(payload),
+        "type": type,
+        "accepts_response_payload": accepts_response_payload,
+    }
+    if type == "events_api" or retry_attempt:
+        envelope["retry_attempt"] = retry_attempt
+        envelope["retry_reason"] = (
+            retry_reason if retry_reason is not None else ("timeout" if retry_attempt else "")
+        )
+    return envelope

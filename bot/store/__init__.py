@@ -1,15 +1,29 @@
 """Everything that must survive a restart, with methods named by intent.
 
-`Store` is one object over one database; its methods are grouped by what they hold (jobs,
-runs, the outbox), each group in its own module, sharing one connection and one write path.
+`Store` is a facade over one `Database` (bot/store/base.py: the backend, this instance's name and
+lease owner, the worker threads, the write path and the lease fence) and the repositories that
+share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (runs and their
+polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
+notices, "Stop tracking") and `event_rows` (Slack deliveries taken). A repository is given the
+database and uses only its public methods; a change that spans tables inside one transaction
+uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
+`give_back`, `claim_events`), never another repository's state.
+
+Why the old names stay on the facade as the repositories' own bound methods, each named once,
+grouped by repository (`self.claim_due = self.job_rows.claim_due`), rather than as delegating
+methods or a `__getattr__`: a method's signature and docstring are written once, in its repository, so the
+two cannot drift; mypy checks every call through the facade against that exact signature; a
+reader finds where each name goes in one line; and the poller's hot path pays no extra call.
+Callers may use either spelling (`store.claim_due` or `store.job_rows.claim_due`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite_utils
 
-from bot.store.base import LeaseLost, holding_polls, lease_fence
-from bot.store.dialect import Result
+from bot.store.base import Database, LeaseLost, holding_polls, lease_fence
+from bot.store.dialect import Backend
+from bot.store.events import EventRows
 from bot.store.jobs import LEASE_SECONDS, JobRows
 from bot.store.models import (
     ACTIVE_RUN_STATES,
@@ -23,9 +37,8 @@ from bot.store.models import (
     Run,
     RunKind,
     RunState,
-    job_from_row,
-    run_from_row,
 )
+from bot.store.offloop import OffLoop
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
 from bot.store.stopping import Stop, StopKind, StopRows
@@ -43,57 +56,166 @@ from bot.store.usage import (
 )
 
 
-class Store(JobRows, RunRows, OutboxRows, UsageRows, StopRows):
+class Store:
     """The app's state in SQLite (WAL mode) or PostgreSQL, migrated at open.
 
     `Store(target)`: a `postgresql://` (or `postgres://`) URL, a `sqlite:///` URL, or a SQLite
     file path."""
 
-    def job_and_runs(self, job_id: int) -> tuple[Job | None, list[Run]]:
-        """The job and its runs, as a look at it starts: one statement, so one round trip and
-        one view of both."""
-        found = _jobs_with_runs(
-            self.backend.execute(
-                "SELECT jobs.*, 1 AS runs_follow, runs.* FROM jobs LEFT JOIN runs"
-                " ON runs.job_id = jobs.id WHERE jobs.id = ? ORDER BY runs.number",
-                (job_id,),
-            )
-        )
-        return found.get(job_id, (None, []))
+    def __init__(self, target: str, *, instance: str | None = None) -> None:
+        self.database = Database(target, instance=instance)
+        self.job_rows = JobRows(self.database)
+        self.run_rows = RunRows(self.database)
+        self.outbox_rows = OutboxRows(self.database)
+        self.usage_rows = UsageRows(self.database)
+        self.stop_rows = StopRows(self.database)
+        self.event_rows = EventRows(self.database)
+        self._name_database_calls()
+        self._name_job_calls()
+        self._name_run_calls()
+        self._name_outbox_calls()
+        self._name_usage_calls()
+        self._name_stop_and_event_calls()
 
-    def jobs_and_runs(self, job_ids: Sequence[int]) -> list[tuple[Job, list[Run]]]:
-        """Several jobs with their runs (in order), in one statement and one view of each, as
-        the poller's claim hands them to the looks it starts. Jobs that do not exist are left
-        out; the rest come in the order asked."""
-        if not job_ids:
-            return []
-        marks = ", ".join("?" * len(job_ids))
-        found = _jobs_with_runs(
-            self.backend.execute(
-                "SELECT jobs.*, 1 AS runs_follow, runs.* FROM jobs LEFT JOIN runs ON"
-                f" runs.job_id = jobs.id WHERE jobs.id IN ({marks}) ORDER BY jobs.id, runs.number",
-                list(job_ids),
-            )
-        )
-        return [found[job_id] for job_id in job_ids if job_id in found]
+    # ------------------------------------------------------------ the database itself
 
+    @property
+    def backend(self) -> Backend:
+        return self.database.backend
 
-def _jobs_with_runs(result: Result) -> dict[int, tuple[Job, list[Run]]]:
-    """Rows of `jobs.*, 1 AS runs_follow, runs.*` (runs in order; one row with NULL run
-    columns for a job without runs) as each job with its runs."""
-    split = result.names.index("runs_follow")
-    job_names, run_names = result.names[:split], result.names[split + 1 :]
-    id_at = job_names.index("id")
-    found: dict[int, tuple[Job, list[Run]]] = {}
-    for row in result.rows:
-        job_id = row[id_at]
-        if job_id not in found:
-            found[job_id] = (job_from_row(dict(zip(job_names, row[:split], strict=True))), [])
-        if row[split + 1] is not None:  # runs.id: NULL when the job has no run yet
-            found[job_id][1].append(
-                run_from_row(dict(zip(run_names, row[split + 1 :], strict=True)))
-            )
-    return found
+    @property
+    def path(self) -> str:
+        return self.database.path
+
+    @property
+    def instance(self) -> str:
+        return self.database.instance
+
+    @property
+    def owner(self) -> str:
+        """This boot's lease owner (`<instance>:<random>`)."""
+        return self.database.owner
+
+    @property
+    def migrated(self) -> list[str]:
+        return self.database.migrated
+
+    @property
+    def dialect(self) -> str:
+        return self.database.dialect
+
+    @property
+    def description(self) -> str:
+        return self.database.description
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The sqlite-utils database (SQLite only: for tests and SQLite-specific checks)."""
+        return self.database.db
+
+    @property
+    def _off_loop(self) -> OffLoop:
+        """The worker threads (tests and benchmarks read their counters)."""
+        return self.database.workers
+
+    def _name_database_calls(self) -> None:
+        self.off_loop = self.database.off_loop
+        self.close = self.database.close
+        self.ping = self.database.ping
+        self.schema_is_current = self.database.schema_is_current
+        self.schema_version = self.database.schema_version
+        # The old private names, which tests and benchmarks use to look at or break into the
+        # database.
+        self._write = self.database.write
+        self._change = self.database.change
+        self._change_returning = self.database.change_returning
+        self._rows = self.database.rows
+        self._value = self.database.value
+
+    def _name_job_calls(self) -> None:
+        self.create_job = self.job_rows.create_job
+        self.restart_from = self.job_rows.restart_from
+        self.first_request = self.job_rows.first_request
+        self.job = self.job_rows.job
+        self.job_for_thread = self.job_rows.job_for_thread
+        self.card_in_flight = self.job_rows.card_in_flight
+        self.recent_jobs = self.job_rows.recent_jobs
+        self.job_and_runs = self.job_rows.job_and_runs
+        self.jobs_and_runs = self.job_rows.jobs_and_runs
+        self.claim_due = self.job_rows.claim_due
+        self.claim_job = self.job_rows.claim_job
+        self.release = self.job_rows.release
+        self.release_many = self.job_rows.release_many
+        self.renew_leases = self.job_rows.renew_leases
+        self.release_all = self.job_rows.release_all
+        self.release_predecessors = self.job_rows.release_predecessors
+        self.held_jobs = self.job_rows.held_jobs
+        self.next_due_at = self.job_rows.next_due_at
+        self.count_followed = self.job_rows.count_followed
+        self.set_due = self.job_rows.set_due
+        self.wake = self.job_rows.wake
+        self.add_error = self.job_rows.add_error
+        self.clear_errors = self.job_rows.clear_errors
+        self.resume_all = self.job_rows.resume_all
+        self.record_card_sending = self.job_rows.record_card_sending
+        self.record_card = self.job_rows.record_card
+        self.record_card_update = self.job_rows.record_card_update
+        self.abandon_job = self.job_rows.abandon_job
+        self.stop_job = self.job_rows.stop_job
+
+    def _name_run_calls(self) -> None:
+        self.run = self.run_rows.run
+        self.runs = self.run_rows.runs
+        self.has_active_run = self.run_rows.has_active_run
+        self.add_followup = self.run_rows.add_followup
+        self.record_reply_error = self.run_rows.record_reply_error
+        self.copy_run = self.run_rows.copy_run
+        self.mark_sending = self.run_rows.mark_sending
+        self.mark_running = self.run_rows.mark_running
+        self.mark_waiting = self.run_rows.mark_waiting
+        self.mark_verifying = self.run_rows.mark_verifying
+        self.add_send_attempt = self.run_rows.add_send_attempt
+        self.record_poll = self.run_rows.record_poll
+        self.record_quiet_poll = self.run_rows.record_quiet_poll
+        self.hold_quiet_poll = self.run_rows.hold_quiet_poll
+        self.record_quiet_polls = self.run_rows.record_quiet_polls
+        self.write_held_polls = self.run_rows.write_held_polls
+        self.record_generation_time = self.run_rows.record_generation_time
+        self.generation_times = self.run_rows.generation_times
+        self.finish_run = self.run_rows.finish_run
+        self.generating_runs = self.run_rows.generating_runs
+        self.interrupted_runs = self.run_rows.interrupted_runs
+
+    def _name_outbox_calls(self) -> None:
+        self.open_posts = self.outbox_rows.open_posts
+        self.clear_pending_posts = self.outbox_rows.clear_pending_posts
+        self.open_uploads = self.outbox_rows.open_uploads
+        self.first_open_post_id = self.outbox_rows.first_open_post_id
+        self.start_upload = self.outbox_rows.start_upload
+        self.touch_upload = self.outbox_rows.touch_upload
+        self.upload_file_id = self.outbox_rows.upload_file_id
+        self.record_upload_file = self.outbox_rows.record_upload_file
+        self.mark_post_sending = self.outbox_rows.mark_post_sending
+        self.mark_post_done = self.outbox_rows.mark_post_done
+        self.mark_post_failed = self.outbox_rows.mark_post_failed
+
+    def _name_usage_calls(self) -> None:
+        self.usage_of = self.usage_rows.usage_of
+        self.workspace_runs = self.usage_rows.workspace_runs
+        self.everyone_usage = self.usage_rows.everyone_usage
+        self.save_preview = self.usage_rows.save_preview
+        self.preview = self.usage_rows.preview
+        self.cancel_preview = self.usage_rows.cancel_preview
+        self.forget_previews_before = self.usage_rows.forget_previews_before
+
+    def _name_stop_and_event_calls(self) -> None:
+        self.record_stuck_notice = self.stop_rows.record_stuck_notice
+        self.keep_waiting = self.stop_rows.keep_waiting
+        self.stop_tracking = self.stop_rows.stop_tracking
+        self.claim_event = self.event_rows.claim_event
+        self.event_claimed = self.event_rows.event_claimed
+        self.forget_event = self.event_rows.forget_event
+        self.forget_events_before = self.event_rows.forget_events_before
 
 
 __all__ = [

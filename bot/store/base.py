@@ -1,13 +1,20 @@
-"""The connection every part of the store shares, its one way to write, and the lease fence.
+"""The one database object the store's repositories share, its one way to write, and the lease
+fence.
+
+`Database` holds the backend (SQLite or PostgreSQL), who this instance is (`instance`, and
+`owner`: unique per boot, the name its leases carry), the worker threads that run store calls
+off the event loop, and the few ways SQL reaches the backend; each repository (bot/store/jobs.py,
+runs.py, outbox.py, usage.py, stopping.py, events.py) is given it and uses only these public
+methods.
 
 SQL here is written once, with `?` placeholders; `bot.store.dialect` runs it on SQLite or on
-PostgreSQL. Write paths that change more than one row use `_write()`: one transaction holding the
+PostgreSQL. Write paths that change more than one row use `write()`: one transaction holding the
 database's write lock (SQLite `BEGIN IMMEDIATE`: in WAL mode a plain `BEGIN` that reads and then
 writes fails with "database is locked" when another connection wrote in between; PostgreSQL: a
 transaction-scoped advisory lock), so both databases serialize them the same way.
 
 The fence: while an instance advances a job it holds the job's lease, and every write made on
-that job's behalf (`_write()`, `_change()`) first checks, in the same transaction and with the
+that job's behalf (`write()`, `change()`) first checks, in the same transaction and with the
 job's row locked, that the lease is still this instance's. A paused instance that wakes after
 another took its job over gets `LeaseLost` instead of writing (and so never posts or sends twice).
 """
@@ -22,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from sqlite_utils import Database
+import sqlite_utils
 
 from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
 from bot.store.models import QuietPoll
@@ -51,7 +58,9 @@ def instance_name(env: dict[str, str] | None = None) -> str:
     return env.get("MOTION_INSTANCE") or env.get("DYNO") or default
 
 
-class Connection:
+class Database:
+    """The backend and this instance's identity, shared by every repository of one `Store`."""
+
     def __init__(self, target: str, *, instance: str | None = None) -> None:
         self.backend: Backend = open_backend(target)
         self.path = target
@@ -64,17 +73,18 @@ class Connection:
             self.backend.close()
             raise
         # SQLite: one worker (one connection); PostgreSQL: one per pooled connection it may use.
+        self.workers: OffLoop
         if isinstance(self.backend, SqliteBackend):
-            self._off_loop = OffLoop(1, "store-sqlite", inline_lock=self.backend.lock)
+            self.workers = OffLoop(1, "store-sqlite", inline_lock=self.backend.lock)
         else:
             workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
-            self._off_loop = OffLoop(workers, f"store-{self.backend.name}")
+            self.workers = OffLoop(workers, f"store-{self.backend.name}")
 
     async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the synchronous store call `fn(*args, **kwargs)` on the store's worker thread(s)
         (bot/store/offloop.py), so the event loop goes on serving while it waits on the database.
         Every store method can still be called directly, as before."""
-        return await self._off_loop.run(fn, *args, **kwargs)
+        return await self.workers.run(fn, *args, **kwargs)
 
     @property
     def dialect(self) -> str:
@@ -85,18 +95,20 @@ class Connection:
         return self.backend.description
 
     @property
-    def db(self) -> Database:
+    def db(self) -> sqlite_utils.Database:
         """The sqlite-utils database (SQLite only: for tests and SQLite-specific checks)."""
         if not isinstance(self.backend, SqliteBackend):
             raise TypeError("the sqlite-utils Database exists only on SQLite")
         return self.backend.db
 
     def close(self) -> None:
-        self._off_loop.close()  # what is running finishes first
+        self.workers.close()  # what is running finishes first
         self.backend.close()
 
     @contextmanager
-    def _write(self) -> Iterator[Tx]:
+    def write(self) -> Iterator[Tx]:
+        """A write transaction under the database's write lock, fenced by the lease while a
+        job is being advanced (`LeaseLost` before anything is written)."""
         with self.backend.write() as tx:
             fence = _fence.get()
             if fence is not None:
@@ -109,25 +121,25 @@ class Connection:
                     raise LeaseLost(f"job {job_id}: lease held by {row[0] if row else None}")
             yield tx
 
-    def _change(self, sql: str, params: Params = ()) -> int:
+    def change(self, sql: str, params: Params = ()) -> int:
         """One write statement; fenced (in a write transaction) while a job is being advanced.
         Returns the number of rows it changed."""
         if _fence.get() is None:
             return self.backend.execute(sql, params).rowcount
-        with self._write() as tx:
+        with self.write() as tx:
             return tx.execute(sql, params).rowcount
 
-    def _change_returning(self, sql: str, params: Params = ()) -> Any:
+    def change_returning(self, sql: str, params: Params = ()) -> Any:
         """A write statement with `RETURNING x`: its first value (None when no row matched)."""
         if _fence.get() is None:
             row = self.backend.execute(sql, params).fetchone()
         else:
-            with self._write() as tx:
+            with self.write() as tx:
                 row = tx.execute(sql, params).fetchone()
         return row[0] if row else None
 
     def ping(self) -> bool:
-        return bool(self._value("SELECT 1") == 1)
+        return bool(self.value("SELECT 1") == 1)
 
     def schema_is_current(self) -> bool:
         return not self.backend.pending_migrations()
@@ -138,11 +150,13 @@ class Connection:
 
         return migration_names()[-1]
 
-    def _rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """One statement on its own: its rows, each by column name."""
         result = self.backend.execute(sql, params)
         return [dict(zip(result.names, row, strict=True)) for row in result.rows]
 
-    def _value(self, sql: str, params: Params = ()) -> Any:
+    def value(self, sql: str, params: Params = ()) -> Any:
+        """One statement on its own: the first column of its first row (None without a row)."""
         row = self.backend.execute(sql, params).fetchone()
         return row[0] if row else None
 

@@ -1,4 +1,5 @@
-"""Jobs: their Slack place, their card, and when each next needs a look (the poller's queue)."""
+"""Jobs: their Slack place, their card, and when each next needs a look (the poller's queue);
+and a job read with its runs, as a look starts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bot.store.base import Connection
-from bot.store.dialect import Tx
-from bot.store.models import Job, JobState, NewPost, job_from_row
+from bot.store.base import Database
+from bot.store.dialect import Result, Tx
+from bot.store.events import claim_events
+from bot.store.models import Job, JobState, NewPost, Run, job_from_row, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
 from bot.store.usage import Spend, charge, give_back, take
@@ -19,7 +21,10 @@ from bot.store.usage import Spend, charge, give_back, take
 LEASE_SECONDS = 30.0  # renewed every third of it; a dead instance's jobs are free after this
 
 
-class JobRows(Connection):
+class JobRows:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
     def create_job(
         self,
         *,
@@ -41,10 +46,8 @@ class JobRows(Connection):
         the same transaction: None when one was already claimed (a second press). A job with an
         `origin_job_id` (a variation) links to its thread from the origin's once it has one.
         With `parent_ts` (an @mention) the card is posted as a reply in that thread."""
-        from bot.store.runs import _claim
-
-        with self._write() as conn:
-            if not _claim(conn, event_keys, now):
+        with self.database.write() as conn:
+            if not claim_events(conn, event_keys, now):
                 return None
             if spend is not None and (refused := take(conn, spend)) is not None:
                 raise refused
@@ -63,7 +66,7 @@ class JobRows(Connection):
         """A new job in place of a followup refused on a failed job; once per button, however
         often it is pressed (the refused run is marked in the same transaction). With `spend`,
         counted as `create_job` counts."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             row = conn.execute(
                 "SELECT runs.job_id, jobs.channel_id FROM runs JOIN jobs ON jobs.id = runs.job_id"
                 " WHERE runs.id = ? AND runs.state = 'rejected'",
@@ -83,17 +86,17 @@ class JobRows(Connection):
 
     def first_request(self, job_id: int) -> dict[str, Any] | None:
         """The request the job was started with."""
-        value = self._value(
+        value = self.database.value(
             "SELECT request FROM runs WHERE job_id = ? ORDER BY number LIMIT 1", (job_id,)
         )
         return json.loads(value) if value else None
 
     def job(self, job_id: int) -> Job | None:
-        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self.database.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
     def job_for_thread(self, channel_id: str, thread_ts: str) -> Job | None:
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT * FROM jobs WHERE channel_id = ? AND thread_ts = ?", (channel_id, thread_ts)
         )
         return job_from_row(rows[0]) if rows else None
@@ -103,7 +106,7 @@ class JobRows(Connection):
         (the ts that names the job's thread) is not recorded yet. People see the card as soon
         as Slack posts it, so a reply in a thread the store does not know may be in that one."""
         return (
-            self._value(
+            self.database.value(
                 "SELECT 1 FROM jobs WHERE channel_id = ? AND state = 'new' AND thread_ts IS NULL"
                 " AND card_sent_at >= ? LIMIT 1",
                 (channel_id, since),
@@ -112,12 +115,40 @@ class JobRows(Connection):
         )
 
     def recent_jobs(self, team_id: str, requester: str, limit: int = 10) -> list[Job]:
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT * FROM jobs WHERE team_id = ? AND requester = ? AND state != 'abandoned'"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             (team_id, requester, limit),
         )
         return [job_from_row(r) for r in rows]
+
+    def job_and_runs(self, job_id: int) -> tuple[Job | None, list[Run]]:
+        """The job and its runs, as a look at it starts: one statement, so one round trip and
+        one view of both."""
+        found = _jobs_with_runs(
+            self.database.backend.execute(
+                "SELECT jobs.*, 1 AS runs_follow, runs.* FROM jobs LEFT JOIN runs"
+                " ON runs.job_id = jobs.id WHERE jobs.id = ? ORDER BY runs.number",
+                (job_id,),
+            )
+        )
+        return found.get(job_id, (None, []))
+
+    def jobs_and_runs(self, job_ids: Sequence[int]) -> list[tuple[Job, list[Run]]]:
+        """Several jobs with their runs (in order), in one statement and one view of each, as
+        the poller's claim hands them to the looks it starts. Jobs that do not exist are left
+        out; the rest come in the order asked."""
+        if not job_ids:
+            return []
+        marks = ", ".join("?" * len(job_ids))
+        found = _jobs_with_runs(
+            self.database.backend.execute(
+                "SELECT jobs.*, 1 AS runs_follow, runs.* FROM jobs LEFT JOIN runs ON"
+                f" runs.job_id = jobs.id WHERE jobs.id IN ({marks}) ORDER BY jobs.id, runs.number",
+                list(job_ids),
+            )
+        )
+        return [found[job_id] for job_id in job_ids if job_id in found]
 
     # ------------------------------------------------------------ the poller's queue and leases
 
@@ -129,21 +160,23 @@ class JobRows(Connection):
         A job stays due while leased; nobody else takes it until the lease has expired
         (PostgreSQL skips rows another instance is claiming; SQLite runs the statement under
         its write lock). `release` gives the job back with its next due time."""
-        rows = self.backend.execute(
+        rows = self.database.backend.execute(
             "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id IN (SELECT id"
             " FROM jobs WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            " ORDER BY due_at LIMIT ?" + self.backend.skip_locked + ") RETURNING id, due_at",
-            (self.owner, now + lease_seconds, now, now, limit),
+            " ORDER BY due_at LIMIT ?"
+            + self.database.backend.skip_locked
+            + ") RETURNING id, due_at",
+            (self.database.owner, now + lease_seconds, now, now, limit),
         ).rows
         return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
 
     def claim_job(self, job_id: int, now: float, *, lease_seconds: float = LEASE_SECONDS) -> bool:
         """Lease one job, due or not, unless another instance holds a live lease on it."""
         return (
-            self._change(
+            self.database.change(
                 "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id = ?"
                 " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
-                (self.owner, now + lease_seconds, job_id, self.owner, now),
+                (self.database.owner, now + lease_seconds, job_id, self.database.owner, now),
             )
             == 1
         )
@@ -152,10 +185,10 @@ class JobRows(Connection):
         """Give a leased job back with its next due time (now, if it was woken meanwhile).
         False when the lease was no longer this instance's (nothing is changed then)."""
         return (
-            self.backend.execute(
+            self.database.backend.execute(
                 "UPDATE jobs SET due_at = CASE WHEN woken = 1 THEN ? ELSE ? END, woken = 0,"
                 " lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
-                (now, due_at, job_id, self.owner),
+                (now, due_at, job_id, self.database.owner),
             ).rowcount
             == 1
         )
@@ -170,12 +203,12 @@ class JobRows(Connection):
         params: list[Any] = [now]
         for job_id, due_at in released:
             params += [job_id, due_at]
-        return self.backend.execute(
+        return self.database.backend.execute(
             "UPDATE jobs SET due_at = CASE WHEN jobs.woken = 1 THEN ? ELSE released.column2 END,"
             " woken = 0, lease_owner = NULL, lease_until = NULL"
             f" FROM (VALUES {values}) AS released"
             " WHERE jobs.id = released.column1 AND jobs.lease_owner = ?",
-            (*params, self.owner),
+            (*params, self.database.owner),
         ).rowcount
 
     def renew_leases(
@@ -189,37 +222,37 @@ class JobRows(Connection):
         it is working on: a lease nothing here works on then runs out and another takes the
         job) lasts `lease_seconds` from now."""
         sql, params = "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?", [
-            now + lease_seconds, self.owner,
+            now + lease_seconds, self.database.owner,
         ]  # fmt: skip
         if job_ids is not None:
             if not job_ids:
                 return 0
             sql += f" AND id IN ({', '.join('?' * len(job_ids))})"
             params += list(job_ids)
-        return self.backend.execute(sql, params).rowcount
+        return self.database.backend.execute(sql, params).rowcount
 
     def release_all(self) -> int:
         """At SIGTERM: every job this instance holds is free for another at once."""
-        return self.backend.execute(
+        return self.database.backend.execute(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-            (self.owner,),
+            (self.database.owner,),
         ).rowcount
 
     def release_predecessors(self) -> int:
         """At start: leases a previous boot of this same instance (same name) left behind
         when it was killed, and leases of instances named after this host and a process that
         no longer runs here (`host-pid`, the default name): no one else can be using them."""
-        prefix = self.instance + ":"
-        released: int = self.backend.execute(
+        prefix = self.database.instance + ":"
+        released: int = self.database.backend.execute(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL"
             " WHERE substr(lease_owner, 1, ?) = ? AND lease_owner != ?",
-            (len(prefix), prefix, self.owner),
+            (len(prefix), prefix, self.database.owner),
         ).rowcount
         return released + self._release_dead_processes_here()
 
     def _release_dead_processes_here(self) -> int:
         host = socket.gethostname() + "-"
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT DISTINCT lease_owner FROM jobs WHERE substr(lease_owner, 1, ?) = ?",
             (len(host), host),
         )
@@ -227,20 +260,24 @@ class JobRows(Connection):
         for row in rows:
             owner = str(row["lease_owner"])
             pid = _pid_of(owner[len(host) :])
-            if pid is None or owner == self.owner or _process_runs(pid):
+            if pid is None or owner == self.database.owner or _process_runs(pid):
                 continue
-            released += self.backend.execute(
+            released += self.database.backend.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
                 (owner,),
             ).rowcount
         return released
 
     def held_jobs(self) -> int:
-        return int(self._value("SELECT COUNT(*) FROM jobs WHERE lease_owner = ?", (self.owner,)))
+        return int(
+            self.database.value(
+                "SELECT COUNT(*) FROM jobs WHERE lease_owner = ?", (self.database.owner,)
+            )
+        )
 
     def next_due_at(self, now: float) -> float | None:
         """When the next job nobody holds falls due (a held job's lease decides for it)."""
-        value = self._value(
+        value = self.database.value(
             "SELECT MIN(due_at) FROM jobs WHERE due_at IS NOT NULL"
             " AND (lease_until IS NULL OR lease_until < ?)",
             (now,),
@@ -248,15 +285,15 @@ class JobRows(Connection):
         return float(value) if value is not None else None
 
     def count_followed(self) -> int:
-        return int(self._value("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL"))
+        return int(self.database.value("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL"))
 
     def set_due(self, job_id: int, due_at: float | None) -> None:
-        self._change("UPDATE jobs SET due_at = ? WHERE id = ?", (due_at, job_id))
+        self.database.change("UPDATE jobs SET due_at = ? WHERE id = ?", (due_at, job_id))
 
     def wake(self, job_id: int, now: float) -> None:
         """Make the job due now unless it is already due sooner; if an instance is advancing
         it right now, that instance looks again as soon as it finishes (`woken`)."""
-        self._change(
+        self.database.change(
             "UPDATE jobs SET woken = 1, due_at = CASE WHEN due_at IS NULL OR due_at > ? THEN ?"
             " ELSE due_at END WHERE id = ?",
             (now, now, job_id),
@@ -265,13 +302,13 @@ class JobRows(Connection):
     def add_error(self, job_id: int) -> int:
         """One more consecutive failure for this job; returns how many in a row."""
         return int(
-            self._change_returning(
+            self.database.change_returning(
                 "UPDATE jobs SET errors = errors + 1 WHERE id = ? RETURNING errors", (job_id,)
             )
         )
 
     def clear_errors(self, job_id: int) -> None:
-        self._change("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
+        self.database.change("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
 
     def resume_all(self, now: float, *, per_second: float = 200.0) -> int:
         """At start: every job with work left gets a due time; returns how many jobs.
@@ -280,7 +317,7 @@ class JobRows(Connection):
         Overdue jobs keep their order but are spread at `per_second`, so a restart after
         downtime does not fire thousands of status calls in the same instant.
         """
-        with self._write() as conn:
+        with self.database.write() as conn:
             conn.execute(
                 "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open',"
                 " 'stopped') AND (state = 'new' OR pending_posts = 1 OR EXISTS (SELECT 1 FROM"
@@ -309,7 +346,7 @@ class JobRows(Connection):
 
     def record_card_sending(self, job_id: int, now: float) -> None:
         """The card is being handed to Slack: from here on, look for it before posting again."""
-        self._change(
+        self.database.change(
             "UPDATE jobs SET card_sent_at = COALESCE(card_sent_at, ?) WHERE id = ?", (now, job_id)
         )
 
@@ -328,7 +365,7 @@ class JobRows(Connection):
         """The thread exists. The command's response_url is forgotten: it is a capability
         that is no longer needed. A job started from an older one links back in the same step.
         `card_ts`: the card, when it is a reply in `thread_ts` (a job started by a mention)."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             conn.execute(
                 "UPDATE jobs SET thread_ts = ?, channel_id = ?, state = 'open', card_phase = ?,"
                 " card_digest = ?, card_updated_at = ?, response_url = NULL, card_ts = ?,"
@@ -341,14 +378,14 @@ class JobRows(Connection):
                 insert_posts(conn, origin_id, None, origin_posts, now)
 
     def record_card_update(self, job_id: int, phase: str, digest: str, now: float) -> None:
-        self._change(
+        self.database.change(
             "UPDATE jobs SET card_phase = ?, card_digest = ?, card_updated_at = ? WHERE id = ?",
             (phase, digest, now, job_id),
         )
 
     def abandon_job(self, job_id: int, now: float) -> None:
         """No thread could be made: nothing was sent to Motion, nothing more will be."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             give_back(conn, _waiting_runs(conn, job_id))
             conn.execute(
                 "UPDATE jobs SET state = 'abandoned', due_at = NULL, response_url = NULL"
@@ -366,9 +403,9 @@ class JobRows(Connection):
     ) -> None:
         """Motion no longer answers for this job (401/404): stop following it, say so once
         (not at all when it was already stopped, by "Stop tracking" say)."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             state = conn.execute(
-                "SELECT state FROM jobs WHERE id = ?" + self.backend.for_update, (job_id,)
+                "SELECT state FROM jobs WHERE id = ?" + self.database.backend.for_update, (job_id,)
             ).fetchone()
             if state is None or state[0] == str(JobState.STOPPED):
                 return
@@ -385,6 +422,24 @@ class JobRows(Connection):
 def _waiting_runs(conn: Tx, job_id: int) -> list[int]:
     rows = conn.execute("SELECT id FROM runs WHERE job_id = ? AND state = 'waiting'", (job_id,))
     return [r[0] for r in rows.fetchall()]
+
+
+def _jobs_with_runs(result: Result) -> dict[int, tuple[Job, list[Run]]]:
+    """Rows of `jobs.*, 1 AS runs_follow, runs.*` (runs in order; one row with NULL run
+    columns for a job without runs) as each job with its runs."""
+    split = result.names.index("runs_follow")
+    job_names, run_names = result.names[:split], result.names[split + 1 :]
+    id_at = job_names.index("id")
+    found: dict[int, tuple[Job, list[Run]]] = {}
+    for row in result.rows:
+        job_id = row[id_at]
+        if job_id not in found:
+            found[job_id] = (job_from_row(dict(zip(job_names, row[:split], strict=True))), [])
+        if row[split + 1] is not None:  # runs.id: NULL when the job has no run yet
+            found[job_id][1].append(
+                run_from_row(dict(zip(run_names, row[split + 1 :], strict=True)))
+            )
+    return found
 
 
 def _insert_job(

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 
-from bot.store.base import Connection
+from bot.store.base import Database
 from bot.store.dialect import Tx
 from bot.store.models import NewPost, Post, post_from_row
 
 UPLOAD_KIND = "upload"  # a run's MP4 shared into the thread: outside the in-order outbox
 
 
-class OutboxRows(Connection):
+class OutboxRows:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
     def open_posts(self, job_id: int) -> list[Post]:
         return [
             post_from_row(r)
-            for r in self._rows(
+            for r in self.database.rows(
                 "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
                 " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
                 " ('due', 'sending') AND posts.kind != ? ORDER BY posts.id",
@@ -30,7 +33,7 @@ class OutboxRows(Connection):
         still to upload keeps it raised, so whichever instance looks at the job next (after
         a takeover too) knows to look for it, and a look at any other job costs no statement
         for uploads. Uploads do not hold the other posts up: they run on their own."""
-        self._change(
+        self.database.change(
             "UPDATE jobs SET pending_posts = 0 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM posts"
             " WHERE job_id = ? AND state IN ('due', 'sending'))",
             (job_id, job_id),
@@ -40,7 +43,7 @@ class OutboxRows(Connection):
         """The job's videos not yet in its thread (nor given up), oldest first."""
         return [
             post_from_row(r)
-            for r in self._rows(
+            for r in self.database.rows(
                 "SELECT posts.*, runs.number AS run_number FROM posts LEFT JOIN runs ON"
                 " runs.id = posts.run_id WHERE posts.job_id = ? AND posts.state IN"
                 " ('due', 'sending') AND posts.kind = ? ORDER BY posts.id",
@@ -50,7 +53,7 @@ class OutboxRows(Connection):
 
     def first_open_post_id(self, job_id: int) -> int | None:
         """The oldest message of the job still to send (an upload waits for those before it)."""
-        value = self._value(
+        value = self.database.value(
             "SELECT MIN(id) FROM posts WHERE job_id = ? AND state IN ('due', 'sending')"
             " AND kind != ?",
             (job_id, UPLOAD_KIND),
@@ -59,39 +62,39 @@ class OutboxRows(Connection):
 
     def start_upload(self, post_id: int, now: float) -> None:
         """One more attempt at an upload, by this instance (`uploader`), from `now`."""
-        self._change(
+        self.database.change(
             "UPDATE posts SET state = 'sending', attempts = attempts + 1, sent_at = ?,"
             " uploader = ? WHERE id = ?",
-            (now, self.owner, post_id),
+            (now, self.database.owner, post_id),
         )
 
     def touch_upload(self, post_id: int, now: float) -> None:
         """The upload is still streaming here: others leave it alone."""
-        self._change(
+        self.database.change(
             "UPDATE posts SET sent_at = ? WHERE id = ? AND state = 'sending'", (now, post_id)
         )
 
     def upload_file_id(self, post_id: int) -> str | None:
-        value = self._value("SELECT slack_ts FROM posts WHERE id = ?", (post_id,))
+        value = self.database.value("SELECT slack_ts FROM posts WHERE id = ?", (post_id,))
         return str(value) if value else None
 
     def record_upload_file(self, post_id: int, file_id: str) -> None:
         """Slack reserved a file for this upload: from here on, look for it before another."""
-        self._change("UPDATE posts SET slack_ts = ? WHERE id = ?", (file_id, post_id))
+        self.database.change("UPDATE posts SET slack_ts = ? WHERE id = ?", (file_id, post_id))
 
     def mark_post_sending(self, post_id: int, now: float) -> None:
-        self._change(
+        self.database.change(
             "UPDATE posts SET state = 'sending', attempts = attempts + 1, sent_at = ? WHERE id = ?",
             (now, post_id),
         )
 
     def mark_post_done(self, post_id: int, slack_ts: str | None) -> None:
-        self._change(
+        self.database.change(
             "UPDATE posts SET state = 'done', slack_ts = ? WHERE id = ?", (slack_ts, post_id)
         )
 
     def mark_post_failed(self, post_id: int, error: str, *, give_up: bool) -> None:
-        self._change(
+        self.database.change(
             "UPDATE posts SET state = ?, error = ? WHERE id = ?",
             ("dropped" if give_up else "due", error, post_id),
         )

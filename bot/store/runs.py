@@ -1,5 +1,5 @@
-"""Runs (one Motion create or followup each), the Slack deliveries already taken, and the
-generation times the poll schedule learns from."""
+"""Runs (one Motion create or followup each), their polls, and the generation times the poll
+schedule learns from."""
 
 from __future__ import annotations
 
@@ -8,25 +8,29 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bot.store.base import Connection, LeaseLost, current_fence, held_polls
+from bot.store.base import Database, LeaseLost, current_fence, held_polls
 from bot.store.dialect import Tx
+from bot.store.events import claim_events
 from bot.store.models import ACTIVE_RUN_STATES, NewPost, QuietPoll, Run, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.usage import Spend, SpendRefused, charge, give_back, take
 
 
-class RunRows(Connection):
+class RunRows:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
     def run(self, run_id: int) -> Run | None:
-        rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+        rows = self.database.rows("SELECT * FROM runs WHERE id = ?", (run_id,))
         return run_from_row(rows[0]) if rows else None
 
     def runs(self, job_id: int) -> list[Run]:
-        rows = self._rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
+        rows = self.database.rows("SELECT * FROM runs WHERE job_id = ? ORDER BY number", (job_id,))
         return [run_from_row(r) for r in rows]
 
     def has_active_run(self, job_id: int) -> bool:
         marks = ",".join("?" * len(ACTIVE_RUN_STATES))
-        row = self._value(
+        row = self.database.value(
             f"SELECT 1 FROM runs WHERE job_id = ? AND state IN ({marks}) LIMIT 1",
             (job_id, *(str(s) for s in ACTIVE_RUN_STATES)),
         )
@@ -51,7 +55,7 @@ class RunRows(Connection):
         still claimed (a redelivery is not refused twice) and `SpendRefused` is raised.
         """
         refused: SpendRefused | None = None
-        with self._write() as conn:
+        with self.database.write() as conn:
             exists = (
                 reply_ts is not None
                 and conn.execute(
@@ -59,7 +63,7 @@ class RunRows(Connection):
                     (reply_channel, reply_ts),
                 ).fetchone()
             )
-            if exists or not _claim(conn, event_keys, now):
+            if exists or not claim_events(conn, event_keys, now):
                 return None
             if spend is not None and (refused := take(conn, spend)) is not None:
                 run_id = None
@@ -81,8 +85,8 @@ class RunRows(Connection):
         self, job_id: int, event_keys: Iterable[str], post: NewPost, now: float
     ) -> bool:
         """Record the answer to an unusable reply once per reply, with its delivery's keys."""
-        with self._write() as conn:
-            if not _claim(conn, event_keys, now):
+        with self.database.write() as conn:
+            if not claim_events(conn, event_keys, now):
                 return False
             insert_posts(conn, job_id, None, [post], now)
         return True
@@ -92,7 +96,7 @@ class RunRows(Connection):
     ) -> int | None:
         """A new waiting run with the same request, for "send it again"; only once per run.
         With `spend`, counted as `add_followup` counts (raises `SpendRefused` over a limit)."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             row = conn.execute(
                 "SELECT job_id, kind, request FROM runs WHERE id = ? AND state IN"
                 " ('unknown', 'rejected')",
@@ -130,7 +134,7 @@ class RunRows(Connection):
         """Recorded before the call: a crash after this line means "answer unknown". False
         when the run is no longer waiting (its job was stopped meanwhile): send nothing."""
         return (
-            self._change(
+            self.database.change(
                 "UPDATE runs SET state = 'sending', sent_at = ?, baseline_completed_at = ?,"
                 " baseline_url = ? WHERE id = ? AND state = 'waiting'",
                 (now, baseline_completed_at, baseline_url, run_id),
@@ -141,7 +145,7 @@ class RunRows(Connection):
     def mark_running(self, run_id: int, job_id: int, motion_job_id: str, now: float) -> bool:
         """Motion took the run. False when the job was stopped while the call was out: the
         Motion job is still remembered, the run stays stopped."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             changed = conn.execute(
                 "UPDATE runs SET state = 'running' WHERE id = ? AND state = 'sending'", (run_id,)
             ).rowcount
@@ -150,20 +154,20 @@ class RunRows(Connection):
 
     def mark_waiting(self, run_id: int) -> None:
         """Put a run back in the queue (a 409 race, or Motion unreachable before sending)."""
-        self._change(
+        self.database.change(
             "UPDATE runs SET state = 'waiting', sent_at = NULL WHERE id = ? AND state = 'sending'",
             (run_id,),
         )
 
     def mark_verifying(self, run_id: int) -> None:
-        self._change(
+        self.database.change(
             "UPDATE runs SET state = 'verifying' WHERE id = ? AND state = 'sending'", (run_id,)
         )
 
     def add_send_attempt(self, run_id: int) -> int:
         """One more try at sending this run that did not reach Motion; returns the count."""
         return int(
-            self._change_returning(
+            self.database.change_returning(
                 "UPDATE runs SET attempts = COALESCE(attempts, 0) + 1 WHERE id = ? RETURNING attempts",
                 (run_id,),
             )
@@ -184,7 +188,7 @@ class RunRows(Connection):
         `run_id` when it was that run's own answer (not the previous run's, which Motion keeps
         showing for a while after a followup); `run_state` to move the run on (a followup whose
         answer was lost, found running). Any answer ends the job's run of failures."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             conn.execute("UPDATE jobs SET errors = 0 WHERE id = ?", (job_id,))
             if run_id is not None:
                 followed = conn.execute(
@@ -212,7 +216,7 @@ class RunRows(Connection):
         if fence is not None:
             sql += " AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = ? AND jobs.lease_owner = ?)"
             params += [fence[0], fence[1]]
-        if self.backend.execute(sql, params).rowcount != 1 and fence is not None:
+        if self.database.backend.execute(sql, params).rowcount != 1 and fence is not None:
             raise LeaseLost(f"job {job_id}: the lease is no longer {fence[1]}'s")
 
     def hold_quiet_poll(self, job_id: int, run_id: int, *, motion_status: str, now: float) -> bool:
@@ -243,13 +247,13 @@ class RunRows(Connection):
         params: list[Any] = []
         for poll in latest.values():
             params += [poll.job_id, poll.run_id, poll.motion_status, poll.at]
-        return self.backend.execute(
+        return self.database.backend.execute(
             "UPDATE runs SET seen_new = 1, motion_status = polled.column3,"
             f" last_poll_at = polled.column4 FROM (VALUES {values}) AS polled, jobs"
             " WHERE runs.id = polled.column2 AND runs.job_id = polled.column1"
             " AND (runs.last_poll_at IS NULL OR runs.last_poll_at <= polled.column4)"
             " AND jobs.id = polled.column1 AND jobs.lease_owner = ?",
-            (*params, self.owner),
+            (*params, self.database.owner),
         ).rowcount
 
     def write_held_polls(self) -> None:
@@ -266,14 +270,14 @@ class RunRows(Connection):
             )
 
     def record_generation_time(self, bucket: str, seconds: float, now: float) -> None:
-        self._change(
+        self.database.change(
             "INSERT INTO run_history (duration, seconds, finished_at) VALUES (?, ?, ?)",
             (bucket, seconds, now),
         )
 
     def generation_times(self, per_bucket: int = 500) -> list[tuple[str, float]]:
         """Recent generation times, oldest first, for the poll schedule to learn from."""
-        rows = self.backend.execute(
+        rows = self.database.backend.execute(
             "SELECT duration, seconds FROM (SELECT duration, seconds, id, ROW_NUMBER() OVER"
             " (PARTITION BY duration ORDER BY id DESC) AS rank FROM run_history) AS recent"
             " WHERE rank <= ? ORDER BY id",
@@ -296,7 +300,7 @@ class RunRows(Connection):
         sources: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Settle a run and record what to tell Slack, atomically; False if already settled."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             changed = conn.execute(
                 "UPDATE runs SET state = ?, error = ?, download_url = ?, completed_at = ?,"
                 " expires_at = ?, sources = ?, finished_at = ? WHERE id = ? AND state IN"
@@ -322,7 +326,7 @@ class RunRows(Connection):
     def generating_runs(self) -> list[Run]:
         """Runs Motion is still generating (as far as the last look knew): at start, the poll
         schedule counts each as lasting at least as long as it has been going."""
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT * FROM runs WHERE state = 'running' AND sent_at IS NOT NULL"
             " AND (motion_status IS NULL OR motion_status != 'completed')",
             (),
@@ -334,37 +338,13 @@ class RunRows(Connection):
         whose job another instance holds a live lease on is that instance's, not interrupted."""
         return [
             run_from_row(r)
-            for r in self._rows(
+            for r in self.database.rows(
                 "SELECT runs.* FROM runs JOIN jobs ON jobs.id = runs.job_id WHERE"
                 " runs.state = 'sending' AND (jobs.lease_owner IS NULL OR jobs.lease_until < ?)"
                 " ORDER BY runs.id",
                 (now,),
             )
         ]
-
-    def claim_event(self, key: str, now: float) -> bool:
-        """True the first time a Slack delivery is seen; False for any redelivery."""
-        return (
-            self._change(
-                "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
-                (key, now),
-            )
-            == 1
-        )
-
-    def event_claimed(self, key: str) -> bool:
-        """Whether a delivery key was already claimed (a read: the claim itself stays atomic)."""
-        return self._value("SELECT 1 FROM events WHERE key = ?", (key,)) is not None
-
-    def forget_event(self, key: str) -> None:
-        self._change("DELETE FROM events WHERE key = ?", (key,))
-
-    def forget_events_before(self, cutoff: float) -> None:
-        """Slack's redeliveries stop within minutes; a result's "New variation" stays on the
-        message for good, so its claim ("variation:<run>") is never forgotten."""
-        self._change(
-            "DELETE FROM events WHERE received_at < ? AND key NOT LIKE 'variation:%'", (cutoff,)
-        )
 
 
 def insert_run(
@@ -384,19 +364,3 @@ def insert_run(
         (job_id, number, kind, json.dumps(request), author, reply_channel, reply_ts, now),
     )
     return int(cursor.fetchone()[0])
-
-
-def _claim(conn: Tx, keys: Iterable[str], now: float) -> bool:
-    """Claim every key or none; an already-claimed key rolls the claim back."""
-    conn.execute("SAVEPOINT claim")
-    for key in keys:
-        cursor = conn.execute(
-            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
-            (key, now),
-        )
-        if cursor.rowcount != 1:
-            conn.execute("ROLLBACK TO SAVEPOINT claim")
-            conn.execute("RELEASE SAVEPOINT claim")
-            return False
-    conn.execute("RELEASE SAVEPOINT claim")
-    return True

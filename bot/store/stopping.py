@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.store.base import Connection
+from bot.store.base import Database
 from bot.store.models import JobState, NewPost
 from bot.store.outbox import insert_posts
 from bot.store.usage import give_back
@@ -36,13 +36,16 @@ class Stop:
     dropped: tuple[tuple[str, str], ...] = ()
 
 
-class StopRows(Connection):
+class StopRows:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
     def record_stuck_notice(
         self, run_id: int, job_id: int, notices: int, post: NewPost, now: float
     ) -> bool:
         """Record notice number `notices + 1` for a run still followed, with its post; False
         when another look (here or on another instance) recorded it first, or the run ended."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             claimed = conn.execute(
                 "UPDATE runs SET stuck_notices = stuck_notices + 1 WHERE id = ?"
                 " AND stuck_notices = ? AND stuck_waited = ? AND state IN"
@@ -57,7 +60,7 @@ class StopRows(Connection):
     def keep_waiting(self, run_id: int, notice: int, now: float) -> int | None:
         """ "Keep waiting" on notice number `notice`: the next period starts now. The job's id,
         or None when that notice was already answered or the run is no longer followed."""
-        job_id = self._change_returning(
+        job_id = self.database.change_returning(
             "UPDATE runs SET stuck_waited = stuck_waited + 1, stuck_from = ? WHERE id = ?"
             " AND stuck_notices = ? AND stuck_waited = ? AND state IN"
             " ('sending', 'verifying', 'running') RETURNING job_id",
@@ -74,9 +77,9 @@ class StopRows(Connection):
         thread, all in one transaction. The job is made due so a look edits its card and posts;
         an instance in the middle of a look at it finds every run settled (its writes are
         conditional on the run's state) and looks again at once (`woken`)."""
-        with self._write() as conn:
+        with self.database.write() as conn:
             row = conn.execute(
-                "SELECT state, thread_ts FROM jobs WHERE id = ?" + self.backend.for_update,
+                "SELECT state, thread_ts FROM jobs WHERE id = ?" + self.database.backend.for_update,
                 (job_id,),
             ).fetchone()
             if row is None or row[1] is None:

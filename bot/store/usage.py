@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.store.base import Connection
+from bot.store.base import Database
+from bot.store.events import claim_events
 
 WORKSPACE = ""  # the user_id of the workspace-wide counters
 
@@ -93,9 +94,12 @@ class Preview:
     created_at: float
 
 
-class UsageRows(Connection):
+class UsageRows:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
     def usage_of(self, team_id: str, user_id: str, day: str, month: str) -> UsageCount:
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT period, runs FROM usage_counts WHERE team_id = ? AND user_id = ?"
             " AND period IN (?, ?)",
             (team_id, user_id, day, month),
@@ -108,7 +112,7 @@ class UsageRows(Connection):
 
     def everyone_usage(self, team_id: str, day: str, month: str) -> list[UsageCount]:
         """Every person with a run this month, most runs first."""
-        rows = self._rows(
+        rows = self.database.rows(
             "SELECT user_id, period, runs FROM usage_counts WHERE team_id = ? AND user_id != ?"
             " AND period IN (?, ?)",
             (team_id, WORKSPACE, day, month),
@@ -130,10 +134,8 @@ class UsageRows(Connection):
     ) -> bool:  # fmt: skip
         """Keep what a preview would start; False when its delivery was already taken (a reply's
         redelivered event), claimed in the same transaction."""
-        from bot.store.runs import _claim  # runs.py imports this module's helpers
-
-        with self._write() as conn:
-            if not _claim(conn, event_keys, now):
+        with self.database.write() as conn:
+            if not claim_events(conn, event_keys, now):
                 return False
             conn.execute(
                 "INSERT INTO previews (token, kind, team_id, channel_id, user_id, job_id, run_id,"
@@ -147,7 +149,7 @@ class UsageRows(Connection):
         return True
 
     def preview(self, token: str) -> Preview | None:
-        rows = self._rows("SELECT * FROM previews WHERE token = ?", (token,))
+        rows = self.database.rows("SELECT * FROM previews WHERE token = ?", (token,))
         if not rows:
             return None
         row = dict(rows[0])
@@ -158,14 +160,14 @@ class UsageRows(Connection):
 
     def cancel_preview(self, token: str) -> bool:
         """Cancel a preview not yet started; False if it was started or cancelled already."""
-        changed = self._change(
+        changed = self.database.change(
             "UPDATE previews SET state = 'cancelled' WHERE token = ? AND state = 'pending'",
             (token,),
         )
         return changed == 1
 
     def forget_previews_before(self, cutoff: float) -> None:
-        self._change("DELETE FROM previews WHERE created_at < ?", (cutoff,))
+        self.database.change("DELETE FROM previews WHERE created_at < ?", (cutoff,))
 
 
 # ---------------------------------------------------------------- inside a run's transaction

@@ -16,7 +16,7 @@ from bot.listeners import actions, commands, events
 from bot.listeners.context import SERVICE_KEY
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut, make_client
+from bot.slack.out import SlackOut, make_client
 from bot.store import JobState, RunKind, RunState, Store
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble

@@ -26,7 +26,7 @@ from bot.messages import Message
 from bot.motion import MotionClient, MotionError
 from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut
+from bot.slack.out import SlackOut
 from bot.store import Job, LeaseLost, Run, Store, lease_fence
 
 log = logging.getLogger(__name__)

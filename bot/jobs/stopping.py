@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from bot import messages
 from bot.jobs.context import REACT_FAILED, JobContext
 from bot.messages import Message
-from bot.slack_out import SlackFailure
+from bot.slack.out import SlackFailure
 from bot.store import Job, NewPost, Run, StopKind
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.slack_out import METADATA_EVENT
+from bot.slack.out import METADATA_EVENT
 from tests.support.slack import SlackDouble
 from tests.support.soak_app import MAX_ATTEMPTS, bot_sources_digest
 

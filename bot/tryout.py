@@ -38,8 +38,8 @@ import httpx
 from bot import logs
 from bot.app import MotionBot
 from bot.config import Settings
-from bot.messages import SANDBOX_NOTE
 from bot.sandbox import JobPlan, MotionSandbox
+from bot.slack.messages import SANDBOX_NOTE
 from bot.slack_standin import SlackStandIn, signed
 from bot.slack_workspace import Change
 

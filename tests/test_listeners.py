@@ -206,7 +206,7 @@ async def test_send_it_again_makes_one_new_run_however_often_pressed(service: Jo
 
 def test_form_answers_are_read_from_the_state_slack_sends() -> None:
     from bot.listeners.views import answers_of
-    from bot.messages import new_video_form
+    from bot.slack.messages import new_video_form
     from tests.support.harness import Harness
 
     view = new_video_form(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import messages
 from bot.motion import FileAttachment, MotionRequest
+from bot.slack import messages
 from bot.slack.files import DownloadRefused, FileUnreadable, SlackFiles, is_slack_file_host
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from bot import messages
 from bot.motion import Source
+from bot.slack import messages
 from bot.slack_workspace import Change
 from bot.tryout import Terminal, Tryout, card_line, message_lines, plain
 

@@ -37,7 +37,7 @@ from bot.jobs import JobService
 from bot.motion import MotionClient
 from bot.poller import Claimed, Poller
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut, make_client
+from bot.slack.out import SlackOut, make_client
 from bot.store import Store
 from tests.support.slack import SlackDouble
 

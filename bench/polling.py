@@ -50,7 +50,7 @@ from bot.motion import MotionClient, MotionRequest
 from bot.poller import Poller
 from bot.sandbox import JobPlan
 from bot.schedule import ANY, PollSchedule
-from bot.slack_out import SlackOut, make_client
+from bot.slack.out import SlackOut, make_client
 from bot.store import Store
 from tests.support.motion import ScriptedSandbox
 

@@ -27,8 +27,8 @@ from bot.links import LinkSigner, signer_for
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
-from bot.slack_files import SlackFiles
-from bot.slack_out import SlackOut, make_client
+from bot.slack.files import SlackFiles
+from bot.slack.out import SlackOut, make_client
 from bot.store import Store
 from bot.video_links import VideoLinkRoute
 

@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import WHERE, Settings, database_label
 from bot.motion import AuthenticationError, MotionClient, MotionError, NotFound
-from bot.slack_out import make_client
+from bot.slack.out import make_client
 from bot.store import Store
 
 # A job id that cannot exist: 404 proves the key works without starting (or paying for) anything.

@@ -4,7 +4,7 @@ Motion fetches attachments with a plain GET (no headers, no cookies), and a Slac
 bot token, so the app hands Motion a link of its own. The token is signed, names the workspace
 and the file, and expires after 24 hours; checking it needs no database and no call to Slack, so
 a tampered or expired link costs nothing but a 403. A good one is answered by streaming the file
-from Slack (`bot.slack_files`), with Slack's content type; nothing is stored.
+from Slack (`bot.slack.files`), with Slack's content type; nothing is stored.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from aiohttp import web
 
 from bot.links import FILE_TOKEN_SECONDS, BadToken, LinkSigner
-from bot.slack_files import Download, DownloadRefused, FileUnreadable, SlackFiles
+from bot.slack.files import Download, DownloadRefused, FileUnreadable, SlackFiles
 
 log = logging.getLogger(__name__)
 FILE_LINK_KIND = "file"

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot.messages import FORM_PROMPT_MAX
+from bot.slack.messages import FORM_PROMPT_MAX
 from tests.support.e2e import buttons, results, run_command, settle
 from tests.support.harness import Harness, until
 

@@ -16,7 +16,7 @@ from bot.listeners import actions, commands, events
 from bot.listeners.context import SERVICE_KEY
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut, make_client
+from bot.slack.out import SlackOut, make_client
 from bot.store import JobState, RunKind, RunState, Store
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble
@@ -206,7 +206,7 @@ async def test_send_it_again_makes_one_new_run_however_often_pressed(service: Jo
 
 def test_form_answers_are_read_from_the_state_slack_sends() -> None:
     from bot.listeners.views import answers_of
-    from bot.messages import new_video_form
+    from bot.slack.messages import new_video_form
     from tests.support.harness import Harness
 
     view = new_video_form(

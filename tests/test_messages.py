@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot import messages as m
-from bot.messages import (
+from bot.motion import Source
+from bot.sandbox import generated_sources
+from bot.slack import messages as m
+from bot.slack.messages import (
     SANDBOX_NOTE,
     JobListing,
     Message,
@@ -22,8 +24,6 @@ from bot.messages import (
     result_messages,
     usage_text,
 )
-from bot.motion import Source
-from bot.sandbox import generated_sources
 from tests.support.blockkit import block_errors
 
 DOWNLOAD = "https://cdn.example.com/jobs/abc/run-1.mp4?sig=abc&expires=123"

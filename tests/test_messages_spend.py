@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from bot import messages
-from bot.messages import PersonUsage, UsageView
 from bot.motion import MotionRequest
+from bot.slack import messages
+from bot.slack.messages import PersonUsage, UsageView
 from tests.support.blockkit import block_errors
 
 NOW = datetime(2026, 6, 14, 18, 30, tzinfo=UTC).timestamp()

@@ -38,7 +38,7 @@ def test_manifest_creates_the_app_in_one_paste() -> None:
 
 
 def test_manifest_has_the_shortcut_and_the_home_tab_the_app_handles() -> None:
-    from bot.listeners.views import NEW_VIDEO_SHORTCUT
+    from bot.slack.ids import NEW_VIDEO_SHORTCUT
 
     text = (ROOT / "manifest.yml").read_text()
     manifest = yaml.safe_load(text)

@@ -324,7 +324,7 @@ def test_a_restart_tells_the_schedule_about_the_runs_still_going(tmp_path: Path)
     so a restart with many long runs does not poll like a fresh install."""
     from bot.jobs import JobService
     from bot.motion import MotionClient
-    from bot.slack_out import SlackOut, make_client
+    from bot.slack.out import SlackOut, make_client
     from bot.store import Store
 
     store = Store(str(tmp_path / "motion.db"))

@@ -1,13 +1,13 @@
-"""`bot.slack_files` against the Slack stand-in over real sockets, and the pure rules around it:
+"""`bot.slack.files` against the Slack stand-in over real sockets, and the pure rules around it:
 which hosts may receive the bot token, how a file becomes a Motion attachment."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot import messages
 from bot.motion import FileAttachment, MotionRequest
-from bot.slack_files import DownloadRefused, FileUnreadable, SlackFiles, is_slack_file_host
+from bot.slack import messages
+from bot.slack.files import DownloadRefused, FileUnreadable, SlackFiles, is_slack_file_host
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.slack_out import SlackFailure, SlackOut, make_client
+from bot.slack.out import SlackFailure, SlackOut, make_client
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from bot import messages
 from bot.jobs.stopping import StopValue, stuck_due_at
-from bot.messages import RunLine
+from bot.slack import messages
+from bot.slack.messages import RunLine
 from bot.store import Run, RunKind, RunState
 from tests.support.blockkit import block_errors
 

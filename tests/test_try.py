@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from bot import messages
 from bot.local.tryout import Terminal, Tryout, card_line, message_lines, plain
 from bot.local.workspace import Change
 from bot.motion import Source
+from bot.slack import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"U0ALICE": "alice", "U0BOT": "motion", "C0PUBLIC": "general"}

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot import messages
 from bot.jobs.context import REACT_QUEUED, JobContext
 from bot.jobs.spend import next_day, next_month, utc_day, utc_month
-from bot.messages import Message
 from bot.motion import MotionRequest
+from bot.slack import messages
+from bot.slack.messages import Message
 from bot.store import (
     Job,
     LimitReached,

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from bot.slack_out import SlackOut
+from bot.slack.out import SlackOut
 from bot.store.offloop import on_loop
 
 

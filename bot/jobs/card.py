@@ -6,11 +6,11 @@ import hashlib
 import json
 import logging
 
-from bot import messages
 from bot.jobs.context import JobContext, Step
-from bot.messages import Message, RunLine
 from bot.motion import MotionRequest, MotionStatus
-from bot.slack_out import SlackFailure, is_direct_message
+from bot.slack import messages
+from bot.slack.messages import Message, RunLine
+from bot.slack.out import SlackFailure, is_direct_message
 from bot.store import HIDDEN_RUN_STATES, Job, JobState, NewPost, Run, RunState
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from bot.jobs.spend import SpendPolicy
 from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut
+from bot.slack.out import SlackOut
 from bot.store import Job, Run, Store
 
 log = logging.getLogger("bot.jobs")

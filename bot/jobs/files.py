@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bot import messages
 from bot.file_links import FileLinks
 from bot.motion import MAX_ATTACHMENT_NAME, FileAttachment, MotionRequest
 from bot.motion.request import within_limit
-from bot.slack_files import FileUnreadable, SlackFile
+from bot.slack import messages
+from bot.slack.files import FileUnreadable, SlackFile
 
 
 class FileRefused(Exception):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot import messages
 from bot.command_line import UsageError, parse_request, strip_mention
 from bot.jobs.admission import (
     VARIATION_KEY,
@@ -24,8 +23,9 @@ from bot.jobs.admission import (
 from bot.jobs.card import job_label
 from bot.jobs.context import REACT_FAILED
 from bot.jobs.spend import utc_day, utc_month
-from bot.messages import Message
 from bot.motion import MAX_ATTACHMENTS, FileAttachment, MotionRequest
+from bot.slack import messages
+from bot.slack.messages import Message
 from bot.store import (
     HIDDEN_RUN_STATES,
     Job,

@@ -14,14 +14,15 @@ import logging
 import time
 from collections.abc import Sequence
 
-from bot import messages
 from bot.command_line import UsageError, parse_request, strip_mention
 from bot.jobs.admission import AskKind, NewJobAsk
 from bot.jobs.files import FileRefused, with_files
 from bot.jobs.intake import ReplyKind, ReplyOutcome
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome, Surfaces
-from bot.messages import Message
 from bot.motion import MAX_ATTACHMENTS, FileAttachment
+from bot.slack import messages
+from bot.slack.ids import BlockId
+from bot.slack.messages import Message
 from bot.store import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,7 @@ class Mentions(Surfaces):
         try:
             files = await self.attachments_for(team_id, answers.file_ids)
         except FileRefused as refused:
-            return SubmitOutcome(
-                None, {messages.FILES_BLOCK: messages.field_error(refused.message)}
-            )
+            return SubmitOutcome(None, {BlockId.FILES: messages.field_error(refused.message)})
         return self.submit_new_form(
             team_id=team_id, user_id=user_id, view_id=view_id, answers=answers, files=files
         )

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import messages
 from bot.jobs.context import REACT_FAILED, REACT_SENT, JobContext, Step
 from bot.jobs.files import signed_again
 from bot.jobs.outcomes import Outcomes
@@ -28,6 +27,7 @@ from bot.motion import (
     ServerError,
 )
 from bot.schedule import ANY, generation_seconds
+from bot.slack import messages
 from bot.store import Job, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)

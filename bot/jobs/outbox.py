@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from bot.jobs.context import JobContext
-from bot.slack_out import SlackFailure
+from bot.slack.out import SlackFailure
 from bot.store import Job, PostState
 
 log = logging.getLogger(__name__)

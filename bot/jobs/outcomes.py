@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from bot import messages
 from bot.jobs.context import REACT_FAILED, JobContext
-from bot.messages import Message
 from bot.motion import AuthenticationError, InsufficientCredits, JobStatus, MotionError
+from bot.slack import messages
+from bot.slack.messages import Message
 from bot.store import UPLOAD_KIND, Job, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)

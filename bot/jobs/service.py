@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot import messages
 from bot.jobs.background import Background
 from bot.jobs.card import Card
 from bot.jobs.context import JobContext
@@ -22,11 +21,12 @@ from bot.jobs.step import Stepper
 from bot.jobs.stopping import Stops
 from bot.jobs.uploads import Uploads
 from bot.jobs.videos import VideoLinks, VideoUrls
-from bot.messages import Message
 from bot.motion import MotionClient, MotionError
 from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
-from bot.slack_out import SlackOut
+from bot.slack import messages
+from bot.slack.messages import Message
+from bot.slack.out import SlackOut
 from bot.store import Job, LeaseLost, Run, Store, lease_fence
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.stopping import Stops
 from bot.jobs.uploads import Uploads
-from bot.slack_out import SlackFailure
+from bot.slack.out import SlackFailure
 from bot.store import Job, JobState, Run, RunState
 
 log = logging.getLogger(__name__)

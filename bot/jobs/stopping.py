@@ -21,10 +21,10 @@ import logging
 import math
 from dataclasses import dataclass
 
-from bot import messages
 from bot.jobs.context import REACT_FAILED, JobContext
-from bot.messages import Message
-from bot.slack_out import SlackFailure
+from bot.slack import messages
+from bot.slack.messages import Message
+from bot.slack.out import SlackFailure
 from bot.store import Job, NewPost, Run, StopKind
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from bot import messages
-from bot.command_line import Field, request_problems
+from bot.command_line import request_problems
 from bot.jobs.admission import AskKind, NewJobAsk
 from bot.jobs.card import job_label
 from bot.jobs.intake import _NOT_SENT, Intake
 from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
+from bot.slack import messages
+from bot.slack.ids import BlockId
 from bot.store import HIDDEN_RUN_STATES, Job, RunState
 
 
@@ -91,7 +92,7 @@ class Surfaces(Intake):
         if request is not None and files:
             request = request.with_files(files)
         if not answers.channel:
-            errors[messages.CHANNEL_BLOCK] = messages.NO_CHANNEL
+            errors[BlockId.CHANNEL] = messages.NO_CHANNEL
         if request is None or errors or not answers.channel:
             return SubmitOutcome(None, errors)
         ask = NewJobAsk(
@@ -102,7 +103,7 @@ class Surfaces(Intake):
         if admission.kind == AskKind.REFUSED and admission.message:
             return SubmitOutcome(
                 admission.kind,
-                {messages.CHANNEL_BLOCK: messages.field_error(admission.message.text)},
+                {BlockId.CHANNEL: messages.field_error(admission.message.text)},
             )
         if admission.kind == AskKind.PREVIEWED and admission.message:
             if answers.response_url:
@@ -121,11 +122,11 @@ class Surfaces(Intake):
             return SubmitOutcome(None, errors)
         ask = self.refine_of(job_id, user_id, view_id, request)
         if ask is None:
-            return SubmitOutcome(AskKind.REFUSED, {str(Field.PROMPT): messages.REFINE_GONE})
+            return SubmitOutcome(AskKind.REFUSED, {str(BlockId.PROMPT): messages.REFINE_GONE})
         admission = self.ask_for_run(ask)
         if admission.kind == AskKind.REFUSED and admission.message:
             return SubmitOutcome(
-                admission.kind, {str(Field.PROMPT): messages.field_error(admission.message.text)}
+                admission.kind, {str(BlockId.PROMPT): messages.field_error(admission.message.text)}
             )
         job = self.ctx.store.job(job_id)
         if job is not None and admission.kind != AskKind.DUPLICATE:

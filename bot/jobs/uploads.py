@@ -20,7 +20,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.videos import VideoUrls
 from bot.motion import MotionError
 from bot.motion.download import Download, Downloader, DownloadFailed
-from bot.slack_out import SlackFailure
+from bot.slack.out import SlackFailure
 from bot.store import Job, Post, PostState
 from bot.store.base import leave_fence
 

@@ -1,17 +1,73 @@
-"""Slack listeners, grouped by surface; each module's `register(app)` adds its callbacks."""
+"""Slack listeners, grouped by surface, and the one table of the interactions they answer.
+
+Every button, shortcut and form the app answers is a row of `INTERACTIONS`: its kind, its id
+(from `bot.slack.ids`, the same value the builders put on it) and its callback. `register`
+adds the rows to the Bolt app; tests/test_slack_ids.py reads them to check that every id the
+app builds is answered and every answered id is built (a typo would otherwise pass silently:
+the fallback acknowledges whatever nothing else takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.jobs import JobService
 from bot.listeners import actions, commands, events, fallback, home, views
 from bot.listeners.context import service_middleware
+from bot.slack.ids import NEW_VIDEO_SHORTCUT, ActionId, CallbackId
+
+
+class Kind(StrEnum):
+    """Which kind of Slack request an interaction is (Bolt has one decorator for each)."""
+
+    ACTION = "block_actions"
+    SHORTCUT = "shortcut"
+    VIEW_SUBMISSION = "view_submission"
+
+
+@dataclass(frozen=True)
+class Interaction:
+    kind: Kind
+    id: str  # the action_id, the shortcut's callback_id or the view's callback_id
+    callback: Callable[..., Awaitable[None]]
+
+
+INTERACTIONS: tuple[Interaction, ...] = (
+    Interaction(Kind.ACTION, ActionId.FRESH_LINK, actions.fresh_link),
+    Interaction(Kind.ACTION, ActionId.DOWNLOAD, actions.download),
+    Interaction(Kind.ACTION, ActionId.RETRY_RUN, actions.retry_run),
+    Interaction(Kind.ACTION, ActionId.RESTART_JOB, actions.restart_job),
+    Interaction(Kind.ACTION, ActionId.CONFIRM_START, actions.confirm_start),
+    Interaction(Kind.ACTION, ActionId.CONFIRM_CANCEL, actions.confirm_cancel),
+    Interaction(Kind.ACTION, ActionId.NEW_VARIATION, actions.new_variation),
+    Interaction(Kind.ACTION, ActionId.STOP_TRACKING, actions.stop_tracking),
+    Interaction(Kind.ACTION, ActionId.KEEP_WAITING, actions.keep_waiting),
+    Interaction(Kind.SHORTCUT, NEW_VIDEO_SHORTCUT, views.new_video_shortcut),
+    Interaction(Kind.ACTION, ActionId.HOME_NEW_VIDEO, views.home_new_video),
+    Interaction(Kind.ACTION, ActionId.REFINE, views.refine),
+    Interaction(Kind.VIEW_SUBMISSION, CallbackId.NEW_FORM, views.submit_new_form),
+    Interaction(Kind.VIEW_SUBMISSION, CallbackId.REFINE_FORM, views.submit_refine),
+)
 
 
 def register(app: AsyncApp, service: JobService) -> None:
     app.use(service_middleware(service))
     commands.register(app)
-    actions.register(app)
-    views.register(app)
+    for interaction in INTERACTIONS:
+        _decorator(app, interaction)(interaction.callback)
     home.register(app)
     events.register(app)  # its catch-all event listener comes after home's
     fallback.register(app)  # last: it matches everything the others did not
+
+
+def _decorator(app: AsyncApp, interaction: Interaction) -> Callable[..., Any]:
+    if interaction.kind is Kind.ACTION:
+        return app.action(interaction.id)
+    if interaction.kind is Kind.SHORTCUT:
+        return app.shortcut(interaction.id)
+    return app.view_submission(interaction.id)

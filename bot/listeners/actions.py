@@ -1,15 +1,15 @@
-"""Buttons on the app's messages."""
+"""Buttons on the app's messages; `bot.listeners.INTERACTIONS` says which id each one answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot import messages
 from bot.jobs import Admission, AskKind, RestartAsk, RetryAsk
 from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of
+from bot.slack import messages
 
 
 async def download(ack: AsyncAck) -> None:
@@ -124,18 +124,6 @@ async def keep_waiting(
     channel, ts = _message_place(body)
     said = service.keep_waiting(str(action.get("value") or ""), _user(body), channel, ts)
     await _tell_clicker(respond, said)
-
-
-def register(app: AsyncApp) -> None:
-    app.action(messages.FRESH_LINK_ACTION)(fresh_link)
-    app.action("download")(download)
-    app.action("retry_run")(retry_run)
-    app.action("restart_job")(restart_job)
-    app.action("confirm_start")(confirm_start)
-    app.action("confirm_cancel")(confirm_cancel)
-    app.action("new_variation")(new_variation)
-    app.action(messages.STOP_ACTION)(stop_tracking)
-    app.action(messages.KEEP_WAITING_ACTION)(keep_waiting)
 
 
 async def _answer(respond: AsyncRespond, admission: Admission) -> None:

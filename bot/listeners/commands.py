@@ -13,10 +13,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
-from bot import messages
 from bot.command_line import Help, ListJobs, NewForm, ShowUsage, UsageError, parse_command
 from bot.jobs import AskKind, NewJobAsk
 from bot.listeners.context import service_of
+from bot.slack import messages
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot import messages
 from bot.jobs import FormAnswers, SubmitOutcome
 from bot.jobs.files import file_ids_of
 from bot.listeners.context import service_of
+from bot.slack import messages
+from bot.slack.ids import INPUT_ACTION, BlockId
 
 log = logging.getLogger(__name__)
-NEW_VIDEO_SHORTCUT = "new_motion_video"
 
 
 async def new_video_shortcut(
@@ -78,7 +78,7 @@ def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:
     values = (view.get("state") or {}).get("values") or {}
 
     def state(block_id: str) -> dict[str, Any]:
-        element = (values.get(block_id) or {}).get(messages.INPUT_ACTION)
+        element = (values.get(block_id) or {}).get(INPUT_ACTION)
         return element if isinstance(element, dict) else {}
 
     def text(block_id: str) -> str | None:
@@ -90,33 +90,25 @@ def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:
         value = option.get("value") if isinstance(option, dict) else None
         return value if isinstance(value, str) else None
 
-    channel = state(messages.CHANNEL_BLOCK).get("selected_conversation")
+    channel = state(BlockId.CHANNEL).get("selected_conversation")
     response_url = next(
         (
             str(r["response_url"])
             for r in response_urls or []
-            if isinstance(r, dict) and r.get("block_id") == messages.CHANNEL_BLOCK
+            if isinstance(r, dict) and r.get("block_id") == BlockId.CHANNEL
             and r.get("channel_id") == channel and r.get("response_url")
         ),
         None,
     )  # fmt: skip
     return FormAnswers(
-        prompt=text("prompt") or "",
-        style=text("style"),
-        aspect=selected("aspect"),
-        duration=selected("duration"),
+        prompt=text(BlockId.PROMPT) or "",
+        style=text(BlockId.STYLE),
+        aspect=selected(BlockId.ASPECT),
+        duration=selected(BlockId.DURATION),
         channel=channel if isinstance(channel, str) and channel else None,
         response_url=response_url,
-        file_ids=tuple(file_ids_of(state(messages.FILES_BLOCK).get("files"))),
+        file_ids=tuple(file_ids_of(state(BlockId.FILES).get("files"))),
     )
-
-
-def register(app: AsyncApp) -> None:
-    app.shortcut(NEW_VIDEO_SHORTCUT)(new_video_shortcut)
-    app.action("home_new_video")(home_new_video)
-    app.action("refine")(refine)
-    app.view_submission(messages.NEW_FORM_CALLBACK)(submit_new_form)
-    app.view_submission(messages.REFINE_CALLBACK)(submit_refine)
 
 
 async def _answer(ack: AsyncAck, outcome: SubmitOutcome, what: str) -> None:

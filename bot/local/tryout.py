@@ -41,8 +41,8 @@ from bot.config import Settings
 from bot.local.model import Change
 from bot.local.payloads import FORM, JSON, signed_headers
 from bot.local.server import SlackStandIn
-from bot.messages import SANDBOX_NOTE
 from bot.sandbox import JobPlan, MotionSandbox
+from bot.slack.messages import SANDBOX_NOTE
 
 DEFAULT_PROMPT = "a 20-second teaser for our spring sale"
 PLAN = JobPlan(queued_s=1.5, created_s=1.5, running_s=4.0, render_s=2.0)  # about 9 s a run

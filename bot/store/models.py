@@ -146,7 +146,7 @@ class Post:
 
 
 class Built(Protocol):
-    """A message as `bot.messages` builds it (the store needs only these two things)."""
+    """A message as `bot.slack.messages` builds it (the store needs only these two things)."""
 
     @property
     def kind(self) -> str: ...

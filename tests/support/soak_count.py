@@ -1,7 +1,7 @@
 """The soak's counting: what the doubles hold at the end, read by what each post says it is.
 
 Every post the app makes carries Slack message metadata naming its kind (the builder in
-bot/messages.py that made it) and the run it is about; cards carry the job in their key
+bot/slack/messages that made it) and the run it is about; cards carry the job in their key
 (`card:<job id>`). The soak reads only that, never the wording, so rewording a message cannot
 blind it. A card's job is matched to the command that asked for it through the app's database
 (read-only), which is the only place that links the two.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.slack_out import METADATA_EVENT
+from bot.slack.out import METADATA_EVENT
 from tests.support.slack import SlackDouble
 from tests.support.soak_app import MAX_ATTEMPTS, bot_sources_digest
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 CHANNEL = "C0PUBLIC"
 
-# Kinds of post (bot/messages.py's builder names) that matter to the soak.
+# Kinds of post (bot/slack/messages' builder names) that matter to the soak.
 RESULT = "result"
 UNKNOWN = "outcome_unknown"  # the answer to a create or followup never arrived
 NOT_STARTED = frozenset({"motion_server_error", "motion_unreachable"})  # with "Try again"

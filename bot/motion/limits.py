@@ -16,7 +16,7 @@ ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 YOUTUBE_HOSTS = frozenset(
     {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
 )
-_EXTENSION_TYPES = {
+EXTENSION_TYPES = {
     "image": ("png", "jpg", "jpeg", "gif", "webp", "svg", "heic"),
     "video": ("mp4", "mov", "webm", "mkv", "avi", "m4v"),
     "audio": ("mp3", "wav", "m4a", "aac", "ogg", "flac"),

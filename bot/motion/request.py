@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from bot.motion.limits import (
-    _EXTENSION_TYPES,
+    EXTENSION_TYPES,
     MAX_ATTACHMENT_NAME,
     MAX_ATTACHMENTS,
     MAX_PROMPT,
@@ -132,7 +132,7 @@ def _attachment(url: str) -> dict[str, str]:
     if name:
         item["name"] = name
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        for kind, extensions in _EXTENSION_TYPES.items():
+        for kind, extensions in EXTENSION_TYPES.items():
             if extension in extensions:
                 item["type"] = kind
     return item

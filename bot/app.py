@@ -20,7 +20,7 @@ from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.file_links import FileLinks
 from bot.health import Health
-from bot.jobs import JobService, SpendPolicy
+from bot.jobs import JobService, SameForEveryTeam
 from bot.jobs.files import FileIntake
 from bot.jobs.videos import VideoLinks
 from bot.links import LinkSigner, signer_for
@@ -108,16 +108,8 @@ class MotionBot:
             SlackOut(outbox_client),
             schedule=schedule,
             sandbox=settings.sandbox,
-            notify_channel=settings.notify_channel,
-            requires_mention=settings.followup_requires_mention,
+            workspaces=SameForEveryTeam.from_config(settings),
             stuck_after_seconds=settings.stuck_after_minutes * 60,
-            policy=SpendPolicy(
-                allowed_channels=settings.allowed_channels,
-                admins=frozenset(settings.admins),
-                runs_per_user_per_day=settings.runs_per_user_per_day,
-                runs_per_month=settings.runs_per_month,
-                confirm=settings.confirm,
-            ),
             files=FileIntake(file_links),
             upload_max_mb=settings.upload_max_mb,
             video_links=VideoLinks(links, settings.public_url),

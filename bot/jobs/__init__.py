@@ -1,10 +1,14 @@
-"""The service, one module per stage of a job's life:
+"""The service, one object per stage of a job's life, each in its own module and given the
+collaborators and the other stages it calls:
 
-intake (commands, replies, buttons → recorded work), admission (the one door to a new run:
-channels, limits, previews), surfaces (forms and the Home tab), step (one look at one job), card (the
-job's card), outbox (sending what was recorded for Slack), motion_calls (the calls to Motion and
-what each answer means), outcomes (how a run ends), background (reactions and late answers),
-context (what the stages share), service (the one object the app wires).
+admission (the one door to a new run: channels, limits, previews), intake (commands, replies,
+buttons → recorded work), surfaces (forms and the Home tab), mentions (replies, @mentions and
+forms carrying Slack files), step (one look at one job), card (the job's card), outbox (sending
+what was recorded for Slack), motion_calls (the calls to Motion and what each answer means),
+outcomes (how a run ends), stopping (stuck runs, "Stop tracking"), uploads (the video in the
+thread), fresh_link, recovery (at start), background (reactions and late answers), settings
+(what each workspace chose), context (what the stages share), service (the facade the app
+wires).
 """
 
 from bot.jobs.admission import (
@@ -18,6 +22,7 @@ from bot.jobs.admission import (
 )
 from bot.jobs.intake import ReplyKind, ReplyOutcome
 from bot.jobs.service import JobService
+from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome
 
@@ -33,6 +38,9 @@ __all__ = [
     "RestartAsk",
     "RetryAsk",
     "RunAsk",
+    "SameForEveryTeam",
+    "SettingsSource",
     "SpendPolicy",
     "SubmitOutcome",
+    "WorkspaceSettings",
 ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.jobs.context import REACT_QUEUED, JobContext
-from bot.jobs.spend import next_day, next_month, utc_day, utc_month
+from bot.jobs.spend import SpendPolicy, next_day, next_month, utc_day, utc_month
 from bot.motion import MotionRequest
 from bot.slack import messages
 from bot.slack.messages import Message
@@ -104,6 +104,8 @@ VARIATION_KEY = "variation:"  # kept for good (the store never forgets these cla
 
 
 class Admissions:
+    """The spend controls, asked with the workspace of the run being asked for."""
+
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
 
@@ -117,11 +119,12 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
-        if not ctx.policy.channel_allowed(resolved.channel_id):
-            return self._refused_channel()
-        if ctx.policy.confirm:
-            return self._preview(ask, resolved)
-        return self._record(ask, resolved)
+        policy = ctx.settings.for_team(resolved.team_id).spend
+        if not policy.channel_allowed(resolved.channel_id):
+            return self._refused_channel(policy)
+        if policy.confirm:
+            return self._preview(ask, resolved, policy)
+        return self._record(ask, resolved, policy)
 
     async def ask_for_run_off_loop(self, ask: RunAsk) -> Admission:
         """`ask_for_run` on the store's workers (`Store.off_loop`): the ack waits for its own
@@ -159,9 +162,10 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
-        if not ctx.policy.channel_allowed(resolved.channel_id):
-            return self._refused_channel()
-        admission = self._record(ask, resolved, token)
+        policy = ctx.settings.for_team(resolved.team_id).spend
+        if not policy.channel_allowed(resolved.channel_id):
+            return self._refused_channel(policy)
+        admission = self._record(ask, resolved, policy, token)
         if admission.kind != AskKind.ACCEPTED:
             return admission
         started = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], ctx.sandbox)
@@ -177,7 +181,8 @@ class Admissions:
         return self._answer(AskKind.ACCEPTED, messages.PREVIEW_CANCELLED)
 
     def usage_view(self, team_id: str, user_id: str) -> messages.UsageView:
-        ctx, policy = self.ctx, self.ctx.policy
+        ctx = self.ctx
+        policy = ctx.settings.for_team(team_id).spend
         now = ctx.clock()
         mine = ctx.store.usage_of(team_id, user_id, utc_day(now), utc_month(now))
         return messages.UsageView(
@@ -220,11 +225,13 @@ class Admissions:
             PreviewKind.RESTART, ask.team_id or job.team_id, job.channel_id, ask.user_id, merged
         )
 
-    def _record(self, ask: RunAsk, resolved: _Resolved, token: str | None = None) -> Admission:
+    def _record(
+        self, ask: RunAsk, resolved: _Resolved, policy: SpendPolicy, token: str | None = None
+    ) -> Admission:
         """Record the run and count it in one transaction; over a limit, nothing is kept."""
         ctx = self.ctx
         now = ctx.clock()
-        spend = ctx.policy.spend(resolved.team_id, resolved.user_id, now, token)
+        spend = policy.spend(resolved.team_id, resolved.user_id, now, token)
         request = resolved.request.to_json()
         try:
             if isinstance(ask, NewJobAsk):
@@ -271,12 +278,11 @@ class Admissions:
         except PreviewGone:
             return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
 
-    def _preview(self, ask: RunAsk, resolved: _Resolved) -> Admission:
+    def _preview(self, ask: RunAsk, resolved: _Resolved, policy: SpendPolicy) -> Admission:
         """MOTION_CONFIRM: keep what would be started under a random token; show it privately.
         Already at a limit, the run is refused now rather than after Start."""
         ctx = self.ctx
         view = self.usage_view(resolved.team_id, resolved.user_id)
-        policy = ctx.policy
         if policy.runs_per_user_per_day is not None and view.today >= policy.runs_per_user_per_day:
             return self._refused_limit(
                 LimitScope.USER_DAY, view.today, policy.runs_per_user_per_day, resolved
@@ -312,8 +318,8 @@ class Admissions:
         )  # fmt: skip
         return Admission(AskKind.PREVIEWED, preview)
 
-    def _refused_channel(self) -> Admission:
-        allowed = list(self.ctx.policy.allowed_channels)
+    def _refused_channel(self, policy: SpendPolicy) -> Admission:
+        allowed = list(policy.allowed_channels)
         message = messages.channel_not_allowed(allowed=allowed, sandbox=self.ctx.sandbox)
         return Admission(AskKind.REFUSED, message)
 

@@ -1,15 +1,17 @@
-"""What every stage of a job's life shares: its collaborators, the clock, and how a step says
-what it did."""
+"""What every stage of a job's life shares: its collaborators, the clock, the settings source,
+and how a step says what it did. Each stage keeps its own state; only what all of them read
+lives here."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
-from bot.jobs.spend import SpendPolicy
+from bot.jobs.settings import SettingsSource
 from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
@@ -49,18 +51,13 @@ class JobContext:
     clock: Callable[[], float]
     wake: Callable[[int], None]
     sandbox: bool
-    notify_channel: str | None = None
-    requires_mention: bool = False
-    policy: SpendPolicy = field(default_factory=SpendPolicy)
+    settings: SettingsSource  # per workspace: ask it with the job's or the request's team_id
     files: FileIntake | None = None  # Slack files as attachments (None: refused, no links)
     upload_max_mb: float = 0.0  # UPLOAD_MAX_MB: 0, no video is uploaded into threads
     # PUBLIC_URL's lasting download links (None: results carry Motion's URL and "Fresh link")
     video_links: VideoLinks | None = None
     stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
-    # Runs whose Motion write this process has in flight. A run recorded as sending that is not
-    # here was sent by a process that died or lost the job's lease: its answer is not coming.
-    sending: set[int] = field(default_factory=set)
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)
@@ -79,6 +76,14 @@ class JobContext:
         links = self.video_links
         lasting = links.link(job.id, run_number, job.team_id) if links is not None else None
         return lasting or motion_url
+
+    def tell_privately(
+        self, channel_id: str, user_id: str, payload: dict[str, Any], thread_ts: str | None
+    ) -> None:
+        """An ephemeral message (`Message.payload()`) to one person, sent after the ack."""
+        self.background.run(
+            self.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
+        )
 
     def react(self, run: Run, name: str) -> None:
         """React on the reply a run came from, if it came from one."""

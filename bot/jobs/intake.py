@@ -1,7 +1,7 @@
 """What people ask for, turned into recorded work before Slack gets its acknowledgement:
 a command becomes a job, a thread reply a queued followup, a button a new run. Every one of
-them asks through `ask_for_run`, where the spend controls are applied. Nothing here calls
-Motion; the poller is woken and does that."""
+them asks through `Admissions.ask_for_run`, where the spend controls are applied. Nothing here
+calls Motion; the poller is woken and does that."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from bot.jobs.admission import (
     RunAsk,
 )
 from bot.jobs.card import job_label
-from bot.jobs.context import REACT_FAILED
+from bot.jobs.context import REACT_FAILED, JobContext
 from bot.jobs.spend import utc_day, utc_month
 from bot.motion import MAX_ATTACHMENTS, FileAttachment, MotionRequest
 from bot.slack import messages
@@ -34,8 +34,8 @@ from bot.store import (
     RunState,
 )
 
-# Runs that never reached Motion: not counted as sent in `/motion list`.
-_NOT_SENT = (RunState.WAITING, RunState.REJECTED, RunState.RESTARTED)
+# Runs that never reached Motion: not counted as sent in `/motion list` and the Home tab.
+NOT_SENT = (RunState.WAITING, RunState.REJECTED, RunState.RESTARTED)
 
 
 class ReplyKind(StrEnum):
@@ -56,11 +56,23 @@ class ReplyOutcome:
     run_id: int | None = None
 
 
-# ---------------------------------------------------------------- asking for a run
+def reply_kind(kind: AskKind, accepted: ReplyKind) -> ReplyKind:
+    """A reply's outcome from its ask's; `accepted`: what an accepted ask made of it."""
+    return {
+        AskKind.ACCEPTED: accepted,
+        AskKind.PREVIEWED: ReplyKind.PREVIEWED,
+        AskKind.REFUSED: ReplyKind.REFUSED,
+        AskKind.DUPLICATE: ReplyKind.DUPLICATE,
+    }[kind]
 
 
-class Intake(Admissions):
-    """The entry points: replies, lists, usage, and the asks behind buttons and forms."""
+class Intake:
+    """The entry points: replies, lists, usage, and the asks behind buttons and forms. Every
+    run they ask for goes through `admissions`."""
+
+    def __init__(self, ctx: JobContext, admissions: Admissions) -> None:
+        self.ctx = ctx
+        self.admissions = admissions
 
     # ------------------------------------------------------------ the entry points
 
@@ -83,27 +95,11 @@ class Intake(Admissions):
         mentioned = False
         if bot_user_id:
             text, mentioned = strip_mention(text, bot_user_id)
-        if ctx.requires_mention and not mentioned:
+        if ctx.settings.for_team(job.team_id).followup_requires_mention and not mentioned:
             return ReplyOutcome(ReplyKind.IGNORED)
         now = ctx.clock()
         try:
-            if job.state == JobState.STOPPED:
-                raise UsageError(
-                    messages.STOPPED_TRACKING_REPLY
-                    if job.stopped_by
-                    else messages.STOPPED_JOB_REPLY
-                )
-            if file_problem is not None:
-                raise UsageError(file_problem)
-            if files and not text.strip():
-                raise UsageError(messages.FILES_NEED_A_PROMPT)
-            request = parse_request(text).with_files(files)
-            if request.attachment_count > MAX_ATTACHMENTS:
-                raise UsageError(
-                    messages.too_many_attachments(
-                        len(request.attachments), len(request.files), MAX_ATTACHMENTS
-                    )
-                )
+            request = _followup_request(job, text, files, file_problem)
         except UsageError as exc:
             post = NewPost.of(messages.usage_error(str(exc), job.sandbox))
             if not ctx.store.record_reply_error(job.id, event_keys, post, now):
@@ -111,23 +107,12 @@ class Intake(Admissions):
             ctx.background.react(channel_id, ts, REACT_FAILED)
             ctx.wake(job.id)
             return ReplyOutcome(ReplyKind.INVALID)
-        admission = self.ask_for_run(
+        admission = self.admissions.ask_for_run(
             FollowupAsk(job, channel_id, ts, user_id, request, tuple(event_keys))
         )
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
-            payload = admission.message.payload()
-            ctx.background.run(
-                ctx.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
-            )
-        return ReplyOutcome(
-            {
-                AskKind.ACCEPTED: ReplyKind.QUEUED,
-                AskKind.PREVIEWED: ReplyKind.PREVIEWED,
-                AskKind.REFUSED: ReplyKind.REFUSED,
-                AskKind.DUPLICATE: ReplyKind.DUPLICATE,
-            }[admission.kind],
-            admission.run_id,
-        )
+            ctx.tell_privately(channel_id, user_id, admission.message.payload(), thread_ts)
+        return ReplyOutcome(reply_kind(admission.kind, ReplyKind.QUEUED), admission.run_id)
 
     async def take_reply_off_loop(self, **reply: Any) -> ReplyOutcome:
         """`take_reply(**reply)` on the store's workers (`Store.off_loop`): the ack waits for
@@ -140,16 +125,14 @@ class Intake(Admissions):
         """`/motion usage`: the caller's runs against the limits; admins see everyone's."""
         ctx = self.ctx
         everyone = None
-        if ctx.policy.is_admin(user_id):
+        if ctx.settings.for_team(team_id).spend.is_admin(user_id):
             now = ctx.clock()
             everyone = [
                 messages.PersonUsage(c.user_id, c.today, c.month)
                 for c in ctx.store.everyone_usage(team_id, utc_day(now), utc_month(now))
             ]
-        view = self.usage_view(team_id, user_id)
+        view = self.admissions.usage_view(team_id, user_id)
         return messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox)
-
-    # ------------------------------------------------------------ how an ask is answered
 
     # ------------------------------------------------------------ the buttons on results
 
@@ -164,7 +147,7 @@ class Intake(Admissions):
             return None
         request = MotionRequest.from_json(first)
         for earlier in ctx.store.runs(job.id):  # the followups that led to this result
-            if 1 < earlier.number <= run.number and earlier.state not in _NOT_SENT:
+            if 1 < earlier.number <= run.number and earlier.state not in NOT_SENT:
                 request = request.merged_with(MotionRequest.from_json(earlier.request))
         return NewJobAsk(
             job.team_id, job.channel_id, user_id, response_url, request,
@@ -200,13 +183,35 @@ class Intake(Admissions):
             return messages.JobListing(
                 prompt=job.prompt,
                 status=job_label(job, runs, ctx.clock()),
-                runs=sum(1 for r in runs if r.state not in _NOT_SENT),
+                runs=sum(1 for r in runs if r.state not in NOT_SENT),
                 permalink=link,
                 created_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.created_at)),
             )
 
         listings = await asyncio.gather(*(listing(job) for job in jobs))
-        usage = self.usage_view(team_id, user_id)
+        usage = self.admissions.usage_view(team_id, user_id)
         await ctx.slack.respond(
             response_url, messages.job_list(list(listings), ctx.sandbox, usage).payload()
         )
+
+
+def _followup_request(
+    job: Job, text: str, files: tuple[FileAttachment, ...], file_problem: str | None
+) -> MotionRequest:
+    """What a reply in the job's thread asks Motion for; UsageError says what to fix."""
+    if job.state == JobState.STOPPED:
+        raise UsageError(
+            messages.STOPPED_TRACKING_REPLY if job.stopped_by else messages.STOPPED_JOB_REPLY
+        )
+    if file_problem is not None:
+        raise UsageError(file_problem)
+    if files and not text.strip():
+        raise UsageError(messages.FILES_NEED_A_PROMPT)
+    request = parse_request(text).with_files(files)
+    if request.attachment_count > MAX_ATTACHMENTS:
+        raise UsageError(
+            messages.too_many_attachments(
+                len(request.attachments), len(request.files), MAX_ATTACHMENTS
+            )
+        )
+    return request

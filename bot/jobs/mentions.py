@@ -13,11 +13,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.command_line import UsageError, parse_request, strip_mention
-from bot.jobs.admission import AskKind, NewJobAsk
+from bot.jobs.admission import Admissions, AskKind, NewJobAsk
+from bot.jobs.context import JobContext
 from bot.jobs.files import FileRefused, with_files
-from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.intake import Intake, ReplyKind, ReplyOutcome, reply_kind
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome, Surfaces
 from bot.motion import MAX_ATTACHMENTS, FileAttachment
 from bot.slack import messages
@@ -33,7 +35,18 @@ CARD_WAIT_STEP = 0.05
 CARD_IN_FLIGHT_SECONDS = 30.0  # a card handed to Slack longer ago than this is not awaited
 
 
-class Mentions(Surfaces):
+class Mentions:
+    """Files checked, then the reply, mention or form handed on: a reply to `intake`, a new
+    job to `admissions`, the form to `surfaces`."""
+
+    def __init__(
+        self, ctx: JobContext, admissions: Admissions, intake: Intake, surfaces: Surfaces
+    ) -> None:
+        self.ctx = ctx
+        self.admissions = admissions
+        self.intake = intake
+        self.surfaces = surfaces
+
     async def attachments_for(
         self, team_id: str, file_ids: Sequence[str]
     ) -> tuple[FileAttachment, ...]:
@@ -55,7 +68,7 @@ class Mentions(Surfaces):
         async def take(
             files: tuple[FileAttachment, ...] = (), problem: str | None = None
         ) -> ReplyOutcome:
-            return await self.take_reply_off_loop(
+            return await self.intake.take_reply_off_loop(
                 event_keys=event_keys, channel_id=channel_id, thread_ts=thread_ts, ts=ts,
                 user_id=user_id, text=text, bot_user_id=bot_user_id, files=files,
                 file_problem=problem,
@@ -142,29 +155,30 @@ class Mentions(Surfaces):
             return self._answer_mention(
                 event_keys, channel_id, user_id, root, messages.usage_error(said, ctx.sandbox)
             )
-        keys = tuple(event_keys)
-        if not ctx.policy.confirm:  # one job per thread, even for two mentions at once
-            keys += (f"thread:{channel_id}:{root}",)  # (a preview may be cancelled: not then)
-        admission = await self.ask_for_run_off_loop(
-            NewJobAsk(team_id, channel_id, user_id, None, request, event_keys=keys, thread_ts=root)
+        return await self._start_in_thread(
+            NewJobAsk(team_id, channel_id, user_id, None, request, thread_ts=root), event_keys
         )
+
+    async def _start_in_thread(self, ask: NewJobAsk, event_keys: list[str]) -> ReplyOutcome:
+        """A new job from a mention, its card in the mention's thread (`ask.thread_ts`)."""
+        ctx = self.ctx
+        channel_id, user_id, root = ask.channel_id, ask.user_id, ask.thread_ts
+        keys = tuple(event_keys)
+        if not ctx.settings.for_team(ask.team_id).spend.confirm:
+            # One job per thread, even for two mentions at once (a preview may be cancelled:
+            # not then).
+            keys += (f"thread:{channel_id}:{root}",)
+        admission = await self.admissions.ask_for_run_off_loop(replace(ask, event_keys=keys))
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
-            self._tell(channel_id, user_id, admission.message, root)
+            ctx.tell_privately(channel_id, user_id, admission.message.payload(), root)
         if admission.kind == AskKind.DUPLICATE and not any(
             ctx.store.event_claimed(key) for key in event_keys
         ):
             # Not this delivery again (its keys were not taken): another mention in the same
             # thread has just started the thread's job.
-            self._tell(channel_id, user_id, messages.usage_error(messages.THREAD_TAKEN), root)
-        return ReplyOutcome(
-            {
-                AskKind.ACCEPTED: ReplyKind.STARTED,
-                AskKind.PREVIEWED: ReplyKind.PREVIEWED,
-                AskKind.REFUSED: ReplyKind.REFUSED,
-                AskKind.DUPLICATE: ReplyKind.DUPLICATE,
-            }[admission.kind],
-            admission.run_id,
-        )
+            taken = messages.usage_error(messages.THREAD_TAKEN)
+            ctx.tell_privately(channel_id, user_id, taken.payload(), root)
+        return ReplyOutcome(reply_kind(admission.kind, ReplyKind.STARTED), admission.run_id)
 
     def _answer_mention(
         self, event_keys: list[str], channel_id: str, user_id: str, root: str, message: Message
@@ -173,7 +187,7 @@ class Mentions(Surfaces):
         now = self.ctx.clock()
         if not all(self.ctx.store.claim_event(key, now) for key in event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)
-        self._tell(channel_id, user_id, message, root)
+        self.ctx.tell_privately(channel_id, user_id, message.payload(), root)
         return ReplyOutcome(ReplyKind.INVALID)
 
     async def submit_new_form_with_files(
@@ -184,6 +198,6 @@ class Mentions(Surfaces):
             files = await self.attachments_for(team_id, answers.file_ids)
         except FileRefused as refused:
             return SubmitOutcome(None, {BlockId.FILES: messages.field_error(refused.message)})
-        return self.submit_new_form(
+        return self.surfaces.submit_new_form(
             team_id=team_id, user_id=user_id, view_id=view_id, answers=answers, files=files
         )

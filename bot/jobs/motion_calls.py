@@ -48,6 +48,14 @@ class MotionCalls:
     def __init__(self, ctx: JobContext, outcomes: Outcomes) -> None:
         self.ctx = ctx
         self.outcomes = outcomes
+        # Runs whose Motion write this process has in flight. A run recorded as sending that
+        # is not here was sent by a process that died or lost the job's lease: its answer is
+        # not coming.
+        self._sending: set[int] = set()
+
+    def is_sending(self, run_id: int) -> bool:
+        """This process has the run's create or followup out now (its answer is on its way)."""
+        return run_id in self._sending
 
     # ------------------------------------------------------------ sending a run
 
@@ -77,7 +85,7 @@ class MotionCalls:
         request = MotionRequest.from_json(run.request)
         if ctx.files is not None:  # file links live 24 h: sign them as the run goes out
             request = signed_again(request, ctx.files.links)
-        ctx.sending.add(run.id)
+        self._sending.add(run.id)
         try:
             if followup:
                 assert job.motion_job_id is not None
@@ -89,7 +97,7 @@ class MotionCalls:
         else:
             taken = ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
         finally:
-            ctx.sending.discard(run.id)
+            self._sending.discard(run.id)
         if taken:  # else its job was stopped while the call was out
             ctx.react(run, REACT_SENT)
         return Step(ctx.schedule.initial)
@@ -188,6 +196,16 @@ class MotionCalls:
         elapsed = now - (run.sent_at if run.sent_at is not None else now)
         if not (run.seen_new or is_new_run(run, status)):
             return self._still_previous(job, run, status, elapsed)
+        quiet = await self._record_look(job, run, status, now)
+        seen = dataclasses.replace(
+            run, seen_new=True, motion_status=status.status, last_poll_at=now
+        )
+        return await self._after_look(job, seen, status, elapsed, quiet)
+
+    async def _record_look(self, job: Job, run: Run, status: JobStatus, now: float) -> bool:
+        """Record what a status of this run says, with what the thread must be told; returns
+        whether the look was quiet (nothing to tell: the store's rows need no new read)."""
+        ctx = self.ctx
         posts: list[NewPost] = []
         if run.state == RunState.VERIFYING:
             posts.append(
@@ -213,32 +231,37 @@ class MotionCalls:
                 job.id, run.id, motion_status=status.status, now=now, posts=posts,
                 run_state=RunState.RUNNING if run.state == RunState.VERIFYING else None,
             )  # fmt: skip
-        seen = dataclasses.replace(
-            run, seen_new=True, motion_status=status.status, last_poll_at=now
-        )
+        return quiet
 
+    async def _after_look(
+        self, job: Job, seen: Run, status: JobStatus, elapsed: float, quiet: bool
+    ) -> Step:
+        """The run ends (failed, or its video ready) or is looked at again, and when.
+        `seen`: the run as the look left it."""
+        ctx, outcomes = self.ctx, self.outcomes
         if status.status == MotionStatus.FAILED:
             failed = messages.job_failed(
-                run_number=run.number, error=status.error, sandbox=job.sandbox
+                run_number=seen.number, error=status.error, sandbox=job.sandbox
             )
             reason = status.error or messages.NO_REASON
-            outcomes.finish(job, run, RunState.FAILED, failed, error=reason, react=REACT_FAILED)
+            outcomes.finish(job, seen, RunState.FAILED, failed, error=reason, react=REACT_FAILED)
             return Step(None)
         if status.status == MotionStatus.COMPLETED:
             if status.render_failed:
-                failed = messages.render_failed(run_number=run.number, sandbox=job.sandbox)
-                outcomes.finish(job, run, RunState.FAILED, failed, error=messages.RENDER_FAILED)
+                failed = messages.render_failed(run_number=seen.number, sandbox=job.sandbox)
+                outcomes.finish(job, seen, RunState.FAILED, failed, error=messages.RENDER_FAILED)
                 return Step(None)
             if status.download_url:
-                await outcomes.result(job, run, status)
+                await outcomes.result(job, seen, status)
                 return Step(None)
             rendering = ctx.schedule.next_delay(
-                elapsed=elapsed, status=status.status, rendering=True, key=run.id
+                elapsed=elapsed, status=status.status, rendering=True, key=seen.id
             )
             return Step(rendering, changed=not quiet, run=seen)
         delay = ctx.schedule.next_delay(
-            elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(run), key=run.id
-        )
+            elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(seen),
+            key=seen.id,
+        )  # fmt: skip
         return Step(delay, changed=not quiet, run=seen)
 
     def _still_previous(self, job: Job, run: Run, status: JobStatus, elapsed: float) -> Step:

@@ -100,7 +100,8 @@ class Outcomes:
         posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
         if ctx.upload_max_mb > 0:  # the MP4 itself, after the result (bot/jobs/uploads.py)
             posts.append(upload_post(run, status.download_url))
-        if ctx.notify_channel:
+        notify_channel = ctx.settings.for_team(job.team_id).notify_channel
+        if notify_channel:
             link = await ctx.slack.permalink(job.channel_id, job.thread_ts)
             notice = messages.notify_message(
                 requester=run.author or job.requester,
@@ -110,7 +111,7 @@ class Outcomes:
                 sandbox=job.sandbox,
                 private=not job.public,
             )
-            posts.append(NewPost.of(notice, channel_id=ctx.notify_channel, thread=False))
+            posts.append(NewPost.of(notice, channel_id=notify_channel, thread=False))
         ctx.store.finish_run(
             run.id,
             job.id,

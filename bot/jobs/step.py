@@ -105,7 +105,7 @@ class Stepper:
             active = next((r for r in runs if r.active), None)
             if active is not None:
                 if active.state == RunState.SENDING:
-                    if active.id in ctx.sending:  # its answer is still on its way here
+                    if self.calls.is_sending(active.id):  # its answer is still on its way here
                         return Look(job, runs, SENDING_GRACE, failed)
                     # Sent by a call that no longer runs anywhere: cancelled here, a failed
                     # write after it, or a process that died or lost the lease (this one holds

@@ -115,7 +115,8 @@ class Stops:
         job = ctx.store.job(stop.job_id) if stop else None
         if stop is None or job is None:
             return messages.already_done(messages.STOP_GONE, ctx.sandbox)
-        if user_id != job.requester and not ctx.policy.is_admin(user_id):
+        admin = ctx.settings.for_team(job.team_id).spend.is_admin(user_id)
+        if user_id != job.requester and not admin:
             return messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox)
         now = ctx.clock()
 

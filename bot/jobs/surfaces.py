@@ -1,6 +1,6 @@
 """The form, Refine and the Home tab: what the app shows in views, and what their submissions
-become. A submission asks for its run through `Intake.ask_for_run`, like every other entry
-point, so the spend controls apply to it unchanged."""
+become. A submission asks for its run through `Admissions.ask_for_run`, like every other
+entry point, so the spend controls apply to it unchanged."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass, field
 
 from bot.command_line import request_problems
-from bot.jobs.admission import AskKind, NewJobAsk
+from bot.jobs.admission import Admissions, AskKind, NewJobAsk
 from bot.jobs.card import job_label
-from bot.jobs.intake import _NOT_SENT, Intake
+from bot.jobs.context import JobContext
+from bot.jobs.intake import NOT_SENT, Intake
 from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
 from bot.slack import messages
 from bot.slack.ids import BlockId
@@ -53,7 +54,15 @@ def _checked(answers: FormAnswers) -> tuple[MotionRequest | None, dict[str, str]
     return MotionRequest(prompt, style, (), answers.aspect, answers.duration), {}
 
 
-class Surfaces(Intake):
+class Surfaces:
+    """Views and their submissions; a run they ask for goes through `admissions`, a Refine
+    becomes the followup `intake` makes of it."""
+
+    def __init__(self, ctx: JobContext, admissions: Admissions, intake: Intake) -> None:
+        self.ctx = ctx
+        self.admissions = admissions
+        self.intake = intake
+
     def new_form(self, channel_id: str | None) -> dict[str, object]:
         return messages.new_video_form(
             channel_id=channel_id, aspects=ASPECTS, durations=DURATIONS, sandbox=self.ctx.sandbox
@@ -99,7 +108,7 @@ class Surfaces(Intake):
             team_id, answers.channel, user_id, answers.response_url, request,
             event_keys=(f"form:{view_id}",),
         )  # fmt: skip
-        admission = self.ask_for_run(ask)
+        admission = self.admissions.ask_for_run(ask)
         if admission.kind == AskKind.REFUSED and admission.message:
             return SubmitOutcome(
                 admission.kind,
@@ -110,7 +119,7 @@ class Surfaces(Intake):
                 payload = admission.message.payload()
                 self.ctx.background.run(self.ctx.slack.respond(answers.response_url, payload))
             else:
-                self._tell(answers.channel, user_id, admission.message, None)
+                self.ctx.tell_privately(answers.channel, user_id, admission.message.payload(), None)
         return SubmitOutcome(admission.kind)
 
     def submit_refine(
@@ -120,10 +129,10 @@ class Surfaces(Intake):
         request, errors = _checked(answers)
         if request is None:
             return SubmitOutcome(None, errors)
-        ask = self.refine_of(job_id, user_id, view_id, request)
+        ask = self.intake.refine_of(job_id, user_id, view_id, request)
         if ask is None:
             return SubmitOutcome(AskKind.REFUSED, {str(BlockId.PROMPT): messages.REFINE_GONE})
-        admission = self.ask_for_run(ask)
+        admission = self.admissions.ask_for_run(ask)
         if admission.kind == AskKind.REFUSED and admission.message:
             return SubmitOutcome(
                 admission.kind, {str(BlockId.PROMPT): messages.field_error(admission.message.text)}
@@ -131,16 +140,8 @@ class Surfaces(Intake):
         job = self.ctx.store.job(job_id)
         if job is not None and admission.kind != AskKind.DUPLICATE:
             said = admission.message or messages.refine_queued(sandbox=self.ctx.sandbox)
-            self._tell(job.channel_id, user_id, said, job.thread_ts)
+            self.ctx.tell_privately(job.channel_id, user_id, said.payload(), job.thread_ts)
         return SubmitOutcome(admission.kind)
-
-    def _tell(
-        self, channel: str, user: str, message: messages.Message, thread_ts: str | None
-    ) -> None:
-        slack = self.ctx.slack
-        self.ctx.background.run(
-            slack.tell_privately(channel, user, message.payload(), thread_ts=thread_ts)
-        )
 
     # ------------------------------------------------------------ App Home
 
@@ -161,7 +162,7 @@ class Surfaces(Intake):
             return messages.HomeJob(
                 prompt=job.prompt,
                 status=job_label(job, runs, ctx.clock()),
-                runs=sum(1 for r in runs if r.state not in _NOT_SENT),
+                runs=sum(1 for r in runs if r.state not in NOT_SENT),
                 permalink=link,
                 download_url=(
                     ctx.download_link(job, finished[-1].number, finished[-1].download_url)
@@ -174,7 +175,7 @@ class Surfaces(Intake):
         shown = jobs[: messages.HOME_JOBS]
         entries = await asyncio.gather(*(entry(job) for job in shown))
         view = messages.home_view(
-            list(entries), self.usage_view(team_id, user_id), sandbox=ctx.sandbox,
+            list(entries), self.admissions.usage_view(team_id, user_id), sandbox=ctx.sandbox,
             more=len(jobs) > len(shown),
         )  # fmt: skip
         await ctx.slack.publish_home(user_id, view)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from bot.slack_out import SlackOut, make_client
 from slack_bolt.async_app import AsyncBoltContext
 
 from bot.jobs import JobService, SpendPolicy, WorkspaceSettings
@@ -16,6 +15,7 @@ from bot.listeners import commands, events
 from bot.listeners.context import SERVICE_KEY
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
+from bot.slack.out import SlackOut, make_client
 from bot.store import JobState, RunKind, Store
 from tests.support.harness import BOT_TOKEN
 from tests.support.slack import SlackDouble

@@ -85,6 +85,12 @@ class Outcomes:
         """Record the result and every message announcing it in one transaction."""
         ctx = self.ctx
         assert status.download_url is not None and job.thread_ts is not None
+        if status.sources_dropped:  # once per run: the answer recorded as its result
+            log.warning(
+                "job %s run %s: Motion listed %s sources; the first %s are kept",
+                job.id, run.number, len(status.sources) + status.sources_dropped,
+                len(status.sources),
+            )  # fmt: skip
         expires_at = status.output.expires_at if status.output else None
         lasting = ctx.video_links is not None and ctx.video_links.public_url is not None
         parts = messages.result_messages(

@@ -509,6 +509,9 @@ class MotionSandbox:
         self.cdn_requests: list[tuple[str, str]] = []  # (method, path) of every CDN request
         # False: the CDN streams MP4s chunked, without announcing their length.
         self.cdn_sends_length = True
+        # Set: the CDN answers every MP4 with a redirect to the same path and query under this
+        # base URL, as a CDN that hands off to another host does.
+        self.cdn_redirect: str | None = None
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._clock_anchor = clock()
@@ -715,6 +718,7 @@ class MotionSandbox:
         job_id, name = request.match_info["job_id"], request.match_info["name"]
         with self._lock:
             self.cdn_requests.append((request.method, request.path))
+            redirect = self.cdn_redirect
             job = self._jobs.get(job_id)
             generation = self.url_generation
             number = name.removeprefix("run-").removesuffix(".mp4")
@@ -723,6 +727,9 @@ class MotionSandbox:
                 if job and number.isdigit() and 0 < int(number) <= len(job.runs)
                 else None
             )
+        if redirect is not None:
+            location = redirect.rstrip("/") + request.path_qs.removeprefix(CDN_PATH)
+            return web.Response(status=302, headers={"Location": location})
         if run is None:
             return web.Response(
                 status=404,

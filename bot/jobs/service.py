@@ -77,7 +77,8 @@ class JobService(Mentions):
         calls = MotionCalls(ctx, self.outcomes)
         # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
         self.video_urls = VideoUrls(store, motion)
-        self.downloader = Downloader()
+        # Motion's CDN on its own loopback host and port (the sandbox) may be plain http.
+        self.downloader = Downloader(motion.base_url)
         self.uploads = Uploads(ctx, self.video_urls, self.downloader)
         self.stops = Stops(ctx)
         self._stepper = Stepper(

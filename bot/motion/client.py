@@ -82,6 +82,11 @@ class MotionClient:
         self.peak_in_flight = 0
         self.calls = 0
 
+    @property
+    def base_url(self) -> str:
+        """The API's base URL (MOTION_API_URL, or the sandbox's), ending in "/"."""
+        return self._base
+
     def writes_full(self) -> bool:
         """Every slot writes may use is taken: a create or followup now would only wait."""
         return self._writes.locked()

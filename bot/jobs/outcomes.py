@@ -67,7 +67,7 @@ class Outcomes:
 
     def create_unknown(self, job: Job, run: Run, error: str) -> None:
         """A create whose answer never came: say so, offer a resend, never resend alone."""
-        log.warning("job %s run %s: the create's answer was lost (%s)", job.id, run.number, error)
+        log.warning("job %s run %s: the create's answer was lost (%r)", job.id, run.number, error)
         unknown = messages.outcome_unknown(
             run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
         )

@@ -93,7 +93,7 @@ async def _check_motion(settings: Settings) -> tuple[bool, str]:
             f"Motion API key was refused (401): create a new one in {WHERE['MOTION_API_KEY']}.",
         )
     except MotionError as exc:
-        return False, f"Motion: could not verify the key ({exc.message}); check MOTION_API_URL."
+        return False, f"Motion: could not verify the key ({exc.message!r}); check MOTION_API_URL."
     finally:
         await client.aclose()
     return False, "Motion answered a probe for a job that cannot exist; check MOTION_API_URL."

@@ -234,8 +234,12 @@ def slack_to_plain(text: str) -> str:
 
 
 def strip_mention(text: str, bot_user_id: str) -> tuple[str, bool]:
-    """Remove `<@BOT>` mentions from Slack text; say whether there was one."""
-    pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
+    """Remove `<@BOT>` mentions from Slack text; say whether there was one.
+
+    The label stops at `<` as well as `>`: Slack encodes a typed `<` as `&lt;`, so a real
+    label never holds one, and a label that could run past the next `<` made the search
+    quadratic (each of many unclosed `<@BOT|` scanned to the end of the text)."""
+    pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^<>]*)?>")
     stripped, count = pattern.subn("", text)
     return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
 

@@ -18,8 +18,8 @@ SIZE = 1_300_000
 
 
 @pytest.fixture
-async def downloader() -> AsyncIterator[Downloader]:
-    d = Downloader()
+async def downloader(sandbox: ScriptedSandbox) -> AsyncIterator[Downloader]:
+    d = Downloader(sandbox.base_url)  # its CDN is on its own loopback host and port
     yield d
     await d.aclose()
 

@@ -65,7 +65,8 @@ class JobContext:
         return job
 
     def backoff(self, job_id: int, reason: str, retry_after: float | None = None) -> Step:
-        """Count one more consecutive failure for the job and wait accordingly."""
+        """Count one more consecutive failure for the job and wait accordingly. `reason` is
+        logged as it is: Motion's words in it go in as `repr`, so they cannot forge lines."""
         errors = self.store.add_error(job_id)
         log.info("job %s: %s; retry %s", job_id, reason, errors)
         return Step(self.schedule.error_delay(errors, retry_after), changed=False, failed=True)

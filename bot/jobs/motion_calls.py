@@ -105,11 +105,12 @@ class MotionCalls:
     def _not_sent(self, job: Job, run: Run, exc: MotionError) -> Step:
         """A write that failed: decided first by whether it may have taken effect."""
         if exc.retry is Retry.UNSAFE:  # the answer was lost: Motion may have started it
-            log.warning("job %s run %s: answer lost (%s)", job.id, run.number, exc.message)
             if run.kind == RunKind.FOLLOWUP:
+                # %r: Motion's words may hold newlines, which would forge log lines.
+                log.warning("job %s run %s: answer lost (%r)", job.id, run.number, exc.message)
                 self.ctx.store.mark_verifying(run.id)  # the job's status will tell
                 return Step(self.ctx.schedule.initial)
-            self.outcomes.create_unknown(job, run, exc.message)
+            self.outcomes.create_unknown(job, run, exc.message)  # (which logs it)
             return Step(None)
         if exc.retry is Retry.LATER:  # nothing reached Motion, or it said "not now"
             return self._send_later(job, run, exc)
@@ -147,7 +148,7 @@ class MotionCalls:
             )
             self.outcomes.refused(job, run, exc, unreachable)
             return Step(None)
-        return self.ctx.backoff(job.id, f"Motion unavailable ({exc.message})", _retry_after(exc))
+        return self.ctx.backoff(job.id, f"Motion unavailable ({exc.message!r})", _retry_after(exc))
 
     async def _ready_for_followup(self, job: Job, run: Run) -> Baseline | Step:
         """Look at the job right before a followup: Motion takes followups only on a completed
@@ -164,7 +165,7 @@ class MotionCalls:
                 self.outcomes.out_of_credits(job, run, exc, started=False)
                 return Step(None)
             return ctx.backoff(
-                job.id, f"status before a followup: {exc.message}", _retry_after(exc)
+                job.id, f"status before a followup: {exc.message!r}", _retry_after(exc)
             )
         ctx.store.record_poll(job.id, None, motion_status=status.status, now=ctx.clock())
         if status.status == MotionStatus.FAILED or status.render_failed or status.download_url:
@@ -191,7 +192,7 @@ class MotionCalls:
             if isinstance(exc, InsufficientCredits):  # Motion can run out mid-generation
                 outcomes.out_of_credits(job, run, exc, started=True)
                 return Step(None)
-            return ctx.backoff(job.id, f"status call: {exc.message}", _retry_after(exc))
+            return ctx.backoff(job.id, f"status call: {exc.message!r}", _retry_after(exc))
         now = ctx.clock()
         elapsed = now - (run.sent_at if run.sent_at is not None else now)
         if not (run.seen_new or is_new_run(run, status)):
@@ -240,6 +241,7 @@ class MotionCalls:
         `seen`: the run as the look left it."""
         ctx, outcomes = self.ctx, self.outcomes
         if status.status == MotionStatus.FAILED:
+            log.info("job %s run %s: Motion says it failed: %r", job.id, seen.number, status.error)
             failed = messages.job_failed(
                 run_number=seen.number, error=status.error, sandbox=job.sandbox
             )

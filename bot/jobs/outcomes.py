@@ -67,7 +67,7 @@ class Outcomes:
 
     def create_unknown(self, job: Job, run: Run, error: str) -> None:
         """A create whose answer never came: say so, offer a resend, never resend alone."""
-        log.warning("job %s run %s: the create's answer was lost (%s)", job.id, run.number, error)
+        log.warning("job %s run %s: the create's answer was lost (%r)", job.id, run.number, error)
         unknown = messages.outcome_unknown(
             run_number=run.number, followup=False, run_id=run.id, sandbox=job.sandbox
         )
@@ -85,6 +85,12 @@ class Outcomes:
         """Record the result and every message announcing it in one transaction."""
         ctx = self.ctx
         assert status.download_url is not None and job.thread_ts is not None
+        if status.sources_dropped:  # once per run: the answer recorded as its result
+            log.warning(
+                "job %s run %s: Motion listed %s sources; the first %s are kept",
+                job.id, run.number, len(status.sources) + status.sources_dropped,
+                len(status.sources),
+            )  # fmt: skip
         expires_at = status.output.expires_at if status.output else None
         lasting = ctx.video_links is not None and ctx.video_links.public_url is not None
         parts = messages.result_messages(

@@ -80,7 +80,8 @@ class JobService:
         # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
         self.video_urls = VideoUrls(store, motion)
         self.fresh_links = FreshLinks(ctx, self.video_urls)
-        self.downloader = Downloader()
+        # Motion's CDN on its own loopback host and port (the sandbox) may be plain http.
+        self.downloader = Downloader(motion.base_url)
         self.uploads = Uploads(ctx, self.video_urls, self.downloader)
         calls = MotionCalls(ctx, self.outcomes)
         self.stepper = Stepper(

@@ -4,10 +4,11 @@ thread when it is at most UPLOAD_MAX_MB, streamed from Motion's CDN to Slack chu
 Each upload is a row of the outbox (kind "upload", recorded with the result in one
 transaction) but it never holds the in-order outbox: it starts once every message before it
 went out, runs in the background, and a failure only costs the upload (a few attempts, then a
-log line; the result's link stays). Once per run across crashes: the Slack file id is recorded
-before the file is completed into the thread, and an attempt that follows an unknown outcome
-first asks Slack where that file is (`files.info`): shared means done, reserved but unshared
-means complete that same file, unknown means no file was ever completed, so start afresh.
+log line; the result's link stays; a download the guard refuses is given up at once). Once per
+run across crashes: the Slack file id is recorded before the file is completed into the
+thread, and an attempt that follows an unknown outcome first asks Slack where that file is
+(`files.info`): shared means done, reserved but unshared means complete that same file,
+unknown means no file was ever completed, so start afresh.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.videos import VideoUrls
 from bot.motion import MotionError
 from bot.motion.download import Download, Downloader, DownloadFailed
+from bot.motion.download_guard import DownloadRefused
 from bot.slack.out import SlackFailure
 from bot.store import Job, Post, PostState
 from bot.store.base import leave_fence
@@ -108,6 +110,9 @@ class Uploads:
                     return
                 file_id = None
                 outcome = await self._fresh_upload(job, post, fresh_url=attempt > 0)
+            except DownloadRefused as refused:  # not the CDN's fault: trying again changes nothing
+                self._give_up(post, f"download refused: {refused.reason}")
+                return
             except (SlackFailure, DownloadFailed, MotionError) as exc:
                 if isinstance(exc, SlackFailure) and exc.permanent:
                     self._give_up(post, f"Slack said {exc.code}")

@@ -9,6 +9,11 @@ from typing import Any
 from bot.motion.errors import AnswerLost, Retry
 from bot.motion.limits import CLEARED_RIGHTS, MotionStatus
 
+# A video credits a few dozen sources. Far more is not a list anyone reads: the first ones are
+# kept (stored with the run, credited in the thread), the rest dropped, so one answer cannot
+# grow the database row, the result message or the work of reading it without bound.
+MAX_SOURCES = 500
+
 
 @dataclass(frozen=True)
 class Output:
@@ -87,7 +92,8 @@ class Source:
 @dataclass(frozen=True)
 class JobStatus:
     """A status answer, parsed leniently: absent keys mean null / empty. `sources` keeps the
-    raw entries (with fields this app does not know yet); `credits` is their typed reading."""
+    raw entries (with fields this app does not know yet), at most MAX_SOURCES of them;
+    `credits` is their typed reading."""
 
     job_id: str
     status: str
@@ -97,6 +103,7 @@ class JobStatus:
     pending_user_input: bool = False
     output: Output | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
+    sources_dropped: int = 0  # entries past MAX_SOURCES, left out of `sources`
 
     @property
     def download_url(self) -> str | None:
@@ -128,7 +135,8 @@ class JobStatus:
                 download_url=_str_or_none(output_data.get("download_url")),
                 expires_at=_str_or_none(output_data.get("expires_at")),
             )
-        sources = data.get("sources")
+        listed = data.get("sources")
+        sources = [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
         return cls(
             job_id=str(data.get("job_id") or job_id),
             status=data["status"],
@@ -137,9 +145,8 @@ class JobStatus:
             error=error_text(data.get("error")),
             pending_user_input=bool(data.get("pending_user_input")),
             output=output,
-            sources=[s for s in sources if isinstance(s, dict)]
-            if isinstance(sources, list)
-            else [],
+            sources=sources[:MAX_SOURCES],
+            sources_dropped=max(0, len(sources) - MAX_SOURCES),
         )
 
 

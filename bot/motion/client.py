@@ -1,5 +1,5 @@
 """One pooled httpx client with caps on the calls in flight; HTTP answers mapped to data or
-to the error tree in one place (`_raise_for`)."""
+to the error tree in one place (`_raise_for`), each answer read only up to `MAX_ANSWER_BYTES`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import email.utils
 import json
 import time
+import zlib
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -31,6 +33,10 @@ from bot.motion.request import MotionRequest
 from bot.motion.transport import MotionNetwork
 
 URL_CACHE = 20_000  # status URLs kept parsed: one per live job (a full cache starts afresh)
+# Motion's answers are JSON of a few KB (a status with many sources, tens of KB). A body past
+# this is not an answer of Motion's: it is refused unread, whatever it claims to be, so a broken
+# or hostile server (or proxy) can make a call hold at most this much, plus one network read.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class MotionClient:
@@ -76,6 +82,11 @@ class MotionClient:
         self.peak_in_flight = 0
         self.calls = 0
 
+    @property
+    def base_url(self) -> str:
+        """The API's base URL (MOTION_API_URL, or the sandbox's), ending in "/"."""
+        return self._base
+
     def writes_full(self) -> bool:
         """Every slot writes may use is taken: a create or followup now would only wait."""
         return self._writes.locked()
@@ -119,10 +130,16 @@ class MotionClient:
             sent = (
                 self._get(path)
                 if method == "GET"
-                else self._client.request(method, path, json=body)
+                else self._client.send(
+                    self._client.build_request(method, path, json=body), stream=True
+                )
             )
             async with asyncio.timeout(self._deadline):
                 response = await sent
+                try:
+                    answer = await _read_answer(response)
+                finally:
+                    await response.aclose()  # unread (too large): the connection is dropped
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Unreachable(
                 f"could not reach Motion ({type(exc).__name__})", retry=Retry.LATER
@@ -136,7 +153,7 @@ class MotionClient:
             self._limit.release()
             if write:
                 self._writes.release()
-        return _raise_for(response, write=write)
+        return _raise_for(response, answer, write=write)
 
     def _get(self, path: str) -> Coroutine[Any, Any, httpx.Response]:
         """`AsyncClient.request("GET", path)`, cheaper: the same URL (the base URL's path, then
@@ -144,14 +161,14 @@ class MotionClient:
         base URL merged and parsed again for every call (`build_request` cost ~60 µs)."""
         client = self._client
         if len(client.cookies.jar):  # Motion sets none; if it ever does, httpx sends them
-            return client.request("GET", path)
+            return client.send(client.build_request("GET", path), stream=True)
         url = self._urls.get(path)
         if url is None:
             if len(self._urls) >= URL_CACHE:
                 self._urls.clear()
             url = self._urls[path] = httpx.URL(self._base + path.lstrip("/"))
         request = httpx.Request("GET", url, headers=client.headers, extensions=self._extensions)
-        return client.send(request)
+        return client.send(request, stream=True)
 
     async def _take_slot(self, write: bool) -> None:
         """A slot of the global cap; a write first takes one of the writes' share of it."""
@@ -180,19 +197,65 @@ def _use_motion_network(client: httpx.AsyncClient) -> None:
         pool._network_backend = MotionNetwork()  # else httpcore's own backend: slower, correct
 
 
-def _raise_for(response: httpx.Response, *, write: bool) -> Any:
-    """Map an HTTP answer to data, or to an error saying what HTTP said and whether to retry."""
+@dataclass(frozen=True)
+class _Answer:
+    """The body of an answer as read: its bytes, or why they were not kept."""
+
+    content: bytes | None
+    refused: str | None = None
+
+
+async def _read_answer(response: httpx.Response) -> _Answer:
+    """The body, decoded, if it is at most MAX_ANSWER_BYTES on the wire and once decoded.
+
+    Read from the raw stream and inflated here, each step bounded: httpx's own decoding would
+    inflate a small gzip body to any size before the count could stop it."""
+    too_large = _Answer(None, f"a body over {MAX_ANSWER_BYTES // 1024} KiB (not read)")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        return too_large
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    inflate = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # a gzip or zlib header, either
+    elif encoding not in ("", "identity"):
+        return _Answer(None, f"a body in an encoding it was not asked for ({encoding[:20]!r})")
+    parts: list[bytes] = []
+    wire = kept = 0
+    try:
+        async for raw in response.aiter_raw():
+            wire += len(raw)
+            part = raw if inflate is None else inflate.decompress(raw, MAX_ANSWER_BYTES - kept + 1)
+            kept += len(part)
+            if wire > MAX_ANSWER_BYTES or kept > MAX_ANSWER_BYTES:
+                return too_large
+            parts.append(part)
+        if inflate is not None:
+            part = inflate.flush()
+            kept += len(part)
+            if kept > MAX_ANSWER_BYTES:
+                return too_large
+            parts.append(part)
+    except zlib.error:
+        return _Answer(None, f"a body that does not inflate as {encoding}")
+    return _Answer(b"".join(parts))
+
+
+def _raise_for(response: httpx.Response, answer: _Answer, *, write: bool) -> Any:
+    """Map an HTTP answer to data, or to an error saying what HTTP said and whether to retry.
+    A body that was not read (`answer.refused`) counts as one that is not JSON."""
     status = response.status_code
     lost = Retry.UNSAFE if write else Retry.LATER
-    try:
-        data: Any = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
+    data: Any = None
+    if answer.content is not None:
+        try:
+            data = json.loads(answer.content)
+        except (ValueError, RecursionError):  # not JSON; or nested past Python's stack
+            data = None
     if 200 <= status < 300:
         if data is None:
-            raise AnswerLost(
-                f"Motion answered {status} with a body that is not JSON", retry=lost, status=status
-            )
+            what = answer.refused or "a body that is not JSON"
+            raise AnswerLost(f"Motion answered {status} with {what}", retry=lost, status=status)
         return data
     message = _message(data) or f"HTTP {status}"
     if status == 429:

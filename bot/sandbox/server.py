@@ -86,6 +86,9 @@ class MotionSandbox(JobLifecycle):
         self.cdn_requests: list[tuple[str, str]] = []  # (method, path) of every CDN request
         # False: the CDN streams MP4s chunked, without announcing their length.
         self.cdn_sends_length = True
+        # Set: the CDN answers every MP4 with a redirect to the same path and query under this
+        # base URL, as a CDN that hands off to another host does.
+        self.cdn_redirect: str | None = None
         self._runner: web.AppRunner | None = None
 
     # hook for subclasses (the other, `next_plan`, is JobLifecycle's)
@@ -197,8 +200,12 @@ class MotionSandbox(JobLifecycle):
         job_id, name = request.match_info["job_id"], request.match_info["name"]
         with self._lock:
             self.cdn_requests.append((request.method, request.path))
+            redirect = self.cdn_redirect
             generation = self.url_generation
             run = self.run_by_file_name(job_id, name)
+        if redirect is not None:
+            location = redirect.rstrip("/") + request.path_qs.removeprefix(CDN_PATH)
+            return web.Response(status=302, headers={"Location": location})
         if run is None:
             return _cdn_error(404, "NoSuchKey", "Not found")
         asked = request.query.get("g", "0")

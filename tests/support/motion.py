@@ -27,6 +27,7 @@ from bot.sandbox import Answer, Exchange, JobPlan, MotionSandbox, run_state
 
 ENDPOINTS = ("create", "followup", "status")
 HTML_502 = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+HUGE_CHUNK = 64 * 1024  # a huge fault body goes out in pieces of this size
 
 
 @dataclass
@@ -67,6 +68,8 @@ class _Fault:
     times: int
     after_processing: bool
     drop: bool
+    huge: int = 0  # > 0: the answer's body is this many bytes, streamed (`fault_huge_body`)
+    announce_length: bool = True
 
     def cuts(self, request: web.Request) -> bool:
         """Whether this fault decides the answer (replaced, or none at all)."""
@@ -86,6 +89,8 @@ class ScriptedSandbox(MotionSandbox):
         self.calls: list[Call] = []
         self._plans: deque[JobPlan] = deque()
         self._faults: dict[str, deque[_Fault]] = {endpoint: deque() for endpoint in ENDPOINTS}
+        # Bytes of each huge body (`fault_huge_body`) that went out before the client hung up.
+        self.huge_bytes_sent: list[int] = []
 
     # scripting
 
@@ -135,6 +140,19 @@ class ScriptedSandbox(MotionSandbox):
         """A proxy's HTML 502 page instead of JSON."""
         headers = {"Content-Type": "text/html"}
         self.fault(endpoint, status=502, body=HTML_502, headers=headers, times=times)
+
+    def fault_huge_body(
+        self, endpoint: str, size: int, *, status: int = 200, announce_length: bool = False,
+        times: int = 1, after_processing: bool = False,
+    ) -> None:  # fmt: skip
+        """Answer the next `times` calls with a `size`-byte body that starts like Motion's JSON
+        and goes on: streamed in chunks (never held whole here), its length announced or
+        chunked (`announce_length`). What went out is in `huge_bytes_sent`; `after_processing`
+        as for `fault`."""
+        self.fault(endpoint, status=status, times=times, after_processing=after_processing)
+        with self._lock:
+            fault = self._faults[endpoint][-1]
+            fault.huge, fault.announce_length = size, announce_length
 
     def set_balance(self, balance: int | None, minimum: int | None = None) -> None:
         """Set the credit balance (None: unlimited) and optionally the kickoff minimum."""
@@ -212,15 +230,49 @@ class ScriptedSandbox(MotionSandbox):
             await asyncio.sleep(fault.delay)
             if fault.cuts(request):
                 self._record(exchange, fault.wire_status(request), None)
+                if fault.huge:
+                    return await self._huge_response(request, fault)
                 return _fault_response(request, fault)
         answer = process()
         if fault is not None and fault.after_processing:
             await asyncio.sleep(fault.delay)
             if fault.cuts(request):
                 self._record(exchange, fault.wire_status(request), answer)
+                if fault.huge:
+                    return await self._huge_response(request, fault)
                 return _fault_response(request, fault)
         self._record(exchange, answer.status, answer)
         return web.json_response(answer.payload, status=answer.status)
+
+    async def _huge_response(self, request: web.Request, fault: _Fault) -> web.StreamResponse:
+        """`fault.huge` bytes of a JSON-looking body, a chunk at a time, until the client
+        hangs up; aiohttp waits for the socket to drain, so what is counted left this side."""
+        assert fault.status is not None
+        response = web.StreamResponse(
+            status=fault.status, headers={"Content-Type": "application/json"}
+        )
+        if fault.announce_length:
+            response.content_length = fault.huge
+        else:
+            response.enable_chunked_encoding()
+        head = b'{"status": "running", "pad": "'
+        filler = b"x" * HUGE_CHUNK
+        sent = 0
+        try:
+            await response.prepare(request)
+            await response.write(head)
+            sent = len(head)
+            while sent < fault.huge:
+                chunk = filler[: fault.huge - sent]
+                await response.write(chunk)
+                sent += len(chunk)
+            await response.write_eof()
+        except ConnectionError:  # the client stopped reading and closed the connection
+            pass
+        finally:
+            with self._lock:
+                self.huge_bytes_sent.append(sent)
+        return response
 
     def _take_fault(self, endpoint: str) -> _Fault | None:
         queue = self._faults[endpoint]
@@ -251,7 +303,7 @@ class ScriptedSandbox(MotionSandbox):
 def _lenient_json(raw: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -141,8 +141,10 @@ def refine_form(
 
 def field_error(message_text: str) -> str:
     """A problem shown under a field: plain text (no mrkdwn there), short enough to read."""
+    # Every label class stops at `<`: bounded by the next `<`, each search stays linear
+    # even on text made of many unclosed `<#C|` (a form's value is quoted in its problem).
     text = re.sub(
-        r"<#([A-Z0-9]+)(?:\|([^>]*))?>", lambda m: "#" + (m.group(2) or m.group(1)), message_text
+        r"<#([A-Z0-9]+)(?:\|([^<>]*))?>", lambda m: "#" + (m.group(2) or m.group(1)), message_text
     )
     text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
     text = re.sub(r"<([^<>|]+)\|([^<>]+)>", r"\2", text)

@@ -15,6 +15,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
@@ -73,19 +74,7 @@ class MotionBot:
 
         `sandbox_plan` (a `bot.sandbox.JobPlan`) sets how long sandbox jobs take."""
         store = Store(settings.database_path, instance=settings.instance_name)
-        sandbox_thread = None
-        motion_url = settings.motion_api_url
-        if settings.sandbox:
-            from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
-
-            plan = sandbox_plan or JobPlan(queued_s=2, created_s=3, running_s=25, render_s=6)
-            sandbox_thread = SandboxThread(MotionSandbox(default_plan=plan))
-            motion_url = sandbox_thread.start()
-            log.warning(
-                "SANDBOX MODE: MOTION_API_KEY is not set, so Motion is simulated at %s; "
-                "no credits are spent and every Slack message says so.",
-                motion_url,
-            )
+        sandbox_thread, motion_url = start_sandbox(settings, sandbox_plan)
         motion = MotionClient(
             motion_url,
             settings.motion_key,
@@ -118,20 +107,7 @@ class MotionBot:
             store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
         )
         service.wake = poller.wake
-        app = AsyncApp(
-            client=client,
-            signing_secret=app_signing_secret(settings),
-            request_verification_enabled=not settings.socket_mode,
-            process_before_response=True,
-        )
-        listeners.register(app, service)
-
-        @app.error
-        async def on_error(error: Exception, body: dict[str, Any]) -> None:
-            log.error(
-                "listener failed for a %s request", body.get("type") or "command", exc_info=error
-            )
-
+        app = bolt_app(settings, client, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
             settings, store, motion, service, poller, app, session, secret, links, sandbox_thread,
@@ -266,6 +242,42 @@ class MotionBot:
         await self.stop()
         if failure is not None:
             raise failure
+
+
+def start_sandbox(settings: Settings, plan: Any) -> tuple[Any, str]:
+    """Sandbox mode (no MOTION_API_KEY): the Motion emulator on a thread of its own, and its
+    address; otherwise no thread and MOTION_API_URL."""
+    if not settings.sandbox:
+        return None, settings.motion_api_url
+    from bot.sandbox import JobPlan, MotionSandbox, SandboxThread
+
+    plan = plan or JobPlan(queued_s=2, created_s=3, running_s=25, render_s=6)
+    thread = SandboxThread(MotionSandbox(default_plan=plan))
+    url = thread.start()
+    log.warning(
+        "SANDBOX MODE: MOTION_API_KEY is not set, so Motion is simulated at %s; "
+        "no credits are spent and every Slack message says so.",
+        url,
+    )
+    return thread, url
+
+
+def bolt_app(settings: Settings, client: AsyncWebClient, service: JobService) -> AsyncApp:
+    """Bolt with the app's listeners; its own request verification stays on in HTTP mode
+    (after bot/http_intake.py's), and a listener that fails is logged with its traceback."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=app_signing_secret(settings),
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=True,
+    )
+    listeners.register(app, service)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("listener failed for a %s request", body.get("type") or "command", exc_info=error)
+
+    return app
 
 
 def app_signing_secret(settings: Settings) -> str:

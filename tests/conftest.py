@@ -91,7 +91,7 @@ def env(slack: SlackDouble, sandbox: ScriptedSandbox, database_url: str) -> dict
         "DATABASE_URL": database_url,
         "POLL_INITIAL_SECONDS": "0.05",
         "POLL_MAX_SECONDS": "0.2",
-        # Off unless a test is about the video in the thread (tests/test_e2e_video.py): an
+        # Off unless a test is about the video in the thread (tests/e2e/test_e2e_video.py): an
         # upload is one more message in the thread, which other tests' counts do not expect.
         "UPLOAD_MAX_MB": "0",
     }

@@ -1,4 +1,4 @@
-"""The crash-and-redelivery soak, shared by `bench/soak.py` and `tests/test_soak.py`.
+"""The crash-and-redelivery soak, shared by `bench/soak.py` and `tests/e2e/test_soak.py`.
 
 The Slack double and the Motion sandbox run in this process (threads); the app runs as a
 subprocess (`python -m bot`, HTTP mode) that is killed with SIGKILL at random moments and

@@ -17,10 +17,10 @@ import httpx
 from bot.app import MotionBot
 from bot.links import FILE_TOKEN_SECONDS, signer_for
 from bot.sandbox import JobPlan
+from tests.e2e.test_e2e_files import free_port
+from tests.e2e.test_socket_mode import APP_TOKEN, acked, command_payload
 from tests.support.e2e import buttons, card_text, results, settle
 from tests.support.harness import BOT_TOKEN, FAST_PLAN, Harness, until
-from tests.test_e2e_files import free_port
-from tests.test_socket_mode import APP_TOKEN, acked, command_payload
 
 BOT = "<@U0BOT>"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40

@@ -18,9 +18,9 @@ import httpx
 
 from bot.links import FILE_TOKEN_SECONDS
 from bot.sandbox import JobPlan
+from tests.e2e.test_e2e_files import free_port
 from tests.support.e2e import buttons, card_text, results, settle
 from tests.support.harness import FAST_PLAN, Harness, until
-from tests.test_e2e_files import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
 CLIP = b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 4000

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from bot import file_links
+from tests.e2e.test_e2e_files import file_link, start_public
 from tests.support.harness import Harness, until
-from tests.test_e2e_files import file_link, start_public
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>'
 BIG = b"\0" * (24 * 1024 * 1024)  # more than loopback's socket buffers hold

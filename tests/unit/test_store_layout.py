@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-STORE = Path(__file__).resolve().parent.parent / "bot" / "store"
+STORE = Path(__file__).resolve().parents[2] / "bot" / "store"
 # The facade, the database and the repositories (migrations.py reads sqlite-utils' own list).
 FACADE_AND_REPOSITORIES = (
     "__init__",

@@ -54,8 +54,8 @@ async def test_a_video_link_serves_only_while_its_job_is_its_workspaces(harness:
     serves nothing (404), and once the job is gone (an uninstalled workspace's data is deleted)
     neither does the real one; a link signed before links named a workspace still works."""
     from bot.links import signer_for
+    from tests.e2e.test_e2e_video import download_button, finished, start_public
     from tests.support.harness import SIGNING_SECRET
-    from tests.test_e2e_video import download_button, finished, start_public
 
     public = await start_public(harness)
     _, result = await finished(harness)

@@ -17,7 +17,7 @@ from tests.support.harness import FAST_PLAN, ROOT_DIR, until
 from tests.support.motion import ScriptedSandbox
 from tests.support.slack import SlackDouble
 from tests.support.soak_app import MOTION_KEY, AppProcess, SlackSide, app_env, free_port
-from tests.test_store import T0, new_job
+from tests.unit.test_store import T0, new_job
 
 
 def dead_pid() -> int:

@@ -178,7 +178,7 @@ async def test_events_that_are_not_human_replies_are_acknowledged_and_ignored(
             "bot_profile": {"id": "B0OTHER"},
         },
         {**harness.reply_event(thread, "me too"), "subtype": "me_message"},
-        # (a `file_share` reply is a followup with its files: tests/test_e2e_files.py)
+        # (a `file_share` reply is a followup with its files: tests/e2e/test_e2e_files.py)
         harness.reply_event(other_thread, "a reply in a thread that is not a job"),
         {k: v for k, v in harness.reply_event(thread, "top level").items() if k != "thread_ts"},
         {

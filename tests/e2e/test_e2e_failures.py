@@ -65,7 +65,7 @@ def nothing_started(harness: Harness) -> None:
 # ---------------------------------------------------------------- 1. bad input
 
 
-# Every wording of a usage error is a parser test (tests/test_command_line.py); here one bad
+# Every wording of a usage error is a parser test (tests/unit/test_command_line.py); here one bad
 # command proves the path: answered in the ack, ephemeral, nothing recorded or sent.
 BAD_INPUT = [
     pytest.param("a teaser --speed 2", "`--speed` is not an option", id="unknown-option"),

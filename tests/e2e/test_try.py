@@ -16,7 +16,7 @@ from bot.local.workspace import Change
 from bot.motion import Source
 from bot.slack import messages
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"U0ALICE": "alice", "U0BOT": "motion", "C0PUBLIC": "general"}
 
 

@@ -34,7 +34,7 @@ from bot.slack.messages.notices import stop_button
 from bot.slack.messages.results import fresh_link_button
 from tests.support.harness import Harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<!channel> <@U123> & <http://evil.example|good>"
 DOWNLOAD = "https://cdn.example.com/jobs/abc/run-1.mp4?sig=abc"
 USAGE = UsageView(

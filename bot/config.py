@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlsplit
 
+from cryptography.fernet import Fernet
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MOTION_API_URL = "https://api.motion.so/api/motion"
 DEFAULT_DATABASE_URL = "sqlite:///motion-bot.db"
@@ -32,6 +34,7 @@ WHERE = {
         "(scope connections:write)"
     ),
     "MOTION_API_KEY": "the Motion web app (motion.so) → Settings → API keys",
+    "SECRET_KEYS": "`python -m bot keygen`, which prints a new Fernet key",
 }
 
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
@@ -44,10 +47,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 class ConfigError(Exception):
     """Every configuration problem found, each with what to change."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, action: str = "start") -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"motion-bot cannot start; fix the configuration:\n{lines}")
+        super().__init__(f"motion-bot cannot {action}; fix the configuration:\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class Settings:
     public_url: str | None = None  # PUBLIC_URL without a trailing slash; None: no public links
     upload_max_mb: float = 100.0  # 0: no uploads into the thread
     stuck_after_minutes: float = 60.0
+    # SECRET_KEYS: Fernet keys, the first seals every stored secret, any opens (bot/workspaces)
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         shown = {
@@ -113,7 +118,11 @@ class Settings:
         (tests/test_readme.py), and a read skipped by a condition would go unnoticed."""
         reader = EnvReader(os.environ if env is None else env)
         fields: dict[str, Any] = {}
-        for concern in (_slack, _motion, _storage, _workspace_policy, _polling, _public, _logs):
+        concerns = (
+            _slack, _motion, _storage, _secrets_at_rest, _workspace_policy, _polling, _public,
+            _logs,
+        )  # fmt: skip
+        for concern in concerns:
             fields |= concern(reader)
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -229,6 +238,70 @@ def _storage(r: EnvReader) -> dict[str, Any]:
         "instance_name": instance or dyno,
         "lease_seconds": lease or 30.0,
     }
+
+
+def _secrets_at_rest(r: EnvReader) -> dict[str, Any]:
+    """The keys that seal what the app stores of a workspace (tokens, refresh tokens, Motion
+    keys): optional while one workspace is served, whose secrets live in the environment."""
+    return {"secret_keys": _fernet_keys(r.get("SECRET_KEYS"), r.problems)}
+
+
+def _fernet_keys(value: str | None, problems: list[str]) -> tuple[str, ...]:
+    """SECRET_KEYS: comma-separated Fernet keys, the one to seal with first. A problem names an
+    entry by its position, never by its value (it is a key)."""
+    if value is None:
+        return ()
+    entries = [entry.strip() for entry in value.split(",")]
+    fix = f"keys are comma-separated Fernet keys ({WHERE['SECRET_KEYS']})"
+    empty = [str(n) for n, entry in enumerate(entries, start=1) if not entry]
+    if empty:
+        problems.append(
+            f"SECRET_KEYS has an empty entry (entry {', '.join(empty)} of {len(entries)}): "
+            f"remove the extra comma; {fix}."
+        )
+    keys: list[str] = []
+    for position, entry in enumerate(entries, start=1):
+        if not entry:
+            continue
+        try:
+            Fernet(entry)
+        except (ValueError, TypeError):
+            problems.append(
+                f"SECRET_KEYS entry {position} is not a Fernet key (44 characters of url-safe "
+                f"base64 holding 32 bytes); {fix}."
+            )
+            continue
+        if entry in keys:
+            problems.append(
+                f"SECRET_KEYS entry {position} repeats entry {keys.index(entry) + 1}: list each "
+                "key once."
+            )
+            continue
+        keys.append(entry)
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """What `python -m bot rotate-keys` needs, and nothing else: the database and SECRET_KEYS
+    (no Slack or Motion credentials, so an operator can rotate from any shell)."""
+
+    database_path: str
+    secret_keys: tuple[str, ...] = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KeySettings:
+        reader = EnvReader(os.environ if env is None else env)
+        path = _storage(reader)["database_path"]
+        keys = _fernet_keys(reader.get("SECRET_KEYS"), reader.problems)
+        if reader.get("SECRET_KEYS") is None:
+            reader.problem(
+                "SECRET_KEYS is missing: list the new key first, then the old ones "
+                f"({WHERE['SECRET_KEYS']})."
+            )
+        if reader.problems:
+            raise ConfigError(reader.problems, action="rotate keys")
+        return cls(database_path=path, secret_keys=keys)
 
 
 def _workspace_policy(r: EnvReader) -> dict[str, Any]:

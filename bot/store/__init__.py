@@ -4,7 +4,9 @@
 lease owner, the worker threads, the write path and the lease fence) and the repositories that
 share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (runs and their
 polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
-notices, "Stop tracking") and `event_rows` (Slack deliveries taken). A repository is given the
+notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `installation_rows` (each
+workspace's installation, tokens sealed), `oauth_state_rows` (installs in progress) and
+`sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
 `give_back`, `claim_events`), never another repository's state.
@@ -24,6 +26,13 @@ import sqlite_utils
 from bot.store.base import Database, LeaseLost, holding_polls, lease_fence
 from bot.store.dialect import Backend
 from bot.store.events import EventRows
+from bot.store.installations import (
+    InstallationRows,
+    InstalledBot,
+    InstallerGrant,
+    OAuthStateRows,
+    workspace_key,
+)
 from bot.store.jobs import LEASE_SECONDS, JobRows
 from bot.store.models import (
     ACTIVE_RUN_STATES,
@@ -41,6 +50,7 @@ from bot.store.models import (
 from bot.store.offloop import OffLoop
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
+from bot.store.sealed import SEALED, SealedRows, SealedValue
 from bot.store.stopping import Stop, StopKind, StopRows
 from bot.store.usage import (
     LimitReached,
@@ -70,12 +80,16 @@ class Store:
         self.usage_rows = UsageRows(self.database)
         self.stop_rows = StopRows(self.database)
         self.event_rows = EventRows(self.database)
+        self.installation_rows = InstallationRows(self.database)
+        self.oauth_state_rows = OAuthStateRows(self.database)
+        self.sealed_rows = SealedRows(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
         self._name_outbox_calls()
         self._name_usage_calls()
         self._name_stop_and_event_calls()
+        self._name_installation_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -217,12 +231,29 @@ class Store:
         self.forget_event = self.event_rows.forget_event
         self.forget_events_before = self.event_rows.forget_events_before
 
+    def _name_installation_calls(self) -> None:
+        self.save_installation = self.installation_rows.save_installation
+        self.save_installed_bot = self.installation_rows.save_installed_bot
+        self.installed_bot = self.installation_rows.installed_bot
+        self.installer_grant = self.installation_rows.installer_grant
+        self.installed_workspaces = self.installation_rows.installed_workspaces
+        self.delete_installed_bot = self.installation_rows.delete_installed_bot
+        self.delete_installer_grants = self.installation_rows.delete_installer_grants
+        self.forget_installation = self.installation_rows.forget_installation
+        self.issue_oauth_state = self.oauth_state_rows.issue_oauth_state
+        self.consume_oauth_state = self.oauth_state_rows.consume_oauth_state
+        self.sealed_values = self.sealed_rows.sealed_values
+        self.replace_sealed = self.sealed_rows.replace_sealed
+
 
 __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
+    "SEALED",
     "UPLOAD_KIND",
+    "InstalledBot",
+    "InstallerGrant",
     "Job",
     "JobState",
     "LeaseLost",
@@ -239,6 +270,7 @@ __all__ = [
     "Run",
     "RunKind",
     "RunState",
+    "SealedValue",
     "Spend",
     "SpendRefused",
     "Stop",
@@ -247,4 +279,5 @@ __all__ = [
     "UsageCount",
     "holding_polls",
     "lease_fence",
+    "workspace_key",
 ]

@@ -348,3 +348,77 @@ def m009_public_jobs(db: Database) -> None:
     into a public place (the notify channel) never carries a private conversation's prompt or
     credits. Unknown counts as private: older jobs and any conversation the app could not join."""
     db.table("jobs").add_column("public", int, not_null_default=0)
+
+
+@migration(
+    postgres=(
+        """CREATE TABLE installations (
+            enterprise_id text NOT NULL DEFAULT '', team_id text NOT NULL DEFAULT '',
+            is_enterprise_install bigint NOT NULL DEFAULT 0, app_id text, enterprise_name text,
+            enterprise_url text, team_name text, bot_id text, bot_user_id text, bot_scopes text,
+            sealed_bot_token text, sealed_bot_refresh_token text, bot_token_expires_at bigint,
+            installer text, token_type text, installed_at double precision NOT NULL,
+            PRIMARY KEY (enterprise_id, team_id))""",
+        """CREATE TABLE installation_users (
+            enterprise_id text NOT NULL DEFAULT '', team_id text NOT NULL DEFAULT '',
+            user_id text NOT NULL, user_scopes text, sealed_user_token text,
+            sealed_user_refresh_token text, user_token_expires_at bigint,
+            sealed_incoming_webhook_url text, incoming_webhook_channel text,
+            incoming_webhook_channel_id text, incoming_webhook_configuration_url text,
+            installed_at double precision NOT NULL,
+            PRIMARY KEY (enterprise_id, team_id, user_id))""",
+        "CREATE TABLE oauth_states (state text PRIMARY KEY, expires_at double precision NOT NULL)",
+        "CREATE INDEX idx_oauth_states_expires_at ON oauth_states (expires_at)",
+    )
+)
+def m011_installations(db: Database) -> None:
+    """Many workspaces: each workspace's (or, for an org-wide install, each enterprise's)
+    installation — its bot, keyed by (enterprise_id, team_id) with '' for none, team '' for
+    an org-wide install — and each installing person's own grant; and the OAuth states of
+    installs in progress. Every token is stored only as Fernet ciphertext (`sealed_…`)."""
+    db.table("installations").create(
+        {
+            "enterprise_id": str,
+            "team_id": str,
+            "is_enterprise_install": int,
+            "app_id": str,
+            "enterprise_name": str,
+            "enterprise_url": str,
+            "team_name": str,
+            "bot_id": str,
+            "bot_user_id": str,
+            "bot_scopes": str,  # comma-separated
+            "sealed_bot_token": str,
+            "sealed_bot_refresh_token": str,
+            "bot_token_expires_at": int,  # Unix seconds; None: the token does not expire
+            "installer": str,  # who installed last
+            "token_type": str,
+            "installed_at": float,
+        },
+        pk=("enterprise_id", "team_id"),
+        not_null={"enterprise_id", "team_id", "is_enterprise_install", "installed_at"},
+        defaults={"enterprise_id": "", "team_id": "", "is_enterprise_install": 0},
+    )
+    db.table("installation_users").create(
+        {
+            "enterprise_id": str,
+            "team_id": str,
+            "user_id": str,
+            "user_scopes": str,
+            "sealed_user_token": str,
+            "sealed_user_refresh_token": str,
+            "user_token_expires_at": int,
+            "sealed_incoming_webhook_url": str,
+            "incoming_webhook_channel": str,
+            "incoming_webhook_channel_id": str,
+            "incoming_webhook_configuration_url": str,
+            "installed_at": float,
+        },
+        pk=("enterprise_id", "team_id", "user_id"),
+        not_null={"enterprise_id", "team_id", "user_id", "installed_at"},
+        defaults={"enterprise_id": "", "team_id": ""},
+    )
+    db.table("oauth_states").create(
+        {"state": str, "expires_at": float}, pk="state", not_null={"expires_at"}
+    )
+    db.table("oauth_states").create_index(["expires_at"])

@@ -1,6 +1,6 @@
-"""The import rule, held by a test: listeners → jobs → (motion, store, slack); the poller and
-the routes beside jobs; `app` and `__main__` wire everything; the local stand-in and the sandbox
-are never imported by the product; no module imports another's private names."""
+"""The import rule, held by a test: listeners → jobs → (motion, store, slack, workspaces); the
+poller and the routes beside jobs; `app` and `__main__` wire everything; the local stand-in and
+the sandbox are never imported by the product; no module imports another's private names."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.file_links": ("bot.links", "bot.slack"),
     "bot.health": ("bot.store",),
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
+    # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
+    "bot.workspaces": ("bot.store", "bot.config"),
     # Only jobs knows Motion, the store and Slack together.
     "bot.jobs": (
         "bot.motion",
@@ -36,9 +38,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bot.links",
         "bot.file_links",
         "bot.config",
+        "bot.workspaces",
     ),
     "bot.video_links": ("bot.jobs", "bot.links", "bot.motion"),
-    "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line"),
+    "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line", "bot.workspaces"),
     "bot.check": ("bot.config", "bot.motion", "bot.slack", "bot.store"),
     "bot.sandbox": ("bot.motion",),  # the emulator reuses Motion's published limits
 }

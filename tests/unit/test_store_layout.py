@@ -15,9 +15,11 @@ FACADE_AND_REPOSITORIES = (
     "__init__",
     "base",
     "events",
+    "installations",
     "jobs",
     "outbox",
     "runs",
+    "sealed",
     "stopping",
     "usage",
 )

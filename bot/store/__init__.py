@@ -4,7 +4,8 @@
 lease owner, the worker threads, the write path and the lease fence) and the repositories that
 share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (runs and their
 polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
-notices, "Stop tracking") and `event_rows` (Slack deliveries taken). A repository is given the
+notices, "Stop tracking"), `event_rows` (Slack deliveries taken) and `step_rows` (Workflow
+Builder steps). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
 `give_back`, `claim_events`), never another repository's state.
@@ -41,6 +42,7 @@ from bot.store.models import (
 from bot.store.offloop import OffLoop
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
+from bot.store.steps import STEP_KIND, StepExecution, StepPlace, StepRows, StepState
 from bot.store.stopping import Stop, StopKind, StopRows
 from bot.store.usage import (
     LimitReached,
@@ -70,12 +72,14 @@ class Store:
         self.usage_rows = UsageRows(self.database)
         self.stop_rows = StopRows(self.database)
         self.event_rows = EventRows(self.database)
+        self.step_rows = StepRows(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
         self._name_outbox_calls()
         self._name_usage_calls()
         self._name_stop_and_event_calls()
+        self._name_step_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -217,11 +221,21 @@ class Store:
         self.forget_event = self.event_rows.forget_event
         self.forget_events_before = self.event_rows.forget_events_before
 
+    def _name_step_calls(self) -> None:
+        self.step = self.step_rows.step
+        self.running_step = self.step_rows.running_step
+        self.step_of_preview = self.step_rows.step_of_preview
+        self.refuse_step = self.step_rows.refuse_step
+        self.end_previewed_step = self.step_rows.end_previewed_step
+        self.mark_step_sent = self.step_rows.mark_step_sent
+        self.unsent_step_errors = self.step_rows.unsent_step_errors
+
 
 __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
+    "STEP_KIND",
     "UPLOAD_KIND",
     "Job",
     "JobState",
@@ -241,6 +255,9 @@ __all__ = [
     "RunState",
     "Spend",
     "SpendRefused",
+    "StepExecution",
+    "StepPlace",
+    "StepState",
     "Stop",
     "StopKind",
     "Store",

@@ -18,6 +18,7 @@ FACADE_AND_REPOSITORIES = (
     "jobs",
     "outbox",
     "runs",
+    "steps",
     "stopping",
     "usage",
 )

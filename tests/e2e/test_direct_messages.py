@@ -72,7 +72,9 @@ async def test_with_dms_off_a_dm_is_answered_briefly_and_starts_nothing(
     assert (await harness.event(event)).status_code == 200
     await harness.event(event, retry=1)  # a redelivery is not answered twice
     [answer] = await until(lambda: private_answers(harness, event["ts"]), what="the answer")
-    assert "direct message" in answer.params["text"] and "Nothing was started" in answer.params["text"]
+    assert (
+        "direct message" in answer.params["text"] and "Nothing was started" in answer.params["text"]
+    )
     await settle()
     assert len(private_answers(harness, event["ts"])) == 1
     assert jobs(harness) == 0 and harness.sandbox.count("create") == 0

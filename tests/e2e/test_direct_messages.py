@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.local.tryout import free_port
 from tests.support.e2e import READY, replies, results, run_command, settle
 from tests.support.harness import Harness, until
 
@@ -170,3 +171,20 @@ async def test_a_dm_prompt_is_previewed_under_confirm(harness: Harness) -> None:
     [preview] = await until(lambda: private_answers(harness, event["ts"]), what="the preview")
     assert "Start" in str(preview.params.get("blocks"))
     assert jobs(harness) == 0 and not replies(harness, event["ts"], READY, channel=DM)
+
+
+async def test_a_dm_with_a_file_attaches_it_as_a_reply_would(harness: Harness) -> None:
+    port = free_port()
+    harness.sandbox.fetch_attachments = True
+    await harness.start(PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}")
+    logo = harness.slack.add_file(
+        title="logo", mimetype="image/png", content=b"\x89PNG\r\n\x1a\n" + b"0" * 64, channel=None
+    )
+    event = harness.slack.direct_message("use this logo", user="U0ALICE", file_ids=[logo])
+    assert event["subtype"] == "file_share"
+    await harness.event(event)
+    await until(lambda: results(harness, event["ts"], channel=DM), what="the result")
+    [create] = harness.sandbox.creates
+    assert create["prompt"] == "use this logo"
+    assert [a["type"] for a in create["attachments"]] == ["image"]
+    assert [f.status for f in harness.sandbox.fetches] == [200]

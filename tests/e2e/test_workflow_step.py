@@ -304,3 +304,10 @@ async def test_a_cancelled_preview_fails_the_step(harness: Harness) -> None:
     await harness.action("confirm_cancel", cancel["value"])
     await failed_with(harness, event, "Cancel")
     assert harness.cards() == [] and harness.sandbox.count("create") == 0
+
+
+async def test_a_preview_nobody_can_be_shown_fails_the_step(harness: Harness) -> None:
+    await harness.start(MOTION_CONFIRM="true")
+    event, _ = await harness.workflow_step({**harness.step_inputs(), "channel": "G0PRIVATE"})
+    await failed_with(harness, event, "preview", "could not be shown")
+    assert harness.cards("G0PRIVATE") == [] and harness.sandbox.count("create") == 0

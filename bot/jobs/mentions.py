@@ -169,8 +169,9 @@ class Mentions:
         there, briefly, and nothing starts (nor is any file looked at)."""
         ctx = self.ctx
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
+        off = not ctx.settings.for_team(team_id).allow_dms
         answer: Message | None = None
-        if not ctx.settings.for_team(team_id).allow_dms:
+        if off:
             answer = messages.dms_off(ctx.sandbox)
         elif not prompt and file_ids:
             answer = messages.usage_error(messages.FILES_NEED_A_PROMPT, ctx.sandbox)
@@ -178,9 +179,9 @@ class Mentions:
             answer = messages.dm_hint(ctx.sandbox)
         if answer is not None:
             said = self._answer_mention(event_keys, channel_id, user_id, ts, answer)
-            if said.kind == ReplyKind.INVALID and not ctx.settings.for_team(team_id).allow_dms:
-                return ReplyOutcome(ReplyKind.REFUSED)
-            return said
+            return (
+                ReplyOutcome(ReplyKind.REFUSED) if off and said.kind == ReplyKind.INVALID else said
+            )
         return await self.take_mention(
             event_keys=event_keys, team_id=team_id, channel_id=channel_id, ts=ts,
             thread_ts=None, user_id=user_id, text=prompt, bot_user_id=None,

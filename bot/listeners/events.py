@@ -57,10 +57,11 @@ def team_of(event: dict[str, Any], body: dict[str, Any]) -> str:
 def is_direct_message(event: dict[str, Any]) -> bool:
     """A person's message to the app in its Messages tab, not a reply in a thread there."""
     thread_ts = event.get("thread_ts")
+    kind = event.get("channel_type") or (
+        "im" if str(event.get("channel", "")).startswith("D") else ""
+    )
     return (
-        event.get("channel_type") == "im"
-        and is_human_message(event)
-        and (not thread_ts or thread_ts == event.get("ts"))
+        kind == "im" and is_human_message(event) and (not thread_ts or thread_ts == event.get("ts"))
     )
 
 

@@ -311,3 +311,22 @@ async def test_a_preview_nobody_can_be_shown_fails_the_step(harness: Harness) ->
     event, _ = await harness.workflow_step({**harness.step_inputs(), "channel": "G0PRIVATE"})
     await failed_with(harness, event, "preview", "could not be shown")
     assert harness.cards("G0PRIVATE") == [] and harness.sandbox.count("create") == 0
+
+
+async def test_a_refusal_slack_did_not_take_is_sent_again_at_the_next_start(
+    harness: Harness,
+) -> None:
+    await harness.start()
+    harness.slack.fail_next("functions.completeError", error="invalid_auth")
+    event, _ = await harness.workflow_step(harness.step_inputs(""))
+    await until(lambda: ends(harness), what="the refused call")
+    await settle()
+    assert execution(harness, event).state == "running" and len(ends(harness)) == 1
+    await harness.stop()
+    await harness.start()
+    done = await ended(harness, event)
+    assert done.state == "failed" and "The prompt is empty" in (done.error or "")
+    await harness.stop()
+    await harness.start()  # sent: a later start sends nothing more
+    await settle(0.6)
+    assert len(ends(harness)) == 2 and execution(harness, event).ends == 1

@@ -77,6 +77,7 @@ class Settings:
     runs_per_user_per_day: int | None = None  # None: no limit
     runs_per_month: int | None = None
     confirm: bool = False
+    allow_dms: bool = True  # MOTION_ALLOW_DMS: a DM to the app is a prompt
     instance_name: str | None = None  # MOTION_INSTANCE, else Heroku's DYNO: see Store leases
     lease_seconds: float = 30.0  # MOTION_LEASE_SECONDS: a dead instance's jobs wait this long
     public_url: str | None = None  # PUBLIC_URL without a trailing slash; None: no public links
@@ -149,11 +150,13 @@ class EnvReader:
         """`kind(value)`, or None (and a problem) when it is not a number of that kind."""
         return _number(self.get(name) or default, name, kind, self.problems)
 
-    def flag(self, name: str) -> bool:
-        """true/false (also 1/0, yes/no, on/off); anything else is a problem, read as false."""
-        raw = (self.get(name) or "false").lower()
+    def flag(self, name: str, default: bool = False) -> bool:
+        """true/false (also 1/0, yes/no, on/off); unset is `default`; anything else is a
+        problem, read as `default`."""
+        raw = (self.get(name) or ("true" if default else "false")).lower()
         if raw not in _TRUE | _FALSE:
             self.problem(f"{name} must be true or false, got {raw!r}.")
+            return default
         return raw in _TRUE
 
 
@@ -306,7 +309,8 @@ class KeySettings:
 
 def _workspace_policy(r: EnvReader) -> dict[str, Any]:
     """What a workspace decides about its jobs: where they may start and be announced, who
-    administers them, how many runs, and whether followups need a mention or a confirmation."""
+    administers them, how many runs, whether followups need a mention or a confirmation, and
+    whether a direct message to the app is a prompt."""
     notify = r.get("MOTION_NOTIFY_CHANNEL")
     if notify is not None and not _CHANNEL_ID.match(notify):
         r.problem(
@@ -342,6 +346,7 @@ def _workspace_policy(r: EnvReader) -> dict[str, Any]:
         "runs_per_user_per_day": per_day,
         "runs_per_month": per_month,
         "confirm": r.flag("MOTION_CONFIRM"),
+        "allow_dms": r.flag("MOTION_ALLOW_DMS", default=True),
     }
 
 

@@ -6,7 +6,8 @@ buttons → recorded work), surfaces (forms and the Home tab), mentions (replies
 forms carrying Slack files), step (one look at one job), card (the job's card), outbox (sending
 what was recorded for Slack), motion_calls (the calls to Motion and what each answer means),
 outcomes (how a run ends), stopping (stuck runs, "Stop tracking"), uploads (the video in the
-thread), fresh_link, recovery (at start), background (reactions and late answers), settings
+thread), fresh_link, recovery (at start), background (reactions and late answers), workflow
+(a Workflow Builder step's start) and workflow_ends (how it ends), settings
 (what each workspace chose), context (what the stages share), service (the facade the app
 wires).
 """
@@ -25,8 +26,10 @@ from bot.jobs.service import JobService
 from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome
+from bot.jobs.workflow import CALLBACK_ID, StepOutcome
 
 __all__ = [
+    "CALLBACK_ID",
     "Admission",
     "AskKind",
     "FollowupAsk",
@@ -41,6 +44,7 @@ __all__ = [
     "SameForEveryTeam",
     "SettingsSource",
     "SpendPolicy",
+    "StepOutcome",
     "SubmitOutcome",
     "WorkspaceSettings",
 ]

@@ -10,9 +10,11 @@ from enum import StrEnum
 
 from bot.jobs.context import REACT_QUEUED, JobContext
 from bot.jobs.spend import SpendPolicy, next_day, next_month, utc_day, utc_month
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionRequest
 from bot.slack import messages
 from bot.slack.messages import Message
+from bot.slack.out import is_direct_message
 from bot.store import (
     Job,
     LimitReached,
@@ -21,6 +23,7 @@ from bot.store import (
     PreviewKind,
     PreviewState,
     RunState,
+    StepPlace,
 )
 
 # Every way of starting a run is one of these, and every one goes through `ask_for_run`:
@@ -38,6 +41,7 @@ class NewJobAsk:
     event_keys: tuple[str, ...] = ()  # claimed with the job: "variation:<run id>" once
     origin_job_id: int | None = None  # a variation's: that thread links to the new one
     thread_ts: str | None = None  # an @mention's thread: the card is its first reply there
+    step: StepPlace | None = None  # a Workflow Builder step's execution, taken with the job
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,12 @@ VARIATION_KEY = "variation:"  # kept for good (the store never forgets these cla
 
 
 class Admissions:
-    """The spend controls, asked with the workspace of the run being asked for."""
+    """The spend controls, asked with the workspace of the run being asked for. `ends`: a
+    Workflow Builder step whose preview will not be started ends there."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, ends: WorkflowEnds) -> None:
         self.ctx = ctx
+        self.ends = ends
 
     def ask_for_run(self, ask: RunAsk) -> Admission:
         """The one door to a new run: where it may start, the limits, and the preview.
@@ -119,9 +125,10 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
+        refused = self._refused_place(resolved)
+        if refused is not None:
+            return refused
         policy = ctx.settings.for_team(resolved.team_id).spend
-        if not policy.channel_allowed(resolved.channel_id):
-            return self._refused_channel(policy)
         if policy.confirm:
             return self._preview(ask, resolved, policy)
         return self._record(ask, resolved, policy)
@@ -140,15 +147,19 @@ class Admissions:
             return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
         if preview.user_id != user_id:
             return self._answer(AskKind.REFUSED, messages.PREVIEW_NOT_YOURS)
+        step = ctx.store.step_of_preview(token)  # a Workflow Builder step's preview
         if ctx.clock() - preview.created_at > PREVIEW_TTL_SECONDS:
             ctx.store.cancel_preview(token)
+            self.ends.end_preview(step, messages.STEP_PREVIEW_EXPIRED)
             return self._answer(AskKind.REFUSED, messages.PREVIEW_EXPIRED)
         request = MotionRequest.from_json(preview.request or {"prompt": ""})
         ask: RunAsk
         if preview.kind == PreviewKind.NEW_JOB:
+            place = StepPlace(step, preview.team_id, preview.channel_id, user_id) if step else None
             ask = NewJobAsk(
                 preview.team_id, preview.channel_id, user_id, response_url, request,
                 thread_ts=preview.reply_ts,  # a new job's preview keeps its mention's thread
+                step=place,
             )  # fmt: skip
         elif preview.kind == PreviewKind.FOLLOWUP:
             job = ctx.store.job(preview.job_id or 0)
@@ -162,11 +173,13 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
-        policy = ctx.settings.for_team(resolved.team_id).spend
-        if not policy.channel_allowed(resolved.channel_id):
-            return self._refused_channel(policy)
-        admission = self._record(ask, resolved, policy, token)
+        admission = self._refused_place(resolved) or self._record(
+            ask, resolved, ctx.settings.for_team(resolved.team_id).spend, token
+        )
         if admission.kind != AskKind.ACCEPTED:
+            if step is not None and admission.kind == AskKind.REFUSED and admission.message:
+                ctx.store.cancel_preview(token)  # a workflow's run is refused for good
+                self.ends.end_preview(step, admission.message.text)
             return admission
         started = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], ctx.sandbox)
         return Admission(AskKind.ACCEPTED, started, admission.job_id, admission.run_id)
@@ -176,8 +189,10 @@ class Admissions:
         preview = self.ctx.store.preview(token)
         if preview is not None and preview.user_id != user_id:
             return self._answer(AskKind.REFUSED, messages.PREVIEW_NOT_YOURS)
+        step = self.ctx.store.step_of_preview(token)
         if preview is None or not self.ctx.store.cancel_preview(token):
             return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+        self.ends.end_preview(step, messages.STEP_PREVIEW_CANCELLED)
         return self._answer(AskKind.ACCEPTED, messages.PREVIEW_CANCELLED)
 
     def usage_view(self, team_id: str, user_id: str) -> messages.UsageView:
@@ -239,10 +254,10 @@ class Admissions:
                     team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
                     response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
                     now=now, spend=spend, event_keys=ask.event_keys,
-                    origin_job_id=ask.origin_job_id, parent_ts=ask.thread_ts,
+                    origin_job_id=ask.origin_job_id, parent_ts=ask.thread_ts, step=ask.step,
                 )  # fmt: skip
                 if created_job is None:
-                    return self._done(ALREADY_VARIED)
+                    return Admission(AskKind.DUPLICATE) if ask.step else self._done(ALREADY_VARIED)
                 job_id, run_id = created_job
                 ctx.wake(job_id)
                 return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id)
@@ -309,6 +324,7 @@ class Admissions:
             ),
             request=resolved.request.to_json(),
             event_keys=ask.event_keys if isinstance(ask, FollowupAsk | NewJobAsk) else (),
+            step=ask.step if isinstance(ask, NewJobAsk) else None,
         )
         if not saved:
             return Admission(AskKind.DUPLICATE)
@@ -317,6 +333,18 @@ class Admissions:
             sandbox=ctx.sandbox,
         )  # fmt: skip
         return Admission(AskKind.PREVIEWED, preview)
+
+    def _refused_place(self, resolved: _Resolved) -> Admission | None:
+        """Why a run may not start where it would, or None. `MOTION_ALLOWED_CHANNELS` names
+        channels only: a direct message is allowed unless the workspace turned DMs off."""
+        settings = self.ctx.settings.for_team(resolved.team_id)
+        if is_direct_message(resolved.channel_id):
+            if settings.allow_dms:
+                return None
+            return Admission(AskKind.REFUSED, messages.dms_off(self.ctx.sandbox))
+        if not settings.spend.channel_allowed(resolved.channel_id):
+            return self._refused_channel(settings.spend)
+        return None
 
     def _refused_channel(self, policy: SpendPolicy) -> Admission:
         allowed = list(policy.allowed_channels)

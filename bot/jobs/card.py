@@ -7,6 +7,7 @@ import json
 import logging
 
 from bot.jobs.context import JobContext, Step
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionRequest, MotionStatus
 from bot.slack import messages
 from bot.slack.messages import Message, RunLine
@@ -20,8 +21,11 @@ _WITH_REASON = {RunState.REJECTED, RunState.FAILED, RunState.UNKNOWN}
 
 
 class Card:
-    def __init__(self, ctx: JobContext) -> None:
+    """`ends`: a Workflow Builder step waiting for the job fails when its card cannot be posted."""
+
+    def __init__(self, ctx: JobContext, ends: WorkflowEnds) -> None:
         self.ctx = ctx
+        self.ends = ends
         # Public channels this process joined (Slack lets an app join no other kind).
         self._joined: set[str] = set()
 
@@ -60,7 +64,7 @@ class Card:
                 return ctx.backoff(job.id, f"posting the card: {exc.code}")
             self._joined.discard(channel)
             log.info("job %s: cannot post in %s (%s): invite hint", job.id, channel, exc.code)
-            ctx.store.abandon_job(job.id, ctx.clock())
+            ctx.store.abandon_job(job.id, ctx.clock(), self.ends.unusable(job))
             if job.response_url:
                 hint = messages.invite_hint(
                     channel_is_dm=is_direct_message(channel), sandbox=job.sandbox

@@ -82,9 +82,11 @@ class JobContext:
         self, channel_id: str, user_id: str, payload: dict[str, Any], thread_ts: str | None
     ) -> None:
         """An ephemeral message (`Message.payload()`) to one person, sent after the ack."""
-        self.background.run(
-            self.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
-        )
+
+        async def tell() -> None:
+            await self.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
+
+        self.background.run(tell())
 
     def react(self, run: Run, name: str) -> None:
         """React on the reply a run came from, if it came from one."""

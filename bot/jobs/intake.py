@@ -186,6 +186,7 @@ class Intake:
                 runs=sum(1 for r in runs if r.state not in NOT_SENT),
                 permalink=link,
                 created_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.created_at)),
+                channel_id=job.channel_id,
             )
 
         listings = await asyncio.gather(*(listing(job) for job in jobs))

@@ -159,6 +159,35 @@ class Mentions:
             NewJobAsk(team_id, channel_id, user_id, None, request, thread_ts=root), event_keys
         )
 
+    async def take_direct_message(
+        self, *, event_keys: list[str], team_id: str, channel_id: str, ts: str, user_id: str,
+        text: str, bot_user_id: str | None, file_ids: Sequence[str] = (),
+    ) -> ReplyOutcome:  # fmt: skip
+        """A message to the app in its Messages tab (a DM, not a reply): a prompt, taken as an
+        @mention outside a job thread is (options and files as in a reply), its card the app's
+        reply in the message's thread. With DMs turned off for the workspace it is answered
+        there, briefly, and nothing starts (nor is any file looked at)."""
+        ctx = self.ctx
+        prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
+        off = not ctx.settings.for_team(team_id).allow_dms
+        answer: Message | None = None
+        if off:
+            answer = messages.dms_off(ctx.sandbox)
+        elif not prompt and file_ids:
+            answer = messages.usage_error(messages.FILES_NEED_A_PROMPT, ctx.sandbox)
+        elif not prompt:
+            answer = messages.dm_hint(ctx.sandbox)
+        if answer is not None:
+            said = self._answer_mention(event_keys, channel_id, user_id, ts, answer)
+            return (
+                ReplyOutcome(ReplyKind.REFUSED) if off and said.kind == ReplyKind.INVALID else said
+            )
+        return await self.take_mention(
+            event_keys=event_keys, team_id=team_id, channel_id=channel_id, ts=ts,
+            thread_ts=None, user_id=user_id, text=prompt, bot_user_id=None,
+            file_ids=file_ids,
+        )  # fmt: skip
+
     async def _start_in_thread(self, ask: NewJobAsk, event_keys: list[str]) -> ReplyOutcome:
         """A new job from a mention, its card in the mention's thread (`ask.thread_ts`)."""
         ctx = self.ctx

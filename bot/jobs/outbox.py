@@ -8,7 +8,7 @@ import logging
 
 from bot.jobs.context import JobContext
 from bot.slack.out import SlackFailure
-from bot.store import Job, PostState
+from bot.store import STEP_KIND, Job, Post, PostState
 
 log = logging.getLogger(__name__)
 MAX_POST_ATTEMPTS = 8  # a Slack post failing this often, for this long, is dropped (and logged)
@@ -24,6 +24,9 @@ class Outbox:
         backs off and the rest waits, in order)."""
         store, slack = self.ctx.store, self.ctx.slack
         for post in store.open_posts(job.id):
+            if post.kind == STEP_KIND:
+                await self.end_step(post)
+                continue
             key = f"post:{post.id}"
             if post.state == PostState.SENDING:
                 # Sent before, answer unknown (crash, timeout): look before posting again.
@@ -66,3 +69,36 @@ class Outbox:
                     continue
                 raise
             store.mark_post_done(post.id, ts)
+
+    async def end_step(self, post: Post) -> None:
+        """Complete (or fail) a Workflow Builder step. Slack keeps the execution's state, so a
+        call whose answer was lost is simply made again: a second one answers that the
+        execution already ended, which is taken as done."""
+        store, payload = self.ctx.store, post.payload
+        execution_id = str(payload.get("execution_id") or "")
+        if (
+            post.attempts >= MAX_POST_ATTEMPTS
+            and self.ctx.clock() - post.created_at > POST_GIVE_UP_SECONDS
+        ):
+            log.error(
+                "workflow step %s: its end dropped after %s attempts", execution_id, post.attempts
+            )
+            store.mark_post_failed(post.id, "too many attempts", give_up=True)
+            return
+        store.mark_post_sending(post.id, self.ctx.clock())
+        try:
+            completed = await self.ctx.slack.complete_step(
+                execution_id, outputs=payload.get("outputs"), error=payload.get("error")
+            )
+        except SlackFailure as exc:
+            if exc.permanent:
+                log.error("workflow step %s: Slack refused its end (%s)", execution_id, exc.code)
+                store.mark_post_failed(post.id, exc.code, give_up=True)
+                return
+            raise
+        log.info(
+            "workflow step %s: %s%s", execution_id,
+            "failed" if payload.get("error") else "completed",
+            "" if completed else " (it had already ended)",
+        )  # fmt: skip
+        store.mark_post_done(post.id, None)

@@ -6,17 +6,21 @@ from __future__ import annotations
 import logging
 
 from bot.jobs.context import REACT_FAILED, JobContext
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import AuthenticationError, InsufficientCredits, JobStatus, MotionError
 from bot.slack import messages
 from bot.slack.messages import Message
-from bot.store import UPLOAD_KIND, Job, NewPost, Run, RunKind, RunState
+from bot.store import UPLOAD_KIND, Job, JobState, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)
 
 
 class Outcomes:
-    def __init__(self, ctx: JobContext) -> None:
+    """`ends`: a Workflow Builder step waiting for the job ends with its first run."""
+
+    def __init__(self, ctx: JobContext, ends: WorkflowEnds) -> None:
         self.ctx = ctx
+        self.ends = ends
 
     def finish(
         self, job: Job, run: Run, state: RunState, message: Message, *, error: str,
@@ -24,10 +28,10 @@ class Outcomes:
     ) -> None:  # fmt: skip
         """`error` is the reason in a few plain words: the card shows it."""
         self.ctx.schedule.forget(run.id)
+        posts = [NewPost.of(message), *self.ends.run_failed(job, run, state, error)]
         settled = self.ctx.store.finish_run(
-            run.id, job.id, state=state, error=error, now=self.ctx.clock(),
-            posts=[NewPost.of(message)],
-        )  # fmt: skip
+            run.id, job.id, state=state, error=error, now=self.ctx.clock(), posts=posts
+        )
         if react and settled:  # not settled: already ended (stopped, say) and reacted to
             self.ctx.react(run, react)
 
@@ -60,8 +64,10 @@ class Outcomes:
         else:
             message = messages.job_not_found(sandbox=job.sandbox)
         self.ctx.schedule.forget(run.id)
+        reason = messages.reason_for(exc)
+        step = self.ends.stopped(job, messages.step_failed(str(JobState.STOPPED), reason))
         self.ctx.store.stop_job(
-            job.id, run.id, messages.reason_for(exc), [NewPost.of(message)], self.ctx.clock()
+            job.id, run.id, reason, [NewPost.of(message), *step], self.ctx.clock()
         )
         self.ctx.react(run, REACT_FAILED)
 
@@ -93,10 +99,11 @@ class Outcomes:
             )  # fmt: skip
         expires_at = status.output.expires_at if status.output else None
         lasting = ctx.video_links is not None and ctx.video_links.public_url is not None
+        video_url = ctx.download_link(job, run.number, status.download_url)
         parts = messages.result_messages(
             requester=run.author or job.requester,
             run_number=run.number,
-            download_url=ctx.download_link(job, run.number, status.download_url),
+            download_url=video_url,
             sources=status.credits,
             expires_at=None if lasting else expires_at,
             sandbox=job.sandbox,
@@ -118,6 +125,8 @@ class Outcomes:
                 private=not job.public,
             )
             posts.append(NewPost.of(notice, channel_id=notify_channel, thread=False))
+        # A workflow step waiting for this video completes once the result is in the thread.
+        posts += await self.ends.ready(job, run, video_url)
         ctx.store.finish_run(
             run.id,
             job.id,

@@ -6,15 +6,17 @@ from __future__ import annotations
 from bot.jobs.context import JobContext
 from bot.jobs.motion_calls import bucket
 from bot.jobs.outcomes import Outcomes
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.store import LeaseLost, lease_fence
 
 EVENT_MEMORY_SECONDS = 7 * 86400  # Slack retries for minutes; a week is generous
 
 
 class Recovery:
-    def __init__(self, ctx: JobContext, outcomes: Outcomes) -> None:
+    def __init__(self, ctx: JobContext, outcomes: Outcomes, ends: WorkflowEnds) -> None:
         self.ctx = ctx
         self.outcomes = outcomes
+        self.ends = ends
 
     def recover(self) -> int:
         """Settle calls a dead process left in flight, then resume all; returns how many jobs
@@ -28,6 +30,7 @@ class Recovery:
         now = ctx.clock()
         ctx.store.release_predecessors()  # this instance's own leases from before a kill
         self._settle_interrupted(now)
+        self.ends.resend()  # workflow steps refused before a crash let their answer out
         ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
         ctx.store.forget_previews_before(now - EVENT_MEMORY_SECONDS)
         for duration, seconds in ctx.store.generation_times():

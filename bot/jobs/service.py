@@ -26,6 +26,8 @@ from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
 from bot.jobs.uploads import Uploads
 from bot.jobs.videos import VideoLinks, VideoUrls
+from bot.jobs.workflow import WorkflowSteps
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionClient
 from bot.motion.download import Downloader
 from bot.schedule import PollSchedule
@@ -70,13 +72,15 @@ class JobService:
             stuck_after=stuck_after_seconds,
         )
         self.store, self.slack, self.sandbox = store, slack, sandbox
-        self.admissions = Admissions(ctx)
+        self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends
+        self.admissions = Admissions(ctx, self.ends)
         self.intake = Intake(ctx, self.admissions)
         self.surfaces = Surfaces(ctx, self.admissions, self.intake)
         self.mentions = Mentions(ctx, self.admissions, self.intake, self.surfaces)
-        self.stops = Stops(ctx)
-        self.outcomes = Outcomes(ctx)
-        self.recovery = Recovery(ctx, self.outcomes)
+        self.workflow = WorkflowSteps(ctx, self.admissions, self.ends)
+        self.stops = Stops(ctx, self.ends)
+        self.outcomes = Outcomes(ctx, self.ends)
+        self.recovery = Recovery(ctx, self.outcomes, self.ends)
         # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
         self.video_urls = VideoUrls(store, motion)
         self.fresh_links = FreshLinks(ctx, self.video_urls)
@@ -85,7 +89,7 @@ class JobService:
         self.uploads = Uploads(ctx, self.video_urls, self.downloader)
         calls = MotionCalls(ctx, self.outcomes)
         self.stepper = Stepper(
-            ctx, Card(ctx), Outbox(ctx), calls, self.outcomes, self.uploads, self.stops
+            ctx, Card(ctx, self.ends), Outbox(ctx), calls, self.outcomes, self.uploads, self.stops
         )
         self._offer_entry_points()
 
@@ -106,6 +110,9 @@ class JobService:
         # Thread replies and @mentions, with their Slack files.
         self.take_file_reply = mentions.take_file_reply
         self.take_mention = mentions.take_mention
+        self.take_direct_message = mentions.take_direct_message
+        # Workflow Builder steps.
+        self.take_step = self.workflow.take_off_loop
         # The form, Refine and the Home tab.
         self.open_new_form = surfaces.open_new_form
         self.open_refine_form = surfaces.open_refine_form

@@ -1,5 +1,6 @@
 """What a job's handling depends on that a workspace may choose: where results are announced,
-whether followups need an @mention, and the spend policy (channels, admins, limits, confirm).
+whether followups need an @mention, whether a DM to the app is a prompt, and the spend policy
+(channels, admins, limits, confirm).
 
 Every stage asks `SettingsSource.for_team` with the job's or the request's workspace rather
 than holding one set of values, so settings kept per workspace can replace the environment's
@@ -19,6 +20,7 @@ from bot.jobs.spend import SpendPolicy
 class WorkspaceSettings:
     notify_channel: str | None = None  # MOTION_NOTIFY_CHANNEL: every result announced there too
     followup_requires_mention: bool = False  # a thread reply is a followup only with @app
+    allow_dms: bool = True  # MOTION_ALLOW_DMS: a DM to the app (its Messages tab) is a prompt
     spend: SpendPolicy = field(default_factory=SpendPolicy)
 
 
@@ -43,6 +45,7 @@ class SameForEveryTeam:
             WorkspaceSettings(
                 notify_channel=config.notify_channel,
                 followup_requires_mention=config.followup_requires_mention,
+                allow_dms=config.allow_dms,
                 spend=SpendPolicy(
                     allowed_channels=config.allowed_channels,
                     admins=frozenset(config.admins),

@@ -63,14 +63,17 @@ class Stepper:
         else:
             job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
         runs: list[Run] | None = first_runs
-        if job is None or job.state == JobState.ABANDONED:
+        if job is None:
             return None
         try:
             if job.state == JobState.NEW:
                 opened = await self.card.open_thread(job)
                 job, runs = ctx.job(job_id), None
-                if job.state in (JobState.NEW, JobState.ABANDONED):
+                if job.state == JobState.NEW:
                     return opened.delay
+            if job.state == JobState.ABANDONED:
+                await self._abandoned(job)
+                return None
             if job.pending_posts:
                 await self.outbox.flush(job)
                 runs = None
@@ -89,6 +92,13 @@ class Stepper:
         if again is not None:
             return again if look.delay is None else min(again, look.delay)
         return look.delay
+
+    async def _abandoned(self, job: Job) -> None:
+        """A job with no thread has nothing to look at; what it recorded for Slack (a
+        workflow step's failure) is still sent, once."""
+        if job.pending_posts:
+            await self.outbox.flush(job)
+            self.ctx.store.clear_pending_posts(job.id)
 
     async def _work(self, job: Job, runs: list[Run] | None = None) -> Look:
         """Settle runs until one is busy in Motion or none is left; a settled run frees the job

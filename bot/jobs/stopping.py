@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from bot.jobs.context import REACT_FAILED, JobContext
+from bot.jobs.workflow_ends import WorkflowEnds
 from bot.slack import messages
 from bot.slack.messages import Message
 from bot.slack.out import SlackFailure
@@ -55,8 +56,11 @@ def stuck_due_at(run: Run, period: float) -> float | None:
 
 
 class Stops:
-    def __init__(self, ctx: JobContext) -> None:
+    """`ends`: a Workflow Builder step waiting for the job fails when tracking is stopped."""
+
+    def __init__(self, ctx: JobContext, ends: WorkflowEnds) -> None:
         self.ctx = ctx
+        self.ends = ends
 
     # ------------------------------------------------------------ the stuck notice
 
@@ -124,7 +128,8 @@ class Stops:
             said = messages.tracking_stopped(user_id=user_id, dropped=dropped, sandbox=job.sandbox)
             return NewPost.of(said)
 
-        outcome = ctx.store.stop_tracking(job.id, user_id, announce, now)
+        step = self.ends.stopped(job, messages.STEP_STOPPED_TRACKING)
+        outcome = ctx.store.stop_tracking(job.id, user_id, announce, now, also=step)
         if outcome.kind == StopKind.ALREADY:
             return messages.already_done(messages.STOP_ALREADY, ctx.sandbox)
         if outcome.kind == StopKind.NOTHING:

@@ -170,6 +170,7 @@ class Surfaces:
                     else None
                 ),
                 created_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.created_at)),
+                channel_id=job.channel_id,
             )
 
         shown = jobs[: messages.HOME_JOBS]

@@ -17,7 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.jobs import JobService
-from bot.listeners import actions, commands, events, fallback, home, views
+from bot.listeners import actions, commands, events, fallback, functions, home, views
 from bot.listeners.context import service_middleware
 from bot.slack.ids import NEW_VIDEO_SHORTCUT, ActionId, CallbackId
 
@@ -61,6 +61,7 @@ def register(app: AsyncApp, service: JobService) -> None:
     for interaction in INTERACTIONS:
         _decorator(app, interaction)(interaction.callback)
     home.register(app)
+    functions.register(app)  # `function_executed` is an event too: before the catch-all
     events.register(app)  # its catch-all event listener comes after home's
     fallback.register(app)  # last: it matches everything the others did not
 

@@ -1,5 +1,5 @@
-"""Thread replies become followups, an @mention elsewhere a new job; every other event is
-acknowledged and dropped.
+"""Thread replies become followups, an @mention elsewhere a new job, and so does a message to
+the app in its Messages tab (a DM); every other event is acknowledged and dropped.
 
 Slack retries any delivery that gets no 2xx, and Bolt answers 404 to events no listener
 matches, so the catch-all listeners here are registered last and match everything else.
@@ -54,8 +54,23 @@ def team_of(event: dict[str, Any], body: dict[str, Any]) -> str:
     return str(body.get("team_id") or event.get("team") or "")
 
 
+def is_direct_message(event: dict[str, Any]) -> bool:
+    """A person's message to the app in its Messages tab, not a reply in a thread there."""
+    thread_ts = event.get("thread_ts")
+    kind = event.get("channel_type") or (
+        "im" if str(event.get("channel", "")).startswith("D") else ""
+    )
+    return (
+        kind == "im" and is_human_message(event) and (not thread_ts or thread_ts == event.get("ts"))
+    )
+
+
 async def on_reply(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-    """A `message` event: a human reply in a job thread (files and all) becomes a followup."""
+    """A `message` event: a human reply in a job thread (files and all) becomes a followup;
+    a DM to the app, a new job in that message's thread."""
+    if is_direct_message(event):
+        await on_direct_message(event, body, context)
+        return
     if not is_human_reply(event):
         return
     channel, ts = event.get("channel") or "", event.get("ts") or ""
@@ -93,6 +108,25 @@ async def on_mention(
         file_ids=file_ids_of(event.get("files")),
     )
     log.info("mention %s in %s: %s", ts, channel, outcome.kind)
+
+
+async def on_direct_message(
+    event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """A DM to the app is a prompt (options and files as in a reply): a new job whose card is
+    the app's reply in the message's thread, unless the workspace turned DMs off."""
+    channel, ts = event.get("channel") or "", event.get("ts") or ""
+    outcome = await service_of(context).take_direct_message(
+        event_keys=delivery_keys(event, body),
+        team_id=team_of(event, body),
+        channel_id=channel,
+        ts=ts,
+        user_id=event["user"],
+        text=event["text"],
+        bot_user_id=context.bot_user_id,
+        file_ids=file_ids_of(event.get("files")),
+    )
+    log.info("direct message %s in %s: %s", ts, channel, outcome.kind)
 
 
 async def anything_else(event: dict[str, Any]) -> None:

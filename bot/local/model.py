@@ -29,7 +29,8 @@ TRIGGER_SECONDS = 3.0
 """A trigger_id opens one view, within this long of the interaction that carried it."""
 
 ChangeKind = Literal[
-    "posted", "edited", "ephemeral", "reaction_added", "reaction_removed", "response"
+    "posted", "edited", "ephemeral", "reaction_added", "reaction_removed", "response",
+    "step_ended",
 ]  # fmt: skip
 
 
@@ -38,8 +39,9 @@ class Change:
     """Something a person in the workspace would see change.
 
     ``message`` is a copy of the message after the change (for ``ephemeral``: what the one
-    ``user`` sees; for ``response``: the body sent to a ``response_url``); ``reaction`` names
-    the reaction for the ``reaction_*`` kinds. ``channel`` is ``None`` for a response.
+    ``user`` sees; for ``response``: the body sent to a ``response_url``; for ``step_ended``: a
+    workflow step's end, its execution id, state, outputs and error); ``reaction`` names the
+    reaction for the ``reaction_*`` kinds. ``channel`` is ``None`` for a response and a step.
     """
 
     kind: ChangeKind
@@ -200,6 +202,14 @@ class WorkspaceModel:
                 members=None if members is None else set(members),
             )
             self.channel_messages.setdefault(channel_id, {})
+
+    def app_dm(self, user: str) -> str:
+        """The DM between `user` and the app (its Messages tab), opened on first use."""
+        with self.lock:
+            channel_id = "D" + user.removeprefix("U").removeprefix("W")
+            if channel_id not in self.channels:
+                self.add_channel(channel_id, im=True, bot_member=True, members={user})
+            return channel_id
 
     def set_bot_member(self, channel_id: str, member: bool) -> None:
         """Invite the bot to a channel or remove it, as ``/invite`` or a kick would."""

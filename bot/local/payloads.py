@@ -87,10 +87,11 @@ def slash_command(
 
 
 def message_event(
-    message: dict[str, Any], *, channel: str, team_id: str, thread_ts: str | None
-) -> dict[str, Any]:
+    message: dict[str, Any], *, channel: str, team_id: str, thread_ts: str | None,
+    channel_type: str = "channel",
+) -> dict[str, Any]:  # fmt: skip
     """The `message` event Slack delivers for a person's stored message (a reply when
-    `thread_ts` is given)."""
+    `thread_ts` is given); `channel_type` "im" for a DM to the app (`message.im`)."""
     ts = message["ts"]
     event: dict[str, Any] = {
         "type": "message", "channel": channel, "user": message["user"], "text": message["text"],
@@ -100,7 +101,7 @@ def message_event(
         event["thread_ts"] = thread_ts
         event["parent_user_id"] = message.get("parent_user_id")
     event.update(
-        channel_type="channel", team=team_id, client_msg_id=message["client_msg_id"],
+        channel_type=channel_type, team=team_id, client_msg_id=message["client_msg_id"],
         blocks=copy.deepcopy(message["blocks"]),
     )  # fmt: skip
     return event
@@ -139,6 +140,46 @@ def event_callback(
     if event_context is not None:
         envelope["event_context"] = event_context
     return envelope
+
+
+def function_executed(
+    *,
+    callback_id: str,
+    inputs: dict[str, Any],
+    function_execution_id: str,
+    workflow_execution_id: str,
+    app_id: str,
+    bot_access_token: str,
+    function_id: str = "Fn0MOTION",
+    title: str = "Make a Motion video",
+    input_parameters: list[dict[str, Any]] | None = None,
+    output_parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The `function_executed` event a workflow step of the app's sends when it runs: the
+    function as the manifest declares it, the step's inputs, the execution's ids and the
+    short-lived token for it (Slack's own example has the same fields in the same order)."""
+    now = int(time.time())
+    return {
+        "type": "function_executed",
+        "function": {
+            "id": function_id,
+            "callback_id": callback_id,
+            "title": title,
+            "description": "",
+            "type": "app",
+            "input_parameters": input_parameters or [],
+            "output_parameters": output_parameters or [],
+            "app_id": app_id,
+            "date_created": now - 86400,
+            "date_updated": now - 86400,
+            "date_deleted": 0,
+        },
+        "inputs": copy.deepcopy(inputs),
+        "function_execution_id": function_execution_id,
+        "workflow_execution_id": workflow_execution_id,
+        "event_ts": f"{time.time():.6f}",
+        "bot_access_token": bot_access_token,
+    }
 
 
 def app_home_opened(user: str, *, tab: str, view: dict[str, Any] | None) -> dict[str, Any]:

@@ -27,10 +27,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from bot.local import payloads
 from bot.local.files import DOWNLOAD_PREFIX, LOGIN_PAGE
+from bot.local.functions import FunctionMethods
 from bot.local.uploads import UPLOAD_PATH, ExternalUploads, UploadedFile
 from bot.local.workspace import SlackError, Workspace
 
 RESPONSE_URL_USES = 5
+STEP_CALLBACK_ID = "make_motion_video"  # manifest.yml's custom step
+STEP_OUTPUTS = {STEP_CALLBACK_ID: ["video_url", "thread_permalink", "job_id"]}
 
 _BOOLEAN_PARAMS = frozenset(
     {
@@ -46,7 +49,7 @@ _BOOLEAN_PARAMS = frozenset(
         "delete_original",
     }
 )
-_JSON_STRING_PARAMS = ("blocks", "attachments", "metadata")
+_JSON_STRING_PARAMS = ("blocks", "attachments", "metadata", "outputs")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class SlackStandIn(Workspace):
         self.bot_token = bot_token
         self.uploads = ExternalUploads(self.model, self.file_methods, lambda: self.root_url)
         self.add_methods(self.uploads.methods())
+        self.functions = FunctionMethods(self.model, STEP_OUTPUTS)
+        self.add_methods(self.functions.methods())
         self._server: _StandInServer | None = None
         self._thread: threading.Thread | None = None
         self._responses: list[dict[str, Any]] = []
@@ -275,6 +280,33 @@ class SlackStandIn(Workspace):
         mention["type"] = "app_mention"
         return mention, message
 
+    def direct_message(
+        self, text: str, *, user: str, file_ids: list[str] | tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """A person's message to the app in its Messages tab: the `message` event (channel_type
+        "im"; subtype `file_share` with files) Slack delivers for it."""
+        channel = self.model.app_dm(user)
+        ts = self.add_human_message(channel, text, user=user)
+        with self.lock:
+            stored = self.model.channel_messages[channel][ts]
+            event = payloads.message_event(
+                stored, channel=channel, team_id=self.team_id, thread_ts=None, channel_type="im"
+            )
+        return self._with_files(channel, event, list(file_ids)) if file_ids else event
+
+    def dm_reply(self, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
+        """A person's reply in a thread of their DM with the app (`message.im`)."""
+        channel = self.model.app_dm(user)
+        return {**self.thread_reply(channel, text, user=user, thread_ts=thread_ts),
+                "channel_type": "im"}  # fmt: skip
+
+    def workflow_step(
+        self, inputs: dict[str, Any], *, callback_id: str = STEP_CALLBACK_ID
+    ) -> dict[str, Any]:
+        """A workflow reaches the app's step with `inputs`: the `function_executed` event
+        Slack sends (see `bot.local.functions`)."""
+        return self.functions.start(callback_id, inputs)
+
     def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
         """The Events API envelope around ``event``, as Slack POSTs it to the app."""
         return payloads.event_callback(
@@ -347,7 +379,7 @@ class SlackStandIn(Workspace):
             answer = {"ok": False, "error": "unknown_method", "req_method": request.method}
         elif request.token is None:
             answer = {"ok": False, "error": "not_authed"}
-        elif request.token != self.bot_token:
+        elif request.token != self.bot_token and not self.functions.accepts(request.token):
             answer = {"ok": False, "error": "invalid_auth"}
         elif request.parse_error is not None:
             answer = {"ok": False, "error": request.parse_error}

@@ -131,7 +131,9 @@ class Terminal:
 
     def show(self, change: Change) -> None:
         message, who = change.message, self.names.get(change.message.get("user", ""), "someone")
-        if change.kind in ("ephemeral", "response"):
+        if change.kind == "step_ended":
+            self.show_step_end(message)
+        elif change.kind in ("ephemeral", "response"):
             self.say("(only you can see this)", message_lines(message, self.names))
         elif change.kind == "reaction_added":
             self.say(f"motion reacted {EMOJI.get(change.reaction or '', change.reaction)} "
@@ -151,6 +153,17 @@ class Terminal:
             if message.get("subtype") == "thread_broadcast":
                 head += f" (also sent to #{self.names.get(change.channel or '', 'the channel')})"
             self.say(f"{head}:", message_lines(message, self.names))
+
+    def show_step_end(self, ended: dict[str, Any]) -> None:
+        """The workflow step's end, as Workflow Builder's activity would show it."""
+        if ended.get("state") == "completed":
+            outputs = ended.get("outputs") or {}
+            self.say(
+                "workflow step “Make a Motion video” completed; its outputs:",
+                [f"{name} = {value}" for name, value in outputs.items()],
+            )
+        else:
+            self.say("workflow step “Make a Motion video” failed:", [str(ended.get("error"))])
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,7 @@ class Tryout:
         self.changes: asyncio.Queue[Change] = asyncio.Queue()
         self.sandbox: MotionSandbox | None = None  # the app's own, once it is built
         self.fetches_shown = 0
+        self.step_end: dict[str, Any] | None = None  # the workflow step's end, once seen
 
     async def run(self) -> str | None:
         """Run the whole session; returns why it failed, or None when the last result is in."""
@@ -278,6 +292,10 @@ class Tryout:
             failure = await self.mention(slack, http, app, secret, self.args.attachment)
             if failure:
                 return failure
+        elif self.args.workflow:
+            failure = await self.workflow_step(slack, http, app, secret)
+            if failure:
+                return failure
         else:
             self.terminal.say(f"{USER_NAME}: /motion {self.args.prompt}")
             fields = slack.slash_command("/motion", self.args.prompt, channel=CHANNEL, user=USER)
@@ -293,6 +311,8 @@ class Tryout:
                 self.terminal.say("(only you can see this)", message_lines(ack.json(), names))
         card_ts, failure = await self.until_result(run=1)
         self.show_fetches()
+        if self.args.workflow:
+            failure = await self.until_step_end() or failure
         if failure or not self.args.followup:
             return failure
         event = slack.thread_reply(CHANNEL, self.args.followup, user=USER, thread_ts=card_ts)
@@ -328,7 +348,7 @@ class Tryout:
         mention, twin = slack.mention(CHANNEL, text, user=USER, file_ids=[file_id])
         while True:  # the message itself, then its file under it
             change = await self.changes.get()
-            self.terminal.show(change)
+            self.show(change)
             if change.kind == "posted" and change.message.get("ts") == mention["ts"]:
                 break
         print(f"        {attachment.line()}", file=self.out, flush=True)
@@ -342,6 +362,40 @@ class Tryout:
             if answer.status_code != 200:
                 return f"the app answered the mention with HTTP {answer.status_code}"
         return None
+
+    async def workflow_step(
+        self, slack: SlackStandIn, http: httpx.AsyncClient, app: str, secret: str
+    ) -> str | None:
+        """A workflow reaches the app's step "Make a Motion video": Slack sends the app the
+        `function_executed` event with the step's inputs; returns why not, or None."""
+        inputs = {"prompt": self.args.prompt, "channel": CHANNEL, "requester": USER}
+        self.terminal.say(
+            "Workflow Builder: a workflow runs the step “Make a Motion video”",
+            [f"{name} = {value}" for name, value in inputs.items()],
+        )
+        event = slack.workflow_step(inputs)
+        body = json.dumps(slack.event_callback(event))
+        answer = await http.post(
+            f"{app}/slack/events", content=body, headers=signed_headers(body, secret, JSON)
+        )
+        if answer.status_code != 200:
+            return f"the app answered function_executed with HTTP {answer.status_code}"
+        return None
+
+    async def until_step_end(self) -> str | None:
+        """Print changes until the workflow step has ended (it may already have); why it
+        failed, or None when it completed."""
+        while self.step_end is None:
+            self.show(await self.changes.get())
+        if self.step_end.get("state") != "completed":
+            return f"the workflow step failed: {self.step_end.get('error')}"
+        return None
+
+    def show(self, change: Change) -> None:
+        """Print a change; a workflow step's end is also kept (the session waits for it)."""
+        if change.kind == "step_ended":
+            self.step_end = change.message
+        self.terminal.show(change)
 
     def show_fetches(self) -> None:
         """What Motion (the sandbox) fetched through PUBLIC_URL/files/: not shown in Slack, but
@@ -361,7 +415,7 @@ class Tryout:
         card_ts, failure, done = "", None, False
         while not done:
             change = await self.changes.get()
-            self.terminal.show(change)
+            self.show(change)
             message, kind = change.message, kind_of(change.message)
             run_of = ((message.get("metadata") or {}).get("event_payload") or {}).get("run")
             if change.kind == "posted" and kind == "card":
@@ -373,7 +427,7 @@ class Tryout:
                 done = True
         with contextlib.suppress(TimeoutError):  # the card's last edit, the reactions
             while True:
-                self.terminal.show(await asyncio.wait_for(self.changes.get(), 1.0))
+                self.show(await asyncio.wait_for(self.changes.get(), 1.0))
         return card_ts, failure
 
 
@@ -390,6 +444,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     attach.add_argument(
         "--with-file", action="store_true", help="attach a built-in sample image (48×48 PNG)"
+    )
+    attach.add_argument(
+        "--workflow",
+        action="store_true",
+        help="start it as a Workflow Builder step (Make a Motion video) and show its completion",
     )
     parser.add_argument("--fast", action="store_true", help="sandbox runs of about a second")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")

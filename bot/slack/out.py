@@ -41,7 +41,12 @@ PERMANENT_ERRORS = {
     "missing_scope",
     "message_not_found",
     "cant_update_message",
+    "function_execution_not_found",
+    "parameter_validation_failed",
 }
+# functions.completeSuccess / completeError: the execution already ended (completed by an
+# earlier call whose answer was lost, or failed by Slack): nothing more to do.
+STEP_ALREADY_ENDED = "execution_not_in_running_state"
 
 
 # Slack refuses these for the layout alone: the same words without blocks still go out.
@@ -258,6 +263,40 @@ class SlackOut:
         link = data.get("permalink")
         return link if isinstance(link, str) else None
 
+    async def thread_permalink(self, channel: str, ts: str) -> str:
+        """The thread's link, or SlackFailure (`permalink` logs and answers None instead)."""
+        data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        link = data.get("permalink")
+        if not isinstance(link, str):
+            raise SlackFailure("invalid_response", permanent=False)
+        return link
+
+    # ------------------------------------------------------------ Workflow Builder steps
+
+    async def complete_step(
+        self, execution_id: str, *, outputs: dict[str, str] | None = None, error: str | None = None
+    ) -> bool:
+        """End a workflow step: with `outputs` (functions.completeSuccess) or with the words of
+        `error` (functions.completeError). Called with the app's own bot token (this client's):
+        the event's `bot_access_token` expires long before a video is ready (docs/choices.md).
+        False when the execution had already ended (a repeat after a lost answer)."""
+        try:
+            if error is not None:
+                await self._call(
+                    "functions.completeError", function_execution_id=execution_id, error=error
+                )
+            else:
+                await self._call(
+                    "functions.completeSuccess",
+                    function_execution_id=execution_id,
+                    outputs=outputs or {},
+                )
+        except SlackFailure as exc:
+            if exc.code == STEP_ALREADY_ENDED:
+                return False
+            raise
+        return True
+
     async def react(self, channel: str, ts: str, name: str) -> None:
         try:
             await self._call("reactions.add", channel=channel, timestamp=ts, name=name)
@@ -267,8 +306,9 @@ class SlackOut:
 
     async def tell_privately(
         self, channel: str, user: str, payload: dict[str, Any], *, thread_ts: str | None = None
-    ) -> None:
-        """An ephemeral message only `user` sees (in the thread when given); nothing is kept."""
+    ) -> str | None:
+        """An ephemeral message only `user` sees (in the thread when given); nothing is kept.
+        Returns Slack's error when it could not be shown (logged), else None."""
         params: dict[str, Any] = {
             "channel": channel,
             "user": user,
@@ -283,6 +323,8 @@ class SlackOut:
             )
         except SlackFailure as exc:
             log.warning("chat.postEphemeral failed: %s", exc.code)
+            return exc.code
+        return None
 
     async def respond(self, response_url: str, payload: dict[str, Any]) -> None:
         """Answer a slash command after its ack, where the app may not be able to post."""

@@ -4,9 +4,9 @@
 lease owner, the worker threads, the write path and the lease fence) and the repositories that
 share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (runs and their
 polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
-notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `installation_rows` (each
-workspace's installation, tokens sealed), `oauth_state_rows` (installs in progress) and
-`sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
+notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `step_rows` (Workflow Builder steps),
+`installation_rows` (each workspace's installation, tokens sealed), `oauth_state_rows`
+(installs in progress) and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
 `give_back`, `claim_events`), never another repository's state.
@@ -51,6 +51,7 @@ from bot.store.offloop import OffLoop
 from bot.store.outbox import UPLOAD_KIND, OutboxRows
 from bot.store.runs import RunRows
 from bot.store.sealed import SEALED, SealedRows, SealedValue
+from bot.store.steps import STEP_KIND, StepExecution, StepPlace, StepRows, StepState
 from bot.store.stopping import Stop, StopKind, StopRows
 from bot.store.usage import (
     LimitReached,
@@ -83,6 +84,7 @@ class Store:
         self.installation_rows = InstallationRows(self.database)
         self.oauth_state_rows = OAuthStateRows(self.database)
         self.sealed_rows = SealedRows(self.database)
+        self.step_rows = StepRows(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
@@ -90,6 +92,7 @@ class Store:
         self._name_usage_calls()
         self._name_stop_and_event_calls()
         self._name_installation_calls()
+        self._name_step_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -245,12 +248,22 @@ class Store:
         self.sealed_values = self.sealed_rows.sealed_values
         self.replace_sealed = self.sealed_rows.replace_sealed
 
+    def _name_step_calls(self) -> None:
+        self.step = self.step_rows.step
+        self.running_step = self.step_rows.running_step
+        self.step_of_preview = self.step_rows.step_of_preview
+        self.refuse_step = self.step_rows.refuse_step
+        self.end_previewed_step = self.step_rows.end_previewed_step
+        self.mark_step_sent = self.step_rows.mark_step_sent
+        self.unsent_step_errors = self.step_rows.unsent_step_errors
+
 
 __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
     "SEALED",
+    "STEP_KIND",
     "UPLOAD_KIND",
     "InstalledBot",
     "InstallerGrant",
@@ -273,6 +286,9 @@ __all__ = [
     "SealedValue",
     "Spend",
     "SpendRefused",
+    "StepExecution",
+    "StepPlace",
+    "StepState",
     "Stop",
     "StopKind",
     "Store",

@@ -16,6 +16,13 @@ from bot.store.events import claim_events
 from bot.store.models import Job, JobState, NewPost, Run, job_from_row, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
+from bot.store.steps import (
+    StepPlace,
+    StepTaken,
+    claim_step,
+    link_step,
+    start_previewed_step,
+)
 from bot.store.usage import Spend, charge, give_back, take
 
 LEASE_SECONDS = 30.0  # renewed every third of it; a dead instance's jobs are free after this
@@ -39,25 +46,39 @@ class JobRows:
         event_keys: Iterable[str] = (),
         origin_job_id: int | None = None,
         parent_ts: str | None = None,
+        step: StepPlace | None = None,
     ) -> tuple[int, int] | None:
         """Record a job and its first run together: both exist or neither does. With `spend`
         the run is counted in the same transaction, or nothing is recorded and the reason is
         raised (`SpendRefused`). `event_keys` (a button's "variation:<run>") are claimed in
         the same transaction: None when one was already claimed (a second press). A job with an
         `origin_job_id` (a variation) links to its thread from the origin's once it has one.
-        With `parent_ts` (an @mention) the card is posted as a reply in that thread."""
-        with self.database.write() as conn:
-            if not claim_events(conn, event_keys, now):
-                return None
-            if spend is not None and (refused := take(conn, spend)) is not None:
-                raise refused
-            job_id, run_id = _insert_job(
-                conn, team_id, channel_id, requester, response_url, request, sandbox, now,
-                origin_job_id, parent_ts,
-            )  # fmt: skip
-            if spend is not None:
-                charge(conn, run_id, spend)
-            return job_id, run_id
+        With `parent_ts` (an @mention) the card is posted as a reply in that thread. With
+        `step` (a Workflow Builder step) the execution is taken in the same transaction (from
+        its preview, when `spend` comes from one): None when it was already taken."""
+        try:
+            with self.database.write() as conn:
+                if not claim_events(conn, event_keys, now):
+                    return None
+                if spend is not None and (refused := take(conn, spend)) is not None:
+                    raise refused
+                if step is not None and not (
+                    start_previewed_step(conn, step.execution_id)
+                    if spend is not None and spend.preview_token
+                    else claim_step(conn, step, now)
+                ):
+                    raise StepTaken(step.execution_id)  # a redelivery: nothing is kept
+                job_id, run_id = _insert_job(
+                    conn, team_id, channel_id, requester, response_url, request, sandbox, now,
+                    origin_job_id, parent_ts,
+                )  # fmt: skip
+                if spend is not None:
+                    charge(conn, run_id, spend)
+                if step is not None:
+                    link_step(conn, step.execution_id, job_id)
+                return job_id, run_id
+        except StepTaken:
+            return None
 
     def restart_from(
         self, run_id: int, request: dict[str, Any], requester: str, team_id: str, sandbox: bool,
@@ -319,11 +340,11 @@ class JobRows:
         """
         with self.database.write() as conn:
             conn.execute(
-                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND state IN ('new', 'open',"
-                " 'stopped') AND (state = 'new' OR pending_posts = 1 OR EXISTS (SELECT 1 FROM"
-                " runs WHERE runs.job_id = jobs.id AND runs.state IN ('waiting', 'verifying',"
-                " 'running')) OR EXISTS (SELECT 1 FROM posts WHERE posts.job_id = jobs.id AND"
-                " posts.state IN ('due', 'sending')))",
+                "UPDATE jobs SET due_at = ? WHERE due_at IS NULL AND ((state = 'abandoned' AND"
+                " pending_posts = 1) OR (state IN ('new', 'open', 'stopped') AND (state = 'new'"
+                " OR pending_posts = 1 OR EXISTS (SELECT 1 FROM runs WHERE runs.job_id = jobs.id"
+                " AND runs.state IN ('waiting', 'verifying', 'running')) OR EXISTS (SELECT 1"
+                " FROM posts WHERE posts.job_id = jobs.id AND posts.state IN ('due', 'sending')))))",
                 (now,),
             )
             overdue = [
@@ -383,8 +404,9 @@ class JobRows:
             (phase, digest, now, job_id),
         )
 
-    def abandon_job(self, job_id: int, now: float) -> None:
-        """No thread could be made: nothing was sent to Motion, nothing more will be."""
+    def abandon_job(self, job_id: int, now: float, posts: list[NewPost] | None = None) -> None:
+        """No thread could be made: nothing was sent to Motion, nothing more will be. `posts`
+        (a Workflow Builder step's failure) keep the job due until the outbox has sent them."""
         with self.database.write() as conn:
             give_back(conn, _waiting_runs(conn, job_id))
             conn.execute(
@@ -396,6 +418,10 @@ class JobRows:
                 "UPDATE runs SET state = 'rejected', finished_at = ? WHERE job_id = ?"
                 " AND state = 'waiting'",
                 (now, job_id),
+            )
+            insert_posts(conn, job_id, None, posts or [], now)
+            conn.execute(
+                "UPDATE jobs SET due_at = ? WHERE id = ? AND pending_posts = 1", (now, job_id)
             )
 
     def stop_job(

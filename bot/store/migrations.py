@@ -352,6 +352,49 @@ def m009_public_jobs(db: Database) -> None:
 
 @migration(
     postgres=(
+        """CREATE TABLE step_executions (
+            execution_id text PRIMARY KEY, team_id text NOT NULL, channel_id text NOT NULL,
+            requester text NOT NULL, job_id bigint, preview_token text, state text NOT NULL,
+            error text, created_at double precision NOT NULL, ended_at double precision,
+            sent_at double precision)""",
+        "CREATE UNIQUE INDEX idx_step_executions_job_id ON step_executions (job_id)",
+        "CREATE INDEX idx_step_executions_preview_token ON step_executions (preview_token)",
+        "CREATE INDEX idx_step_executions_state ON step_executions (state, sent_at)",
+    )
+)
+def m010_workflow_steps(db: Database) -> None:
+    """Workflow Builder steps: one row per `function_execution_id`, the key that makes a
+    redelivered `function_executed` start nothing more, written in the transaction that records
+    its job (or its MOTION_CONFIRM preview, or its refusal). It names the job whose first run
+    ends the step, so whichever instance sees that end completes it, once: the completion is
+    claimed (`state` running → ended) in the transaction that records it for the outbox. A step
+    that ends with no job (refused, cancelled) keeps its words in `error` until Slack has them
+    (`sent_at`)."""
+    db.table("step_executions").create(
+        {
+            "execution_id": str,
+            "team_id": str,
+            "channel_id": str,
+            "requester": str,
+            "job_id": int,
+            "preview_token": str,
+            "state": str,  # previewed | running | ended
+            "error": str,
+            "created_at": float,
+            "ended_at": float,
+            "sent_at": float,
+        },
+        pk="execution_id",
+        not_null={"team_id", "channel_id", "requester", "state", "created_at"},
+    )
+    table = db.table("step_executions")
+    table.create_index(["job_id"], unique=True)
+    table.create_index(["preview_token"])
+    table.create_index(["state", "sent_at"])
+
+
+@migration(
+    postgres=(
         """CREATE TABLE installations (
             enterprise_id text NOT NULL DEFAULT '', team_id text NOT NULL DEFAULT '',
             is_enterprise_install bigint NOT NULL DEFAULT 0, app_id text, enterprise_name text,

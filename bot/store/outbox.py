@@ -9,6 +9,7 @@ import json
 from bot.store.base import Database
 from bot.store.dialect import Tx
 from bot.store.models import NewPost, Post, post_from_row
+from bot.store.steps import STEP_KIND, claim_step_end
 
 UPLOAD_KIND = "upload"  # a run's MP4 shared into the thread: outside the in-order outbox
 
@@ -107,10 +108,20 @@ def insert_posts(
     posts: list[NewPost],
     now: float,
 ) -> None:
+    """Record posts for the job's outbox. A Workflow Builder step's completion (`STEP_KIND`)
+    is recorded only when it ends the job's running execution (claimed here, so of two
+    endings recorded for one job, say a result and a "Stop tracking", only the first goes
+    out), with the execution's id added to what it says."""
     if not posts:
         return
     job = conn.execute("SELECT channel_id, thread_ts FROM jobs WHERE id = ?", (job_id,)).fetchone()
     for post in posts:
+        payload = post.payload
+        if post.kind == STEP_KIND:
+            execution_id = claim_step_end(conn, job_id, now)
+            if execution_id is None:
+                continue
+            payload = {**payload, "execution_id": execution_id}
         channel = post.channel_id or job[0]
         thread_ts = job[1] if post.thread else None
         conn.execute(
@@ -123,7 +134,7 @@ def insert_posts(
                 channel,
                 thread_ts,
                 int(post.broadcast),
-                json.dumps(post.payload),
+                json.dumps(payload),
                 now,
             ),
         )

@@ -8,7 +8,7 @@ posted, and only by the look that moves the count on (`UPDATE … WHERE stuck_no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,12 +69,13 @@ class StopRows:
         return int(job_id) if job_id is not None else None
 
     def stop_tracking(
-        self, job_id: int, user_id: str, announce: Callable[[int], NewPost], now: float
-    ) -> Stop:
+        self, job_id: int, user_id: str, announce: Callable[[int], NewPost], now: float,
+        also: Sequence[NewPost] = (),
+    ) -> Stop:  # fmt: skip
         """Stop following the job: its active run and its waiting followups become `stopped`
         (the waiting ones give their count back: they were never sent), the job is stopped
         with who did it, and `announce(number of followups dropped)` is recorded for the
-        thread, all in one transaction. The job is made due so a look edits its card and posts;
+        thread (and `also`: a Workflow Builder step's failure), all in one transaction. The job is made due so a look edits its card and posts;
         an instance in the middle of a look at it finds every run settled (its writes are
         conditional on the run's state) and looks again at once (`woken`)."""
         with self.database.write() as conn:
@@ -107,6 +108,6 @@ class StopRows:
                 " due_at = ? WHERE id = ?",
                 (user_id, now, now, job_id),
             )
-            insert_posts(conn, job_id, None, [announce(len(waiting))], now)
+            insert_posts(conn, job_id, None, [announce(len(waiting)), *also], now)
         dropped = tuple((r[2], r[3]) for r in waiting if r[2] and r[3])
         return Stop(StopKind.STOPPED, tuple(r[0] for r in runs), dropped)

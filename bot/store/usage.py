@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.store.base import Database
 from bot.store.events import claim_events
+from bot.store.steps import StepPlace, StepTaken, claim_step
 
 WORKSPACE = ""  # the user_id of the workspace-wide counters
 
@@ -130,22 +131,28 @@ class UsageRows:
         self, *, token: str, kind: PreviewKind, team_id: str, channel_id: str, user_id: str,
         now: float, job_id: int | None = None, run_id: int | None = None,
         reply_ts: str | None = None, request: dict[str, Any] | None = None,
-        event_keys: Iterable[str] = (),
+        event_keys: Iterable[str] = (), step: StepPlace | None = None,
     ) -> bool:  # fmt: skip
         """Keep what a preview would start; False when its delivery was already taken (a reply's
-        redelivered event), claimed in the same transaction."""
-        with self.database.write() as conn:
-            if not claim_events(conn, event_keys, now):
-                return False
-            conn.execute(
-                "INSERT INTO previews (token, kind, team_id, channel_id, user_id, job_id, run_id,"
-                " reply_ts, request, state, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (
-                    token, str(kind), team_id, channel_id, user_id, job_id, run_id, reply_ts,
-                    json.dumps(request) if request is not None else None, now,
-                ),
-            )  # fmt: skip
+        redelivered event, a Workflow Builder step's execution), claimed in the same
+        transaction."""
+        try:
+            with self.database.write() as conn:
+                if not claim_events(conn, event_keys, now):
+                    return False
+                if step is not None and not claim_step(conn, step, now, preview_token=token):
+                    raise StepTaken(step.execution_id)
+                conn.execute(
+                    "INSERT INTO previews (token, kind, team_id, channel_id, user_id, job_id,"
+                    " run_id, reply_ts, request, state, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    (
+                        token, str(kind), team_id, channel_id, user_id, job_id, run_id, reply_ts,
+                        json.dumps(request) if request is not None else None, now,
+                    ),
+                )  # fmt: skip
+        except StepTaken:
+            return False
         return True
 
     def preview(self, token: str) -> Preview | None:

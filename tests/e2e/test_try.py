@@ -90,6 +90,22 @@ def test_try_with_file_uses_a_built_in_sample_image(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_try_workflow_shows_a_workflow_step_from_start_to_completion(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "--fast", "--workflow", "a launch recap")
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Workflow Builder: a workflow runs the step “Make a Motion video”" in out
+    assert "prompt = a launch recap" in out and "requester = U0ALICE" in out
+    assert "card posted: 🎬 Motion video for @alice" in out
+    assert "workflow step “Make a Motion video” completed; its outputs:" in out
+    assert "video_url = http://127.0.0.1:" in out and "/v/" in out
+    assert "thread_permalink = https://sandbox-team.slack.com/archives/C0PUBLIC/p" in out
+    assert "job_id = 1" in out
+    assert out.index("run 1 of your Motion video is ready.") < out.index("completed; its outputs")
+    assert out.count("workflow step “Make a Motion video” completed") == 1
+
+
 def test_try_with_a_file_that_is_not_there_says_so(tmp_path: Path) -> None:
     done = run_try(tmp_path, "--file", str(tmp_path / "missing.png"))
 

@@ -125,13 +125,26 @@ class Harness:
         )
 
     async def event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
-    ) -> httpx.Response:
+        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None,
+        to: MotionBot | None = None,
+    ) -> httpx.Response:  # fmt: skip
         headers = {}
         if retry:
             headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
         body = json.dumps(self.envelope(event, event_id=event_id))
-        return await self.post(body, JSON, headers=headers)
+        return await self.post(body, JSON, headers=headers, to=to)
+
+    async def workflow_step(
+        self, inputs: dict[str, Any], *, to: MotionBot | None = None
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        """A workflow reaches the app's step "Make a Motion video" with `inputs`: the
+        `function_executed` event (the stand-in keeps the execution) and the app's answer."""
+        event = self.slack.workflow_step(inputs)
+        return event, await self.event(event, to=to)
+
+    def step_inputs(self, prompt: str = "a fox in the snow", **more: str) -> dict[str, Any]:
+        """The step's inputs as Workflow Builder fills them (channel and requester by id)."""
+        return {"prompt": prompt, "channel": "C0PUBLIC", "requester": "U0ALICE", **more}
 
     def reply_event(
         self,

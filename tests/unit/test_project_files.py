@@ -31,10 +31,37 @@ def test_manifest_creates_the_app_in_one_paste() -> None:
     settings = manifest["settings"]
     assert settings["socket_mode_enabled"] is True
     assert settings["interactivity"]["is_enabled"] is True
+    # function_executed (issue 20): the Workflow Builder step; it needs no scope. The DM
+    # surface (message.im, im:history, the Messages tab) was already there.
     assert set(settings["event_subscriptions"]["bot_events"]) == {
         "app_mention", "message.channels", "message.groups", "message.im", "message.mpim",
-        "app_home_opened",
+        "app_home_opened", "function_executed",
     }  # fmt: skip
+
+
+def test_manifest_offers_the_workflow_step_the_app_handles() -> None:
+    from bot.jobs import CALLBACK_ID
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    settings = manifest["settings"]
+    # What Slack requires of an app with custom steps run by the app itself.
+    assert settings["org_deploy_enabled"] is True
+    assert settings["function_runtime"] == "remote"
+    assert list(manifest["functions"]) == [CALLBACK_ID] == ["make_motion_video"]
+    step = manifest["functions"][CALLBACK_ID]
+    assert step["title"] and step["description"]
+    inputs, outputs = step["input_parameters"], step["output_parameters"]
+    assert {name: (p["type"], p["is_required"]) for name, p in inputs.items()} == {
+        "prompt": ("string", True),
+        "channel": ("slack#/types/channel_id", True),
+        "requester": ("slack#/types/user_id", True),
+        "style_link": ("string", False),
+        "aspect": ("string", False),
+        "duration": ("string", False),
+    }
+    assert set(outputs) == {"video_url", "thread_permalink", "job_id"}
+    for parameter in [*inputs.values(), *outputs.values()]:
+        assert parameter["title"] and parameter["description"], parameter
 
 
 def test_manifest_has_the_shortcut_and_the_home_tab_the_app_handles() -> None:

@@ -20,6 +20,7 @@ FACADE_AND_REPOSITORIES = (
     "outbox",
     "runs",
     "sealed",
+    "steps",
     "stopping",
     "usage",
 )

@@ -7,6 +7,7 @@
 - `home`: the Home tab;
 - `spend`: usage against the limits, spend refusals, the MOTION_CONFIRM preview;
 - `lists`: answers to `/motion` itself (help, usage errors, `/motion list`);
+- `steps`: the words a Workflow Builder step ends with, and its outputs;
 - `base`: the `Message` type, Slack's limits, escaping and the mrkdwn pieces they all use.
 
 Callers write `from bot.slack import messages` and `messages.job_card(...)`: the names used
@@ -70,6 +71,8 @@ from bot.slack.messages.notices import (
     auth_failed,
     awaiting_input,
     bad_request,
+    dm_hint,
+    dms_off,
     file_too_large,
     file_unreadable,
     files_busy,
@@ -117,6 +120,17 @@ from bot.slack.messages.spend import (
     usage_line,
     usage_report,
 )
+from bot.slack.messages.steps import (
+    STEP_CHANNEL_UNUSABLE,
+    STEP_NO_INPUT,
+    STEP_PREVIEW_CANCELLED,
+    STEP_PREVIEW_EXPIRED,
+    STEP_STOPPED_TRACKING,
+    step_failed,
+    step_outputs,
+    step_preview_unshown,
+    step_refused,
+)
 
 __all__ = [
     "ANSWER_LOST",
@@ -138,6 +152,11 @@ __all__ = [
     "RENDER_FAILED",
     "RESULT_GONE",
     "SANDBOX_NOTE",
+    "STEP_CHANNEL_UNUSABLE",
+    "STEP_NO_INPUT",
+    "STEP_PREVIEW_CANCELLED",
+    "STEP_PREVIEW_EXPIRED",
+    "STEP_STOPPED_TRACKING",
     "STOPPED_JOB_REPLY",
     "STOPPED_TRACKING_REPLY",
     "STOP_ALREADY",
@@ -158,6 +177,8 @@ __all__ = [
     "bad_request",
     "channel_not_allowed",
     "credit_line",
+    "dm_hint",
+    "dms_off",
     "escape",
     "field_error",
     "file_kind",
@@ -195,6 +216,10 @@ __all__ = [
     "run_preview",
     "shorten",
     "status_label",
+    "step_failed",
+    "step_outputs",
+    "step_preview_unshown",
+    "step_refused",
     "stop_not_allowed",
     "stuck_answered",
     "stuck_notice",

@@ -70,6 +70,17 @@ def mention(user_id: str) -> str:
     return f"<@{user_id}>" if re.fullmatch(r"[UW][A-Z0-9]+", user_id or "") else escape(user_id)
 
 
+DIRECT_MESSAGE = "Direct message"
+
+
+def job_place(channel_id: str) -> str:
+    """Where a job lives, for a list of jobs: the channel (Slack shows its name), or a direct
+    message with the app."""
+    if channel_id.startswith("D"):
+        return DIRECT_MESSAGE
+    return f"<#{channel_id}>" if re.fullmatch(r"[CG][A-Z0-9]+", channel_id) else escape(channel_id)
+
+
 def quote(text: str, limit: int = PROMPT_PREVIEW) -> str:
     return "\n".join("> " + line for line in escape(shorten(text, limit)).splitlines() or [""])
 

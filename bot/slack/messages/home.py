@@ -13,6 +13,7 @@ from bot.slack.messages.base import (
     button,
     context,
     escape,
+    job_place,
     link,
     plain_text,
     section,
@@ -31,6 +32,7 @@ class HomeJob:
     permalink: str | None
     download_url: str | None
     created_at: str
+    channel_id: str = ""  # where the job lives: a channel, or "Direct message"
 
 
 def home_view(
@@ -53,6 +55,8 @@ def home_view(
     for job in jobs[:HOME_JOBS]:
         where = link(job.permalink, "thread") if job.permalink else "thread unavailable"
         runs = f"{job.runs} run{'s' if job.runs != 1 else ''}"
+        if job.channel_id:
+            where = f"{job_place(job.channel_id)} · {where}"
         line = f"*{escape(shorten(job.prompt, 120))}*\n{job.status} · {runs} · {where}"
         if job.download_url:
             line += f" · {link(job.download_url, 'download')}"

@@ -9,6 +9,7 @@ from bot.slack.messages.base import (
     Message,
     context,
     escape,
+    job_place,
     link,
     notice_message,
     section,
@@ -78,6 +79,7 @@ class JobListing:
     runs: int
     permalink: str | None
     created_at: str
+    channel_id: str = ""  # where the job lives: a channel, or "Direct message"
 
 
 def job_list(jobs: list[JobListing], sandbox: bool, usage: UsageView | None = None) -> Message:
@@ -89,6 +91,8 @@ def job_list(jobs: list[JobListing], sandbox: bool, usage: UsageView | None = No
     for job in jobs:
         where = link(job.permalink, "thread") if job.permalink else "thread unavailable"
         runs = f"{job.runs} run{'s' if job.runs != 1 else ''}"
+        if job.channel_id:
+            where = f"{job_place(job.channel_id)} · {where}"
         lines.append(
             f"• {escape(shorten(job.prompt, 80))} — {job.status} · {runs} · {where} · {job.created_at}"
         )

@@ -293,6 +293,25 @@ def mention_hint(sandbox: bool) -> Message:
     return with_sandbox(Message(MENTION_HINT, [section(MENTION_HINT)], "mention_hint"), sandbox)
 
 
+DM_HINT = (
+    "👋 Send me what the video should show, e.g. "
+    "`a 20-second teaser for our spring sale --aspect 9:16`. Files attached to that message are "
+    "used too. I post the job in that message's thread; reply there to refine it."
+)
+DMS_OFF = (
+    "🚫 Videos can't be started in a direct message with me in this workspace. Use `/motion` "
+    "in a channel instead. Nothing was started."
+)
+
+
+def dm_hint(sandbox: bool) -> Message:
+    return with_sandbox(Message(DM_HINT, [section(DM_HINT)], "dm_hint"), sandbox)
+
+
+def dms_off(sandbox: bool) -> Message:
+    return notice_message("dms_off", DMS_OFF, sandbox)
+
+
 # ---------------------------------------------------------------- stuck runs and Stop tracking
 
 NO_CANCEL = (

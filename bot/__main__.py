@@ -31,8 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     from bot import logs
+    from bot.store.base import instance_name
 
-    logs.configure(settings.log_level, _secrets(settings))
+    logs.configure(
+        settings.log_level,
+        _secrets(settings),
+        log_format=settings.log_format,
+        instance=settings.instance_name or instance_name(),
+    )
     if argv and argv[0] == "check":
         from bot.check import run_checks
 
@@ -59,6 +65,7 @@ def _secrets(settings: Settings) -> list[str | None]:
         settings.slack_signing_secret,
         settings.slack_app_token,
         settings.motion_api_key,
+        settings.metrics_token,
     ]
 
 

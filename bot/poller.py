@@ -188,10 +188,16 @@ class Poller:
             delay = 0.0
             raise
         except LeaseLost:
-            log.warning("job %s: another instance took it over; leaving it to them", job_id)
+            log.warning(
+                "job %s: another instance took it over; leaving it to them",
+                job_id,
+                extra={"job": job_id},
+            )
             lost = True
         except Exception:
-            log.exception("job %s: unexpected error; will look again shortly", job_id)
+            log.exception(
+                "job %s: unexpected error; will look again shortly", job_id, extra={"job": job_id}
+            )
             delay = UNEXPECTED_ERROR_DELAY
         finally:
             self.advanced += 1

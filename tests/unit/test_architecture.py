@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bot.links",
         "bot.file_links",
         "bot.config",
+        "bot.logs",  # what a log line is about (the job, its run, the workspace)
     ),
     "bot.video_links": ("bot.jobs", "bot.links", "bot.motion"),
     "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line"),

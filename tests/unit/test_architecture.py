@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.slack": ("bot.motion",),  # the Slack side; credits are Motion's sources
     "bot.file_links": ("bot.links", "bot.slack"),
     "bot.health": ("bot.store",),
+    "bot.metrics": ("bot.store",),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Only jobs knows Motion, the store and Slack together.
     "bot.jobs": (

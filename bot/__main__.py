@@ -98,8 +98,14 @@ def _settings() -> Settings | None:
         print(exc, file=sys.stderr)
         return None
     from bot import logs
+    from bot.store.base import instance_name
 
-    logs.configure(settings.log_level, _secrets(settings))
+    logs.configure(
+        settings.log_level,
+        _secrets(settings),
+        log_format=settings.log_format,
+        instance=settings.instance_name or instance_name(),
+    )
     return settings
 
 
@@ -159,6 +165,7 @@ def _secrets(settings: Settings) -> list[str | None]:
         settings.slack_app_token,
         settings.motion_api_key,
         *settings.secret_keys,
+        settings.metrics_token,
     ]
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +24,11 @@ from bot.config import WHERE, ConfigError, Settings
 from bot.file_links import FileLinks
 from bot.health import Health
 from bot.jobs import JobService, SameForEveryTeam
+from bot.jobs.context import JobEvents
 from bot.jobs.files import FileIntake
 from bot.jobs.videos import VideoLinks
 from bot.links import LinkSigner, signer_for
+from bot.metrics import Metrics, MetricsListener
 from bot.motion import MotionClient
 from bot.poller import Poller
 from bot.schedule import PollSchedule
@@ -35,6 +39,31 @@ from bot.video_links import VideoLinkRoute
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
+
+
+@dataclass(frozen=True)
+class Observers:
+    """What each part counts with (bot/metrics.py), as the plain callables it takes; all None
+    when metrics are off, so nothing is counted at all."""
+
+    motion: Callable[[str, str], None] | None = None
+    slack: Callable[[str, str], None] | None = None
+    poll_lag: Callable[[float], None] | None = None
+    takeovers: Callable[[int], None] | None = None
+    ack: Callable[[float], None] | None = None
+    jobs: JobEvents | None = None
+
+    @classmethod
+    def of(cls, metrics: Metrics | None) -> Observers:
+        if metrics is None:
+            return cls()
+        events = JobEvents(
+            upload=metrics.upload, run_refused=metrics.run_refused, run_ended=metrics.run_ended
+        )
+        return cls(
+            metrics.motion_call, metrics.slack_call, metrics.poll_lag,
+            metrics.leases_taken_over, metrics.ack, events,
+        )  # fmt: skip
 
 
 @dataclass
@@ -55,6 +84,8 @@ class MotionBot:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     file_links: FileLinks | None = None  # PUBLIC_URL/files/<token>: Slack files for Motion
     _refusals: http_intake.RefusalLog = field(default_factory=http_intake.RefusalLog)
+    metrics: Metrics | None = None  # METRICS_PORT or METRICS_TOKEN: bot/metrics.py
+    _metrics_listener: MetricsListener | None = None
     health: Health = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,12 +105,15 @@ class MotionBot:
 
         `sandbox_plan` (a `bot.sandbox.JobPlan`) sets how long sandbox jobs take."""
         store = Store(settings.database_path, instance=settings.instance_name)
+        metrics = Metrics(store) if settings.metrics_enabled else None
+        told = Observers.of(metrics)
         sandbox_thread, motion_url = start_sandbox(settings, sandbox_plan)
         motion = MotionClient(
             motion_url,
             settings.motion_key,
             max_in_flight=settings.motion_max_in_flight,
             timeout=settings.motion_timeout_seconds,
+            observe=told.motion,
         )
         # One pooled session for every Slack call (slack_sdk opens one per call otherwise).
         session = aiohttp.ClientSession(
@@ -87,14 +121,16 @@ class MotionBot:
         )
         token, api_url = settings.slack_bot_token, settings.slack_api_url
         client = make_client(token, api_url, session=session)
-        outbox_client = make_client(token, api_url, retry_writes=False, session=session)
+        outbox_client = make_client(
+            token, api_url, retry_writes=False, session=session, observe=told.slack
+        )
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
         links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
         file_links = FileLinks(links, SlackFiles(token, api_url), settings.public_url)
         service = JobService(
             store,
             motion,
-            SlackOut(outbox_client),
+            SlackOut(outbox_client, observe=told.slack),
             schedule=schedule,
             sandbox=settings.sandbox,
             workspaces=SameForEveryTeam.from_config(settings),
@@ -102,16 +138,20 @@ class MotionBot:
             files=FileIntake(file_links),
             upload_max_mb=settings.upload_max_mb,
             video_links=VideoLinks(links, settings.public_url),
+            events=told.jobs,
         )
         poller = Poller(
-            store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds
-        )
+            store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds,
+            observe_lag=told.poll_lag, observe_takeovers=told.takeovers,
+        )  # fmt: skip
+        if metrics is not None:
+            metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
         app = bolt_app(settings, client, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
             settings, store, motion, service, poller, app, session, secret, links, sandbox_thread,
-            file_links=file_links,
+            file_links=file_links, metrics=metrics,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -126,10 +166,11 @@ class MotionBot:
         self.poller.start()
         await self.health.refresh()  # the first /healthz is answered from a real look
         self.health.start()
+        await self._start_metrics()
         if self.settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-            self._socket_handler = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            self._socket_handler = timed_socket_mode(
+                self.app, self.settings.slack_app_token, self._observe_ack
+            )
             client = self._socket_handler.client
             try:  # slack_sdk would retry a refused token forever; ask once so it fails loudly
                 client.wss_uri = await client.issue_new_wss_url()
@@ -143,8 +184,33 @@ class MotionBot:
                 ) from exc
             await self._socket_handler.connect_async()
             log.info("connected to Slack in Socket Mode")
-        if not self.settings.socket_mode or self.settings.public_url:
+        if not self.settings.socket_mode or self.settings.public_url or self._token_metrics:
             await self._serve_http()
+
+    @property
+    def _token_metrics(self) -> bool:
+        """METRICS_TOKEN: /metrics is on PORT (served in Socket Mode too, for it)."""
+        return self.metrics is not None and self.settings.metrics_token is not None
+
+    @property
+    def _observe_ack(self) -> Callable[[float], None] | None:
+        return self.metrics.ack if self.metrics is not None else None
+
+    async def _start_metrics(self) -> None:
+        """The snapshot read once before anything is served, then kept fresh; with
+        METRICS_PORT, its listener."""
+        if self.metrics is None:
+            return
+        await self.metrics.refresh()
+        self.metrics.start()
+        if self.settings.metrics_port is not None:
+            self._metrics_listener = MetricsListener(self.metrics)
+            await self._metrics_listener.start(self.settings.metrics_port)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port METRICS_PORT's listener is bound to (METRICS_PORT=0: the one it was given)."""
+        return self._metrics_listener.port if self._metrics_listener is not None else None
 
     async def _serve_http(self) -> None:
         """HTTP mode takes Slack's requests here; in either mode, with PUBLIC_URL, the app's
@@ -153,6 +219,11 @@ class MotionBot:
         if not self.settings.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
         web_app.router.add_get("/healthz", self.health.answer)
+        if self.metrics is not None and self.settings.metrics_token is not None:
+            # Every method, so that only a GET with the token tells /metrics from nothing.
+            web_app.router.add_route(
+                "*", "/metrics", self.metrics.guarded(self.settings.metrics_token)
+            )
         self._add_public_routes(web_app.router)
         # Bodies are read raw: /slack/events inflates them itself, capped (bot/http_intake.py).
         self._runner = web.AppRunner(
@@ -163,7 +234,7 @@ class MotionBot:
         address = self._runner.addresses[0] if self._runner.addresses else None
         self.port = int(address[1]) if address else self.settings.port
         if self.settings.socket_mode:
-            log.info("serving public links on :%s (PUBLIC_URL is set)", self.port)
+            log.info("serving public links and /metrics on :%s", self.port)
         else:
             log.info("listening for Slack on :%s/slack/events (HTTP mode)", self.port)
 
@@ -175,7 +246,15 @@ class MotionBot:
         VideoLinkRoute(links, self.service.video_urls).register(router)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        """Verified before anything else is read (bot/http_intake.py), then Bolt's."""
+        """Verified before anything else is read (bot/http_intake.py), then Bolt's; the time
+        from arrival to answer of each request Bolt answers is observed (`motion_ack_seconds`)."""
+        started = time.perf_counter()
+        response = await self._answer_slack(request)
+        if self.metrics is not None and response.status < 400:
+            self.metrics.ack(time.perf_counter() - started)
+        return response
+
+    async def _answer_slack(self, request: web.Request) -> web.Response:
         assert self._signing_secret is not None  # the route exists in HTTP mode only
         try:
             body = await http_intake.verified_body(request, self._signing_secret)
@@ -202,6 +281,10 @@ class MotionBot:
         self.service.stopping = True  # no new create or followup from here on
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._metrics_listener is not None:
+            await self._metrics_listener.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self._socket_handler is not None:
             with contextlib.suppress(Exception):
                 await self._socket_handler.close_async()
@@ -260,6 +343,26 @@ def start_sandbox(settings: Settings, plan: Any) -> tuple[Any, str]:
         url,
     )
     return thread, url
+
+
+def timed_socket_mode(
+    app: AsyncApp, app_token: str | None, observe_ack: Callable[[float], None] | None
+) -> Any:
+    """Bolt's Socket Mode handler; with `observe_ack`, each request's time from arrival to the
+    answer sent back over the socket is observed (`motion_ack_seconds`)."""
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    if observe_ack is None:
+        return AsyncSocketModeHandler(app, app_token)
+    observe: Callable[[float], None] = observe_ack
+
+    class Timed(AsyncSocketModeHandler):
+        async def handle(self, client: Any, req: Any) -> None:
+            started = time.perf_counter()
+            await super().handle(client, req)
+            observe(time.perf_counter() - started)
+
+    return Timed(app, app_token)
 
 
 def bolt_app(settings: Settings, client: AsyncWebClient, service: JobService) -> AsyncApp:

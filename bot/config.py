@@ -40,6 +40,9 @@ WHERE = {
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+METRICS_TOKEN_MIN_LENGTH = 16
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: it is sent in a header
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -85,6 +88,14 @@ class Settings:
     stuck_after_minutes: float = 60.0
     # SECRET_KEYS: Fernet keys, the first seals every stored secret, any opens (bot/workspaces)
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    log_format: str = "text"  # LOG_FORMAT: "text" or "json" (one JSON object per line)
+    metrics_port: int | None = None  # METRICS_PORT: /metrics on a listener of its own
+    metrics_token: str | None = field(default=None, repr=False)  # METRICS_TOKEN: /metrics on PORT
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Metrics are collected only when something serves them."""
+        return self.metrics_port is not None or self.metrics_token is not None
 
     def __repr__(self) -> str:
         shown = {
@@ -120,11 +131,24 @@ class Settings:
         reader = EnvReader(os.environ if env is None else env)
         fields: dict[str, Any] = {}
         concerns = (
-            _slack, _motion, _storage, _secrets_at_rest, _workspace_policy, _polling, _public,
-            _logs,
-        )  # fmt: skip
+            _slack,
+            _motion,
+            _storage,
+            _secrets_at_rest,
+            _workspace_policy,
+            _polling,
+            _public,
+        )
         for concern in concerns:
             fields |= concern(reader)
+        for concern in (_logs, _metrics):
+            fields |= concern(reader)
+        port, metrics_port = fields["port"], fields["metrics_port"]
+        if metrics_port is not None and metrics_port == port != 0:
+            reader.problem(
+                f"METRICS_PORT ({metrics_port}) must differ from PORT: it is a listener of its "
+                "own. To serve /metrics on PORT instead, unset METRICS_PORT and set METRICS_TOKEN."
+            )
         if reader.problems:
             raise ConfigError(reader.problems)
         return cls(**fields)
@@ -388,7 +412,42 @@ def _logs(r: EnvReader) -> dict[str, Any]:
     level = (r.get("LOG_LEVEL") or "INFO").upper()
     if level not in _LOG_LEVELS:
         r.problem(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level!r}.")
-    return {"log_level": level}
+    log_format = (r.get("LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        r.problem(
+            f"LOG_FORMAT must be text (lines for people) or json (one JSON object per line), "
+            f"got {log_format[:40]!r}."
+        )
+    return {"log_level": level, "log_format": log_format}
+
+
+def _metrics(r: EnvReader) -> dict[str, Any]:
+    """Where Prometheus metrics are served, if anywhere: never open by accident, so each way
+    is refused at start when it is not clearly meant."""
+    port: int | None = None
+    raw_port = r.get("METRICS_PORT")
+    if raw_port is not None:
+        port = _number(raw_port, "METRICS_PORT", int, r.problems)
+        if port is not None and not 0 <= port <= 65535:
+            r.problem(
+                f"METRICS_PORT must be between 1 and 65535 (or 0 for any free port), got {port}."
+            )
+            port = None
+    token = r.get("METRICS_TOKEN")
+    if token is not None:
+        if len(token) < METRICS_TOKEN_MIN_LENGTH:
+            r.problem(
+                f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters (it is "
+                f"all that guards /metrics on PORT), got {len(token)}: make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+            )
+        elif not _HEADER_SAFE.fullmatch(token):
+            r.problem(
+                "METRICS_TOKEN must be printable ASCII without spaces (it is sent in the "
+                "Authorization header): make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+            )
+    return {"metrics_port": port, "metrics_token": token}
 
 
 def _url(value: str, name: str, problems: list[str]) -> str:

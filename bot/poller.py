@@ -47,8 +47,15 @@ class Poller:
         concurrency: int = 64,
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
+        observe_lag: Callable[[float], None] | None = None,
+        observe_takeovers: Callable[[int], None] | None = None,
     ) -> None:
+        """`observe_lag` hears how late each look starts after its job fell due, and
+        `observe_takeovers` how many jobs a claim took over from an instance that let their
+        leases run out (bot/metrics.py; each None: not told)."""
         self.store = store
+        self._observe_lag = observe_lag
+        self._observe_takeovers = observe_takeovers
         self.lease_seconds = lease_seconds
         self._renewed_at = -float("inf")
         self.advance = advance
@@ -98,7 +105,7 @@ class Poller:
                 finished, self._finished = self._finished, []
                 polls, self._polls = self._polls, []
                 try:
-                    due, next_due, claimed_at = await self.store.off_loop(
+                    due, next_due, claimed_at, taken_over = await self.store.off_loop(
                         self._look, finished, polls, renew, free
                     )
                 except BaseException:
@@ -107,6 +114,8 @@ class Poller:
                     self._polls = polls + self._polls
                     raise
                 self._start(due, claimed_at)
+                if taken_over and self._observe_takeovers is not None:
+                    self._observe_takeovers(taken_over)
                 if next_due is not None and len(self._tasks) < self.concurrency:
                     timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
             except Exception:
@@ -126,12 +135,12 @@ class Poller:
         polls: list[QuietPoll],
         renew: list[int] | None,
         free: int,
-    ) -> tuple[list[tuple[int, float, Claimed | None]], float | None, float]:
+    ) -> tuple[list[tuple[int, float, Claimed | None]], float | None, float, int]:
         """On a store worker: write the quiet polls of the looks that ended and give their jobs
         back, the heartbeat if due (`renew`: the jobs at work here), lease up to `free` due
         jobs and read them with their runs, and when the next one falls due; one hop off the
         loop for all. Returns (job, due at, job and runs as read) for each job leased, when the
-        next falls due, and when they were leased.
+        next falls due, when they were leased, and how many were taken over.
 
         What is written is taken out of `finished` and `polls`, so a failure later in the
         batch gives back (at the next try) only what was not."""
@@ -147,8 +156,9 @@ class Poller:
             self.store.renew_leases(now, lease_seconds=self.lease_seconds, job_ids=renew)
             self._renewed_at = now
         if free <= 0:
-            return [], None, now
-        claimed = self.store.claim_due(now, free, lease_seconds=self.lease_seconds)
+            return [], None, now, 0
+        claim = self.store.claim(now, free, lease_seconds=self.lease_seconds)
+        claimed, taken_over = claim.jobs, claim.taken_over
         # Leased now: whatever fails below, each still gets its look (which reads for itself).
         due: list[tuple[int, float, Claimed | None]] = [(j, at, None) for j, at in claimed]
         try:
@@ -158,11 +168,11 @@ class Poller:
                 )}  # fmt: skip
                 due = [(job_id, at, read.get(job_id)) for job_id, at, _ in due]
             if len(due) >= free:  # every slot taken: when the next is due does not matter yet
-                return due, None, now
-            return due, self.store.next_due_at(self.clock()), now
+                return due, None, now, taken_over
+            return due, self.store.next_due_at(self.clock()), now, taken_over
         except Exception:
             log.exception("poller: reading the jobs just leased failed; each reads its own")
-            return due, now + 1.0, now
+            return due, now + 1.0, now, taken_over
 
     def _start(self, due: list[tuple[int, float, Claimed | None]], claimed_at: float) -> None:
         """On the loop: a task for each job just leased."""
@@ -173,6 +183,8 @@ class Poller:
                 continue
             if self.lags is not None:
                 self.lags.append(claimed_at - due_at)
+            if self._observe_lag is not None:
+                self._observe_lag(claimed_at - due_at)
             self._tasks[job_id] = asyncio.get_running_loop().create_task(
                 self._advance(job_id, claimed)
             )
@@ -188,10 +200,16 @@ class Poller:
             delay = 0.0
             raise
         except LeaseLost:
-            log.warning("job %s: another instance took it over; leaving it to them", job_id)
+            log.warning(
+                "job %s: another instance took it over; leaving it to them",
+                job_id,
+                extra={"job": job_id},
+            )
             lost = True
         except Exception:
-            log.exception("job %s: unexpected error; will look again shortly", job_id)
+            log.exception(
+                "job %s: unexpected error; will look again shortly", job_id, extra={"job": job_id}
+            )
             delay = UNEXPECTED_ERROR_DELAY
         finally:
             self.advanced += 1

@@ -347,6 +347,7 @@ class Admissions:
         return None
 
     def _refused_channel(self, policy: SpendPolicy) -> Admission:
+        self.ctx.events.run_refused("channel")
         allowed = list(policy.allowed_channels)
         message = messages.channel_not_allowed(allowed=allowed, sandbox=self.ctx.sandbox)
         return Admission(AskKind.REFUSED, message)
@@ -354,6 +355,9 @@ class Admissions:
     def _refused_limit(
         self, scope: LimitScope, used: int, limit: int, resolved: _Resolved
     ) -> Admission:
+        self.ctx.events.run_refused(
+            "user_day" if scope == LimitScope.USER_DAY else "workspace_month"
+        )
         view = self.usage_view(resolved.team_id, resolved.user_id)
         message = messages.limit_reached(
             scope=scope, used=used, limit=limit, view=view, sandbox=self.ctx.sandbox

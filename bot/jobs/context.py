@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
@@ -41,6 +41,31 @@ class Step:
     run: Run | None = None
 
 
+# What became of a video upload: in the thread; skipped (no length, empty, over UPLOAD_MAX_MB);
+# an attempt failed and another follows; given up (the result's link stays).
+UploadOutcome = Literal["uploaded", "skipped", "retried", "failed"]
+# Why a run was refused by the spend controls: the channel, or which limit.
+RefusalReason = Literal["channel", "user_day", "workspace_month"]
+# How a run ended: its result recorded, failed in Motion, never started, its create's answer
+# lost, or no longer followed because Motion stopped answering for its job (401/404).
+RunEnding = Literal["done", "failed", "rejected", "unknown", "stopped"]
+
+
+def _untold(_what: str) -> None:
+    """Nobody counts (metrics off)."""
+
+
+@dataclass(frozen=True)
+class JobEvents:
+    """What operators count, told as it happens (bot/metrics.py, wired by bot/app.py); plain
+    callables, so the stages know nothing of how it is counted. Each may be called on a store
+    worker thread as well as on the loop."""
+
+    upload: Callable[[UploadOutcome], None] = _untold
+    run_refused: Callable[[RefusalReason], None] = _untold
+    run_ended: Callable[[RunEnding], None] = _untold
+
+
 @dataclass
 class JobContext:
     store: Store
@@ -58,6 +83,7 @@ class JobContext:
     video_links: VideoLinks | None = None
     stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
+    events: JobEvents = field(default_factory=JobEvents)
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.jobs.context import REACT_FAILED, JobContext
+from bot.jobs.context import REACT_FAILED, JobContext, RunEnding
 from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import AuthenticationError, InsufficientCredits, JobStatus, MotionError
 from bot.slack import messages
@@ -13,6 +13,12 @@ from bot.slack.messages import Message
 from bot.store import UPLOAD_KIND, Job, JobState, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)
+_ENDINGS: dict[RunState, RunEnding] = {
+    RunState.DONE: "done",
+    RunState.FAILED: "failed",
+    RunState.REJECTED: "rejected",
+    RunState.UNKNOWN: "unknown",
+}
 
 
 class Outcomes:
@@ -32,8 +38,10 @@ class Outcomes:
         settled = self.ctx.store.finish_run(
             run.id, job.id, state=state, error=error, now=self.ctx.clock(), posts=posts
         )
-        if react and settled:  # not settled: already ended (stopped, say) and reacted to
-            self.ctx.react(run, react)
+        if settled:  # else already ended (stopped, say): told and reacted to then
+            self.ctx.events.run_ended(_ENDINGS.get(state, "failed"))
+            if react:
+                self.ctx.react(run, react)
 
     def reject(self, job: Job, run: Run, message: Message, reason: str) -> None:
         """The run was not started; its reply (if any) gets the "failed" reaction."""
@@ -69,6 +77,7 @@ class Outcomes:
         self.ctx.store.stop_job(
             job.id, run.id, reason, [NewPost.of(message), *step], self.ctx.clock()
         )
+        self.ctx.events.run_ended("stopped")
         self.ctx.react(run, REACT_FAILED)
 
     def create_unknown(self, job: Job, run: Run, error: str) -> None:
@@ -127,7 +136,7 @@ class Outcomes:
             posts.append(NewPost.of(notice, channel_id=notify_channel, thread=False))
         # A workflow step waiting for this video completes once the result is in the thread.
         posts += await self.ends.ready(job, run, video_url)
-        ctx.store.finish_run(
+        settled = ctx.store.finish_run(
             run.id,
             job.id,
             state=RunState.DONE,
@@ -138,6 +147,8 @@ class Outcomes:
             expires_at=expires_at,
             sources=status.sources,
         )
+        if settled:
+            ctx.events.run_ended("done")
 
 
 def upload_post(run: Run, url: str) -> NewPost:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from bot.jobs.admission import Admissions
 from bot.jobs.background import Background
 from bot.jobs.card import Card
-from bot.jobs.context import JobContext
+from bot.jobs.context import JobContext, JobEvents
 from bot.jobs.files import FileIntake
 from bot.jobs.fresh_link import FreshLinks
 from bot.jobs.intake import Intake
@@ -55,6 +55,7 @@ class JobService:
         upload_max_mb: float = 0.0,
         video_links: VideoLinks | None = None,
         stuck_after_seconds: float = 3600.0,
+        events: JobEvents | None = None,
     ) -> None:
         self.ctx = ctx = JobContext(
             store=store,
@@ -70,6 +71,7 @@ class JobService:
             upload_max_mb=upload_max_mb,
             video_links=video_links,
             stuck_after=stuck_after_seconds,
+            events=events or JobEvents(),
         )
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends

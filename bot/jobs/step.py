@@ -18,6 +18,7 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.stopping import Stops
 from bot.jobs.uploads import Uploads
+from bot.logs import log_context
 from bot.slack.out import SlackFailure
 from bot.store import Job, JobState, Run, RunState
 
@@ -62,9 +63,14 @@ class Stepper:
             job, first_runs = claimed
         else:
             job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
-        runs: list[Run] | None = first_runs
         if job is None:
             return None
+        with log_context(job=job_id, team=job.team_id):
+            return await self._look(job, first_runs)
+
+    async def _look(self, job: Job, runs: list[Run] | None) -> float | None:
+        """`advance` once the job is read: `runs` as read with it (None: read them anew)."""
+        ctx, job_id = self.ctx, job.id
         try:
             if job.state == JobState.NEW:
                 opened = await self.card.open_thread(job)
@@ -123,7 +129,8 @@ class Stepper:
                     self.outcomes.settle_interrupted(job, active)
                     job, runs = ctx.job(job.id), ctx.store.runs(job.id)
                     continue
-                step = await self.calls.poll(job, active)
+                with log_context(run=active.number):
+                    step = await self.calls.poll(job, active)
                 failed |= step.failed
                 if not step.changed:  # the common case: still going, nothing to read again
                     if step.run is not None:
@@ -143,7 +150,8 @@ class Stepper:
                 return Look(job, runs, None, failed)
             if ctx.stopping:  # no new billable call in the last seconds before exit
                 return Look(job, runs, 0.0, failed)
-            step = await self.calls.send(job, waiting)
+            with log_context(run=waiting.number):
+                step = await self.calls.send(job, waiting)
             failed |= step.failed
             job, runs = ctx.job(job.id), ctx.store.runs(job.id)
             if any(r.id == waiting.id and (r.active or r.state == RunState.WAITING) for r in runs):

@@ -107,6 +107,7 @@ class Uploads:
             store.start_upload(post.id, self.ctx.clock())
             try:
                 if file_id is not None and await self._settle_known_file(post, file_id):
+                    self.ctx.events.upload("uploaded")
                     return
                 file_id = None
                 outcome = await self._fresh_upload(job, post, fresh_url=attempt > 0)
@@ -121,6 +122,8 @@ class Uploads:
                     "upload %s (job %s run %s) attempt %s failed: %s",
                     post.id, job.id, post.run_number, attempt + 1, _reason(exc),
                 )  # fmt: skip
+                if attempt + 1 < UPLOAD_ATTEMPTS:
+                    self.ctx.events.upload("retried")
                 file_id = store.upload_file_id(post.id)  # reserved before the failure?
                 continue
             except Exception:
@@ -129,6 +132,8 @@ class Uploads:
                 return
             if outcome is not None:
                 self._give_up(post, outcome, level=logging.INFO)
+            else:
+                self.ctx.events.upload("uploaded")
             return
         self._give_up(post, f"{UPLOAD_ATTEMPTS} attempts failed")
 
@@ -195,8 +200,11 @@ class Uploads:
             yield chunk
 
     def _give_up(self, post: Post, reason: str, *, level: int = logging.WARNING) -> None:
+        """Not uploaded: skipped when it is the video's own doing (`level` INFO: no length,
+        empty, too large), failed otherwise."""
         log.log(level, "upload %s (run %s): not uploaded: %s", post.id, post.run_number, reason)
         self.ctx.store.mark_post_failed(post.id, reason, give_up=True)
+        self.ctx.events.upload("skipped" if level == logging.INFO else "failed")
 
 
 def _reason(exc: Exception) -> str:

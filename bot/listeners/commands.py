@@ -56,10 +56,13 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
         NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
     )
     if admission.kind == AskKind.ACCEPTED:
-        log.info("job %s: accepted from %s in %s", admission.job_id, user, channel)
+        log.info(
+            "job %s: accepted from %s in %s", admission.job_id, user, channel,
+            extra={"job": admission.job_id, "team": team},
+        )  # fmt: skip
         await ack(**messages.accepted(service.sandbox).payload())
         return
-    log.info("/motion from %s in %s: %s", user, channel, admission.kind)
+    log.info("/motion from %s in %s: %s", user, channel, admission.kind, extra={"team": team})
     await ack(**(admission.message or messages.accepted(service.sandbox)).payload())
 
 

@@ -8,9 +8,9 @@ import email.utils
 import json
 import time
 import zlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
@@ -32,6 +32,13 @@ from bot.motion.errors import (
 from bot.motion.request import MotionRequest
 from bot.motion.transport import MotionNetwork
 
+# What a call is, and how it ended, as told to `observe` (bot/metrics.py counts them).
+CallKind = Literal["create", "followup", "status"]
+# "2xx", "4xx_<code>" (e.g. "4xx_404"), "429", "5xx", "timeout" (no answer in time, or no slot
+# free in time: nothing sent) or "error" (no connection, a broken answer, any other status).
+_OUTCOME_4XX = {code: f"4xx_{code}" for code in range(400, 500)}
+_OUTCOME_4XX[429] = "429"
+
 URL_CACHE = 20_000  # status URLs kept parsed: one per live job (a full cache starts afresh)
 # Motion's answers are JSON of a few KB (a status with many sources, tens of KB). A body past
 # this is not an answer of Motion's: it is refused unread, whatever it claims to be, so a broken
@@ -52,7 +59,10 @@ class MotionClient:
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
         reserved_for_reads: int | None = None,
+        observe: Callable[[CallKind, str], None] | None = None,
     ) -> None:
+        """`observe(kind, outcome)` hears how each call ended (see `CallKind`), on the loop."""
+        self._observe = observe
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "motion-bot/0.1"},
@@ -98,19 +108,34 @@ class MotionClient:
         """Start a job; returns its id. Build status URLs from the id, never from status_url.
 
         A dict is sent as the body exactly as given (for tools and tests of Motion's checks)."""
-        data = await self._request("POST", "/sessions", _body(request), write=True)
+        data = await self._request("POST", "/sessions", _body(request), kind="create")
         return _job_id(data)
 
     async def followup(self, job_id: str, request: MotionRequest | dict[str, Any]) -> str:
         path = f"/sessions/{job_id}/followups"
-        data = await self._request("POST", path, _body(request), write=True)
+        data = await self._request("POST", path, _body(request), kind="followup")
         return _job_id(data, default=job_id)
 
     async def status(self, job_id: str) -> JobStatus:
-        data = await self._request("GET", f"/sessions/{job_id}", None, write=False)
+        data = await self._request("GET", f"/sessions/{job_id}", None, kind="status")
         return JobStatus.parse(data, job_id)
 
-    async def _request(self, method: str, path: str, body: Any, *, write: bool) -> Any:
+    async def _request(self, method: str, path: str, body: Any, *, kind: CallKind) -> Any:
+        try:
+            response, answer = await self._send(method, path, body, write=kind != "status")
+        except (Unreachable, AnswerLost) as exc:
+            if self._observe is not None:
+                self._observe(kind, "timeout" if _timed_out(exc) else "error")
+            raise
+        if self._observe is not None:
+            self._observe(kind, outcome_of(response.status_code))
+        return _raise_for(response, answer, write=kind != "status")
+
+    async def _send(
+        self, method: str, path: str, body: Any, *, write: bool
+    ) -> tuple[httpx.Response, _Answer]:
+        """The call within the caps and the deadline: Motion's answer, read (at most
+        MAX_ANSWER_BYTES), or Unreachable / AnswerLost when there is none."""
         # What a call that went out but got no answer means:
         lost = Retry.UNSAFE if write else Retry.LATER
         # `asyncio.timeout`, not `wait_for`: wait_for runs the call in a task of its own, and
@@ -153,7 +178,7 @@ class MotionClient:
             self._limit.release()
             if write:
                 self._writes.release()
-        return _raise_for(response, answer, write=write)
+        return response, answer
 
     def _get(self, path: str) -> Coroutine[Any, Any, httpx.Response]:
         """`AsyncClient.request("GET", path)`, cheaper: the same URL (the base URL's path, then
@@ -180,6 +205,21 @@ class MotionClient:
             if write:
                 self._writes.release()
             raise
+
+
+def outcome_of(status: int) -> str:
+    """An HTTP status as a call's outcome: "2xx", "4xx_<code>", "429", "5xx" or "error"."""
+    if 200 <= status < 300:
+        return "2xx"
+    if status >= 500:
+        return "5xx"
+    return _OUTCOME_4XX.get(status, "error")
+
+
+def _timed_out(exc: MotionError) -> bool:
+    """Whether a call without an answer ran out of time (rather than failing to connect)."""
+    cause = exc.__cause__
+    return isinstance(cause, TimeoutError | httpx.TimeoutException)
 
 
 def _use_motion_network(client: httpx.AsyncClient) -> None:

@@ -15,11 +15,15 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -55,6 +59,67 @@ BLOCK_ERRORS = {"invalid_blocks", "msg_blocks_too_long", "invalid_blocks_format"
 # (the elapsed time) share a budget below that, so phase changes and posts are never held up.
 PROGRESS_EDITS_PER_MINUTE = 30
 PROGRESS_EDIT_BURST = 10
+
+
+# How a Web API call ended, as told to an observer (bot/metrics.py counts them): "ok", "429",
+# "5xx", "error_permanent" (Slack said no for good: PERMANENT_ERRORS), "error_retryable" (any
+# other error Slack named), "timeout", or "network" (no answer: the connection failed).
+CallObserver = Callable[[str, str], None]
+
+
+def outcome_of(exc: SlackApiError) -> str:
+    """The outcome of a call Slack answered with an error (its code is never a label: a
+    class of it is, so the number of series stays small whatever Slack says)."""
+    status = exc.response.status_code
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    code = str(exc.response.get("error") or "")
+    return "error_permanent" if code in PERMANENT_ERRORS else "error_retryable"
+
+
+def _failure_outcome(exc: BaseException) -> str:
+    return "timeout" if isinstance(exc, TimeoutError) else "network"
+
+
+class _Told(AsyncRetryHandler):
+    """A retry handler of slack_sdk's, telling the observer of each answer it retries (a 429
+    waited out, a 5xx or a dropped connection tried again): the call's last answer is told by
+    `SlackOut._call`, so every answer Slack gave is counted once."""
+
+    def __init__(self, inner: AsyncRetryHandler, observe: CallObserver) -> None:
+        super().__init__(inner.max_retry_count, inner.interval_calculator)
+        self.inner, self.observe = inner, observe
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return await self.inner.can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        method = request.url.rsplit("/", 1)[-1].split("?", 1)[0]
+        if error is not None or response is None:  # (`response` may be an earlier attempt's)
+            self.observe(method, _failure_outcome(error or OSError()))
+        else:  # the handlers retry only these two
+            self.observe(method, "429" if response.status_code == 429 else "5xx")
+        await self.inner.prepare_for_next_attempt_async(
+            state=state, request=request, response=response, error=error
+        )
 
 
 def is_direct_message(channel: str) -> bool:
@@ -112,6 +177,7 @@ def make_client(
     *,
     retry_writes: bool = True,
     session: aiohttp.ClientSession | None = None,
+    observe: CallObserver | None = None,
 ) -> AsyncWebClient:
     """A client that waits out 429s (Retry-After: nothing was done, so waiting is safe).
 
@@ -119,21 +185,28 @@ def make_client(
     Bolt's own calls. The outbox's client must not: a connection that drops after Slack posted
     would post again, and chat.postMessage has no idempotency key. Its failures go back to the
     outbox, which looks for the post in the thread before sending it again.
+
+    `observe(method, outcome)` hears each answer a retry handler retried (give the same one
+    to the `SlackOut` over this client, which tells the last answer of each call).
     """
-    handlers: list[Any] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+    handlers: list[AsyncRetryHandler] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
     if retry_writes:
         handlers += [
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ]
+    if observe is not None:
+        handlers = [_Told(handler, observe) for handler in handlers]
     return AsyncWebClient(
         token=token, base_url=base_url, timeout=15, retry_handlers=handlers, session=session
     )
 
 
 class SlackOut:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, observe: CallObserver | None = None) -> None:
+        """`observe(method, outcome)` hears how each Web API call ended (see `CallObserver`)."""
         self.client = client
+        self._observe = observe
         self._progress_edits = TokenBucket(PROGRESS_EDITS_PER_MINUTE / 60, PROGRESS_EDIT_BURST)
 
     def may_edit_progress(self, now: float) -> bool:
@@ -143,16 +216,23 @@ class SlackOut:
     async def _call(self, method: str, _form: bool = False, **params: Any) -> dict[str, Any]:
         """`_form`: send the arguments as a form, for the methods that take no JSON body
         (the file upload's, as slack_sdk sends them)."""
+        observe = self._observe
         try:
             if _form:
                 response = await self.client.api_call(method, params=params)
             else:
                 response = await self.client.api_call(method, json=params)
         except SlackApiError as exc:
+            if observe is not None:
+                observe(method, outcome_of(exc))
             code = str(exc.response.get("error") or exc.response.status_code)
             raise SlackFailure(code, permanent=code in PERMANENT_ERRORS) from exc
         except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if observe is not None:
+                observe(method, _failure_outcome(exc))
             raise SlackFailure(type(exc).__name__, permanent=False) from exc
+        if observe is not None:
+            observe(method, "ok")
         return response.data if isinstance(response.data, dict) else {}
 
     async def post(

@@ -33,7 +33,7 @@ from bot.store.installations import (
     OAuthStateRows,
     workspace_key,
 )
-from bot.store.jobs import LEASE_SECONDS, JobRows
+from bot.store.jobs import LEASE_SECONDS, Claim, JobRows
 from bot.store.models import (
     ACTIVE_RUN_STATES,
     HIDDEN_RUN_STATES,
@@ -160,6 +160,7 @@ class Store:
         self.job_and_runs = self.job_rows.job_and_runs
         self.jobs_and_runs = self.job_rows.jobs_and_runs
         self.claim_due = self.job_rows.claim_due
+        self.claim = self.job_rows.claim
         self.claim_job = self.job_rows.claim_job
         self.release = self.job_rows.release
         self.release_many = self.job_rows.release_many
@@ -169,6 +170,7 @@ class Store:
         self.held_jobs = self.job_rows.held_jobs
         self.next_due_at = self.job_rows.next_due_at
         self.count_followed = self.job_rows.count_followed
+        self.jobs_by_state = self.job_rows.count_by_state
         self.set_due = self.job_rows.set_due
         self.wake = self.job_rows.wake
         self.add_error = self.job_rows.add_error
@@ -205,6 +207,7 @@ class Store:
 
     def _name_outbox_calls(self) -> None:
         self.open_posts = self.outbox_rows.open_posts
+        self.outbox_waiting = self.outbox_rows.waiting
         self.clear_pending_posts = self.outbox_rows.clear_pending_posts
         self.open_uploads = self.outbox_rows.open_uploads
         self.first_open_post_id = self.outbox_rows.first_open_post_id
@@ -265,6 +268,7 @@ __all__ = [
     "SEALED",
     "STEP_KIND",
     "UPLOAD_KIND",
+    "Claim",
     "InstalledBot",
     "InstallerGrant",
     "Job",

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.store.base import Database
@@ -26,6 +27,15 @@ from bot.store.steps import (
 from bot.store.usage import Spend, charge, give_back, take
 
 LEASE_SECONDS = 30.0  # renewed every third of it; a dead instance's jobs are free after this
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim leased: (job id, due at) for each job, oldest due first, and how many
+    of them were taken over from another instance whose lease had run out."""
+
+    jobs: list[tuple[int, float]]
+    taken_over: int
 
 
 class JobRows:
@@ -177,19 +187,29 @@ class JobRows:
         self, now: float, limit: int, *, lease_seconds: float = LEASE_SECONDS
     ) -> list[tuple[int, float]]:
         """Lease up to `limit` due jobs to this instance, oldest due first: one statement.
+        Returns (job id, due at) for each; `claim` also tells which were taken over."""
+        return self.claim(now, limit, lease_seconds=lease_seconds).jobs
+
+    def claim(self, now: float, limit: int, *, lease_seconds: float = LEASE_SECONDS) -> Claim:
+        """`claim_due`, saying also how many of the jobs were taken over: leased by another
+        instance that let the lease run out (it died, or hung). One statement still: the
+        previous holders are read in the same statement that leases the jobs.
 
         A job stays due while leased; nobody else takes it until the lease has expired
         (PostgreSQL skips rows another instance is claiming; SQLite runs the statement under
         its write lock). `release` gives the job back with its next due time."""
+        owner = self.database.owner
         rows = self.database.backend.execute(
-            "UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0 WHERE id IN (SELECT id"
-            " FROM jobs WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            " ORDER BY due_at LIMIT ?"
+            "WITH due AS MATERIALIZED (SELECT id, lease_owner FROM jobs WHERE due_at <= ?"
+            " AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at LIMIT ?"
             + self.database.backend.skip_locked
-            + ") RETURNING id, due_at",
-            (self.database.owner, now + lease_seconds, now, now, limit),
+            + ") UPDATE jobs SET lease_owner = ?, lease_until = ?, woken = 0"
+            " WHERE id IN (SELECT id FROM due)"
+            " RETURNING id, due_at, id IN (SELECT id FROM due WHERE lease_owner != ?)",
+            (now, now, limit, owner, now + lease_seconds, owner),
         ).rows
-        return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
+        jobs = sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1], r[0]))
+        return Claim(jobs, sum(1 for r in rows if r[2]))
 
     def claim_job(self, job_id: int, now: float, *, lease_seconds: float = LEASE_SECONDS) -> bool:
         """Lease one job, due or not, unless another instance holds a live lease on it."""
@@ -304,6 +324,12 @@ class JobRows:
             (now,),
         )
         return float(value) if value is not None else None
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (a state with none is absent): for metrics, read
+        every few seconds by their refresher, never per request."""
+        rows = self.database.rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {str(row["state"]): int(row["n"]) for row in rows}
 
     def count_followed(self) -> int:
         return int(self.database.value("SELECT COUNT(*) FROM jobs WHERE due_at IS NOT NULL"))

@@ -29,6 +29,18 @@ class OutboxRows:
             )
         ]
 
+    def waiting(self) -> tuple[int, float | None]:
+        """Messages recorded for Slack and not sent yet (uploads aside: they run on their own),
+        and when the oldest of them was recorded (None: none waits). For metrics."""
+        row = self.database.backend.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM posts WHERE state IN ('due', 'sending')"
+            " AND kind != ?",
+            (UPLOAD_KIND,),
+        ).fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
     def clear_pending_posts(self, job_id: int) -> None:
         """Lower the job's "posts to send" flag, unless a post was added meanwhile. A video
         still to upload keeps it raised, so whichever instance looks at the job next (after

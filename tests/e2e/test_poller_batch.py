@@ -309,7 +309,7 @@ async def test_stopping_writes_the_held_polls_then_gives_the_jobs_back(store: St
 
 POLLER_BATCH = {
     "claim": re.compile(
-        r"^UPDATE jobs SET lease_owner = \?, lease_until = \?, woken = 0 WHERE id IN"
+        r"^WITH due AS MATERIALIZED \(SELECT id, lease_owner FROM jobs WHERE due_at <= \?"
     ),
     "the claimed jobs and their runs": re.compile(
         r"^SELECT jobs\.\*, 1 AS runs_follow, runs\.\* FROM jobs LEFT JOIN runs ON runs\.job_id ="

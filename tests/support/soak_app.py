@@ -34,6 +34,8 @@ APP_VARIABLES = (
     "POLL_",
     "FOLLOWUP_REQUIRES_MENTION",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "METRICS_",
     "PORT",
     "UPLOAD_MAX_MB",
     "PUBLIC_URL",

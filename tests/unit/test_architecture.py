@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.slack": ("bot.motion",),  # the Slack side; credits are Motion's sources
     "bot.file_links": ("bot.links", "bot.slack"),
     "bot.health": ("bot.store",),
+    "bot.metrics": ("bot.store",),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
     "bot.workspaces": ("bot.store", "bot.config"),
@@ -39,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bot.file_links",
         "bot.config",
         "bot.workspaces",
+        "bot.logs",  # what a log line is about (the job, its run, the workspace)
     ),
     "bot.video_links": ("bot.jobs", "bot.links", "bot.motion"),
     "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line", "bot.workspaces"),

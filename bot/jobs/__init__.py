@@ -9,6 +9,9 @@ outcomes (how a run ends), stopping (stuck runs, "Stop tracking"), uploads (the 
 thread), fresh_link, recovery (at start), background (reactions and late answers), settings
 (what each workspace chose), context (what the stages share), service (the facade the app
 wires).
+
+`DatabaseUnavailable` (the store's) is what an entry point raises when the database could not
+record its request within the request's budget: nothing of it was recorded.
 """
 
 from bot.jobs.admission import (
@@ -25,10 +28,12 @@ from bot.jobs.service import JobService
 from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome
+from bot.store import DatabaseUnavailable, begin_request_budget
 
 __all__ = [
     "Admission",
     "AskKind",
+    "DatabaseUnavailable",
     "FollowupAsk",
     "FormAnswers",
     "JobService",
@@ -43,4 +48,5 @@ __all__ = [
     "SpendPolicy",
     "SubmitOutcome",
     "WorkspaceSettings",
+    "begin_request_budget",
 ]

@@ -31,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
+from bot.store.availability import Availability, request_deadline
 from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
 from bot.store.models import QuietPoll
 from bot.store.offloop import OffLoop
@@ -63,6 +64,7 @@ class Database:
 
     def __init__(self, target: str, *, instance: str | None = None) -> None:
         self.backend: Backend = open_backend(target)
+        self.availability: Availability = self.backend.availability
         self.path = target
         self.instance = instance or instance_name()
         # Unique per boot: a restarted instance never mistakes its predecessor's leases for its own.
@@ -75,10 +77,17 @@ class Database:
         # SQLite: one worker (one connection); PostgreSQL: one per pooled connection it may use.
         self.workers: OffLoop
         if isinstance(self.backend, SqliteBackend):
-            self.workers = OffLoop(1, "store-sqlite", inline_lock=self.backend.lock)
+            self.workers = OffLoop(
+                1, "store-sqlite", inline_lock=self.backend.lock, inline_when=self._may_run_inline
+            )
         else:
             workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
             self.workers = OffLoop(workers, f"store-{self.backend.name}")
+
+    def _may_run_inline(self) -> bool:
+        """An off-loop call may run at once on the loop (SQLite, its connection free) unless
+        it may have to wait: the database is away, or it is a request's, with 2 s to spend."""
+        return not self.availability.away and request_deadline() is None
 
     async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the synchronous store call `fn(*args, **kwargs)` on the store's worker thread(s)
@@ -140,6 +149,11 @@ class Database:
 
     def ping(self) -> bool:
         return bool(self.value("SELECT 1") == 1)
+
+    def probe(self) -> None:
+        """The health check's look at the database (`Backend.probe`): DatabaseUnavailable
+        while it is away."""
+        self.backend.probe()
 
     def schema_is_current(self) -> bool:
         return not self.backend.pending_migrations()

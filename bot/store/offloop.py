@@ -64,11 +64,17 @@ class OffLoop:
     per call against 70–120 µs), and the poller makes several per poll."""
 
     def __init__(
-        self, workers: int, name: str, *, inline_lock: threading.RLock | None = None
+        self,
+        workers: int,
+        name: str,
+        *,
+        inline_lock: threading.RLock | None = None,
+        inline_when: Callable[[], bool] = lambda: True,
     ) -> None:
         self.workers = workers
         self.name = name
         self._inline_lock = inline_lock
+        self._inline_when = inline_when
         self.inline_calls = 0  # how many ran on the loop at once (the lock was free)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -77,7 +83,8 @@ class OffLoop:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        if self._inline_lock is not None and self._inline_lock.acquire(blocking=False):
+        inline = self._inline_lock
+        if inline is not None and self._inline_when() and inline.acquire(blocking=False):
             # SQLite, its connection free: nothing to wait for, so the call takes as long as
             # its statements (tens of µs) and a hop to the worker would cost more (50–90 µs of
             # CPU, measured). Held for the whole call: the worker waits, never interleaves.
@@ -85,7 +92,7 @@ class OffLoop:
                 self.inline_calls += 1
                 return fn(*args, **kwargs)
             finally:
-                self._inline_lock.release()
+                inline.release()
         if not self._threads:
             self._start()
         future: asyncio.Future[T] = loop.create_future()

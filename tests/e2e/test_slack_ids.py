@@ -100,6 +100,7 @@ BUILDERS: dict[str, Callable[[], Built]] = {
     "nothing_to_refine": lambda: messages.nothing_to_refine(sandbox=False),
     "new_job_link": lambda: messages.new_job_link(permalink=None, sandbox=False),
     "mention_hint": lambda: messages.mention_hint(False),
+    "database_away": lambda: messages.database_away(False),
     "stop_button": lambda: stop_button(7),
     "stop_not_allowed": lambda: messages.stop_not_allowed(requester="U1", sandbox=False),
     "stuck_notice": lambda: messages.stuck_notice(

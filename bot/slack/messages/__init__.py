@@ -56,6 +56,8 @@ from bot.slack.messages.lists import (
 )
 from bot.slack.messages.notices import (
     ANSWER_LOST,
+    DATABASE_AWAY,
+    DATABASE_AWAY_LOOKUP,
     FILES_NEED_A_PROMPT,
     NEVER_STARTED,
     NO_REASON,
@@ -70,6 +72,7 @@ from bot.slack.messages.notices import (
     auth_failed,
     awaiting_input,
     bad_request,
+    database_away,
     file_too_large,
     file_unreadable,
     files_busy,
@@ -120,6 +123,8 @@ from bot.slack.messages.spend import (
 
 __all__ = [
     "ANSWER_LOST",
+    "DATABASE_AWAY",
+    "DATABASE_AWAY_LOOKUP",
     "FILES_NEED_A_PROMPT",
     "FORM_PROMPT_MAX",
     "HOME_JOBS",
@@ -158,6 +163,7 @@ __all__ = [
     "bad_request",
     "channel_not_allowed",
     "credit_line",
+    "database_away",
     "escape",
     "field_error",
     "file_kind",

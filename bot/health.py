@@ -50,11 +50,16 @@ class Snapshot:
 
 
 def _take(store: Store, now: float) -> Snapshot:
-    try:
-        store.probe()
-        return Snapshot(True, store.count_followed(), store.held_jobs(), now)
-    except DatabaseUnavailable as away:
-        return Snapshot(False, None, None, now, f"database {away.reason}", away.detail)
+    store.probe()
+    return Snapshot(True, store.count_followed(), store.held_jobs(), now)
+
+
+def _away(store: Store, away: DatabaseUnavailable, now: float) -> Snapshot:
+    """The database not well: said as the outage under way says it (a probe that could not
+    even start in time says only that it timed out)."""
+    outage = store.availability.outage
+    reason = outage.reason if outage is not None else away.reason
+    return Snapshot(False, None, None, now, f"database {reason}", away.detail)
 
 
 class Health:
@@ -81,6 +86,8 @@ class Health:
         try:
             with request_budget(PROBE_SECONDS):  # a database that makes it wait is not well
                 snapshot = await self._store.off_loop(_take, self._store, self._clock())
+        except DatabaseUnavailable as away:
+            snapshot = _away(self._store, away, self._clock())
         except Exception as exc:
             log.debug("health check: database unreachable (%s)", type(exc).__name__)
             snapshot = Snapshot(

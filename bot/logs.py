@@ -32,6 +32,22 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class PoolChurn(logging.Filter):
+    """psycopg's pool warns for every connection an outage cuts and for every attempt to open
+    a new one while the database is away (dozens of lines for seconds of outage); the store
+    says it once when the database goes and once when it is back (bot/store/availability.py).
+    The pool's other warnings (a connection returned mid-transaction, giving up) stay."""
+
+    CHURN = ("error connecting in", "discarding closed connection", "discarding broken connection")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno <= logging.WARNING
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self.CHURN)
+        )
+
+
 def configure(level: str, secrets: Iterable[str | None]) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -44,6 +60,7 @@ def configure(level: str, secrets: Iterable[str | None]) -> None:
     logging.getLogger("slack_bolt.AsyncApp").addFilter(
         lambda record: "will be unused" not in record.getMessage()
     )
+    logging.getLogger("psycopg.pool").addFilter(PoolChurn())
     # Per-request lines from the HTTP clients would drown the app's own; keep their warnings.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -31,10 +31,15 @@ from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.store.availability import Availability, request_deadline
+from bot.store.availability import (
+    Availability,
+    DatabaseUnavailable,
+    Reason,
+    request_deadline,
+)
 from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
 from bot.store.models import QuietPoll
-from bot.store.offloop import OffLoop
+from bot.store.offloop import OffLoop, QueuedTooLong
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -92,8 +97,20 @@ class Database:
     async def off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the synchronous store call `fn(*args, **kwargs)` on the store's worker thread(s)
         (bot/store/offloop.py), so the event loop goes on serving while it waits on the database.
-        Every store method can still be called directly, as before."""
-        return await self.workers.run(fn, *args, **kwargs)
+        Every store method can still be called directly, as before.
+
+        Within a request's budget, a call that could not even start by its deadline (the
+        workers all waiting on the database) is not run: DatabaseUnavailable at the deadline."""
+        deadline = request_deadline()
+        if deadline is None:
+            return await self.workers.run(fn, *args, **kwargs)
+        try:
+            return await self.workers.run_until(deadline, fn, *args, **kwargs)
+        except QueuedTooLong:
+            self.availability.refuse()
+            raise DatabaseUnavailable(
+                Reason.TIMED_OUT, "the store's workers were busy for the request's whole budget"
+            ) from None
 
     @property
     def dialect(self) -> str:

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -93,15 +93,41 @@ class OffLoop:
                 return fn(*args, **kwargs)
             finally:
                 inline.release()
-        if not self._threads:
-            self._start()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(
-            _Item(loop, future, contextvars.copy_context(), functools.partial(fn, *args, **kwargs))
-        )
+        future, _ = self._enqueue(loop, fn, *args, **kwargs)
         # A cancelled caller leaves the call to finish on its worker; what it started on the
         # loop still starts (`_settle`).
         return await future
+
+    async def run_until(
+        self, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, for a caller that must have its answer by `deadline` (time.monotonic): a call
+        still queued then (the workers busy, each with a wait of its own) is dropped unrun and
+        `QueuedTooLong` raised; a call already running is waited for (it keeps to its own
+        budget on the database)."""
+        loop = asyncio.get_running_loop()
+        future, item = self._enqueue(loop, fn, *args, **kwargs)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(future), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            if item.abandon():
+                raise QueuedTooLong from None
+            return await future
+
+    def _enqueue(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[P, T], /, *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[asyncio.Future[T], _Item]:  # fmt: skip
+        if not self._threads:
+            self._start()
+        future: asyncio.Future[T] = loop.create_future()
+        item = _Item(
+            loop, future, contextvars.copy_context(), functools.partial(fn, *args, **kwargs)
+        )
+        self._queue.put(item)
+        return future, item
 
     def _start(self) -> None:
         with self._start_lock:  # threads only for a store that is used off the loop
@@ -121,6 +147,8 @@ class OffLoop:
         me = threading.get_ident()
         self._cpu[me] = 0.0
         while (item := self._queue.get()) is not None:
+            if not item.begin():  # its caller could wait no longer: never run
+                continue
             began = time.thread_time()
             deferred: list[Callable[[], object]] = []
 
@@ -145,12 +173,33 @@ class OffLoop:
         self._threads.clear()
 
 
-@dataclass(frozen=True)
+class QueuedTooLong(Exception):
+    """A call's deadline passed while it waited for a worker; it was never run."""
+
+
+@dataclass
 class _Item:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     context: contextvars.Context
     call: Callable[[], Any]
+    # None while queued; True once a worker took it; False once its caller gave up on it.
+    taken: bool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self) -> bool:
+        """The worker's: True when the call is to run (its caller still waits for it)."""
+        with self._lock:
+            if self.taken is None:
+                self.taken = True
+            return self.taken
+
+    def abandon(self) -> bool:
+        """The caller's: True when the call will never run (it had not started)."""
+        with self._lock:
+            if self.taken is None:
+                self.taken = False
+            return not self.taken
 
 
 def _settle(

@@ -267,3 +267,44 @@ async def test_motions_answer_arriving_while_the_database_is_away_is_recorded_af
     [run] = await read(bot, bot.store.runs, job.id)
     after = await read(bot, bot.store.job, job.id)
     assert run.state == "done" and after.motion_job_id == harness.sandbox.job_ids[0]
+
+
+async def test_in_socket_mode_a_command_is_answered_within_the_budget_and_an_event_left_unacked(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Socket Mode has no HTTP request to start the budget at: the listeners' middleware does.
+    A command is acked in time with the private answer; an event that could not be recorded
+    is not acked, so Slack delivers it again."""
+    from tests.e2e.test_socket_mode import APP_TOKEN, acked, command_payload
+
+    path = tmp_path / "held.db"
+    bot = await harness.start(
+        DATABASE_URL=f"sqlite:///{path}", SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET=""
+    )
+    assert bot.settings.socket_mode
+    await until(harness.slack.socket_connected, timeout=5, what="the Socket Mode connection")
+    first = harness.slack.socket_send("slash_commands", command_payload(harness, "a finished one"))
+    await acked(harness.slack, first)
+    card = (await until(lambda: harness.cards(), what="the job card"))[-1]
+    await until(lambda: results(harness, card["ts"]), what="the first result")
+    held = HeldFile(path)
+    await asyncio.to_thread(held.begin)
+    try:
+        started = time.monotonic()
+        command = harness.slack.socket_send("slash_commands", command_payload(harness, "held"))
+        reply = harness.envelope(harness.reply_event(card["ts"], "longer please"))
+        event = harness.slack.socket_send("events_api", reply)
+        answer = await acked(harness.slack, command, timeout=ACK_LIMIT)
+        answered_after = time.monotonic() - started
+        event_ack = await harness.slack.socket_ack_async(event, timeout=ACK_LIMIT)
+    finally:
+        await asyncio.to_thread(held.end)
+    assert answered_after < ACK_LIMIT
+    assert "nothing was started" in answer["text"] and "try again" in answer["text"].lower()
+    assert event_ack is None  # not acked: Slack sends it again
+    assert [j.prompt for j in await read(bot, bot.store.recent_jobs, TEAM, ALICE)] == [
+        "a finished one"
+    ]
+    again = harness.slack.socket_send("events_api", reply, retry_attempt=1, retry_reason="timeout")
+    assert await acked(harness.slack, again) == {}
+    await until(lambda: len(results(harness, card["ts"])) == 2, what="the reply's run")

@@ -36,9 +36,14 @@ class PoolChurn(logging.Filter):
     """psycopg's pool warns for every connection an outage cuts and for every attempt to open
     a new one while the database is away (dozens of lines for seconds of outage); the store
     says it once when the database goes and once when it is back (bot/store/availability.py).
-    The pool's other warnings (a connection returned mid-transaction, giving up) stay."""
+    The pool's other warnings (a connection returned mid-transaction, say) stay."""
 
-    CHURN = ("error connecting in", "discarding closed connection", "discarding broken connection")
+    CHURN = (
+        "error connecting in",
+        "discarding closed connection",
+        "discarding broken connection",
+        "reconnection attempt in",  # given up after 5 s by design (bot/store/dialect.py)
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (

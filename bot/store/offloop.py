@@ -9,7 +9,10 @@ releases the GIL while it waits on the server, so the waits of several calls ove
   (`SqliteBackend.lock`), which every statement and every write transaction takes, so a call
   made on the loop thread and one made on the worker take turns, never interleave. When that
   lock is free, `off_loop` runs the call at once on the loop instead (under the lock): there is
-  nothing to wait for, the statements take tens of µs, and the hop would cost more.
+  nothing to wait for, the statements take tens of µs, and the hop would cost more (under a
+  burst of requests, far more: the worker waits for the GIL behind the loop). Such a call waits
+  on the database no longer than any call made on the loop (bot/store/availability.py); and
+  while the database is away none runs at once (`inline_when`): each may have to wait.
 - PostgreSQL: as many workers as the pool has connections for them (the pool keeps two more
   for the sync calls made on the loop, so those never wait for a checkout behind the workers).
 
@@ -83,16 +86,8 @@ class OffLoop:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        inline = self._inline_lock
-        if inline is not None and self._inline_when() and inline.acquire(blocking=False):
-            # SQLite, its connection free: nothing to wait for, so the call takes as long as
-            # its statements (tens of µs) and a hop to the worker would cost more (50–90 µs of
-            # CPU, measured). Held for the whole call: the worker waits, never interleaves.
-            try:
-                self.inline_calls += 1
-                return fn(*args, **kwargs)
-            finally:
-                inline.release()
+        if self._free_inline():
+            return self._inline(fn, *args, **kwargs)
         future, _ = self._enqueue(loop, fn, *args, **kwargs)
         # A cancelled caller leaves the call to finish on its worker; what it started on the
         # loop still starts (`_settle`).
@@ -106,15 +101,35 @@ class OffLoop:
         `QueuedTooLong` raised; a call already running is waited for (it keeps to its own
         budget on the database)."""
         loop = asyncio.get_running_loop()
+        if self._free_inline():
+            return self._inline(fn, *args, **kwargs)
         future, item = self._enqueue(loop, fn, *args, **kwargs)
+
+        def give_up() -> None:  # a timer, not wait_for: no task per call
+            if not future.done() and item.abandon():
+                future.set_exception(QueuedTooLong())
+
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), give_up)
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(future), max(0.0, deadline - time.monotonic())
-            )
-        except TimeoutError:
-            if item.abandon():
-                raise QueuedTooLong from None
             return await future
+        finally:
+            timer.cancel()
+
+    def _free_inline(self) -> bool:
+        """SQLite, its connection free (now taken, for `_inline`): nothing to wait for."""
+        inline = self._inline_lock
+        return inline is not None and self._inline_when() and inline.acquire(blocking=False)
+
+    def _inline(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """The call at once on the loop: it takes as long as its statements (tens of µs), and
+        a hop to the worker would cost more (50–90 µs of CPU, measured). The connection is
+        held for the whole call: the worker waits, never interleaves."""
+        assert self._inline_lock is not None
+        try:
+            self.inline_calls += 1
+            return fn(*args, **kwargs)
+        finally:
+            self._inline_lock.release()
 
     def _enqueue(
         self, loop: asyncio.AbstractEventLoop, fn: Callable[P, T], /, *args: P.args,
@@ -212,7 +227,7 @@ def _settle(
     before it would have been started anyway), then the caller resumes."""
     for callback in deferred:
         callback()
-    if future.cancelled():
+    if future.done():  # cancelled by its caller
         return
     if error is not None:
         future.set_exception(error)

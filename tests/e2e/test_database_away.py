@@ -308,3 +308,36 @@ async def test_in_socket_mode_a_command_is_answered_within_the_budget_and_an_eve
     again = harness.slack.socket_send("events_api", reply, retry_attempt=1, retry_reason="timeout")
     assert await acked(harness.slack, again) == {}
     await until(lambda: len(results(harness, card["ts"])) == 2, what="the reply's run")
+
+
+@pytest.mark.parametrize(
+    "slow_answer", ["files.getUploadURLExternal", "files.completeUploadExternal"]
+)
+async def test_a_video_upload_caught_by_the_outage_is_shared_once_after_it(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture, slow_answer: str
+) -> None:
+    """The database goes while the video is on its way to the thread: Slack's answer naming
+    the reserved file (`getUploadURLExternal`), or saying it is shared (`complete…`), comes
+    when the upload cannot record it. The upload waits the outage out without spending an
+    attempt, asks the store where it got to, and the video is in the thread once: a file id it
+    could not record was never completed, a completed one is found shared."""
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "held.db"
+    harness.sandbox.plan_next(JobPlan(**{**FAST_PLAN.__dict__, "video_bytes": 300_000}))
+    await harness.start(UPLOAD_MAX_MB="1", DATABASE_URL=f"sqlite:///{path}")
+    harness.slack.fail_next(slow_answer, answer_delay=1.5)
+    card = await run_command(harness, "a video to upload")
+    await until(lambda: results(harness, card["ts"]), what="the result")
+    await until(lambda: harness.slack.calls(slow_answer), what=slow_answer)
+    held = HeldFile(path)
+    await asyncio.to_thread(held.begin)
+    await asyncio.sleep(3.0)  # Slack's answer comes meanwhile
+    await asyncio.to_thread(held.end)
+    shared = lambda: harness.slack.shared_files("C0PUBLIC", card["ts"])  # noqa: E731
+    await until(shared, timeout=20, what="the video in the thread")
+    await settle(2.0)
+    assert len(shared()) == 1
+    completed = [c for c in harness.slack.calls("files.completeUploadExternal") if c.ok]
+    assert len(completed) == 1
+    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in caplog.records if "not uploaded" in r.getMessage()]

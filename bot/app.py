@@ -34,11 +34,12 @@ from bot.poller import Poller
 from bot.schedule import PollSchedule
 from bot.slack.files import SlackFiles
 from bot.slack.out import SlackOut, make_client
-from bot.store import Store
+from bot.store import DatabaseUnavailable, Store, request_budget
 from bot.video_links import VideoLinkRoute
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
+STARTUP_DATABASE_SECONDS = 30.0  # recovery at start, all of its statements together
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,10 @@ class MotionBot:
         )  # fmt: skip
 
     async def start(self) -> None:
-        """Resume unfinished work, then take requests."""
-        resumed = self.service.recover()
+        """Resume unfinished work, then take requests. Recovery may wait for a database that
+        is away for a moment (on the store's workers: nothing else runs yet)."""
+        with request_budget(STARTUP_DATABASE_SECONDS):
+            resumed = await self.store.off_loop(self.service.recover)
         log.info(
             "instance %s: resuming %d job(s) from %s",
             self.store.owner,
@@ -247,14 +250,16 @@ class MotionBot:
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         """Verified before anything else is read (bot/http_intake.py), then Bolt's; the time
-        from arrival to answer of each request Bolt answers is observed (`motion_ack_seconds`)."""
+        from arrival to answer of each request Bolt answers is observed (`motion_ack_seconds`).
+        The request's budget for the database starts on arrival (bot/store/availability.py)."""
         started = time.perf_counter()
-        response = await self._answer_slack(request)
+        with request_budget():
+            response = await self._take_slack_request(request)
         if self.metrics is not None and response.status < 400:
             self.metrics.ack(time.perf_counter() - started)
         return response
 
-    async def _answer_slack(self, request: web.Request) -> web.Response:
+    async def _take_slack_request(self, request: web.Request) -> web.Response:
         assert self._signing_secret is not None  # the route exists in HTTP mode only
         try:
             body = await http_intake.verified_body(request, self._signing_secret)
@@ -378,7 +383,13 @@ def bolt_app(settings: Settings, client: AsyncWebClient, service: JobService) ->
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
-        log.error("listener failed for a %s request", body.get("type") or "command", exc_info=error)
+        kind = body.get("type") or "command"
+        if isinstance(error, DatabaseUnavailable):
+            # Nothing of it was recorded: Slack delivers an event again after an error status
+            # (commands and clicks are answered by their listeners and never get here).
+            log.info("a %s request found the database away (%s): answered 500", kind, error)
+            return
+        log.error("listener failed for a %s request", kind, exc_info=error)
 
     return app
 

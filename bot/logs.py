@@ -137,6 +137,27 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class PoolChurn(logging.Filter):
+    """psycopg's pool warns for every connection an outage cuts and for every attempt to open
+    a new one while the database is away (dozens of lines for seconds of outage); the store
+    says it once when the database goes and once when it is back (bot/store/availability.py).
+    The pool's other warnings (a connection returned mid-transaction, say) stay."""
+
+    CHURN = (
+        "error connecting in",
+        "discarding closed connection",
+        "discarding broken connection",
+        "reconnection attempt in",  # given up after 5 s by design (bot/store/dialect.py)
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno <= logging.WARNING
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self.CHURN)
+        )
+
+
 def configure(
     level: str,
     secrets: Iterable[str | None],
@@ -160,6 +181,7 @@ def configure(
     logging.getLogger("slack_bolt.AsyncApp").addFilter(
         lambda record: "will be unused" not in record.getMessage()
     )
+    logging.getLogger("psycopg.pool").addFilter(PoolChurn())
     # Per-request lines from the HTTP clients would drown the app's own; keep their warnings.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

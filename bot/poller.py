@@ -8,6 +8,11 @@ its lease (`lease_fence`): after a takeover the old holder's writes are refused.
 
 The poller's own statements (renew, claim, when next, release) run on the store's worker
 threads (`Store.off_loop`), so the loop goes on serving acks and other jobs meanwhile.
+
+The database away for a moment (`DatabaseUnavailable`) ends neither the poller nor a job: what
+a look could not write is written by a later one, a job's look is tried again after the
+store's retry delay (longer as the outage lasts), and nothing is logged here (the store says
+once when the database goes and once when it is back).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.store import (
     LEASE_SECONDS,
+    DatabaseUnavailable,
     Job,
     LeaseLost,
     QuietPoll,
@@ -72,6 +78,8 @@ class Poller:
         self._finished: list[tuple[int, float | None]] = []
         # The quiet polls those looks held (`Store.hold_quiet_poll`), written just before.
         self._polls: list[QuietPoll] = []
+        # Jobs woken while the database was away: woken by the next look that can write.
+        self._wake_later: set[int] = set()
 
     @property
     def busy(self) -> int:
@@ -83,8 +91,15 @@ class Poller:
 
     def wake(self, job_id: int) -> None:
         """Something new for this job (a command, a reply, a button): look at it now (whichever
-        instance holds it looks again as soon as its current look ends)."""
-        self.store.wake(job_id, self.clock())
+        instance holds it looks again as soon as its current look ends).
+
+        Called right after what it wakes the job for was recorded: the database going away in
+        between must not turn that into a failure, so the wake-up is then kept here and written
+        by the poller's next look (a restart's `resume_all` finds such a job anyway)."""
+        try:
+            self.store.wake(job_id, self.clock())
+        except DatabaseUnavailable:
+            on_loop(lambda: self._wake_later.add(job_id))
         on_loop(self._event.set)  # asyncio.Event is the loop's own: never set from a worker
 
     def start(self) -> None:
@@ -104,20 +119,24 @@ class Poller:
                 renew = list(self._tasks) if heartbeat else None
                 finished, self._finished = self._finished, []
                 polls, self._polls = self._polls, []
+                woken, self._wake_later = self._wake_later, set()
                 try:
                     due, next_due, claimed_at, taken_over = await self.store.off_loop(
-                        self._look, finished, polls, renew, free
+                        self._look, finished, polls, renew, free, woken
                     )
                 except BaseException:
                     # What the batch did not write is written at the next try (`_look`).
                     self._finished = finished + self._finished
                     self._polls = polls + self._polls
+                    self._wake_later |= woken
                     raise
                 self._start(due, claimed_at)
                 if taken_over and self._observe_takeovers is not None:
                     self._observe_takeovers(taken_over)
                 if next_due is not None and len(self._tasks) < self.concurrency:
                     timeout = min(IDLE_WAIT, max(0.0, next_due - self.clock()))
+            except DatabaseUnavailable:  # said once by the store; looked at again shortly
+                timeout = self.store.availability.retry_delay()
             except Exception:
                 log.exception("poller: claiming due jobs failed; trying again shortly")
                 timeout = 1.0
@@ -135,18 +154,22 @@ class Poller:
         polls: list[QuietPoll],
         renew: list[int] | None,
         free: int,
+        woken: set[int] | None = None,
     ) -> tuple[list[tuple[int, float, Claimed | None]], float | None, float, int]:
         """On a store worker: write the quiet polls of the looks that ended and give their jobs
-        back, the heartbeat if due (`renew`: the jobs at work here), lease up to `free` due
-        jobs and read them with their runs, and when the next one falls due; one hop off the
-        loop for all. Returns (job, due at, job and runs as read) for each job leased, when the
-        next falls due, when they were leased, and how many were taken over.
+        back, the heartbeat if due (`renew`: the jobs at work here), the wake-ups the database
+        missed (`woken`), lease up to `free` due jobs and read them with their runs, and when
+        the next one falls due; one hop off the loop for all. Returns (job, due at, job and
+        runs as read) for each job leased, when the next falls due, when they were leased, and
+        how many were taken over.
 
-        What is written is taken out of `finished` and `polls`, so a failure later in the
-        batch gives back (at the next try) only what was not."""
+        What is written is taken out of `finished`, `polls` and `woken`, so a failure later in
+        the batch gives back (at the next try) only what was not."""
         now = self.clock()
         try:
             self.store.record_quiet_polls(polls)  # first: each is fenced by its job's lease
+        except DatabaseUnavailable:
+            raise  # kept for the next look, which writes them
         except Exception:  # they only say when the run was last looked at: never hold up all
             log.exception("poller: the quiet polls of %d looks were not recorded", len(polls))
         polls.clear()
@@ -155,6 +178,9 @@ class Poller:
         if renew is not None:
             self.store.renew_leases(now, lease_seconds=self.lease_seconds, job_ids=renew)
             self._renewed_at = now
+        while woken:
+            self.store.wake(min(woken), now)
+            woken.discard(min(woken))
         if free <= 0:
             return [], None, now, 0
         claim = self.store.claim(now, free, lease_seconds=self.lease_seconds)
@@ -170,6 +196,8 @@ class Poller:
             if len(due) >= free:  # every slot taken: when the next is due does not matter yet
                 return due, None, now, taken_over
             return due, self.store.next_due_at(self.clock()), now, taken_over
+        except DatabaseUnavailable:  # each look reads for itself (or backs off)
+            return due, now + 1.0, now, taken_over
         except Exception:
             log.exception("poller: reading the jobs just leased failed; each reads its own")
             return due, now + 1.0, now, taken_over
@@ -206,6 +234,8 @@ class Poller:
                 extra={"job": job_id},
             )
             lost = True
+        except DatabaseUnavailable:  # said once by the store: the job is looked at again soon
+            delay = self.store.availability.retry_delay()
         except Exception:
             log.exception(
                 "job %s: unexpected error; will look again shortly", job_id, extra={"job": job_id}

@@ -3,7 +3,8 @@
 A tampered token is refused (403) before anything is looked up; a good one names a run, and
 the answer is a redirect to where that run's MP4 is now (`bot.jobs.videos.VideoUrls`). When
 Motion cannot be asked, the person who clicked gets a short page in plain words with the status
-that fits, never a stack trace. Without PUBLIC_URL the route answers 404: nothing links here.
+that fits, never a stack trace (503 while the app's database is away for a moment). Without
+PUBLIC_URL the route answers 404: nothing links here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.jobs import DatabaseUnavailable
 from bot.jobs.videos import VideoLinks, VideoUrls
 from bot.links import BadToken
 from bot.motion import MotionError, NotFound, RateLimited
@@ -41,7 +43,21 @@ class VideoLinkRoute:
                 "This link is not valid",
                 "The link was changed or cut short. Open the video from its Slack thread again.",
             )
-        found = self.urls.finished_run(ref.job_id, ref.run_number, ref.team_id)
+        try:
+            return await self._redirect(ref.job_id, ref.run_number, ref.team_id)
+        except DatabaseUnavailable as away:
+            log.info("video link: %s", away)
+            return page(
+                503,
+                "One moment",
+                "The app cannot reach its database just now. Try the link again in a minute.",
+                retry_after=30,
+            )
+
+    async def _redirect(
+        self, job_id: int, run_number: int, team_id: str | None
+    ) -> web.StreamResponse:
+        found = self.urls.finished_run(job_id, run_number, team_id)
         if found is None:
             return page(
                 404,

@@ -10,6 +10,9 @@ thread), fresh_link, recovery (at start), background (reactions and late answers
 (a Workflow Builder step's start) and workflow_ends (how it ends), settings
 (what each workspace chose), context (what the stages share), service (the facade the app
 wires).
+
+`DatabaseUnavailable` (the store's) is what an entry point raises when the database could not
+record its request within the request's budget: nothing of it was recorded.
 """
 
 from bot.jobs.admission import (
@@ -27,11 +30,13 @@ from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSetting
 from bot.jobs.spend import SpendPolicy
 from bot.jobs.surfaces import FormAnswers, SubmitOutcome
 from bot.jobs.workflow import CALLBACK_ID, StepOutcome
+from bot.store import DatabaseUnavailable, begin_request_budget
 
 __all__ = [
     "CALLBACK_ID",
     "Admission",
     "AskKind",
+    "DatabaseUnavailable",
     "FollowupAsk",
     "FormAnswers",
     "JobService",
@@ -47,4 +52,5 @@ __all__ = [
     "StepOutcome",
     "SubmitOutcome",
     "WorkspaceSettings",
+    "begin_request_budget",
 ]

@@ -1,7 +1,11 @@
 """The one door to a new run (`ask_for_run`): where it may start, the spend limits, and the
 preview MOTION_CONFIRM shows first. Every entry point (a command, a reply, a button, a form)
 describes what it asks for as one of the `…Ask` types and goes through here, so the spend
-controls are written once."""
+controls are written once.
+
+With the database away, an ask fails with `DatabaseUnavailable` only when nothing of it was
+recorded (its one transaction rolled back); once that transaction has committed, nothing after
+it (waking the job, asking whether the job is busy) can turn it into a failure."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from bot.slack import messages
 from bot.slack.messages import Message
 from bot.slack.out import is_direct_message
 from bot.store import (
+    DatabaseUnavailable,
     Job,
     LimitReached,
     LimitScope,
@@ -98,6 +103,7 @@ class _Resolved:
     channel_id: str
     user_id: str
     request: MotionRequest
+    job_id: int | None = None  # the job a retry's run belongs to
 
 
 PREVIEW_TTL_SECONDS = 86400.0
@@ -230,7 +236,7 @@ class Admissions:
                 return self._done(ALREADY_RETRIED)
             return _Resolved(
                 PreviewKind.RETRY, job.team_id, job.channel_id, ask.user_id,
-                MotionRequest.from_json(run.request),
+                MotionRequest.from_json(run.request), job.id,
             )  # fmt: skip
         first = ctx.store.first_request(run.job_id) if run else None
         if run is None or job is None or first is None or run.state != RunState.REJECTED:
@@ -271,16 +277,15 @@ class Admissions:
                     return Admission(AskKind.DUPLICATE)
                 if ask.ts is not None:
                     ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
-                if not ctx.store.has_active_run(job.id):
+                if not self._busy(job.id):
                     ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
                 return Admission(AskKind.ACCEPTED, job_id=job.id, run_id=new_run)
             if isinstance(ask, RetryAsk):
                 copied = ctx.store.copy_run(ask.run_id, ask.user_id, now, spend)
-                run = ctx.store.run(copied) if copied is not None else None
-                if run is None:
+                if copied is None or resolved.job_id is None:
                     return self._done(ALREADY_RETRIED)
-                ctx.wake(run.job_id)
-                return Admission(AskKind.ACCEPTED, job_id=run.job_id, run_id=run.id)
+                ctx.wake(resolved.job_id)
+                return Admission(AskKind.ACCEPTED, job_id=resolved.job_id, run_id=copied)
             created = ctx.store.restart_from(
                 ask.run_id, request, ask.user_id, resolved.team_id, ctx.sandbox, now, spend
             )
@@ -292,6 +297,15 @@ class Admissions:
             return self._refused_limit(exc.scope, exc.used, exc.limit, resolved)
         except PreviewGone:
             return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
+
+    def _busy(self, job_id: int) -> bool:
+        """Whether the job has a run in Motion (its followup then waits its turn). Asked after
+        the followup was recorded: with the database gone meanwhile, the job is woken anyway
+        (a wasted poll at most) rather than the recorded followup reported as not started."""
+        try:
+            return self.ctx.store.has_active_run(job_id)
+        except DatabaseUnavailable:
+            return False
 
     def _preview(self, ask: RunAsk, resolved: _Resolved, policy: SpendPolicy) -> Admission:
         """MOTION_CONFIRM: keep what would be started under a random token; show it privately.

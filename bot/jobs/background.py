@@ -1,15 +1,18 @@
 """Work that must not hold up an acknowledgement or a job's step: reactions and late answers.
 
 Both may be asked for from inside `Store.off_loop` (an ack's intake runs on a store worker):
-the task is then started on the loop as soon as that call returns (`on_loop`)."""
+the task is then started on the loop as soon as that call returns (`on_loop`). A task goes on
+after the request's answer, so it does not inherit the request's budget for the database."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine
 from typing import Any
 
 from bot.slack.out import SlackOut
+from bot.store import leave_request_budget
 from bot.store.offloop import on_loop
 
 
@@ -27,7 +30,9 @@ class Background:
         return self._start(coro)
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
+        context = contextvars.copy_context()
+        context.run(leave_request_budget)
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -17,6 +17,7 @@ from bot.motion import MAX_ATTACHMENT_NAME, FileAttachment, MotionRequest
 from bot.motion.request import within_limit
 from bot.slack import messages
 from bot.slack.files import FileUnreadable, SlackFile
+from bot.store import within_request
 
 
 class FileRefused(Exception):
@@ -27,7 +28,9 @@ class FileRefused(Exception):
         self.message = message
 
 
-INTAKE_SECONDS = 2.0  # files.info at intake; the rest of Slack's 3-s acknowledgement is ours
+# files.info at intake, within the request's budget (its writes keep a little of it); the rest
+# of Slack's 3-s acknowledgement is ours.
+INTAKE_SECONDS = 2.0
 
 
 class FileIntake:
@@ -46,7 +49,7 @@ class FileIntake:
             *(self.links.files.info(file_id) for file_id in file_ids), return_exceptions=True
         )
         try:  # the answer to Slack waits on this: Slack retries a delivery unanswered in 3 s
-            found = await asyncio.wait_for(asking, INTAKE_SECONDS)
+            found = await asyncio.wait_for(asking, within_request(INTAKE_SECONDS))
         except TimeoutError:
             raise FileRefused(messages.files_busy()) from None
         files: list[SlackFile] = []

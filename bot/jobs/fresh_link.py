@@ -9,6 +9,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.videos import VideoUrls
 from bot.motion import MotionError
 from bot.slack import messages
+from bot.store import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -18,23 +19,31 @@ class FreshLinks:
         self.ctx = ctx
         self.video_urls = video_urls
 
-    def send(self, run_id: int, user_id: str) -> None:
-        """After the ack, so Motion's time is not Slack's."""
-        self.ctx.background.run(self._send(run_id, user_id))
+    def send(self, run_id: int, user_id: str, channel_id: str | None = None) -> None:
+        """After the ack, so Motion's time is not Slack's. `channel_id`: where the button was,
+        to say so there when the database is away for a moment."""
+        self.ctx.background.run(self._send(run_id, user_id, channel_id))
 
-    async def _send(self, run_id: int, user_id: str) -> None:
+    async def _send(self, run_id: int, user_id: str, channel_id: str | None) -> None:
         ctx = self.ctx
-        run = ctx.store.run(run_id)
-        job = ctx.store.job(run.job_id) if run is not None else None
+        try:
+            run = ctx.store.run(run_id)
+            job = ctx.store.job(run.job_id) if run is not None else None
+            found = self.video_urls.finished_run(job.id, run.number) if run and job else None
+        except DatabaseUnavailable as away:
+            log.info("fresh link for run %s: %s; the clicker is asked to try again", run_id, away)
+            if channel_id:
+                said = messages.database_away(ctx.sandbox, lookup=True).payload()
+                await ctx.slack.tell_privately(channel_id, user_id, said, thread_ts=None)
+            return
         if run is None or job is None:
             return
-        found = self.video_urls.finished_run(job.id, run.number)
         url: str | None = None
         if found is not None:
             try:
                 url = await self.video_urls.current(*found)
-            except MotionError as exc:
-                log.info("fresh link for run %s: Motion failed (%s)", run_id, type(exc).__name__)
+            except (MotionError, DatabaseUnavailable) as exc:  # the message says: no link now
+                log.info("fresh link for run %s: %s", run_id, type(exc).__name__)
         message = messages.fresh_link(url, run.number, sandbox=ctx.sandbox)
         await ctx.slack.tell_privately(
             job.channel_id, user_id, message.payload(), thread_ts=job.thread_ts

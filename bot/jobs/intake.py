@@ -6,6 +6,7 @@ calls Motion; the poller is woken and does that."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,11 +29,14 @@ from bot.slack import messages
 from bot.slack.messages import Message
 from bot.store import (
     HIDDEN_RUN_STATES,
+    DatabaseUnavailable,
     Job,
     JobState,
     NewPost,
     RunState,
 )
+
+log = logging.getLogger(__name__)
 
 # Runs that never reached Motion: not counted as sent in `/motion list` and the Home tab.
 NOT_SENT = (RunState.WAITING, RunState.REJECTED, RunState.RESTARTED)
@@ -172,6 +176,14 @@ class Intake:
             self.ctx.background.run(self._send_job_list(team_id, user_id, response_url))
 
     async def _send_job_list(self, team_id: str, user_id: str, response_url: str) -> None:
+        try:
+            listed = await self._job_list(team_id, user_id)
+        except DatabaseUnavailable as away:
+            log.info("/motion list for %s: %s; asked to try again", user_id, away)
+            listed = messages.database_away(self.ctx.sandbox, lookup=True)
+        await self.ctx.slack.respond(response_url, listed.payload())
+
+    async def _job_list(self, team_id: str, user_id: str) -> Message:
         ctx = self.ctx
         jobs = ctx.store.recent_jobs(team_id, user_id, limit=10)
 
@@ -191,9 +203,7 @@ class Intake:
 
         listings = await asyncio.gather(*(listing(job) for job in jobs))
         usage = self.admissions.usage_view(team_id, user_id)
-        await ctx.slack.respond(
-            response_url, messages.job_list(list(listings), ctx.sandbox, usage).payload()
-        )
+        return messages.job_list(list(listings), ctx.sandbox, usage)
 
 
 def _followup_request(

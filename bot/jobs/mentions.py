@@ -4,7 +4,9 @@ job thread (a new job in that message's thread), and the form's file field.
 Their files are checked with Slack (`files.info`, see `bot.jobs.files`) before anything is
 recorded, so this is the async layer in front of the synchronous intake: a refusal is said and
 nothing is started or counted; good files ride along in the request, and the run goes through
-the one door (`ask_for_run`) like every other.
+the one door (`ask_for_run`) like every other. Every store call here runs on the store's workers
+(`Store.off_loop`), within the request's budget: with the database away, `DatabaseUnavailable`
+with nothing recorded, and Slack delivers the event again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bot.motion import MAX_ATTACHMENTS, FileAttachment
 from bot.slack import messages
 from bot.slack.ids import BlockId
 from bot.slack.messages import Message
-from bot.store import Job, JobState
+from bot.store import Job, JobState, within_request
 
 log = logging.getLogger(__name__)
 # A reply in a thread the store does not know, while a card is being posted in that channel,
@@ -81,9 +83,9 @@ class Mentions:
                 if job is not None and job.state not in (JobState.NEW, JobState.ABANDONED):
                     outcome = await take()  # its card's answer came while the reply waited
             return outcome
-        if any(ctx.store.event_claimed(key) for key in event_keys):
+        if await self._claimed(event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info
-        job = ctx.store.job_for_thread(channel_id, thread_ts)
+        job = await ctx.store.off_loop(ctx.store.job_for_thread, channel_id, thread_ts)
         if job is None:
             job = await self.late_thread(channel_id, thread_ts)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
@@ -93,6 +95,20 @@ class Mentions:
         except FileRefused as refused:
             return await take(problem=refused.message)
         return await take(files)
+
+    async def _job_thread(self, channel_id: str, thread_ts: str) -> bool:
+        """Whether the thread is a job's (waiting a little for a card on its way)."""
+        store = self.ctx.store
+        job = await store.off_loop(store.job_for_thread, channel_id, thread_ts)
+        return job is not None or await self.late_thread(channel_id, thread_ts) is not None
+
+    async def _claimed(self, event_keys: Sequence[str]) -> bool:
+        """Whether any of a delivery's keys was claimed already (its twin, or itself before)."""
+        store = self.ctx.store
+        for key in event_keys:
+            if await store.off_loop(store.event_claimed, key):
+                return True
+        return False
 
     async def late_thread(self, channel_id: str, thread_ts: str) -> Job | None:
         """The job whose thread this is, waiting a little when a card is being posted in the
@@ -105,7 +121,8 @@ class Mentions:
         marked in flight before it is posted, so before anyone can reply in its thread: read in
         that order (in flight, then the thread), no recording can slip between the two reads."""
         store = self.ctx.store
-        deadline = time.monotonic() + CARD_WAIT_SECONDS
+        # Within the request's budget: the reply's own write comes after.
+        deadline = time.monotonic() + within_request(CARD_WAIT_SECONDS)
         while True:
             since = self.ctx.clock() - CARD_IN_FLIGHT_SECONDS
             in_flight = await store.off_loop(store.card_in_flight, channel_id, since)
@@ -125,25 +142,18 @@ class Mentions:
         message claims the same `msg:` key, so it makes nothing more."""
         ctx = self.ctx
         is_reply = bool(thread_ts) and thread_ts != ts
-        if (
-            is_reply
-            and thread_ts
-            and (
-                ctx.store.job_for_thread(channel_id, thread_ts)
-                or await self.late_thread(channel_id, thread_ts)
-            )
-        ):
+        if is_reply and thread_ts and await self._job_thread(channel_id, thread_ts):
             return await self.take_file_reply(
                 event_keys=event_keys, team_id=team_id, channel_id=channel_id,
                 thread_ts=thread_ts, ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,
                 file_ids=file_ids,
             )  # fmt: skip
-        if any(ctx.store.event_claimed(key) for key in event_keys):
+        if await self._claimed(event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)
         root = thread_ts if is_reply and thread_ts else ts
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
         if not prompt.strip():
-            return self._answer_mention(
+            return await self._answer_mention(
                 event_keys, channel_id, user_id, root, messages.mention_hint(ctx.sandbox)
             )
         try:
@@ -152,7 +162,7 @@ class Mentions:
             request = with_files(request, files, MAX_ATTACHMENTS)
         except (UsageError, FileRefused) as problem:
             said = problem.message if isinstance(problem, FileRefused) else str(problem)
-            return self._answer_mention(
+            return await self._answer_mention(
                 event_keys, channel_id, user_id, root, messages.usage_error(said, ctx.sandbox)
             )
         return await self._start_in_thread(
@@ -178,7 +188,7 @@ class Mentions:
         elif not prompt:
             answer = messages.dm_hint(ctx.sandbox)
         if answer is not None:
-            said = self._answer_mention(event_keys, channel_id, user_id, ts, answer)
+            said = await self._answer_mention(event_keys, channel_id, user_id, ts, answer)
             return (
                 ReplyOutcome(ReplyKind.REFUSED) if off and said.kind == ReplyKind.INVALID else said
             )
@@ -200,21 +210,20 @@ class Mentions:
         admission = await self.admissions.ask_for_run_off_loop(replace(ask, event_keys=keys))
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
             ctx.tell_privately(channel_id, user_id, admission.message.payload(), root)
-        if admission.kind == AskKind.DUPLICATE and not any(
-            ctx.store.event_claimed(key) for key in event_keys
-        ):
+        if admission.kind == AskKind.DUPLICATE and not await self._claimed(event_keys):
             # Not this delivery again (its keys were not taken): another mention in the same
             # thread has just started the thread's job.
             taken = messages.usage_error(messages.THREAD_TAKEN)
             ctx.tell_privately(channel_id, user_id, taken.payload(), root)
         return ReplyOutcome(reply_kind(admission.kind, ReplyKind.STARTED), admission.run_id)
 
-    def _answer_mention(
+    async def _answer_mention(
         self, event_keys: list[str], channel_id: str, user_id: str, root: str, message: Message
     ) -> ReplyOutcome:
-        """Say privately, in the message's thread, why nothing started: once per delivery."""
-        now = self.ctx.clock()
-        if not all(self.ctx.store.claim_event(key, now) for key in event_keys):
+        """Say privately, in the message's thread, why nothing started: once per delivery (its
+        keys claimed together, so a delivery the database missed is taken whole next time)."""
+        store = self.ctx.store
+        if not await store.off_loop(store.claim_events, event_keys, self.ctx.clock()):
             return ReplyOutcome(ReplyKind.DUPLICATE)
         self.ctx.tell_privately(channel_id, user_id, message.payload(), root)
         return ReplyOutcome(ReplyKind.INVALID)
@@ -227,6 +236,7 @@ class Mentions:
             files = await self.attachments_for(team_id, answers.file_ids)
         except FileRefused as refused:
             return SubmitOutcome(None, {BlockId.FILES: messages.field_error(refused.message)})
-        return self.surfaces.submit_new_form(
-            team_id=team_id, user_id=user_id, view_id=view_id, answers=answers, files=files
-        )
+        return await self.ctx.store.off_loop(
+            self.surfaces.submit_new_form,
+            team_id=team_id, user_id=user_id, view_id=view_id, answers=answers, files=files,
+        )  # fmt: skip

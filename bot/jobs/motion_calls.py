@@ -1,6 +1,10 @@
 """The calls to Motion a job makes (send a run, look at its status) and what each answer means
 for the job. Every write is recorded as "sending" before it goes out, so a crash mid-call is
-never re-sent blindly: create and followups cost credits and carry no idempotency key."""
+never re-sent blindly: create and followups cost credits and carry no idempotency key.
+
+Motion's answer to a write is kept here until it is recorded: when the database is away at
+that moment, the job's next look records it (`record_answer`) instead of settling the run as
+one whose answer was lost."""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from bot.motion import (
 )
 from bot.schedule import ANY, generation_seconds
 from bot.slack import messages
-from bot.store import Job, NewPost, Run, RunKind, RunState
+from bot.store import DatabaseUnavailable, Job, NewPost, Run, RunKind, RunState
 
 log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
@@ -52,10 +56,21 @@ class MotionCalls:
         # is not here was sent by a process that died or lost the job's lease: its answer is
         # not coming.
         self._sending: set[int] = set()
+        # Motion's answers (a job id, or the error) to writes whose recording failed because
+        # the database was away: recorded by the job's next look.
+        self._answers: dict[int, str | MotionError] = {}
 
     def is_sending(self, run_id: int) -> bool:
         """This process has the run's create or followup out now (its answer is on its way)."""
         return run_id in self._sending
+
+    def has_answer(self, run_id: int) -> bool:
+        """Motion answered the run's write here, and the answer is still to be recorded."""
+        return run_id in self._answers
+
+    def record_answer(self, job: Job, run: Run) -> Step:
+        """Record the answer `has_answer` holds for this run (still "sending" in the store)."""
+        return self._answered(job, run, self._answers.pop(run.id))
 
     # ------------------------------------------------------------ sending a run
 
@@ -86,18 +101,30 @@ class MotionCalls:
         if ctx.files is not None:  # file links live 24 h: sign them as the run goes out
             request = signed_again(request, ctx.files.links)
         self._sending.add(run.id)
+        answer: str | MotionError
         try:
             if followup:
                 assert job.motion_job_id is not None
-                motion_job_id = await ctx.motion.followup(job.motion_job_id, request)
+                answer = await ctx.motion.followup(job.motion_job_id, request)
             else:
-                motion_job_id = await ctx.motion.create(request)
+                answer = await ctx.motion.create(request)
         except MotionError as exc:
-            return self._not_sent(job, run, exc)
-        else:
-            taken = ctx.store.mark_running(run.id, job.id, motion_job_id, ctx.clock())
+            answer = exc
         finally:
             self._sending.discard(run.id)
+        return self._answered(job, run, answer)
+
+    def _answered(self, job: Job, run: Run, answer: str | MotionError) -> Step:
+        """Record Motion's answer to the run's write; kept for the next look if the database
+        is away (never sent again: the run stays "sending" in the store meanwhile)."""
+        ctx = self.ctx
+        try:
+            if isinstance(answer, MotionError):
+                return self._not_sent(job, run, answer)
+            taken = ctx.store.mark_running(run.id, job.id, answer, ctx.clock())
+        except DatabaseUnavailable:
+            self._answers[run.id] = answer
+            raise
         if taken:  # else its job was stopped while the call was out
             ctx.react(run, REACT_SENT)
         return Step(ctx.schedule.initial)

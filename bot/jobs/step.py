@@ -123,6 +123,13 @@ class Stepper:
                 if active.state == RunState.SENDING:
                     if self.calls.is_sending(active.id):  # its answer is still on its way here
                         return Look(job, runs, SENDING_GRACE, failed)
+                    if self.calls.has_answer(active.id):  # it came while the database was away
+                        step = self.calls.record_answer(job, active)
+                        failed |= step.failed
+                        job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                        if any(r.id == active.id and r.active for r in runs):
+                            return Look(job, runs, step.delay, failed)
+                        continue
                     # Sent by a call that no longer runs anywhere: cancelled here, a failed
                     # write after it, or a process that died or lost the lease (this one holds
                     # it now). Settle it as a restart would; never send it again blindly.

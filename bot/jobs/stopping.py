@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.jobs.context import REACT_FAILED, JobContext
@@ -27,6 +28,7 @@ from bot.slack import messages
 from bot.slack.messages import Message
 from bot.slack.out import SlackFailure
 from bot.store import Job, NewPost, Run, StopKind
+from bot.store.offloop import on_loop
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,9 @@ class Stops:
         if not (run_text.isdigit() and notice_text.isdigit()):
             return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
         now = ctx.clock()
-        job_id = ctx.store.keep_waiting(int(run_text), int(notice_text), now)
+        # Read before the choice is recorded: nothing after it may fail for want of the database.
         run = ctx.store.run(int(run_text))
+        job_id = ctx.store.keep_waiting(int(run_text), int(notice_text), now) if run else None
         if job_id is None or run is None:
             return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
         log.info("job %s run %s: %s chose to keep waiting", job_id, run.number, user_id)
@@ -123,6 +126,8 @@ class Stops:
         if user_id != job.requester and not admin:
             return messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox)
         now = ctx.clock()
+        # Read before the stop is recorded: nothing after it may fail for want of the database.
+        run = ctx.store.run(stop.run_id) if stop.run_id is not None else None
 
         def announce(dropped: int) -> NewPost:
             said = messages.tracking_stopped(user_id=user_id, dropped=dropped, sandbox=job.sandbox)
@@ -137,12 +142,10 @@ class Stops:
         if outcome.kind == StopKind.GONE:
             return messages.already_done(messages.STOP_GONE, ctx.sandbox)
         log.info("job %s: %s stopped tracking it", job.id, user_id)
-        for run_id in outcome.run_ids:
-            ctx.schedule.forget(run_id)
+        on_loop(lambda: self._forget(outcome.run_ids))  # the schedule is the loop's own
         for reply_channel, reply_ts in outcome.dropped:
             ctx.background.react(reply_channel, reply_ts, REACT_FAILED)
         ctx.wake(job.id)  # a look posts the thread's message and edits the card
-        run = ctx.store.run(stop.run_id) if stop.run_id is not None else None
         if (
             run is not None
             and run.job_id == job.id
@@ -150,6 +153,10 @@ class Stops:
         ):
             self._rewrite_notice(run, user_id, channel_id, message_ts, now, kept_waiting=False)
         return None
+
+    def _forget(self, run_ids: Iterable[int]) -> None:
+        for run_id in run_ids:
+            self.ctx.schedule.forget(run_id)
 
     def _rewrite_notice(
         self, run: Run, user_id: str, channel_id: str | None, message_ts: str | None,

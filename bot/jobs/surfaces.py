@@ -5,18 +5,21 @@ entry point, so the spend controls apply to it unchanged."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 
 from bot.command_line import request_problems
-from bot.jobs.admission import Admissions, AskKind, NewJobAsk
+from bot.jobs.admission import Admissions, AskKind, FollowupAsk, NewJobAsk
 from bot.jobs.card import job_label
 from bot.jobs.context import JobContext
 from bot.jobs.intake import NOT_SENT, Intake
 from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
 from bot.slack import messages
 from bot.slack.ids import BlockId
-from bot.store import HIDDEN_RUN_STATES, Job, RunState
+from bot.store import HIDDEN_RUN_STATES, DatabaseUnavailable, Job, RunState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Surfaces:
             return SubmitOutcome(
                 admission.kind, {str(BlockId.PROMPT): messages.field_error(admission.message.text)}
             )
-        job = self.ctx.store.job(job_id)
+        job = ask.job if isinstance(ask, FollowupAsk) else None  # read before: nothing after
         if job is not None and admission.kind != AskKind.DUPLICATE:
             said = admission.message or messages.refine_queued(sandbox=self.ctx.sandbox)
             self.ctx.tell_privately(job.channel_id, user_id, said.payload(), job.thread_ts)
@@ -150,6 +153,12 @@ class Surfaces:
         self.ctx.background.run(self._publish_home(team_id, user_id))
 
     async def _publish_home(self, team_id: str, user_id: str) -> None:
+        try:
+            await self._publish_home_now(team_id, user_id)
+        except DatabaseUnavailable as away:  # the tab keeps what it showed; the next open redraws
+            log.info("the Home tab of %s was not redrawn: %s", user_id, away)
+
+    async def _publish_home_now(self, team_id: str, user_id: str) -> None:
         ctx = self.ctx
         jobs = ctx.store.recent_jobs(team_id, user_id, limit=messages.HOME_JOBS + 1)
 

@@ -8,12 +8,14 @@ log line; the result's link stays; a download the guard refuses is given up at o
 run across crashes: the Slack file id is recorded before the file is completed into the
 thread, and an attempt that follows an unknown outcome first asks Slack where that file is
 (`files.info`): shared means done, reserved but unshared means complete that same file,
-unknown means no file was ever completed, so start afresh.
+unknown means no file was ever completed, so start afresh. The database away costs no attempt
+(`_upload` waits for it); a file id that could not be recorded is never completed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -23,7 +25,7 @@ from bot.motion import MotionError
 from bot.motion.download import Download, Downloader, DownloadFailed
 from bot.motion.download_guard import DownloadRefused
 from bot.slack.out import SlackFailure
-from bot.store import Job, Post, PostState
+from bot.store import DatabaseUnavailable, Job, Post, PostState
 from bot.store.base import leave_fence
 
 log = logging.getLogger(__name__)
@@ -97,45 +99,61 @@ class Uploads:
             task.cancel()
 
     async def _upload(self, job: Job, post: Post) -> None:
-        """A few attempts; never raises (an upload costs nothing but itself)."""
+        """A few attempts; never raises (an upload costs nothing but itself). The database away
+        costs no attempt: the upload waits for it, then asks it where the upload got to (a
+        file reserved before it went is settled as after a crash)."""
         leave_fence()  # this task's copy of the context only: the step keeps its fence
-        store = self.ctx.store
-        file_id = post.slack_ts
-        for attempt in range(UPLOAD_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(RETRY_SECONDS[min(attempt - 1, len(RETRY_SECONDS) - 1)])
-            store.start_upload(post.id, self.ctx.clock())
+        file_id, known, attempt = post.slack_ts, True, 0
+        while attempt < UPLOAD_ATTEMPTS:
             try:
-                if file_id is not None and await self._settle_known_file(post, file_id):
-                    self.ctx.events.upload("uploaded")
+                if not known:
+                    file_id, known = self.ctx.store.upload_file_id(post.id), True
+                if await self._attempt(job, post, file_id, attempt):
                     return
-                file_id = None
-                outcome = await self._fresh_upload(job, post, fresh_url=attempt > 0)
-            except DownloadRefused as refused:  # not the CDN's fault: trying again changes nothing
-                self._give_up(post, f"download refused: {refused.reason}")
-                return
-            except (SlackFailure, DownloadFailed, MotionError) as exc:
-                if isinstance(exc, SlackFailure) and exc.permanent:
-                    self._give_up(post, f"Slack said {exc.code}")
-                    return
-                log.info(
-                    "upload %s (job %s run %s) attempt %s failed: %s",
-                    post.id, job.id, post.run_number, attempt + 1, _reason(exc),
-                )  # fmt: skip
-                if attempt + 1 < UPLOAD_ATTEMPTS:
-                    self.ctx.events.upload("retried")
-                file_id = store.upload_file_id(post.id)  # reserved before the failure?
+            except DatabaseUnavailable:  # said once by the store; this upload waits it out
+                known = False
+                await asyncio.sleep(self.ctx.store.availability.retry_delay())
                 continue
-            except Exception:
-                log.exception("upload %s failed unexpectedly", post.id)
-                self._give_up(post, "unexpected error")
-                return
-            if outcome is not None:
-                self._give_up(post, outcome, level=logging.INFO)
-            else:
+            attempt, known = attempt + 1, False  # reserved before the failure?
+            if attempt < UPLOAD_ATTEMPTS:
+                await asyncio.sleep(RETRY_SECONDS[min(attempt - 1, len(RETRY_SECONDS) - 1)])
+        with contextlib.suppress(DatabaseUnavailable):  # then the next boot tries again
+            self._give_up(post, f"{UPLOAD_ATTEMPTS} attempts failed")
+
+    async def _attempt(self, job: Job, post: Post, file_id: str | None, attempt: int) -> bool:
+        """One attempt; True when the upload is settled (in the thread, or given up), False
+        when it failed in a way another attempt may mend."""
+        self.ctx.store.start_upload(post.id, self.ctx.clock())
+        try:
+            if file_id is not None and await self._settle_known_file(post, file_id):
                 self.ctx.events.upload("uploaded")
-            return
-        self._give_up(post, f"{UPLOAD_ATTEMPTS} attempts failed")
+                return True
+            outcome = await self._fresh_upload(job, post, fresh_url=attempt > 0)
+        except DownloadRefused as refused:  # not the CDN's fault: trying again changes nothing
+            self._give_up(post, f"download refused: {refused.reason}")
+            return True
+        except (SlackFailure, DownloadFailed, MotionError) as exc:
+            if isinstance(exc, SlackFailure) and exc.permanent:
+                self._give_up(post, f"Slack said {exc.code}")
+                return True
+            log.info(
+                "upload %s (job %s run %s) attempt %s failed: %s",
+                post.id, job.id, post.run_number, attempt + 1, _reason(exc),
+            )  # fmt: skip
+            if attempt + 1 < UPLOAD_ATTEMPTS:
+                self.ctx.events.upload("retried")
+            return False
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("upload %s failed unexpectedly", post.id)
+            self._give_up(post, "unexpected error")
+            return True
+        if outcome is not None:
+            self._give_up(post, outcome, level=logging.INFO)
+        else:
+            self.ctx.events.upload("uploaded")
+        return True
 
     async def _settle_known_file(self, post: Post, file_id: str) -> bool:
         """An earlier attempt reserved `file_id` and its outcome is unknown: True when the
@@ -195,7 +213,8 @@ class Uploads:
         async for chunk in download.chunks():
             now = self.ctx.clock()
             if now - touched > HEARTBEAT_SECONDS:
-                self.ctx.store.touch_upload(post.id, now)
+                with contextlib.suppress(DatabaseUnavailable):  # only a sign of life: go on
+                    self.ctx.store.touch_upload(post.id, now)
                 touched = now
             yield chunk
 

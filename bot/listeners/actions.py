@@ -1,15 +1,22 @@
-"""Buttons on the app's messages; `bot.listeners.INTERACTIONS` says which id each one answers."""
+"""Buttons on the app's messages; `bot.listeners.INTERACTIONS` says which id each one answers.
+
+A click's work runs on the store's workers within the request's budget (`Store.off_loop`); with
+the database away, nothing of it is recorded and the clicker is told privately to try again
+(Slack never sends a click twice), the buttons left as they were."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot.jobs import Admission, AskKind, RestartAsk, RetryAsk
+from bot.jobs import Admission, AskKind, DatabaseUnavailable, JobService, RestartAsk, RetryAsk
 from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of
 from bot.slack import messages
+
+log = logging.getLogger(__name__)
 
 
 async def download(ack: AsyncAck) -> None:
@@ -28,7 +35,12 @@ async def retry_run(
     if run_id is None:
         await _say_done(respond, ALREADY_RETRIED, service.sandbox)
         return
-    await _answer(respond, service.ask_for_run(RetryAsk(run_id, _user(body))))
+    try:
+        admission = await service.ask_for_run_off_loop(RetryAsk(run_id, _user(body)))
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "a retry")
+        return
+    await _answer(respond, admission)
 
 
 async def restart_job(
@@ -43,7 +55,12 @@ async def restart_job(
     if run_id is None:
         await _say_done(respond, ALREADY_RESTARTED, service.sandbox)
         return
-    await _answer(respond, service.ask_for_run(RestartAsk(run_id, _user(body), team)))
+    try:
+        admission = await service.ask_for_run_off_loop(RestartAsk(run_id, _user(body), team))
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "a restart")
+        return
+    await _answer(respond, admission)
 
 
 async def confirm_start(
@@ -53,9 +70,12 @@ async def confirm_start(
     """Start on a MOTION_CONFIRM preview: records the run once, however often it is pressed."""
     await ack()
     service = service_of(context)
-    admission = service.confirm(
-        str(action.get("value") or ""), _user(body), body.get("response_url")
-    )
+    token, url = str(action.get("value") or ""), body.get("response_url")
+    try:
+        admission = await service.store.off_loop(service.confirm, token, _user(body), url)
+    except DatabaseUnavailable as away:  # the preview keeps its buttons, to press again
+        await say_database_away(respond, service, away, "a Start")
+        return
     await _replace_preview(respond, admission)
 
 
@@ -66,7 +86,13 @@ async def confirm_cancel(
     """Cancel on a preview: nothing recorded, nothing spent."""
     await ack()
     service = service_of(context)
-    await _replace_preview(respond, service.cancel(str(action.get("value") or ""), _user(body)))
+    token = str(action.get("value") or "")
+    try:
+        admission = await service.store.off_loop(service.cancel, token, _user(body))
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "a Cancel")
+        return
+    await _replace_preview(respond, admission)
 
 
 async def new_variation(
@@ -77,11 +103,21 @@ async def new_variation(
     await ack()
     service = service_of(context)
     run_id = _run_id(action)
-    ask = service.variation_of(run_id, _user(body), body.get("response_url")) if run_id else None
-    if ask is None:
-        await _say_done(respond, messages.RESULT_GONE, service.sandbox)
+    try:
+        ask = (
+            await service.store.off_loop(
+                service.variation_of, run_id, _user(body), body.get("response_url")
+            )
+            if run_id
+            else None
+        )
+        if ask is None:
+            await _say_done(respond, messages.RESULT_GONE, service.sandbox)
+            return
+        admission = await service.ask_for_run_off_loop(ask)
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "a new variation")
         return
-    admission = service.ask_for_run(ask)
     if admission.kind == AskKind.ACCEPTED:
         admission = Admission(admission.kind, messages.variation_started(sandbox=service.sandbox))
     elif admission.kind == AskKind.DUPLICATE and admission.message is None:
@@ -98,7 +134,7 @@ async def fresh_link(
     await ack()
     run_id = _run_id(action)
     if run_id is not None:
-        service_of(context).send_fresh_link(run_id, _user(body))
+        service_of(context).send_fresh_link(run_id, _user(body), _message_place(body)[0])
 
 
 async def stop_tracking(
@@ -110,7 +146,12 @@ async def stop_tracking(
     await ack()
     service = service_of(context)
     channel, ts = _message_place(body)
-    said = service.stop_tracking(str(action.get("value") or ""), _user(body), channel, ts)
+    value = str(action.get("value") or "")
+    try:
+        said = await service.store.off_loop(service.stop_tracking, value, _user(body), channel, ts)
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "Stop tracking")
+        return
     await _tell_clicker(respond, said)
 
 
@@ -122,8 +163,22 @@ async def keep_waiting(
     await ack()
     service = service_of(context)
     channel, ts = _message_place(body)
-    said = service.keep_waiting(str(action.get("value") or ""), _user(body), channel, ts)
+    value = str(action.get("value") or "")
+    try:
+        said = await service.store.off_loop(service.keep_waiting, value, _user(body), channel, ts)
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "Keep waiting")
+        return
     await _tell_clicker(respond, said)
+
+
+async def say_database_away(
+    respond: AsyncRespond, service: JobService, away: DatabaseUnavailable, what: str
+) -> None:
+    """Nothing of the click was recorded: its author alone is told to try again."""
+    log.info("%s: %s; the clicker is asked to try again", what, away)
+    payload = messages.database_away(service.sandbox).payload()
+    await respond(**payload, response_type="ephemeral", replace_original=False)
 
 
 async def _answer(respond: AsyncRespond, admission: Admission) -> None:

@@ -4,6 +4,8 @@ The app runs with process_before_response, so the ack goes out when this returns
 here is local (parsing, one database insert), which keeps the ack far inside Slack's 3 seconds
 and means an acknowledged command is already in the database. The insert runs on the store's
 workers (`Store.off_loop`), so other requests are served while it waits on the database.
+With the database away for longer than the request's budget, nothing is recorded and the ack
+says so privately: try again in a moment.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.command_line import Help, ListJobs, NewForm, ShowUsage, UsageError, parse_command
-from bot.jobs import AskKind, NewJobAsk
+from bot.jobs import AskKind, DatabaseUnavailable, NewJobAsk
 from bot.listeners.context import service_of
 from bot.slack import messages
 
@@ -49,12 +51,18 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
         )
         return
     team = command.get("team_id") or ""
-    if isinstance(parsed, ShowUsage):
-        await ack(**(await service.store.off_loop(service.usage_report, team, user)).payload())
+    try:
+        if isinstance(parsed, ShowUsage):
+            await ack(**(await service.store.off_loop(service.usage_report, team, user)).payload())
+            return
+        admission = await service.ask_for_run_off_loop(
+            NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
+        )
+    except DatabaseUnavailable as away:  # nothing was recorded: the person asks again
+        log.info("/motion from %s in %s: %s; asked to try again", user, channel, away)
+        said = messages.database_away(service.sandbox, lookup=isinstance(parsed, ShowUsage))
+        await ack(**said.payload())
         return
-    admission = await service.ask_for_run_off_loop(
-        NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
-    )
     if admission.kind == AskKind.ACCEPTED:
         log.info(
             "job %s: accepted from %s in %s", admission.job_id, user, channel,

@@ -1,5 +1,11 @@
 """How listeners reach the service: a middleware puts it in Bolt's context for every request,
-so listener callbacks are plain module-level functions that tests can call directly."""
+so listener callbacks are plain module-level functions that tests can call directly.
+
+The same middleware starts the request's budget for the database (`begin_request_budget`):
+every store call the request makes finishes, or fails with `DatabaseUnavailable`, within 2 s of
+here, so its answer leaves within Slack's 3 s. Bolt runs a request's middleware and then its
+listener in the task that handles that one request (HTTP mode sets the budget earlier, on
+arrival, and this keeps it), so the budget ends with the request."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncBoltContext
 
-from bot.jobs import JobService
+from bot.jobs import JobService, begin_request_budget
 
 SERVICE_KEY = "motion_service"
 
@@ -17,6 +23,7 @@ def service_middleware(
     service: JobService,
 ) -> Callable[[AsyncBoltContext, Callable[[], Awaitable[Any]]], Awaitable[Any]]:
     async def with_service(context: AsyncBoltContext, next: Callable[[], Awaitable[Any]]) -> Any:
+        begin_request_budget()
         context[SERVICE_KEY] = service
         return await next()
 

@@ -2,7 +2,8 @@
 
 A trigger_id is good for 3 seconds, once: each opener acks at once and opens the view right
 after, before anything slow. A submission is answered in its ack: `response_action: "errors"`
-keeps the form open with each problem on its field; a plain ack closes it."""
+keeps the form open with each problem on its field; a plain ack closes it. With the database
+away, nothing of a submission is recorded and the form stays open saying so."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot.jobs import FormAnswers, SubmitOutcome
+from bot.jobs import DatabaseUnavailable, FormAnswers, SubmitOutcome
 from bot.jobs.files import file_ids_of
+from bot.listeners.actions import say_database_away
 from bot.listeners.context import service_of
 from bot.slack import messages
 from bot.slack.ids import INPUT_ACTION, BlockId
@@ -44,7 +46,15 @@ async def refine(
     service = service_of(context)
     value = action.get("value")
     run_id = int(value) if isinstance(value, str) and value.isdigit() else None
-    if run_id is None or not service.open_refine_form(str(body.get("trigger_id") or ""), run_id):
+    trigger = str(body.get("trigger_id") or "")
+    try:
+        opened = run_id is not None and await service.store.off_loop(
+            service.open_refine_form, trigger, run_id
+        )
+    except DatabaseUnavailable as away:
+        await say_database_away(respond, service, away, "Refine")
+        return
+    if not opened:
         payload = messages.already_done(messages.REFINE_GONE, service.sandbox).payload()
         await respond(**payload, response_type="ephemeral", replace_original=False)
 
@@ -53,10 +63,13 @@ async def submit_new_form(
     ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
 ) -> None:
     service = service_of(context)
-    outcome = await service.submit_new_form_with_files(
-        team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
-        answers=answers_of(view, body.get("response_urls")),
-    )  # fmt: skip
+    try:
+        outcome = await service.submit_new_form_with_files(
+            team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
+            answers=answers_of(view, body.get("response_urls")),
+        )  # fmt: skip
+    except DatabaseUnavailable as away:
+        outcome = _database_away(away, "form")
     await _answer(ack, outcome, "form")
 
 
@@ -65,11 +78,20 @@ async def submit_refine(
 ) -> None:
     service = service_of(context)
     job_id = _metadata(view).get("job")
-    outcome = service.submit_refine(
-        job_id=job_id if isinstance(job_id, int) else 0, user_id=_user(body),
-        view_id=str(view.get("id") or ""), answers=answers_of(view),
-    )  # fmt: skip
+    try:
+        outcome = await service.store.off_loop(
+            service.submit_refine, job_id=job_id if isinstance(job_id, int) else 0,
+            user_id=_user(body), view_id=str(view.get("id") or ""), answers=answers_of(view),
+        )  # fmt: skip
+    except DatabaseUnavailable as away:
+        outcome = _database_away(away, "refine")
     await _answer(ack, outcome, "refine")
+
+
+def _database_away(away: DatabaseUnavailable, what: str) -> SubmitOutcome:
+    """Nothing of the submission was recorded: the form stays open saying so, to submit again."""
+    log.info("%s submitted: %s; its author is asked to submit again", what, away)
+    return SubmitOutcome(None, {str(BlockId.PROMPT): messages.field_error(messages.DATABASE_AWAY)})
 
 
 def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:

@@ -11,6 +11,11 @@ The store's SQL is written once, in SQLite's spelling (`?` placeholders, `INSERT
 - `execute`, `rows`, `value`: one statement on its own (autocommit), its rows materialized.
 - `for_update`: the row-locking suffix (`FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write
   lock already covers the whole database), and `skip_locked` for the poller's claim.
+
+Every call waits on the database at most as long as its caller can afford (`Availability.
+patience`, bot/store/availability.py), and a failure for want of the database (no connection,
+a lock held elsewhere past that time) is raised as `DatabaseUnavailable`, the transaction
+rolled back; the backend's own errors of any other kind pass through as they are.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import functools
 import hashlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +34,14 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlite_utils import Database
+
+from bot.store.availability import (
+    BACKGROUND_SECONDS,
+    LOOP_SECONDS,
+    Availability,
+    DatabaseUnavailable,
+    Reason,
+)
 
 Params = Sequence[Any]
 
@@ -74,6 +88,7 @@ class Backend(Protocol):
     description: str
     for_update: str
     skip_locked: str
+    availability: Availability
 
     def write(self) -> AbstractContextManager[Tx]: ...
 
@@ -84,6 +99,8 @@ class Backend(Protocol):
     def migrate(self) -> list[str]: ...
 
     def pending_migrations(self) -> list[str]: ...
+
+    def probe(self) -> None: ...
 
 
 def is_postgres(url: str) -> bool:
@@ -101,47 +118,108 @@ def open_backend(target: str) -> Backend:
 
 
 class SqliteBackend:
-    """One sqlite3 connection in WAL mode; `BEGIN IMMEDIATE` is the write lock."""
+    """One sqlite3 connection in WAL mode; `BEGIN IMMEDIATE` is the write lock.
+
+    Waiting, bounded by each call's patience: for the connection itself (`lock`, which the
+    loop's thread and the store's worker take in turns) and, through `busy_timeout`, for
+    another connection's or process's lock on the file."""
 
     name = "sqlite"
     for_update = ""
     skip_locked = ""
 
     def __init__(self, path: str) -> None:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BACKGROUND_SECONDS
+        )
         self.db = Database(conn)
         self.path = path
         self.description = f"SQLite file {path!r}" if path != ":memory:" else "SQLite in memory"
+        self.availability = Availability(self.description)
         # The connection is shared: threads take turns (the loop's and the store worker's).
         self.lock = threading.RLock()
         if path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self._busy_ms = int(BACKGROUND_SECONDS * 1000)
+        self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         self.db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection, had within the call's patience, its busy_timeout set to
+        what is left of it (a nested call, inside a write, has it already)."""
+        wait = self.availability.patience()
+        began = time.monotonic()
+        if not self.lock.acquire(timeout=wait):
+            raise self.availability.failed(
+                DatabaseUnavailable(Reason.BUSY, f"the SQLite connection was busy for {wait:.1f} s")
+            )
+        try:
+            left_ms = max(0, int((wait - (time.monotonic() - began)) * 1000))
+            if left_ms != self._busy_ms:  # a PRAGMA costs microseconds: only when it changes
+                self.db.conn.execute(f"PRAGMA busy_timeout={left_ms}")
+                self._busy_ms = left_ms
+            yield self.db.conn
+        finally:
+            self.lock.release()
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
+        """A lock held elsewhere past the budget, or the file out of reach; None otherwise."""
+        if not isinstance(exc, sqlite3.OperationalError):
+            return None
+        code = (exc.sqlite_errorcode or 0) & 0xFF
+        if code in _SQLITE_LOCKED:
+            reason = Reason.LOCKED
+        elif code in _SQLITE_UNREACHABLE:
+            reason = Reason.UNREACHABLE
+        else:
+            return None
+        return self.availability.failed(DatabaseUnavailable(reason, str(exc)))
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
-        with self.lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
+        with self._connection() as conn:
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")  # a failed COMMIT must not leave it open
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")  # a failed COMMIT must not leave it open
+                    raise
+            except sqlite3.OperationalError as exc:
+                if (unavailable := self._unavailable(exc)) is not None:
+                    raise unavailable from exc
                 raise
+        self.availability.succeeded(wrote=True)
 
     def execute(self, sql: str, params: Params = ()) -> Result:
-        with self.lock:
-            cursor = self.db.conn.execute(sql, params)
-            names = [d[0] for d in cursor.description] if cursor.description else []
-            rows = cursor.fetchall()
-            return Result(rows, names, cursor.rowcount)
+        with self._connection() as conn:
+            changes = conn.total_changes
+            try:
+                cursor = conn.execute(sql, params)
+                names = [d[0] for d in cursor.description] if cursor.description else []
+                rows = cursor.fetchall()
+            except sqlite3.OperationalError as exc:
+                if (unavailable := self._unavailable(exc)) is not None:
+                    raise unavailable from exc
+                raise
+            wrote = conn.total_changes != changes
+        self.availability.succeeded(wrote=wrote)
+        return Result(rows, names, cursor.rowcount)
+
+    def probe(self) -> None:
+        """`/healthz`'s look: a read, or while an outage that began with a lock lasts, an empty
+        write (another process's write lock does not stop reads)."""
+        if self.availability.needs_write:
+            with self.write():
+                return
+        self.execute("SELECT 1")
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -169,6 +247,12 @@ class SqliteBackend:
 
         with self.lock:
             return [m.name for m in migrations.pending(self.db)]
+
+
+# SQLite's primary result codes: another connection's lock (BUSY, LOCKED, PROTOCOL), or the
+# file out of reach for now (IOERR, FULL, CANTOPEN).
+_SQLITE_LOCKED = {5, 6, 15}
+_SQLITE_UNREACHABLE = {10, 13, 14}
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -202,7 +286,16 @@ def _lock_key(label: str, schema: str) -> int:
 
 
 class PostgresBackend:
-    """psycopg 3 over a `psycopg_pool.ConnectionPool`; autocommit outside `write()`."""
+    """psycopg 3 over a `psycopg_pool.ConnectionPool`; autocommit outside `write()`.
+
+    A restart or failover cuts every connection: a statement on a cut connection fails at once
+    (`DatabaseUnavailable`), the pool drops that connection and opens new ones as soon as the
+    server answers again (the health probe also has the pool check its idle connections while
+    an outage lasts, so none left from before is handed out after it). Waits are bounded by
+    each call's patience: the pool's checkout timeout, this instance's queue for the write
+    lock, and `lock_timeout` / `statement_timeout` set for the transaction with its `BEGIN`
+    (a statement on its own: the session's `lock_timeout` of 0.5 s, never longer than any
+    caller's budget, and `statement_timeout` 15 s against a runaway query)."""
 
     name = "postgresql"
     for_update = " FOR UPDATE"
@@ -217,26 +310,38 @@ class PostgresBackend:
         self.url = url
         parts = urlsplit(url)
         self.description = f"PostgreSQL {parts.hostname or 'localhost'}{parts.path or ''}"
+        self.availability = Availability(self.description)
         self._psycopg = psycopg
 
         def configure(conn: Any) -> None:
-            # A statement waiting on another instance's lock gives up instead of hanging the app.
-            conn.execute("SET lock_timeout = '5s'")
-            conn.execute("SET statement_timeout = '15s'")
+            # A statement on its own waiting on another session's lock gives up within any
+            # caller's budget (the shortest: a call on the event loop's) instead of hanging the
+            # app; `write()` sets its transaction's own. One round trip for both.
+            conn.execute(
+                f"SET lock_timeout = {int(LOOP_SECONDS * 1000)}; SET statement_timeout = '15s'"
+            )
 
         # The store's worker threads (offloop.py) each may hold one connection; two more are
         # kept for the synchronous calls made on the event loop, so those never wait for a
         # worker to give one back.
         self.worker_slots = worker_slots
         self._writing = threading.RLock()
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in url:  # a server gone mid-failover is not waited on for long
+            kwargs["connect_timeout"] = 5
         self.pool = ConnectionPool(
             url,
             min_size=1,
             max_size=worker_slots + 2,
-            kwargs={"autocommit": True},
+            kwargs=kwargs,
             configure=configure,
             open=False,
             name="motion-bot",
+            # The pool retries a cut connection with a doubling delay, so after a long outage
+            # its next try could come as long again after the server is back (measured: 9 s
+            # after a 20-s outage). Given up after 5 s, a slot is opened again at the next
+            # checkout instead (measured: back within 1.5 s of the server, whatever the outage).
+            reconnect_timeout=5.0,
         )
         self.pool.open(wait=True, timeout=15)
         schema = str(self.execute("SELECT current_schema()").rows[0][0])
@@ -247,33 +352,85 @@ class PostgresBackend:
     def close(self) -> None:
         self.pool.close()
 
+    def _unavailable(self, exc: Exception) -> DatabaseUnavailable:
+        """What an OperationalError (psycopg's, and the pool's timeout) says of the database."""
+        errors = self._psycopg.errors
+        if isinstance(exc, errors.LockNotAvailable | errors.TransactionRollback):
+            reason = Reason.LOCKED
+        elif isinstance(exc, errors.QueryCanceled):
+            reason = Reason.TIMED_OUT
+        else:
+            reason = Reason.UNREACHABLE
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        detail = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        return self.availability.failed(DatabaseUnavailable(reason, detail))
+
     @contextmanager
     def write(self) -> Iterator[Tx]:
         # This instance's threads queue here first, so at most one of them waits on the
         # advisory lock (holding a connection and a server process): the others wait without
         # tying up the pool. Measured under a burst of 200 commands (bench/ack.py).
-        # BEGIN and the lock in one round trip (no parameters, so psycopg sends both in one
-        # simple query; the key is an integer this class computed): every write pays it.
-        with self._writing, self.pool.connection() as conn:
-            try:  # a lock that times out (lock_timeout) leaves BEGIN open: rolled back below
-                conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.write_key)})")
-                yield _PgTx(conn)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a broken connection: the pool drops it
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        wait = self.availability.patience()
+        began = time.monotonic()
+        if not self._writing.acquire(timeout=wait):
+            raise self.availability.failed(
+                DatabaseUnavailable(Reason.BUSY, f"this instance's writes queued for {wait:.1f} s")
+            )
+        try:
+            with self.pool.connection(timeout=_left(wait, began)) as conn:
+                # BEGIN, the time this transaction may wait, and the lock in one round trip
+                # (no parameters, so psycopg sends them in one simple query; every value is a
+                # number this class computed): every write pays it.
+                # (statement_timeout a little later: a wait on a lock is told as such.)
+                ms = max(1, int(_left(wait, began) * 1000))
+                try:  # a lock that times out leaves BEGIN open: rolled back below
+                    conn.execute(
+                        f"BEGIN; SET LOCAL lock_timeout = {ms};"
+                        f" SET LOCAL statement_timeout = {ms + 50};"
+                        f" SELECT pg_advisory_xact_lock({int(self.write_key)})"
+                    )
+                    yield _PgTx(conn)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except self._psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._writing.release()
+        self.availability.succeeded(wrote=True)
 
     def execute(self, sql: str, params: Params = ()) -> Result:
-        with self.pool.connection() as conn:
-            cursor = conn.execute(to_pyformat(sql), params)
-            # The names straight from the result: `cursor.description` builds a Column object
-            # per column per call, which cost more than the rest of a `SELECT *` (profiled).
-            result = cursor.pgresult
-            if result is None or not result.nfields:
-                return Result([], [], cursor.rowcount)
-            names = [result.fname(i).decode() for i in range(result.nfields)]
-            return Result(cursor.fetchall(), names, cursor.rowcount)
+        wait = self.availability.patience()
+        try:
+            with self.pool.connection(timeout=wait) as conn:
+                cursor = conn.execute(to_pyformat(sql), params)
+                # The names straight from the result: `cursor.description` builds a Column
+                # object per column per call, which cost more than the rest of a `SELECT *`.
+                result = cursor.pgresult
+                if result is None or not result.nfields:
+                    found = Result([], [], cursor.rowcount)
+                else:
+                    names = [result.fname(i).decode() for i in range(result.nfields)]
+                    found = Result(cursor.fetchall(), names, cursor.rowcount)
+                status = result.command_status if result is not None else None
+        except self._psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        self.availability.succeeded(wrote=not (status or b"SELECT").startswith(b"SELECT"))
+        return found
+
+    def probe(self) -> None:
+        """`/healthz`'s look. During an outage the pool first checks its idle connections
+        (dropping those the outage cut), and an outage that began with a lock is over only
+        when a write can take the write lock again."""
+        if self.availability.away:
+            with contextlib.suppress(Exception):
+                self.pool.check()
+        if self.availability.needs_write:
+            with self.write():
+                return
+        self.execute("SELECT 1")
 
     def migrate(self) -> list[str]:
         """Every pending migration in one transaction, under an advisory lock: instances that
@@ -282,6 +439,8 @@ class PostgresBackend:
 
         applied: list[str] = []
         with self.pool.connection() as conn, conn.transaction():
+            # Migrating may wait for another instance's migration, and may take long itself.
+            conn.execute("SET LOCAL lock_timeout = '5min'; SET LOCAL statement_timeout = 0")
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.migrate_key,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (migration_set text NOT NULL,"
@@ -322,3 +481,9 @@ class PostgresBackend:
             else set()
         )
         return [name for name, _ in postgres_migrations() if name not in done]
+
+
+def _left(wait: float, began: float) -> float:
+    """What is left of `wait` seconds since `began` (never quite nothing: the pool reads 0 as
+    its own default)."""
+    return max(0.001, wait - (time.monotonic() - began))

@@ -8,7 +8,7 @@ forgets keys on their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from bot.store.base import Database
 from bot.store.dialect import Tx
@@ -43,6 +43,12 @@ class EventRows:
             )
             == 1
         )
+
+    def claim_all(self, keys: Sequence[str], now: float) -> bool:
+        """Claim every key of a delivery or none (False when one was claimed before): one
+        transaction, so a failure in between never leaves half a delivery taken."""
+        with self.database.write() as conn:
+            return claim_events(conn, keys, now)
 
     def event_claimed(self, key: str) -> bool:
         """Whether a delivery key was already claimed (a read: the claim itself stays atomic)."""

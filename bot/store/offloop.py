@@ -9,7 +9,10 @@ releases the GIL while it waits on the server, so the waits of several calls ove
   (`SqliteBackend.lock`), which every statement and every write transaction takes, so a call
   made on the loop thread and one made on the worker take turns, never interleave. When that
   lock is free, `off_loop` runs the call at once on the loop instead (under the lock): there is
-  nothing to wait for, the statements take tens of µs, and the hop would cost more.
+  nothing to wait for, the statements take tens of µs, and the hop would cost more (under a
+  burst of requests, far more: the worker waits for the GIL behind the loop). Such a call waits
+  on the database no longer than any call made on the loop (bot/store/availability.py); and
+  while the database is away none runs at once (`inline_when`): each may have to wait.
 - PostgreSQL: as many workers as the pool has connections for them (the pool keeps two more
   for the sync calls made on the loop, so those never wait for a checkout behind the workers).
 
@@ -30,7 +33,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -64,11 +67,17 @@ class OffLoop:
     per call against 70–120 µs), and the poller makes several per poll."""
 
     def __init__(
-        self, workers: int, name: str, *, inline_lock: threading.RLock | None = None
+        self,
+        workers: int,
+        name: str,
+        *,
+        inline_lock: threading.RLock | None = None,
+        inline_when: Callable[[], bool] = lambda: True,
     ) -> None:
         self.workers = workers
         self.name = name
         self._inline_lock = inline_lock
+        self._inline_when = inline_when
         self.inline_calls = 0  # how many ran on the loop at once (the lock was free)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -77,24 +86,63 @@ class OffLoop:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        if self._inline_lock is not None and self._inline_lock.acquire(blocking=False):
-            # SQLite, its connection free: nothing to wait for, so the call takes as long as
-            # its statements (tens of µs) and a hop to the worker would cost more (50–90 µs of
-            # CPU, measured). Held for the whole call: the worker waits, never interleaves.
-            try:
-                self.inline_calls += 1
-                return fn(*args, **kwargs)
-            finally:
-                self._inline_lock.release()
-        if not self._threads:
-            self._start()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(
-            _Item(loop, future, contextvars.copy_context(), functools.partial(fn, *args, **kwargs))
-        )
+        if self._free_inline():
+            return self._inline(fn, *args, **kwargs)
+        future, _ = self._enqueue(loop, fn, *args, **kwargs)
         # A cancelled caller leaves the call to finish on its worker; what it started on the
         # loop still starts (`_settle`).
         return await future
+
+    async def run_until(
+        self, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, for a caller that must have its answer by `deadline` (time.monotonic): a call
+        still queued then (the workers busy, each with a wait of its own) is dropped unrun and
+        `QueuedTooLong` raised; a call already running is waited for (it keeps to its own
+        budget on the database)."""
+        loop = asyncio.get_running_loop()
+        if self._free_inline():
+            return self._inline(fn, *args, **kwargs)
+        future, item = self._enqueue(loop, fn, *args, **kwargs)
+
+        def give_up() -> None:  # a timer, not wait_for: no task per call
+            if not future.done() and item.abandon():
+                future.set_exception(QueuedTooLong())
+
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), give_up)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _free_inline(self) -> bool:
+        """SQLite, its connection free (now taken, for `_inline`): nothing to wait for."""
+        inline = self._inline_lock
+        return inline is not None and self._inline_when() and inline.acquire(blocking=False)
+
+    def _inline(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """The call at once on the loop: it takes as long as its statements (tens of µs), and
+        a hop to the worker would cost more (50–90 µs of CPU, measured). The connection is
+        held for the whole call: the worker waits, never interleaves."""
+        assert self._inline_lock is not None
+        try:
+            self.inline_calls += 1
+            return fn(*args, **kwargs)
+        finally:
+            self._inline_lock.release()
+
+    def _enqueue(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[P, T], /, *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[asyncio.Future[T], _Item]:  # fmt: skip
+        if not self._threads:
+            self._start()
+        future: asyncio.Future[T] = loop.create_future()
+        item = _Item(
+            loop, future, contextvars.copy_context(), functools.partial(fn, *args, **kwargs)
+        )
+        self._queue.put(item)
+        return future, item
 
     def _start(self) -> None:
         with self._start_lock:  # threads only for a store that is used off the loop
@@ -114,6 +162,8 @@ class OffLoop:
         me = threading.get_ident()
         self._cpu[me] = 0.0
         while (item := self._queue.get()) is not None:
+            if not item.begin():  # its caller could wait no longer: never run
+                continue
             began = time.thread_time()
             deferred: list[Callable[[], object]] = []
 
@@ -138,12 +188,33 @@ class OffLoop:
         self._threads.clear()
 
 
-@dataclass(frozen=True)
+class QueuedTooLong(Exception):
+    """A call's deadline passed while it waited for a worker; it was never run."""
+
+
+@dataclass
 class _Item:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     context: contextvars.Context
     call: Callable[[], Any]
+    # None while queued; True once a worker took it; False once its caller gave up on it.
+    taken: bool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self) -> bool:
+        """The worker's: True when the call is to run (its caller still waits for it)."""
+        with self._lock:
+            if self.taken is None:
+                self.taken = True
+            return self.taken
+
+    def abandon(self) -> bool:
+        """The caller's: True when the call will never run (it had not started)."""
+        with self._lock:
+            if self.taken is None:
+                self.taken = False
+            return not self.taken
 
 
 def _settle(
@@ -156,7 +227,7 @@ def _settle(
     before it would have been started anyway), then the caller resumes."""
     for callback in deferred:
         callback()
-    if future.cancelled():
+    if future.done():  # cancelled by its caller
         return
     if error is not None:
         future.set_exception(error)

@@ -102,6 +102,7 @@ BUILDERS: dict[str, Callable[[], Built]] = {
     "mention_hint": lambda: messages.mention_hint(False),
     "dm_hint": lambda: messages.dm_hint(False),
     "dms_off": lambda: messages.dms_off(False),
+    "database_away": lambda: messages.database_away(False),
     "stop_button": lambda: stop_button(7),
     "stop_not_allowed": lambda: messages.stop_not_allowed(requester="U1", sandbox=False),
     "stuck_notice": lambda: messages.stuck_notice(

@@ -18,6 +18,7 @@ import pytest
 
 from bot import http_intake
 from bot.local.payloads import signed_headers
+from bot.store import DatabaseUnavailable, Reason
 from tests.support.harness import SIGNING_SECRET, Harness
 
 FORM = "application/x-www-form-urlencoded"
@@ -211,32 +212,41 @@ async def test_healthz_is_answered_from_a_snapshot_not_a_query_per_request(
     harness: Harness,
 ) -> None:
     bot = await harness.start()
-    pings: list[float] = []
-    real_ping = bot.store.ping
+    probes: list[float] = []
+    real_probe = bot.store.probe
 
-    def counted_ping() -> bool:
-        pings.append(time.monotonic())
-        return real_ping()
+    def counted_probe() -> None:
+        probes.append(time.monotonic())
+        real_probe()
 
-    bot.store.ping = counted_ping  # type: ignore[method-assign]
+    bot.store.probe = counted_probe  # type: ignore[method-assign]
     url = f"http://127.0.0.1:{bot.port}/healthz"
     answers = await asyncio.gather(*(harness.http.get(url) for _ in range(60)))
     assert [a.status_code for a in answers] == [200] * 60
-    assert len(pings) <= 2  # at most the refresher's own looks meanwhile
+    assert len(probes) <= 2  # at most the refresher's own looks meanwhile
 
 
 async def test_healthz_says_503_while_the_database_cannot_be_reached(harness: Harness) -> None:
+    """(tests/e2e/test_database_away.py stops a real server; this is the answer's shape.)"""
     bot = await harness.start()
-    real_ping = bot.store.ping
+    real_probe = bot.store.probe
 
-    def unreachable() -> bool:
-        raise OSError("connection refused")
+    def unreachable() -> None:
+        raise DatabaseUnavailable(Reason.UNREACHABLE, "OperationalError: connection refused")
 
-    bot.store.ping = unreachable  # type: ignore[method-assign]
+    bot.store.probe = unreachable  # type: ignore[method-assign]
     await bot.health.refresh()
     url = f"http://127.0.0.1:{bot.port}/healthz"
     down = await harness.http.get(url)
+    stranger = await harness.http.get(url, headers={"X-Forwarded-For": "203.0.113.9"})
     assert down.status_code == 503 and down.json()["database"] is False
-    bot.store.ping = real_ping  # type: ignore[method-assign]
+    assert down.json()["reason"] == "database unreachable"
+    assert "connection refused" in down.json()["database_error"]
+    assert stranger.status_code == 503
+    assert stranger.json() == {
+        "ok": False, "poller": True, "database": False, "reason": "database unreachable"
+    }  # fmt: skip
+    bot.store.probe = real_probe  # type: ignore[method-assign]
     await bot.health.refresh()
-    assert (await harness.http.get(url)).status_code == 200
+    back = await harness.http.get(url)
+    assert back.status_code == 200 and "reason" not in back.json()

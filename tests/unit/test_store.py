@@ -4,6 +4,7 @@ leases, and writes that happen once or not at all."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from bot.store import LEASE_SECONDS, LeaseLost, NewPost, Store, lease_fence
+from bot.store import (
+    LEASE_SECONDS,
+    DatabaseUnavailable,
+    LeaseLost,
+    NewPost,
+    Reason,
+    Store,
+    lease_fence,
+    request_budget,
+)
 from bot.store.migrations import migration_names, postgres_migrations
 
 T0 = 1_000_000.0
@@ -571,9 +581,10 @@ def test_an_abandoned_card_is_not_in_flight(store: Store) -> None:
 def test_a_write_that_cannot_get_the_write_lock_fails_and_leaves_no_transaction_open(
     path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Another session holds the write lock past the 5-s lock_timeout: the write fails with
-    nothing kept, its connection goes back to the pool with no transaction open (the pool
-    warns when it must roll one back), and the next write works."""
+    """Another session holds the write lock past the caller's budget: the write gives up
+    within it (lock_timeout set for the transaction), nothing kept, its connection goes back
+    to the pool with no transaction open (the pool warns when it must roll one back), and the
+    next write works."""
     import threading
 
     import psycopg
@@ -595,15 +606,19 @@ def test_a_write_that_cannot_get_the_write_lock_fails_and_leaves_no_transaction_
     holder.start()
     try:
         assert locked.wait(10)
+        started = time.monotonic()
         with (
             caplog.at_level("WARNING", logger="psycopg.pool"),
-            pytest.raises(psycopg.errors.LockNotAvailable),
+            pytest.raises(DatabaseUnavailable) as raised,
+            request_budget(0.8),
             store._write() as conn,
         ):
             conn.execute("INSERT INTO events (key, received_at) VALUES ('late', 1)")
+        waited = time.monotonic() - started
     finally:
         done.set()
         holder.join()
+    assert raised.value.reason == Reason.LOCKED and 0.7 <= waited < 1.5
     assert not [r for r in caplog.records if r.name.startswith("psycopg.pool")]
     assert store.claim_event("late", 2.0)  # nothing was kept, and writing works again
     store.close()

@@ -57,6 +57,8 @@ from bot.slack.messages.lists import (
 )
 from bot.slack.messages.notices import (
     ANSWER_LOST,
+    DATABASE_AWAY,
+    DATABASE_AWAY_LOOKUP,
     FILES_NEED_A_PROMPT,
     NEVER_STARTED,
     NO_REASON,
@@ -71,6 +73,7 @@ from bot.slack.messages.notices import (
     auth_failed,
     awaiting_input,
     bad_request,
+    database_away,
     dm_hint,
     dms_off,
     file_too_large,
@@ -134,6 +137,8 @@ from bot.slack.messages.steps import (
 
 __all__ = [
     "ANSWER_LOST",
+    "DATABASE_AWAY",
+    "DATABASE_AWAY_LOOKUP",
     "FILES_NEED_A_PROMPT",
     "FORM_PROMPT_MAX",
     "HOME_JOBS",
@@ -177,6 +182,7 @@ __all__ = [
     "bad_request",
     "channel_not_allowed",
     "credit_line",
+    "database_away",
     "dm_hint",
     "dms_off",
     "escape",

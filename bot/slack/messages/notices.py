@@ -220,6 +220,26 @@ def new_job_link(*, permalink: str | None, sandbox: bool) -> Message:
     return notice_message("new_job_link", f"➡️ Started a new job in {where}.", sandbox)
 
 
+# ---------------------------------------------------------------- the database away
+
+# The app's database out of reach for a moment (a restart, another process's long write): the
+# request was rolled back whole, so its author can simply ask again.
+DATABASE_AWAY = (
+    "The app can't reach its database for a moment, so nothing was started or changed. "
+    "Please try again in a moment."
+)
+DATABASE_AWAY_LOOKUP = (
+    "The app can't reach its database for a moment. Please try again in a moment."
+)
+
+
+def database_away(sandbox: bool, *, lookup: bool = False) -> Message:
+    """Said privately to whoever asked; `lookup`: they asked to see something, not to change
+    anything."""
+    text = DATABASE_AWAY_LOOKUP if lookup else DATABASE_AWAY
+    return notice_message("database_away", f"⏳ {escape(text)}", sandbox)
+
+
 # ---------------------------------------------------------------- files and mentions refused
 
 

@@ -9,7 +9,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.videos import VideoUrls
 from bot.motion import MotionError
 from bot.slack import messages
-from bot.store import DatabaseUnavailable
+from bot.store import DatabaseUnavailable, Job, Run
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +24,18 @@ class FreshLinks:
         to say so there when the database is away for a moment."""
         self.ctx.background.run(self._send(run_id, user_id, channel_id))
 
+    def _find(self, run_id: int) -> tuple[Run | None, Job | None, tuple[Job, Run] | None]:
+        """The run, its job and (when finished) both as `VideoUrls` wants them: on the store's
+        workers, so a database that makes it wait holds up nothing else."""
+        run = self.ctx.store.run(run_id)
+        job = self.ctx.store.job(run.job_id) if run is not None else None
+        found = self.video_urls.finished_run(job.id, run.number) if run and job else None
+        return run, job, found
+
     async def _send(self, run_id: int, user_id: str, channel_id: str | None) -> None:
         ctx = self.ctx
         try:
-            run = ctx.store.run(run_id)
-            job = ctx.store.job(run.job_id) if run is not None else None
-            found = self.video_urls.finished_run(job.id, run.number) if run and job else None
+            run, job, found = await ctx.store.off_loop(self._find, run_id)
         except DatabaseUnavailable as away:
             log.info("fresh link for run %s: %s; the clicker is asked to try again", run_id, away)
             if channel_id:

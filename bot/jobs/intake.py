@@ -33,6 +33,7 @@ from bot.store import (
     Job,
     JobState,
     NewPost,
+    Run,
     RunState,
 )
 
@@ -185,10 +186,9 @@ class Intake:
 
     async def _job_list(self, team_id: str, user_id: str) -> Message:
         ctx = self.ctx
-        jobs = ctx.store.recent_jobs(team_id, user_id, limit=10)
+        recent = await ctx.store.off_loop(self.recent_with_runs, team_id, user_id, 10, 10)
 
-        async def listing(job: Job) -> messages.JobListing:
-            runs = [r for r in ctx.store.runs(job.id) if r.state not in HIDDEN_RUN_STATES]
+        async def listing(job: Job, runs: list[Run]) -> messages.JobListing:
             link = (
                 await ctx.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
             )
@@ -201,9 +201,26 @@ class Intake:
                 channel_id=job.channel_id,
             )
 
-        listings = await asyncio.gather(*(listing(job) for job in jobs))
-        usage = self.admissions.usage_view(team_id, user_id)
-        return messages.job_list(list(listings), ctx.sandbox, usage)
+        listings = await asyncio.gather(*(listing(job, runs) for job, runs in recent.shown))
+        return messages.job_list(list(listings), ctx.sandbox, recent.usage)
+
+    def recent_with_runs(self, team_id: str, user_id: str, limit: int, show: int) -> Recent:
+        """What `/motion list` and the Home tab read, together, for the store's workers: the
+        person's `limit` latest jobs, the first `show` with their visible runs, their usage."""
+        store = self.ctx.store
+        jobs = store.recent_jobs(team_id, user_id, limit=limit)
+        shown = [
+            (job, [r for r in store.runs(job.id) if r.state not in HIDDEN_RUN_STATES])
+            for job in jobs[:show]
+        ]
+        return Recent(shown, len(jobs) > show, self.admissions.usage_view(team_id, user_id))
+
+
+@dataclass(frozen=True)
+class Recent:
+    shown: list[tuple[Job, list[Run]]]
+    more: bool  # more jobs than shown
+    usage: messages.UsageView
 
 
 def _followup_request(

@@ -17,7 +17,7 @@ from bot.jobs.intake import NOT_SENT, Intake
 from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
 from bot.slack import messages
 from bot.slack.ids import BlockId
-from bot.store import HIDDEN_RUN_STATES, DatabaseUnavailable, Job, RunState
+from bot.store import DatabaseUnavailable, Job, Run, RunState
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,12 @@ class Surfaces:
 
     async def _publish_home_now(self, team_id: str, user_id: str) -> None:
         ctx = self.ctx
-        jobs = ctx.store.recent_jobs(team_id, user_id, limit=messages.HOME_JOBS + 1)
+        recent = await ctx.store.off_loop(
+            self.intake.recent_with_runs, team_id, user_id, messages.HOME_JOBS + 1,
+            messages.HOME_JOBS,
+        )  # fmt: skip
 
-        async def entry(job: Job) -> messages.HomeJob:
-            runs = [r for r in ctx.store.runs(job.id) if r.state not in HIDDEN_RUN_STATES]
+        async def entry(job: Job, runs: list[Run]) -> messages.HomeJob:
             link = (
                 await ctx.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
             )
@@ -182,10 +184,8 @@ class Surfaces:
                 channel_id=job.channel_id,
             )
 
-        shown = jobs[: messages.HOME_JOBS]
-        entries = await asyncio.gather(*(entry(job) for job in shown))
+        entries = await asyncio.gather(*(entry(job, runs) for job, runs in recent.shown))
         view = messages.home_view(
-            list(entries), self.admissions.usage_view(team_id, user_id), sandbox=ctx.sandbox,
-            more=len(jobs) > len(shown),
-        )  # fmt: skip
+            list(entries), recent.usage, sandbox=ctx.sandbox, more=recent.more
+        )
         await ctx.slack.publish_home(user_id, view)

@@ -69,7 +69,8 @@ async def submit_new_form(
             answers=answers_of(view, body.get("response_urls")),
         )  # fmt: skip
     except DatabaseUnavailable as away:
-        outcome = _database_away(away, "form")
+        await _database_away(ack, away, "form")
+        return
     await _answer(ack, outcome, "form")
 
 
@@ -84,14 +85,16 @@ async def submit_refine(
             user_id=_user(body), view_id=str(view.get("id") or ""), answers=answers_of(view),
         )  # fmt: skip
     except DatabaseUnavailable as away:
-        outcome = _database_away(away, "refine")
+        await _database_away(ack, away, "refine")
+        return
     await _answer(ack, outcome, "refine")
 
 
-def _database_away(away: DatabaseUnavailable, what: str) -> SubmitOutcome:
+async def _database_away(ack: AsyncAck, away: DatabaseUnavailable, what: str) -> None:
     """Nothing of the submission was recorded: the form stays open saying so, to submit again."""
     log.info("%s submitted: %s; its author is asked to submit again", what, away)
-    return SubmitOutcome(None, {str(BlockId.PROMPT): messages.field_error(messages.DATABASE_AWAY)})
+    said = messages.field_error(messages.DATABASE_AWAY)
+    await ack(response_action="errors", errors={str(BlockId.PROMPT): said})
 
 
 def answers_of(view: dict[str, Any], response_urls: Any = None) -> FormAnswers:

@@ -36,7 +36,6 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from bot.store.availability import (
-    BACKGROUND_SECONDS,
     LOOP_SECONDS,
     Availability,
     DatabaseUnavailable,
@@ -130,7 +129,7 @@ class SqliteBackend:
 
     def __init__(self, path: str) -> None:
         conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BACKGROUND_SECONDS
+            path, isolation_level=None, check_same_thread=False, timeout=MIGRATION_SECONDS
         )
         self.db = Database(conn)
         self.path = path
@@ -141,8 +140,9 @@ class SqliteBackend:
         if path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self._busy_ms = int(BACKGROUND_SECONDS * 1000)
-        self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        # Opening and migrating may wait for another process's write (a backup, another
+        # instance starting); every call after that waits its own budget (`_connection`).
+        self._busy_ms = int(MIGRATION_SECONDS * 1000)
         self.db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
@@ -248,6 +248,8 @@ class SqliteBackend:
         with self.lock:
             return [m.name for m in migrations.pending(self.db)]
 
+
+MIGRATION_SECONDS = 30.0  # SQLite: the longest opening the file and migrating it may wait
 
 # SQLite's primary result codes: another connection's lock (BUSY, LOCKED, PROTOCOL), or the
 # file out of reach for now (IOERR, FULL, CANTOPEN).

@@ -341,3 +341,81 @@ async def test_a_video_upload_caught_by_the_outage_is_shared_once_after_it(
     assert len(completed) == 1
     assert not [r for r in caplog.records if r.exc_info]
     assert not [r for r in caplog.records if "not uploaded" in r.getMessage()]
+
+
+async def test_forms_lookups_and_other_clicks_while_postgresql_is_stopped(
+    harness: Harness, own_postgres: OwnPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await harness.start(DATABASE_URL=own_postgres.url)
+    await every_surface(harness, bot, caplog, own_postgres.stop, own_postgres.start, reads=False)
+
+
+async def test_forms_lookups_and_other_clicks_while_a_sqlite_file_is_held(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "held.db"
+    bot = await harness.start(DATABASE_URL=f"sqlite:///{path}")
+    held = HeldFile(path)
+    await every_surface(harness, bot, caplog, held.begin, held.end, reads=True)
+
+
+async def every_surface(
+    h: Harness, bot: MotionBot, caplog: pytest.LogCaptureFixture,
+    begin: Callable[[], None], end: Callable[[], None], *, reads: bool,
+) -> None:  # fmt: skip
+    """The form and Refine submitted, `/motion usage` and `/motion list`, the Home tab, the
+    Refine, Stop tracking and Fresh link buttons, all at once while the database is away:
+    each answered within 3 s; a submission keeps its form open saying nothing was started; a
+    change asked by a click is answered privately; a lookup is answered (SQLite: reads go on
+    under another's write lock) or says to try again; nothing logs a traceback."""
+    from tests.e2e.test_e2e_forms import opened_modal
+
+    caplog.set_level(logging.INFO)
+    finished = await run_command(h, "a finished video")
+    [result] = await until(lambda: results(h, finished["ts"]), what="the first result")
+    h.sandbox.plan_next(GENERATING)
+    generating = await run_command(h, "still generating")
+    await h.command("new")
+    form = await opened_modal(h)
+    await h.action(
+        ActionId.REFINE, button(result, ActionId.REFINE)["value"], message_ts=result["ts"]
+    )
+    refine = await opened_modal(h, before=1)
+    card = await until(lambda: h.slack.message("C0PUBLIC", generating["ts"]), what="the card")
+    stop = button(card, ActionId.STOP_TRACKING)["value"]
+    caplog.clear()
+    await asyncio.to_thread(begin)
+    try:
+        answers = await asyncio.gather(
+            timed(h.submit_view(form, {"prompt": "from the form", "channel": "C0PUBLIC"})),
+            timed(h.submit_view(refine, {"prompt": "brighter"})),
+            timed(h.command("usage")),
+            timed(h.command("list")),
+            timed(h.home_opened()),
+            timed(h.action(ActionId.STOP_TRACKING, stop, message_ts=generating["ts"])),
+            timed(h.action(ActionId.FRESH_LINK, "1", message_ts=result["ts"])),
+        )
+    finally:
+        await asyncio.to_thread(end)
+    submitted, refined, usage = answers[:3]
+    assert all(a.seconds < ACK_LIMIT for a in answers), answers
+    assert all(a.status == 200 for a in answers), answers
+    for form_answer in (submitted, refined):  # the form stays open, saying so
+        assert "response_action" in form_answer.text and "nothing was started" in form_answer.text
+    [listed] = await until(
+        lambda: [r for r in h.slack.responses if r["tag"] == f"cmd-{ALICE}"] or None,
+        what="/motion list's answer",
+    )
+    if reads:  # SQLite's reads go on under another connection's write lock
+        assert "Your Motion usage" in usage.text and "a finished video" in listed["text"]
+    else:
+        assert "try again in a moment" in usage.text and "try again" in listed["text"]
+    stopped = await until(
+        lambda: [r for r in action_responses(h) if "nothing was started" in r["text"]] or None,
+        what="Stop tracking's private answer",
+    )
+    assert stopped[0]["response_type"] == "ephemeral"
+    await until_health(h, bot, 200)
+    await until(lambda: results(h, generating["ts"]), what="the job stopped nobody")
+    assert [len(results(h, c["ts"])) for c in h.cards()] == [1, 1]  # nothing more started
+    assert not [r for r in caplog.records if r.exc_info]

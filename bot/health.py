@@ -18,8 +18,6 @@ by a proxy).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -29,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.refresher import Refresher
 from bot.store import DatabaseUnavailable, Store, request_budget
 
 log = logging.getLogger(__name__)
@@ -77,10 +76,9 @@ class Health:
         self._store = store
         self._poller_alive = poller_alive
         self._details = details  # mode, database kind, sandbox: for callers on this host
-        self._every = every
         self._clock = clock
         self._snapshot: Snapshot | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Refresher(self.refresh, every, "health")
 
     async def refresh(self) -> Snapshot:
         try:
@@ -97,18 +95,10 @@ class Health:
         return snapshot
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._refresh_forever(), name="health")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            await self.refresh()
+        await self._refresher.stop()
 
     def body(self, *, full: bool) -> dict[str, Any]:
         snapshot = self._snapshot

@@ -19,8 +19,6 @@ states, reasons and Slack method names, each from a short fixed list.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -36,6 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from bot.refresher import Refresher
 from bot.store import JobState, Store
 
 log = logging.getLogger(__name__)
@@ -129,9 +128,8 @@ class Metrics:
     def __init__(self, store: Store, *, every: float = REFRESH_SECONDS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._store = store
-        self._every = every
         self.snapshot: StoreCounts | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Refresher(self.refresh, every, "metrics")
         self.jobs_held: Callable[[], int | None] = lambda: None  # set to the poller's count
         self._families()
         self.registry.register(_FromStore(self))
@@ -223,18 +221,10 @@ class Metrics:
         return self.snapshot
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._refresh_forever(), name="metrics")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            await self.refresh()
+        await self._refresher.stop()
 
     # ------------------------------------------------------------ /metrics
 

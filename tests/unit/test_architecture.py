@@ -19,13 +19,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.schedule": (),
     "bot.links": (),
     "bot.logs": (),
+    "bot.refresher": (),  # a snapshot refreshed in the background
     "bot.config": (),
     "bot.http_intake": (),
     "bot.command_line": ("bot.motion",),  # `/motion` text → a Motion request
     "bot.slack": ("bot.motion",),  # the Slack side; credits are Motion's sources
     "bot.file_links": ("bot.links", "bot.slack"),
-    "bot.health": ("bot.store",),
-    "bot.metrics": ("bot.store",),  # the parts it counts are handed its callables by `app`
+    "bot.health": ("bot.store", "bot.refresher"),
+    "bot.metrics": ("bot.store", "bot.refresher"),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
     "bot.workspaces": ("bot.store", "bot.config"),

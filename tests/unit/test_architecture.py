@@ -26,7 +26,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.slack": ("bot.motion",),  # the Slack side; credits are Motion's sources
     "bot.file_links": ("bot.links", "bot.slack"),
     "bot.health": ("bot.store", "bot.refresher"),
-    "bot.metrics": ("bot.store", "bot.refresher"),  # the parts it counts are handed its callables by `app`
+    "bot.metrics": (
+        "bot.store",
+        "bot.refresher",
+    ),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
     "bot.workspaces": ("bot.store", "bot.config"),

@@ -325,3 +325,24 @@ async def test_from_workspace_signs_and_delivers_a_workspaces_requests_to_the_ap
     assert (await from_beta.event(mention)).status_code == 200
     assert (await from_beta.uninstalled()).status_code == 200
     assert (await from_beta.tokens_revoked()).status_code == 200
+
+
+async def test_a_redirect_uri_other_than_the_authorize_steps_is_refused(
+    slack: SlackDouble, beta: HostedWorkspace
+) -> None:
+    code = (await approve(slack, team="T0002"))["code"][0]
+    elsewhere = client(slack, None).oauth_v2_access(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code,
+        redirect_uri="https://attacker.example/cb",
+    )  # fmt: skip
+    assert await slack_error(elsewhere) == "bad_redirect_uri"
+
+
+async def test_the_error_for_a_revoked_token_can_be_slacks_other_answers(
+    slack: SlackDouble, beta: HostedWorkspace
+) -> None:
+    answer = await install(slack, team="T0002")
+    slack.oauth.revoked_error = "account_inactive"
+    slack.uninstall("T0002")
+    for token in (answer["access_token"], beta.bot_token):
+        assert await slack_error(client(slack, token).auth_test()) == "account_inactive"

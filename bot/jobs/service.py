@@ -20,7 +20,7 @@ from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.recovery import Recovery
-from bot.jobs.settings import SameForEveryTeam, SettingsSource
+from bot.jobs.settings import MotionRoutes, SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.step import Stepper
 from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
@@ -57,6 +57,7 @@ class JobService:
         stuck_after_seconds: float = 3600.0,
         events: JobEvents | None = None,
     ) -> None:
+        settings = workspaces or SameForEveryTeam(WorkspaceSettings(sandbox=sandbox))
         self.ctx = ctx = JobContext(
             store=store,
             motion=motion,
@@ -66,7 +67,8 @@ class JobService:
             clock=clock,
             wake=wake or (lambda job_id: None),
             sandbox=sandbox,
-            settings=workspaces or SameForEveryTeam(),
+            settings=settings,
+            routes=MotionRoutes(settings, store.off_loop),
             files=files,
             upload_max_mb=upload_max_mb,
             video_links=video_links,
@@ -84,7 +86,7 @@ class JobService:
         self.outcomes = Outcomes(ctx, self.ends)
         self.recovery = Recovery(ctx, self.outcomes, self.ends)
         # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
-        self.video_urls = VideoUrls(store, motion)
+        self.video_urls = VideoUrls(store, motion, routes=ctx.routes)
         self.fresh_links = FreshLinks(ctx, self.video_urls)
         # Motion's CDN on its own loopback host and port (the sandbox) may be plain http.
         self.downloader = Downloader(motion.base_url)

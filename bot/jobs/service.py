@@ -20,7 +20,14 @@ from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.recovery import Recovery
-from bot.jobs.settings import MotionRoutes, SameForEveryTeam, SettingsSource, WorkspaceSettings
+from bot.jobs.settings import (
+    MotionRoutes,
+    SameForEveryTeam,
+    SettingsFromStore,
+    SettingsSource,
+    WorkspaceSettings,
+)
+from bot.jobs.settings_form import SettingsForms
 from bot.jobs.step import Stepper
 from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
@@ -79,7 +86,11 @@ class JobService:
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends
         self.admissions = Admissions(ctx, self.ends)
         self.intake = Intake(ctx, self.admissions)
-        self.surfaces = Surfaces(ctx, self.admissions, self.intake)
+        # Settings in Slack: only where they are kept in the store (the app's; not a tool's).
+        self.settings_forms = (
+            SettingsForms(ctx, settings) if isinstance(settings, SettingsFromStore) else None
+        )
+        self.surfaces = Surfaces(ctx, self.admissions, self.intake, self.settings_forms)
         self.mentions = Mentions(ctx, self.admissions, self.intake, self.surfaces)
         self.workflow = WorkflowSteps(ctx, self.admissions, self.ends)
         self.stops = Stops(ctx, self.ends)

@@ -215,3 +215,7 @@ class MotionRoutes:
             self._kept.clear()
         self._kept[job.team_id] = (self.clock(), settings.motion)
         return settings.motion
+
+    def forget(self, team_id: str) -> None:
+        """The workspace's key changed here: its next call reads it afresh."""
+        self._kept.pop(team_id, None)

@@ -160,6 +160,9 @@ class WorkspaceModel:
         real_name: str | None = None,
         display_name: str | None = None,
         is_bot: bool = False,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
     ) -> None:
         with self.lock:
             self.users[user_id] = {
@@ -169,6 +172,9 @@ class WorkspaceModel:
                 "real_name": real_name or name,
                 "deleted": False,
                 "is_bot": is_bot,
+                "is_admin": is_admin,
+                "is_owner": is_owner,
+                "is_primary_owner": is_primary_owner,
                 "profile": {
                     "display_name": display_name if display_name is not None else name,
                     "real_name": real_name or name,

@@ -172,10 +172,16 @@ class Workspace:
         real_name: str | None = None,
         display_name: str | None = None,
         is_bot: bool = False,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
     ) -> None:
+        """A person (`is_admin`, `is_owner`, `is_primary_owner`: their role in the workspace,
+        as users.info tells it)."""
         self.model.add_user(
-            user_id, name=name, real_name=real_name, display_name=display_name, is_bot=is_bot
-        )
+            user_id, name=name, real_name=real_name, display_name=display_name, is_bot=is_bot,
+            is_admin=is_admin, is_owner=is_owner, is_primary_owner=is_primary_owner,
+        )  # fmt: skip
 
     def add_channel(
         self,

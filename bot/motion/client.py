@@ -39,6 +39,9 @@ CallKind = Literal["create", "followup", "status"]
 _OUTCOME_4XX = {code: f"4xx_{code}" for code in range(400, 500)}
 _OUTCOME_4XX[429] = "429"
 
+# A job id that cannot exist: a status call for it proves a key works (404) or not (401)
+# without starting, or paying for, anything.
+PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
 URL_CACHE = 20_000  # status URLs kept parsed: one per live job (a full cache starts afresh)
 # Motion's answers are JSON of a few KB (a status with many sources, tens of KB). A body past
 # this is not an answer of Motion's: it is refused unread, whatever it claims to be, so a broken

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.jobs.context import JobContext
-from bot.jobs.settings import SettingsFromStore
+from bot.jobs.settings import SettingsFromStore, WorkspaceSettings
 from bot.motion import PROBE_JOB_ID, AuthenticationError, MotionError, MotionRoute, NotFound
 from bot.slack import messages
 from bot.slack.ids import BlockId
@@ -86,17 +86,7 @@ class SettingsForms:
         source, store = self.source, self.ctx.store
         stored = store.workspace_settings(team_id)
         settings = source.applied(stored)
-        spend = settings.spend
-        values: dict[str, messages.settings.Shown] = {
-            "MOTION_ALLOWED_CHANNELS": spend.allowed_channels,
-            "MOTION_ALLOW_DMS": settings.allow_dms,
-            "MOTION_NOTIFY_CHANNEL": settings.notify_channel,
-            "MOTION_RUNS_PER_USER_PER_DAY": spend.runs_per_user_per_day,
-            "MOTION_RUNS_PER_MONTH": spend.runs_per_month,
-            "MOTION_CONFIRM": spend.confirm,
-            "FOLLOWUP_REQUIRES_MENTION": settings.followup_requires_mention,
-            "MOTION_ADMINS": tuple(sorted(spend.admins)),
-        }
+        values = self.form_values(settings)
         state, last4 = self.key_state, None
         if state == messages.KeyState.NONE and stored.sealed_motion_api_key is not None:
             key = source.open_key(team_id, stored.sealed_motion_api_key)
@@ -109,6 +99,21 @@ class SettingsForms:
             team_id=team_id, key=state, key_last4=last4, values=values, locked=source.locked,
             changes=changes, sandbox=settings.sandbox,
         )  # fmt: skip
+
+    @staticmethod
+    def form_values(settings: WorkspaceSettings) -> dict[str, messages.settings.Shown]:
+        """Each setting's value, by name, as the form shows it and the store keeps it."""
+        spend = settings.spend
+        return {
+            "MOTION_ALLOWED_CHANNELS": spend.allowed_channels or None,
+            "MOTION_ALLOW_DMS": settings.allow_dms,
+            "MOTION_NOTIFY_CHANNEL": settings.notify_channel,
+            "MOTION_RUNS_PER_USER_PER_DAY": spend.runs_per_user_per_day,
+            "MOTION_RUNS_PER_MONTH": spend.runs_per_month,
+            "MOTION_CONFIRM": spend.confirm,
+            "FOLLOWUP_REQUIRES_MENTION": settings.followup_requires_mention,
+            "MOTION_ADMINS": tuple(sorted(spend.admins)) or None,
+        }
 
     async def open(self, trigger_id: str, team_id: str, user_id: str, asker: SlackOut) -> bool:
         """Open the form for one of the workspace's Motion admins; False (nothing shown) for
@@ -148,6 +153,7 @@ class SettingsForms:
         operator set is left out whatever the submission says."""
         values: dict[str, SettingValue] = {}
         errors: dict[str, str] = {}
+        defaults = self.form_values(self.source.environment)
         for name, raw in answers.values.items():
             setting = messages.SETTING_FIELDS.get(name)
             if setting is None or name in self.source.locked:
@@ -155,8 +161,8 @@ class SettingsForms:
             value, problem = _value_of(setting.kind, raw)
             if problem is not None:
                 errors[str(setting.block_id)] = messages.field_error(problem)
-            else:
-                values[name] = value
+            else:  # the default is kept as "the default" (no choice), not as a value
+                values[name] = None if value == defaults.get(name) else value
         return values, errors
 
     async def _key_change(

@@ -27,7 +27,7 @@ from typing import Protocol
 from bot.config import Settings
 from bot.jobs.spend import SpendPolicy
 from bot.motion import MotionRoute
-from bot.store import Job, Store, StoredSettings
+from bot.store import MOTION_API_KEY, Job, Store, StoredSettings
 from bot.workspaces.secrets import Secrets, SecretUnreadable
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class SettingsFromStore:
         """The workspace's own key at MOTION_API_URL; None: MOTION_API_KEY (everyone's), or no
         key at all (the sandbox)."""
         sealed = stored.sealed_motion_api_key
-        if "MOTION_API_KEY" in self.locked or sealed is None:
+        if MOTION_API_KEY in self.locked or sealed is None:
             return None
         return MotionRoute(self.config.motion_api_url, self.open_key(stored.team_id, sealed))
 
@@ -200,9 +200,14 @@ class MotionRoutes:
         self.off_loop = off_loop
         self.clock = clock
         self._kept: dict[str, tuple[float, MotionRoute | None]] = {}
+        # Only stored settings without MOTION_API_KEY give a workspace a key of its own: else
+        # every call uses the client's own, and nothing need be read for it.
+        self.per_workspace = (
+            isinstance(settings, SettingsFromStore) and MOTION_API_KEY not in settings.locked
+        )
 
     async def for_job(self, job: Job, *, fresh: bool = False) -> MotionRoute | None:
-        if job.sandbox:
+        if job.sandbox or not self.per_workspace:
             return None
         kept = self._kept.get(job.team_id)
         if not fresh and kept is not None and self.clock() - kept[0] < ROUTE_SECONDS:

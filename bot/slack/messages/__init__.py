@@ -5,6 +5,7 @@
 - `notices`: problems in plain words, refused files and mentions, stuck runs and Stop tracking;
 - `forms`: the form and Refine (modals), their fields and field errors;
 - `home`: the Home tab;
+- `settings`: the settings form (App Home → Settings), its fields and the change log;
 - `spend`: usage against the limits, spend refusals, the MOTION_CONFIRM preview;
 - `lists`: answers to `/motion` itself (help, usage errors, `/motion list`);
 - `steps`: the words a Workflow Builder step ends with, and its outputs;

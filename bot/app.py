@@ -23,9 +23,10 @@ from bot import http_intake, listeners
 from bot.config import WHERE, ConfigError, Settings
 from bot.file_links import FileLinks
 from bot.health import Health
-from bot.jobs import JobService, SameForEveryTeam
+from bot.jobs import JobService
 from bot.jobs.context import JobEvents
 from bot.jobs.files import FileIntake
+from bot.jobs.settings import SettingsFromStore
 from bot.jobs.videos import VideoLinks
 from bot.links import LinkSigner, signer_for
 from bot.metrics import Metrics, MetricsListener
@@ -36,6 +37,7 @@ from bot.slack.files import SlackFiles
 from bot.slack.out import SlackOut, make_client
 from bot.store import DatabaseUnavailable, Store, request_budget
 from bot.video_links import VideoLinkRoute
+from bot.workspaces.secrets import Secrets
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
@@ -134,7 +136,7 @@ class MotionBot:
             SlackOut(outbox_client, observe=told.slack),
             schedule=schedule,
             sandbox=settings.sandbox,
-            workspaces=SameForEveryTeam.from_config(settings),
+            workspaces=SettingsFromStore(store, settings, secrets_of(settings)),
             stuck_after_seconds=settings.stuck_after_minutes * 60,
             files=FileIntake(file_links),
             upload_max_mb=settings.upload_max_mb,
@@ -332,9 +334,16 @@ class MotionBot:
             raise failure
 
 
+def secrets_of(settings: Settings) -> Secrets | None:
+    """SECRET_KEYS' seals, for what the app stores of a workspace (None: it can store none)."""
+    return Secrets(settings.secret_keys) if settings.secret_keys else None
+
+
 def start_sandbox(settings: Settings, plan: Any) -> tuple[Any, str]:
     """Sandbox mode (no MOTION_API_KEY): the Motion emulator on a thread of its own, and its
-    address; otherwise no thread and MOTION_API_URL."""
+    address; otherwise no thread and MOTION_API_URL. Without MOTION_API_KEY each workspace may
+    set a key of its own (its runs then go to MOTION_API_URL); the others stay in the sandbox,
+    so it runs whenever MOTION_API_KEY is unset."""
     if not settings.sandbox:
         return None, settings.motion_api_url
     from bot.sandbox import JobPlan, MotionSandbox, SandboxThread

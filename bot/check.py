@@ -9,12 +9,9 @@ import uuid
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import WHERE, Settings, database_label
-from bot.motion import AuthenticationError, MotionClient, MotionError, NotFound
+from bot.motion import PROBE_JOB_ID, AuthenticationError, MotionClient, MotionError, NotFound
 from bot.slack.out import make_client
 from bot.store import Store
-
-# A job id that cannot exist: 404 proves the key works without starting (or paying for) anything.
-PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
 
 
 async def run_checks(settings: Settings, out: object = None) -> int:

@@ -20,6 +20,19 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MOTION_API_URL = "https://api.motion.so/api/motion"
 DEFAULT_DATABASE_URL = "sqlite:///motion-bot.db"
 SANDBOX_API_KEY = "motion_sandbox"
+# The settings a workspace's admins may change in Slack (App Home → Settings), by the name of
+# the environment variable that is the operator's: set, it locks its setting for every workspace.
+WORKSPACE_SETTINGS = (
+    "MOTION_API_KEY",
+    "MOTION_ALLOWED_CHANNELS",
+    "MOTION_ALLOW_DMS",
+    "MOTION_NOTIFY_CHANNEL",
+    "MOTION_RUNS_PER_USER_PER_DAY",
+    "MOTION_RUNS_PER_MONTH",
+    "MOTION_CONFIRM",
+    "FOLLOWUP_REQUIRES_MENTION",
+    "MOTION_ADMINS",
+)
 
 WHERE = {
     "SLACK_BOT_TOKEN": (
@@ -91,6 +104,9 @@ class Settings:
     log_format: str = "text"  # LOG_FORMAT: "text" or "json" (one JSON object per line)
     metrics_port: int | None = None  # METRICS_PORT: /metrics on a listener of its own
     metrics_token: str | None = field(default=None, repr=False)  # METRICS_TOKEN: /metrics on PORT
+    # Which of WORKSPACE_SETTINGS the environment sets: those are the operator's, read-only in
+    # Slack; the others each workspace may change (bot/jobs/settings.py).
+    operator_settings: frozenset[str] = frozenset()
 
     @property
     def metrics_enabled(self) -> bool:
@@ -143,6 +159,9 @@ class Settings:
             fields |= concern(reader)
         for concern in (_logs, _metrics):
             fields |= concern(reader)
+        fields["operator_settings"] = frozenset(
+            name for name in WORKSPACE_SETTINGS if reader.get(name) is not None
+        )
         port, metrics_port = fields["port"], fields["metrics_port"]
         if metrics_port is not None and metrics_port == port != 0:
             reader.problem(

@@ -8,7 +8,8 @@ what was recorded for Slack), motion_calls (the calls to Motion and what each an
 outcomes (how a run ends), stopping (stuck runs, "Stop tracking"), uploads (the video in the
 thread), fresh_link, recovery (at start), background (reactions and late answers), workflow
 (a Workflow Builder step's start) and workflow_ends (how it ends), settings
-(what each workspace chose), context (what the stages share), service (the facade the app
+(what each workspace chose, and which Motion key its jobs use), settings_form (Settings in
+Slack: who may change them, the form, its submission), context (what the stages share), service (the facade the app
 wires).
 
 `DatabaseUnavailable` (the store's) is what an entry point raises when the database could not

@@ -9,10 +9,11 @@ it (waking the job, asking whether the job is busy) can turn it into a failure."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bot.jobs.context import REACT_QUEUED, JobContext
+from bot.jobs.settings import WorkspaceSettings
 from bot.jobs.spend import SpendPolicy, next_day, next_month, utc_day, utc_month
 from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionRequest
@@ -94,6 +95,7 @@ class Admission:
     message: Message | None = None
     job_id: int | None = None
     run_id: int | None = None
+    sandbox: bool = False  # an accepted run's: its workspace has no Motion key (the emulator)
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,13 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
-        refused = self._refused_place(resolved)
+        settings = ctx.settings.for_team(resolved.team_id)  # read once for the whole ask
+        refused = self._refused_place(resolved, settings)
         if refused is not None:
             return refused
-        policy = ctx.settings.for_team(resolved.team_id).spend
-        if policy.confirm:
-            return self._preview(ask, resolved, policy)
-        return self._record(ask, resolved, policy)
+        if settings.spend.confirm:
+            return self._preview(ask, resolved, settings.spend)
+        return self._record(ask, resolved, settings)
 
     async def ask_for_run_off_loop(self, ask: RunAsk) -> Admission:
         """`ask_for_run` on the store's workers (`Store.off_loop`): the ack waits for its own
@@ -179,16 +181,17 @@ class Admissions:
         resolved = self._resolve(ask)
         if isinstance(resolved, Admission):
             return resolved
-        admission = self._refused_place(resolved) or self._record(
-            ask, resolved, ctx.settings.for_team(resolved.team_id).spend, token
+        settings = ctx.settings.for_team(resolved.team_id)
+        admission = self._refused_place(resolved, settings) or self._record(
+            ask, resolved, settings, token
         )
         if admission.kind != AskKind.ACCEPTED:
             if step is not None and admission.kind == AskKind.REFUSED and admission.message:
                 ctx.store.cancel_preview(token)  # a workflow's run is refused for good
                 self.ends.end_preview(step, admission.message.text)
             return admission
-        started = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], ctx.sandbox)
-        return Admission(AskKind.ACCEPTED, started, admission.job_id, admission.run_id)
+        said = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], admission.sandbox)
+        return replace(admission, message=said)
 
     def cancel(self, token: str, user_id: str) -> Admission:
         """Cancel on a preview: nothing is recorded, nothing is spent."""
@@ -247,18 +250,21 @@ class Admissions:
         )
 
     def _record(
-        self, ask: RunAsk, resolved: _Resolved, policy: SpendPolicy, token: str | None = None
-    ) -> Admission:
-        """Record the run and count it in one transaction; over a limit, nothing is kept."""
+        self, ask: RunAsk, resolved: _Resolved, settings: WorkspaceSettings,
+        token: str | None = None,
+    ) -> Admission:  # fmt: skip
+        """Record the run and count it in one transaction; over a limit, nothing is kept. A
+        new job is in sandbox mode when its workspace has no Motion key now, and stays so."""
         ctx = self.ctx
         now = ctx.clock()
-        spend = policy.spend(resolved.team_id, resolved.user_id, now, token)
+        sandbox = settings.sandbox
+        spend = settings.spend.spend(resolved.team_id, resolved.user_id, now, token)
         request = resolved.request.to_json()
         try:
             if isinstance(ask, NewJobAsk):
                 created_job = ctx.store.create_job(
                     team_id=ask.team_id, channel_id=ask.channel_id, requester=ask.user_id,
-                    response_url=ask.response_url, request=request, sandbox=ctx.sandbox,
+                    response_url=ask.response_url, request=request, sandbox=sandbox,
                     now=now, spend=spend, event_keys=ask.event_keys,
                     origin_job_id=ask.origin_job_id, parent_ts=ask.thread_ts, step=ask.step,
                 )  # fmt: skip
@@ -266,7 +272,7 @@ class Admissions:
                     return Admission(AskKind.DUPLICATE) if ask.step else self._done(ALREADY_VARIED)
                 job_id, run_id = created_job
                 ctx.wake(job_id)
-                return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id)
+                return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id, sandbox=sandbox)
             if isinstance(ask, FollowupAsk):
                 job = ask.job
                 new_run = ctx.store.add_followup(
@@ -279,20 +285,24 @@ class Admissions:
                     ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
                 if not self._busy(job.id):
                     ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
-                return Admission(AskKind.ACCEPTED, job_id=job.id, run_id=new_run)
+                return Admission(
+                    AskKind.ACCEPTED, job_id=job.id, run_id=new_run, sandbox=job.sandbox
+                )
             if isinstance(ask, RetryAsk):
                 copied = ctx.store.copy_run(ask.run_id, ask.user_id, now, spend)
                 if copied is None or resolved.job_id is None:
                     return self._done(ALREADY_RETRIED)
                 ctx.wake(resolved.job_id)
-                return Admission(AskKind.ACCEPTED, job_id=resolved.job_id, run_id=copied)
+                return Admission(
+                    AskKind.ACCEPTED, job_id=resolved.job_id, run_id=copied, sandbox=sandbox
+                )
             created = ctx.store.restart_from(
-                ask.run_id, request, ask.user_id, resolved.team_id, ctx.sandbox, now, spend
+                ask.run_id, request, ask.user_id, resolved.team_id, sandbox, now, spend
             )
             if created is None:
                 return self._done(ALREADY_RESTARTED)
             ctx.wake(created)
-            return Admission(AskKind.ACCEPTED, job_id=created)
+            return Admission(AskKind.ACCEPTED, job_id=created, sandbox=sandbox)
         except LimitReached as exc:
             return self._refused_limit(exc.scope, exc.used, exc.limit, resolved)
         except PreviewGone:
@@ -348,22 +358,21 @@ class Admissions:
         )  # fmt: skip
         return Admission(AskKind.PREVIEWED, preview)
 
-    def _refused_place(self, resolved: _Resolved) -> Admission | None:
+    def _refused_place(self, resolved: _Resolved, settings: WorkspaceSettings) -> Admission | None:
         """Why a run may not start where it would, or None. `MOTION_ALLOWED_CHANNELS` names
         channels only: a direct message is allowed unless the workspace turned DMs off."""
-        settings = self.ctx.settings.for_team(resolved.team_id)
         if is_direct_message(resolved.channel_id):
             if settings.allow_dms:
                 return None
-            return Admission(AskKind.REFUSED, messages.dms_off(self.ctx.sandbox))
+            return Admission(AskKind.REFUSED, messages.dms_off(settings.sandbox))
         if not settings.spend.channel_allowed(resolved.channel_id):
-            return self._refused_channel(settings.spend)
+            return self._refused_channel(settings.spend, settings.sandbox)
         return None
 
-    def _refused_channel(self, policy: SpendPolicy) -> Admission:
+    def _refused_channel(self, policy: SpendPolicy, sandbox: bool) -> Admission:
         self.ctx.events.run_refused("channel")
         allowed = list(policy.allowed_channels)
-        message = messages.channel_not_allowed(allowed=allowed, sandbox=self.ctx.sandbox)
+        message = messages.channel_not_allowed(allowed=allowed, sandbox=sandbox)
         return Admission(AskKind.REFUSED, message)
 
     def _refused_limit(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
-from bot.jobs.settings import SettingsSource
+from bot.jobs.settings import MotionRoutes, SettingsSource
 from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
 from bot.schedule import PollSchedule
@@ -77,6 +77,7 @@ class JobContext:
     wake: Callable[[int], None]
     sandbox: bool
     settings: SettingsSource  # per workspace: ask it with the job's or the request's team_id
+    routes: MotionRoutes  # where a job's Motion calls go (its workspace's key, or the sandbox)
     files: FileIntake | None = None  # Slack files as attachments (None: refused, no links)
     upload_max_mb: float = 0.0  # UPLOAD_MAX_MB: 0, no video is uploaded into threads
     # PUBLIC_URL's lasting download links (None: results carry Motion's URL and "Fresh link")

@@ -179,7 +179,7 @@ class Mentions:
         there, briefly, and nothing starts (nor is any file looked at)."""
         ctx = self.ctx
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
-        off = not ctx.settings.for_team(team_id).allow_dms
+        off = not (await ctx.store.off_loop(ctx.settings.for_team, team_id)).allow_dms
         answer: Message | None = None
         if off:
             answer = messages.dms_off(ctx.sandbox)
@@ -203,7 +203,8 @@ class Mentions:
         ctx = self.ctx
         channel_id, user_id, root = ask.channel_id, ask.user_id, ask.thread_ts
         keys = tuple(event_keys)
-        if not ctx.settings.for_team(ask.team_id).spend.confirm:
+        settings = await ctx.store.off_loop(ctx.settings.for_team, ask.team_id)
+        if not settings.spend.confirm:
             # One job per thread, even for two mentions at once (a preview may be cancelled:
             # not then).
             keys += (f"thread:{channel_id}:{root}",)

@@ -103,11 +103,12 @@ class MotionCalls:
         self._sending.add(run.id)
         answer: str | MotionError
         try:
+            route = await ctx.routes.for_job(job, fresh=True)  # a write uses the key as it is now
             if followup:
                 assert job.motion_job_id is not None
-                answer = await ctx.motion.followup(job.motion_job_id, request)
+                answer = await ctx.motion.followup(job.motion_job_id, request, route=route)
             else:
-                answer = await ctx.motion.create(request)
+                answer = await ctx.motion.create(request, route=route)
         except MotionError as exc:
             answer = exc
         finally:
@@ -183,7 +184,7 @@ class MotionCalls:
         ctx = self.ctx
         assert job.motion_job_id is not None
         try:
-            status = await ctx.motion.status(job.motion_job_id)
+            status = await self.status_of(job)
         except MotionError as exc:
             if isinstance(exc, AuthenticationError | NotFound):
                 self.outcomes.stop(job, run, exc)
@@ -206,12 +207,26 @@ class MotionCalls:
 
     # ------------------------------------------------------------ following a run
 
+    async def status_of(self, job: Job) -> JobStatus:
+        """Motion's status of the job, asked with its workspace's key (`MotionRoutes`); a key
+        refused after it was replaced meanwhile is tried once more with the new one."""
+        ctx = self.ctx
+        assert job.motion_job_id is not None
+        route = await ctx.routes.for_job(job)
+        try:
+            return await ctx.motion.status(job.motion_job_id, route=route)
+        except AuthenticationError:
+            fresh = await ctx.routes.for_job(job, fresh=True)
+            if fresh == route:
+                raise
+            return await ctx.motion.status(job.motion_job_id, route=fresh)
+
     async def poll(self, job: Job, run: Run) -> Step:
         """One status call for the job's active run, and what it means."""
         ctx, outcomes = self.ctx, self.outcomes
         assert job.motion_job_id is not None
         try:
-            status = await ctx.motion.status(job.motion_job_id)
+            status = await self.status_of(job)
         except MotionError as exc:
             if isinstance(exc, AuthenticationError | NotFound):
                 outcomes.stop(job, run, exc)

@@ -122,7 +122,9 @@ class Outcomes:
         posts = [NewPost.of(part, broadcast=(i == 0)) for i, part in enumerate(parts)]
         if ctx.upload_max_mb > 0:  # the MP4 itself, after the result (bot/jobs/uploads.py)
             posts.append(upload_post(run, status.download_url))
-        notify_channel = ctx.settings.for_team(job.team_id).notify_channel
+        notify_channel = (
+            await ctx.store.off_loop(ctx.settings.for_team, job.team_id)
+        ).notify_channel
         if notify_channel:
             link = await ctx.slack.permalink(job.channel_id, job.thread_ts)
             notice = messages.notify_message(

@@ -20,7 +20,14 @@ from bot.jobs.motion_calls import MotionCalls
 from bot.jobs.outbox import Outbox
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.recovery import Recovery
-from bot.jobs.settings import SameForEveryTeam, SettingsSource
+from bot.jobs.settings import (
+    MotionRoutes,
+    SameForEveryTeam,
+    SettingsFromStore,
+    SettingsSource,
+    WorkspaceSettings,
+)
+from bot.jobs.settings_form import SettingsForms
 from bot.jobs.step import Stepper
 from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
@@ -57,6 +64,7 @@ class JobService:
         stuck_after_seconds: float = 3600.0,
         events: JobEvents | None = None,
     ) -> None:
+        settings = workspaces or SameForEveryTeam(WorkspaceSettings(sandbox=sandbox))
         self.ctx = ctx = JobContext(
             store=store,
             motion=motion,
@@ -66,7 +74,8 @@ class JobService:
             clock=clock,
             wake=wake or (lambda job_id: None),
             sandbox=sandbox,
-            settings=workspaces or SameForEveryTeam(),
+            settings=settings,
+            routes=MotionRoutes(settings, store.off_loop),
             files=files,
             upload_max_mb=upload_max_mb,
             video_links=video_links,
@@ -77,14 +86,18 @@ class JobService:
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends
         self.admissions = Admissions(ctx, self.ends)
         self.intake = Intake(ctx, self.admissions)
-        self.surfaces = Surfaces(ctx, self.admissions, self.intake)
+        # Settings in Slack: only where they are kept in the store (the app's; not a tool's).
+        self.settings_forms = (
+            SettingsForms(ctx, settings) if isinstance(settings, SettingsFromStore) else None
+        )
+        self.surfaces = Surfaces(ctx, self.admissions, self.intake, self.settings_forms)
         self.mentions = Mentions(ctx, self.admissions, self.intake, self.surfaces)
         self.workflow = WorkflowSteps(ctx, self.admissions, self.ends)
         self.stops = Stops(ctx, self.ends)
         self.outcomes = Outcomes(ctx, self.ends)
         self.recovery = Recovery(ctx, self.outcomes, self.ends)
         # Where a run's MP4 is now, for /v/ links, "Fresh link" and uploads after a retry.
-        self.video_urls = VideoUrls(store, motion)
+        self.video_urls = VideoUrls(store, motion, routes=ctx.routes)
         self.fresh_links = FreshLinks(ctx, self.video_urls)
         # Motion's CDN on its own loopback host and port (the sandbox) may be plain http.
         self.downloader = Downloader(motion.base_url)

@@ -14,9 +14,11 @@ from bot.jobs.admission import Admissions, AskKind, FollowupAsk, NewJobAsk
 from bot.jobs.card import job_label
 from bot.jobs.context import JobContext
 from bot.jobs.intake import NOT_SENT, Intake
+from bot.jobs.settings_form import SettingsForms
 from bot.motion import ASPECTS, DURATIONS, FileAttachment, MotionRequest
 from bot.slack import messages
 from bot.slack.ids import BlockId
+from bot.slack.out import SlackOut
 from bot.store import DatabaseUnavailable, Job, Run, RunState
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,14 @@ class Surfaces:
     """Views and their submissions; a run they ask for goes through `admissions`, a Refine
     becomes the followup `intake` makes of it."""
 
-    def __init__(self, ctx: JobContext, admissions: Admissions, intake: Intake) -> None:
+    def __init__(
+        self, ctx: JobContext, admissions: Admissions, intake: Intake,
+        settings_forms: SettingsForms | None = None,
+    ) -> None:  # fmt: skip
         self.ctx = ctx
         self.admissions = admissions
         self.intake = intake
+        self.settings_forms = settings_forms  # None: no Settings button (settings not stored)
 
     def new_form(self, channel_id: str | None) -> dict[str, object]:
         return messages.new_video_form(
@@ -148,18 +154,25 @@ class Surfaces:
 
     # ------------------------------------------------------------ App Home
 
-    def refresh_home(self, team_id: str, user_id: str) -> None:
-        """Publish the viewer's Home tab, fresh each time it is opened (after the ack)."""
-        self.ctx.background.run(self._publish_home(team_id, user_id))
+    def refresh_home(self, team_id: str, user_id: str, asker: SlackOut | None = None) -> None:
+        """Publish the viewer's Home tab, fresh each time it is opened (after the ack).
+        `asker`: the request's own Slack client, to ask whether the viewer is an admin or
+        owner of the workspace (who get "Settings"); None: nobody is asked, no button."""
+        self.ctx.background.run(self._publish_home(team_id, user_id, asker))
 
-    async def _publish_home(self, team_id: str, user_id: str) -> None:
+    async def _publish_home(self, team_id: str, user_id: str, asker: SlackOut | None) -> None:
         try:
-            await self._publish_home_now(team_id, user_id)
+            await self._publish_home_now(team_id, user_id, asker)
         except DatabaseUnavailable as away:  # the tab keeps what it showed; the next open redraws
             log.info("the Home tab of %s was not redrawn: %s", user_id, away)
 
-    async def _publish_home_now(self, team_id: str, user_id: str) -> None:
-        ctx = self.ctx
+    async def _publish_home_now(self, team_id: str, user_id: str, asker: SlackOut | None) -> None:
+        ctx, forms = self.ctx, self.settings_forms
+        settings = (
+            forms is not None
+            and asker is not None
+            and await forms.may_change(team_id, user_id, asker)
+        )
         recent = await ctx.store.off_loop(
             self.intake.recent_with_runs, team_id, user_id, messages.HOME_JOBS + 1,
             messages.HOME_JOBS,
@@ -185,7 +198,8 @@ class Surfaces:
             )
 
         entries = await asyncio.gather(*(entry(job, runs) for job, runs in recent.shown))
+        sandbox = (await ctx.store.off_loop(ctx.settings.for_team, team_id)).sandbox
         view = messages.home_view(
-            list(entries), recent.usage, sandbox=ctx.sandbox, more=recent.more
+            list(entries), recent.usage, sandbox=sandbox, more=recent.more, settings=settings
         )
         await ctx.slack.publish_home(user_id, view)

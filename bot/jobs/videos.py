@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.jobs.settings import MotionRoutes
 from bot.links import BadToken, LinkSigner
-from bot.motion import JobStatus, MotionClient, MotionStatus
+from bot.motion import JobStatus, MotionClient, MotionRoute, MotionStatus
 from bot.store import Job, Run, RunState, Store
 
 VIDEO_LINK_KIND = "video"
@@ -67,16 +68,20 @@ class VideoUrls:
         *,
         clock: Callable[[], float] = time.monotonic,
         cache_seconds: float = STATUS_CACHE_SECONDS,
+        routes: MotionRoutes | None = None,
     ) -> None:
+        """`routes`: each job's workspace key (None: the client's own, for every job)."""
         self.store = store
         self.motion = motion
+        self.routes = routes
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._answers: dict[str, tuple[float, JobStatus]] = {}
         self._asking: dict[str, asyncio.Future[JobStatus]] = {}
 
-    async def status(self, motion_job_id: str) -> JobStatus:
-        """Motion's status for the job, at most `cache_seconds` old; MotionError as raised."""
+    async def status(self, motion_job_id: str, route: MotionRoute | None = None) -> JobStatus:
+        """Motion's status for the job (asked on `route`: its workspace's key), at most
+        `cache_seconds` old; MotionError as raised."""
         now = self.clock()
         kept = self._answers.get(motion_job_id)
         if kept is not None and now - kept[0] < self.cache_seconds:
@@ -87,7 +92,7 @@ class VideoUrls:
         future: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
         self._asking[motion_job_id] = future
         try:
-            status = await self.motion.status(motion_job_id)
+            status = await self.motion.status(motion_job_id, route=route)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a burst with no other asker logs nothing
@@ -127,7 +132,8 @@ class VideoUrls:
         assert run.download_url is not None
         if not job.motion_job_id or not self.is_latest(job, run):
             return run.download_url
-        status = await self.status(job.motion_job_id)
+        route = await self.routes.for_job(job) if self.routes is not None else None
+        status = await self.status(job.motion_job_id, route)
         url = status.download_url
         if url is None:
             return run.download_url

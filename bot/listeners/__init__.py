@@ -17,7 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.jobs import JobService
-from bot.listeners import actions, commands, events, fallback, functions, home, views
+from bot.listeners import actions, commands, events, fallback, functions, home, settings, views
 from bot.listeners.context import service_middleware
 from bot.slack.ids import NEW_VIDEO_SHORTCUT, ActionId, CallbackId
 
@@ -52,6 +52,8 @@ INTERACTIONS: tuple[Interaction, ...] = (
     Interaction(Kind.ACTION, ActionId.REFINE, views.refine),
     Interaction(Kind.VIEW_SUBMISSION, CallbackId.NEW_FORM, views.submit_new_form),
     Interaction(Kind.VIEW_SUBMISSION, CallbackId.REFINE_FORM, views.submit_refine),
+    Interaction(Kind.ACTION, ActionId.HOME_SETTINGS, settings.home_settings),
+    Interaction(Kind.VIEW_SUBMISSION, CallbackId.SETTINGS_FORM, settings.submit_settings),
 )
 
 

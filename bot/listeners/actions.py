@@ -119,7 +119,8 @@ async def new_variation(
         await say_database_away(respond, service, away, "a new variation")
         return
     if admission.kind == AskKind.ACCEPTED:
-        admission = Admission(admission.kind, messages.variation_started(sandbox=service.sandbox))
+        said = messages.variation_started(sandbox=admission.sandbox)
+        admission = Admission(admission.kind, said)
     elif admission.kind == AskKind.DUPLICATE and admission.message is None:
         # With MOTION_CONFIRM the claim is on the first press's preview: say so too.
         await _say_done(respond, ALREADY_VARIED, service.sandbox)

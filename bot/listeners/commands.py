@@ -68,7 +68,7 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
             "job %s: accepted from %s in %s", admission.job_id, user, channel,
             extra={"job": admission.job_id, "team": team},
         )  # fmt: skip
-        await ack(**messages.accepted(service.sandbox).payload())
+        await ack(**messages.accepted(admission.sandbox).payload())
         return
     log.info("/motion from %s in %s: %s", user, channel, admission.kind, extra={"team": team})
     await ack(**(admission.message or messages.accepted(service.sandbox)).payload())

@@ -356,7 +356,8 @@ def view_state(
 ) -> dict[str, Any]:
     """`view.state.values` as Slack builds it from the inputs: every input block, each
     element's state by its type (an untouched field has no value). `answers` are by block_id;
-    a file_input's answer is file ids, comma-separated, shown through `file_object`."""
+    a file_input's answer is file ids, comma-separated, shown through `file_object`; a
+    multi-select's, ids; checkboxes', the values of the ticked options."""
     values: dict[str, Any] = {}
     for block in view.get("blocks") or []:
         if block.get("type") != "input":
@@ -369,6 +370,13 @@ def view_state(
             state["selected_option"] = options.get(answer or "") if answer else None
         elif kind == "conversations_select":
             state["selected_conversation"] = answer
+        elif kind in ("multi_conversations_select", "multi_users_select"):
+            picked = "selected_conversations" if "conversations" in kind else "selected_users"
+            state[picked] = [i for i in (answer or "").split(",") if i]
+        elif kind == "checkboxes":  # an answer names the ticked options' values
+            ticked = set((answer or "").split(","))
+            boxes = element.get("options") or []
+            state["selected_options"] = [o for o in boxes if o["value"] in ticked]
         elif kind == "file_input":
             ids = [i for i in (answer or "").split(",") if i]
             state["files"] = [file_object(i) if file_object else {"id": i} for i in ids]

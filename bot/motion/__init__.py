@@ -3,7 +3,7 @@
 (`errors`) and the client (`client`). Everything is importable from `bot.motion`."""
 
 from bot.motion.answers import JobStatus, Output, Source, Usage
-from bot.motion.client import MotionClient, parse_retry_after
+from bot.motion.client import PROBE_JOB_ID, MotionClient, MotionRoute, parse_retry_after
 from bot.motion.errors import (
     AnswerLost,
     AuthenticationError,
@@ -35,9 +35,9 @@ from bot.motion.request import FileAttachment, MotionRequest
 
 __all__ = [
     "ASPECTS", "ATTACHMENT_TYPES", "CLEARED_RIGHTS", "DURATIONS", "MAX_ATTACHMENTS",
-    "MAX_ATTACHMENT_NAME", "MAX_ATTACHMENT_URL", "MAX_PROMPT", "YOUTUBE_HOSTS", "AnswerLost",
+    "MAX_ATTACHMENT_NAME", "MAX_ATTACHMENT_URL", "MAX_PROMPT", "PROBE_JOB_ID", "YOUTUBE_HOSTS", "AnswerLost",
     "AuthenticationError", "BadRequest", "Conflict", "FileAttachment", "InsufficientCredits",
-    "JobStatus", "MotionClient", "MotionError", "MotionRequest", "MotionStatus", "NotFound", "Output",
-    "RateLimited", "Retry", "ServerError", "Source", "Unreachable", "Usage", "is_youtube",
+    "JobStatus", "MotionClient", "MotionError", "MotionRequest", "MotionRoute", "MotionStatus",
+    "NotFound", "Output", "RateLimited", "Retry", "ServerError", "Source", "Unreachable", "Usage", "is_youtube",
     "js_length", "parse_retry_after",
 ]  # fmt: skip

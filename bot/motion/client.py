@@ -9,7 +9,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpcore
@@ -39,11 +39,24 @@ CallKind = Literal["create", "followup", "status"]
 _OUTCOME_4XX = {code: f"4xx_{code}" for code in range(400, 500)}
 _OUTCOME_4XX[429] = "429"
 
+# A job id that cannot exist: a status call for it proves a key works (404) or not (401)
+# without starting, or paying for, anything.
+PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
 URL_CACHE = 20_000  # status URLs kept parsed: one per live job (a full cache starts afresh)
 # Motion's answers are JSON of a few KB (a status with many sources, tens of KB). A body past
 # this is not an answer of Motion's: it is refused unread, whatever it claims to be, so a broken
 # or hostile server (or proxy) can make a call hold at most this much, plus one network read.
 MAX_ANSWER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MotionRoute:
+    """Where one call goes and with which key, when not the client's own: a workspace's own
+    Motion key (at MOTION_API_URL) on a deployment whose other workspaces may use another key,
+    or the sandbox. Every route shares the client's one pool and caps."""
+
+    base_url: str
+    api_key: str = field(repr=False)
 
 
 class MotionClient:
@@ -80,6 +93,7 @@ class MotionClient:
         self._base = str(self._client.base_url)
         self._extensions = {"timeout": self._client.timeout.as_dict()}
         self._urls: dict[str, httpx.URL] = {}
+        self._route_headers: dict[MotionRoute, httpx.Headers] = {}
         self._limit = asyncio.Semaphore(max_in_flight)
         # Creates and followups may take a long time: they never hold the slots kept for
         # status calls, so a finished video is not announced late behind slow writes.
@@ -104,25 +118,35 @@ class MotionClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def create(self, request: MotionRequest | dict[str, Any]) -> str:
+    async def create(
+        self, request: MotionRequest | dict[str, Any], *, route: MotionRoute | None = None
+    ) -> str:
         """Start a job; returns its id. Build status URLs from the id, never from status_url.
 
-        A dict is sent as the body exactly as given (for tools and tests of Motion's checks)."""
-        data = await self._request("POST", "/sessions", _body(request), kind="create")
+        A dict is sent as the body exactly as given (for tools and tests of Motion's checks).
+        `route`: another base URL and key than the client's own (each call may name one)."""
+        data = await self._request("POST", "/sessions", _body(request), kind="create", route=route)
         return _job_id(data)
 
-    async def followup(self, job_id: str, request: MotionRequest | dict[str, Any]) -> str:
+    async def followup(
+        self, job_id: str, request: MotionRequest | dict[str, Any], *,
+        route: MotionRoute | None = None,
+    ) -> str:  # fmt: skip
         path = f"/sessions/{job_id}/followups"
-        data = await self._request("POST", path, _body(request), kind="followup")
+        data = await self._request("POST", path, _body(request), kind="followup", route=route)
         return _job_id(data, default=job_id)
 
-    async def status(self, job_id: str) -> JobStatus:
-        data = await self._request("GET", f"/sessions/{job_id}", None, kind="status")
+    async def status(self, job_id: str, *, route: MotionRoute | None = None) -> JobStatus:
+        data = await self._request("GET", f"/sessions/{job_id}", None, kind="status", route=route)
         return JobStatus.parse(data, job_id)
 
-    async def _request(self, method: str, path: str, body: Any, *, kind: CallKind) -> Any:
+    async def _request(
+        self, method: str, path: str, body: Any, *, kind: CallKind, route: MotionRoute | None
+    ) -> Any:
         try:
-            response, answer = await self._send(method, path, body, write=kind != "status")
+            response, answer = await self._send(
+                method, path, body, write=kind != "status", route=route
+            )
         except (Unreachable, AnswerLost) as exc:
             if self._observe is not None:
                 self._observe(kind, "timeout" if _timed_out(exc) else "error")
@@ -132,7 +156,7 @@ class MotionClient:
         return _raise_for(response, answer, write=kind != "status")
 
     async def _send(
-        self, method: str, path: str, body: Any, *, write: bool
+        self, method: str, path: str, body: Any, *, write: bool, route: MotionRoute | None = None
     ) -> tuple[httpx.Response, _Answer]:
         """The call within the caps and the deadline: Motion's answer, read (at most
         MAX_ANSWER_BYTES), or Unreachable / AnswerLost when there is none."""
@@ -152,13 +176,13 @@ class MotionClient:
         self.calls += 1
         try:
             # The overall deadline covers a server that trickles bytes past the read timeout.
-            sent = (
-                self._get(path)
-                if method == "GET"
-                else self._client.send(
-                    self._client.build_request(method, path, json=body), stream=True
-                )
-            )
+            if route is not None:
+                sent = self._routed(method, path, body, route)
+            elif method == "GET":
+                sent = self._get(path)
+            else:
+                request = self._client.build_request(method, path, json=body)
+                sent = self._client.send(request, stream=True)
             async with asyncio.timeout(self._deadline):
                 response = await sent
                 try:
@@ -194,6 +218,27 @@ class MotionClient:
             url = self._urls[path] = httpx.URL(self._base + path.lstrip("/"))
         request = httpx.Request("GET", url, headers=client.headers, extensions=self._extensions)
         return client.send(request, stream=True)
+
+    def _routed(
+        self, method: str, path: str, body: Any, route: MotionRoute
+    ) -> Coroutine[Any, Any, httpx.Response]:
+        """A call on another route, through the same pool: its URL and its own key (headers
+        made once per route)."""
+        headers = self._route_headers.get(route)
+        if headers is None:
+            if len(self._route_headers) >= URL_CACHE:
+                self._route_headers.clear()
+            headers = self._client.headers.copy()
+            if route.api_key:
+                headers["Authorization"] = f"Bearer {route.api_key}"
+            else:  # no key: Motion answers 401, as it would to a key that was removed
+                headers.pop("Authorization", None)
+            self._route_headers[route] = headers
+        url = route.base_url.rstrip("/") + "/" + path.lstrip("/")
+        request = httpx.Request(
+            method, url, headers=headers, json=body, extensions=self._extensions
+        )
+        return self._client.send(request, stream=True)
 
     async def _take_slot(self, write: bool) -> None:
         """A slot of the global cap; a write first takes one of the writes' share of it."""

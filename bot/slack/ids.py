@@ -26,6 +26,7 @@ class ActionId(StrEnum):
     STOP_TRACKING = "stop_tracking"  # value: the job's id (card), "<job id>:<run id>" (notice)
     KEEP_WAITING = "stuck_keep_waiting"  # value: "<run id>:<notice number>"
     HOME_NEW_VIDEO = "home_new_video"  # the Home tab's "New video"
+    HOME_SETTINGS = "home_settings"  # the Home tab's "Settings", for the workspace's admins
 
 
 class CallbackId(StrEnum):
@@ -33,6 +34,7 @@ class CallbackId(StrEnum):
 
     NEW_FORM = "new_motion_form"  # `/motion new`, the shortcut, the Home tab's button
     REFINE_FORM = "refine_form"  # "Refine" on a result
+    SETTINGS_FORM = "settings_form"  # the workspace's settings (App Home → Settings)
 
 
 class BlockId(StrEnum):
@@ -48,6 +50,17 @@ class BlockId(StrEnum):
     FILES = "files"  # a file_input: its state lists file ids
     CHANNEL = "channel"  # a conversations_select: where the job's card and thread go
     HOME_ACTIONS = "home_actions"
+    # The settings form's fields, one per setting (named as the setting is, lowercased).
+    SETTING_KEY = "motion_api_key"
+    SETTING_REMOVE_KEY = "motion_api_key_remove"
+    SETTING_CHANNELS = "motion_allowed_channels"
+    SETTING_DMS = "motion_allow_dms"
+    SETTING_NOTIFY = "motion_notify_channel"
+    SETTING_PER_DAY = "motion_runs_per_user_per_day"
+    SETTING_PER_MONTH = "motion_runs_per_month"
+    SETTING_CONFIRM = "motion_confirm"
+    SETTING_MENTION = "followup_requires_mention"
+    SETTING_ADMINS = "motion_admins"
 
 
 # Every input's element has this action_id; its block_id names the field. Inputs in a modal

@@ -418,6 +418,20 @@ class SlackOut:
         if response.status_code != 200:
             log.warning("response_url answered %s", response.status_code)
 
+    # ------------------------------------------------------------ people
+
+    async def is_workspace_admin(self, user_id: str) -> bool:
+        """users.info: whether the person is an admin or owner of the workspace (who may change
+        its settings). False when Slack cannot say: nobody gets the settings by a failed call."""
+        try:
+            data = await self._call("users.info", True, user=user_id)  # a form: no JSON
+        except SlackFailure as exc:
+            log.warning("users.info failed: %s", exc.code)
+            return False
+        user = data.get("user") or {}
+        roles = ("is_admin", "is_owner", "is_primary_owner")
+        return isinstance(user, dict) and any(user.get(role) is True for role in roles)
+
     # ------------------------------------------------------------ views (modals, App Home)
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> str | None:

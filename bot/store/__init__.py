@@ -6,7 +6,8 @@ share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (run
 polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
 notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `step_rows` (Workflow Builder steps),
 `installation_rows` (each workspace's installation, tokens sealed), `oauth_state_rows`
-(installs in progress) and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
+(installs in progress), `setting_rows` (each workspace's own settings and their change log; its
+Motion key sealed) and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
 `give_back`, `claim_events`), never another repository's state.
@@ -76,6 +77,14 @@ from bot.store.usage import (
     UsageCount,
     UsageRows,
 )
+from bot.store.workspace_settings import (
+    MOTION_API_KEY,
+    KeyChange,
+    SettingChange,
+    SettingValue,
+    StoredSettings,
+    WorkspaceSettingRows,
+)
 
 
 class Store:
@@ -96,6 +105,7 @@ class Store:
         self.oauth_state_rows = OAuthStateRows(self.database)
         self.sealed_rows = SealedRows(self.database)
         self.step_rows = StepRows(self.database)
+        self.setting_rows = WorkspaceSettingRows(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
@@ -104,6 +114,7 @@ class Store:
         self._name_stop_and_event_calls()
         self._name_installation_calls()
         self._name_step_calls()
+        self._name_setting_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -278,11 +289,17 @@ class Store:
         self.mark_step_sent = self.step_rows.mark_step_sent
         self.unsent_step_errors = self.step_rows.unsent_step_errors
 
+    def _name_setting_calls(self) -> None:
+        self.workspace_settings = self.setting_rows.workspace_settings
+        self.change_settings = self.setting_rows.change_settings
+        self.settings_changes = self.setting_rows.settings_changes
+
 
 __all__ = [
     "ACTIVE_RUN_STATES",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
+    "MOTION_API_KEY",
     "SEALED",
     "STEP_KIND",
     "UPLOAD_KIND",
@@ -293,6 +310,7 @@ __all__ = [
     "InstallerGrant",
     "Job",
     "JobState",
+    "KeyChange",
     "LeaseLost",
     "LimitReached",
     "LimitScope",
@@ -310,6 +328,8 @@ __all__ = [
     "RunKind",
     "RunState",
     "SealedValue",
+    "SettingChange",
+    "SettingValue",
     "Spend",
     "SpendRefused",
     "StepExecution",
@@ -318,6 +338,7 @@ __all__ = [
     "Stop",
     "StopKind",
     "Store",
+    "StoredSettings",
     "UsageCount",
     "begin_request_budget",
     "holding_polls",

@@ -34,6 +34,7 @@ SEALED: tuple[SealedColumns, ...] = (
         ("enterprise_id", "team_id", "user_id"),
         ("sealed_user_token", "sealed_user_refresh_token", "sealed_incoming_webhook_url"),
     ),
+    SealedColumns("workspace_settings", ("enterprise_id", "team_id"), ("sealed_motion_api_key",)),
 )
 
 

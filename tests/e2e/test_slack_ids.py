@@ -144,7 +144,20 @@ BUILDERS: dict[str, Callable[[], Built]] = {
     "variation_started": lambda: messages.variation_started(sandbox=False),
     "form_previewed": lambda: form_previewed(sandbox=False),
     "home_view": lambda: messages.home_view(
-        [HomeJob(HOSTILE, "done", 1, None, DOWNLOAD, "2026-04-28")], USAGE, sandbox=False
+        [HomeJob(HOSTILE, "done", 1, None, DOWNLOAD, "2026-04-28")],
+        USAGE,
+        sandbox=False,
+        settings=True,
+    ),
+    "settings_form": lambda: messages.settings_form(
+        messages.SettingsFormView(
+            team_id="T1",
+            key=messages.KeyState.STORED,
+            key_last4="abcd",
+            values={"MOTION_ALLOWED_CHANNELS": ("C0VIDEOS",), "MOTION_CONFIRM": True},
+            locked=frozenset({"MOTION_RUNS_PER_MONTH"}),
+            changes=[messages.ChangeShown("MOTION_CONFIRM", "U1", 1_763_000_000, "false", "true")],
+        )
     ),
 }
 # The generic pieces (`button`, `section`…) take their ids from the builders above.

@@ -26,7 +26,7 @@ def test_manifest_creates_the_app_in_one_paste() -> None:
     assert scopes == {
         "commands", "chat:write", "channels:join", "channels:history", "groups:history",
         "im:history", "mpim:history", "app_mentions:read", "reactions:write", "files:read",
-        "files:write",
+        "files:write", "users:read",
     }  # fmt: skip
     settings = manifest["settings"]
     assert settings["socket_mode_enabled"] is True

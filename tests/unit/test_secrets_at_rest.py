@@ -11,7 +11,7 @@ from typing import Any
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from bot.store import Store
+from bot.store import KeyChange, Store
 from bot.workspaces.installations import StoreInstallations, StoreOAuthStates
 from bot.workspaces.rotation import rotate_keys
 from bot.workspaces.secrets import Secrets, new_key
@@ -30,6 +30,8 @@ SECRETS = {
     "xoxb-E1-0a9b8c7d-org-wide-bot-token",
     "xoxb-T2-6e5d4c3b-uninstalled-bot-token",
     "xoxe-1-T2-3b4c5d6e-uninstalled-refresh-token",
+    "motion_T1_7c6b5a4d_first_workspace_key",
+    "motion_T1_3e4f5a6b_replacing_workspace_key",
     OLD,
     NEW,
 }
@@ -91,7 +93,19 @@ async def live_a_little(store: Store) -> None:
             }
         )
     )
+    # A workspace's own Motion key (Settings in Slack), set then replaced, as the form saves it.
+    for key in (
+        "motion_T1_7c6b5a4d_first_workspace_key",
+        "motion_T1_3e4f5a6b_replacing_workspace_key",
+    ):
+        store.change_settings(
+            "T1", None, "U1", T0, {"MOTION_RUNS_PER_MONTH": 20},
+            KeyChange(Secrets([OLD]).seal(key), None, key[-4:]),
+        )  # fmt: skip
     rotate_keys(store, Secrets([NEW, OLD]))
+    sealed_key = store.workspace_settings("T1").sealed_motion_api_key
+    assert sealed_key is not None  # rotated: the new key alone opens it
+    assert Secrets([NEW]).open(sealed_key) == "motion_T1_3e4f5a6b_replacing_workspace_key"
     await installations.async_delete_all(enterprise_id=None, team_id="T2")
     state = await StoreOAuthStates(store).async_issue()
     assert await StoreOAuthStates(store).async_consume(state)
@@ -138,8 +152,8 @@ async def test_no_stored_byte_holds_a_secret_in_clear(database_url: str) -> None
         await live_a_little(store)
         assert_nothing_in_clear(stored_bytes(store, database_url))
         # the ciphertexts are there instead: T1's bot token and refresh token, U1's user token,
-        # user refresh token and webhook, E1's bot token
-        assert len(store.sealed_values()) == 6
+        # user refresh token and webhook, E1's bot token, T1's Motion key
+        assert len(store.sealed_values()) == 7
     finally:
         store.close()
     if database_url.startswith("sqlite:///"):  # after the closing checkpoint too

@@ -5,6 +5,7 @@
 - `notices`: problems in plain words, refused files and mentions, stuck runs and Stop tracking;
 - `forms`: the form and Refine (modals), their fields and field errors;
 - `home`: the Home tab;
+- `settings`: the settings form (App Home → Settings), its fields and the change log;
 - `spend`: usage against the limits, spend refusals, the MOTION_CONFIRM preview;
 - `lists`: answers to `/motion` itself (help, usage errors, `/motion list`);
 - `steps`: the words a Workflow Builder step ends with, and its outputs;
@@ -108,6 +109,14 @@ from bot.slack.messages.results import (
     video_filename,
     video_title,
 )
+from bot.slack.messages.settings import (
+    FLAG_ON,
+    SETTING_FIELDS,
+    ChangeShown,
+    KeyState,
+    SettingsFormView,
+    settings_form,
+)
 from bot.slack.messages.spend import (
     PREVIEW_CANCELLED,
     PREVIEW_EXPIRED,
@@ -140,6 +149,7 @@ __all__ = [
     "DATABASE_AWAY",
     "DATABASE_AWAY_LOOKUP",
     "FILES_NEED_A_PROMPT",
+    "FLAG_ON",
     "FORM_PROMPT_MAX",
     "HOME_JOBS",
     "MALFORMED_COMMAND",
@@ -157,6 +167,7 @@ __all__ = [
     "RENDER_FAILED",
     "RESULT_GONE",
     "SANDBOX_NOTE",
+    "SETTING_FIELDS",
     "STEP_CHANNEL_UNUSABLE",
     "STEP_NO_INPUT",
     "STEP_PREVIEW_CANCELLED",
@@ -169,11 +180,14 @@ __all__ = [
     "STOP_NOTHING",
     "STUCK_ANSWERED",
     "THREAD_TAKEN",
+    "ChangeShown",
     "HomeJob",
     "JobListing",
+    "KeyState",
     "Message",
     "PersonUsage",
     "RunLine",
+    "SettingsFormView",
     "UsageView",
     "accepted",
     "already_done",
@@ -220,6 +234,7 @@ __all__ = [
     "render_failed",
     "result_messages",
     "run_preview",
+    "settings_form",
     "shorten",
     "status_label",
     "step_failed",

@@ -36,18 +36,19 @@ class HomeJob:
 
 
 def home_view(
-    jobs: list[HomeJob], usage: UsageView, *, sandbox: bool, more: bool = False
-) -> dict[str, Any]:
+    jobs: list[HomeJob], usage: UsageView, *, sandbox: bool, more: bool = False,
+    settings: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """The Home tab: the viewer's recent jobs, usage and "New video"; one section per job,
-    so 20 jobs stay far inside Slack's 100 blocks."""
+    so 20 jobs stay far inside Slack's 100 blocks. `settings`: the viewer is one of the
+    workspace's Motion admins, who get the "Settings" button."""
+    actions = [button("🎬 New video", ActionId.HOME_NEW_VIDEO, style="primary")]
+    if settings:
+        actions.append(button("⚙️ Settings", ActionId.HOME_SETTINGS))
     blocks: Blocks = [
         {"type": "header", "text": plain_text("Your Motion videos")},
         section(escape(usage_line(usage))),
-        {
-            "type": "actions",
-            "block_id": str(BlockId.HOME_ACTIONS),
-            "elements": [button("🎬 New video", ActionId.HOME_NEW_VIDEO, style="primary")],
-        },
+        {"type": "actions", "block_id": str(BlockId.HOME_ACTIONS), "elements": actions},
         {"type": "divider"},
     ]
     if not jobs:

@@ -24,6 +24,7 @@ from bot.jobs.admission import (
     RetryAsk,
     RunAsk,
 )
+from bot.jobs.context import begin_request_workspace
 from bot.jobs.intake import ReplyKind, ReplyOutcome
 from bot.jobs.service import JobService
 from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
@@ -53,4 +54,5 @@ __all__ = [
     "SubmitOutcome",
     "WorkspaceSettings",
     "begin_request_budget",
+    "begin_request_workspace",
 ]

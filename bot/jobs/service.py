@@ -11,7 +11,7 @@ from collections.abc import Callable
 from bot.jobs.admission import Admissions
 from bot.jobs.background import Background
 from bot.jobs.card import Card
-from bot.jobs.context import JobContext, JobEvents
+from bot.jobs.context import JobContext, JobEvents, SlackFor
 from bot.jobs.files import FileIntake
 from bot.jobs.fresh_link import FreshLinks
 from bot.jobs.intake import Intake
@@ -38,7 +38,8 @@ from bot.store import Store
 class JobService:
     """Intake (commands, replies, buttons, forms, the Home tab) plus `advance` for the poller
     and `recover` at start. `workspaces`: each workspace's settings (default: the built-in
-    ones, the same for every workspace)."""
+    ones, the same for every workspace). `workspace_slack` (many workspaces): each
+    workspace's SlackOut; without it, `slack` is the one workspace's for everything."""
 
     def __init__(
         self,
@@ -56,13 +57,14 @@ class JobService:
         video_links: VideoLinks | None = None,
         stuck_after_seconds: float = 3600.0,
         events: JobEvents | None = None,
+        workspace_slack: SlackFor | None = None,
     ) -> None:
         self.ctx = ctx = JobContext(
             store=store,
             motion=motion,
             slack=slack,
             schedule=schedule,
-            background=Background(slack),
+            background=Background(),
             clock=clock,
             wake=wake or (lambda job_id: None),
             sandbox=sandbox,
@@ -72,6 +74,7 @@ class JobService:
             video_links=video_links,
             stuck_after=stuck_after_seconds,
             events=events or JobEvents(),
+            workspace_slack=workspace_slack,
         )
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends

@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
-    "bot.workspaces": ("bot.store", "bot.config"),
+    "bot.workspaces": ("bot.store", "bot.config", "bot.slack"),
     # Only jobs knows Motion, the store and Slack together.
     "bot.jobs": (
         "bot.motion",

@@ -24,8 +24,8 @@ from bot.jobs.admission import (
     RetryAsk,
     RunAsk,
 )
-from bot.jobs.context import begin_request_workspace
 from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.requesting import begin_request_workspace
 from bot.jobs.service import JobService
 from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.spend import SpendPolicy

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.jobs.context import REACT_QUEUED, JobContext, requesting_enterprise
+from bot.jobs.context import REACT_QUEUED, JobContext
+from bot.jobs.requesting import requesting_enterprise
 from bot.jobs.spend import SpendPolicy, next_day, next_month, utc_day, utc_month
 from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionRequest

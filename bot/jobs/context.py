@@ -4,7 +4,6 @@ lives here."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any, Literal
 
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
+from bot.jobs.requesting import requesting_workspace
 from bot.jobs.settings import SettingsSource
 from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
@@ -55,24 +55,6 @@ RunEnding = Literal["done", "failed", "rejected", "unknown", "stopped"]
 # Each workspace's SlackOut (many workspaces): (team_id, enterprise_id) → the one that calls
 # with that workspace's token.
 SlackFor = Callable[[str, str | None], SlackOut]
-
-# The workspace a request comes from, (team_id, enterprise_id): set for each request by the
-# listeners' middleware, read by the calls a request makes (or leaves in the background) before
-# any job of its exists, and by the job it creates.
-_requesting: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
-    "requesting_workspace", default=None
-)
-
-
-def begin_request_workspace(team_id: str, enterprise_id: str | None) -> None:
-    """For this request (its task, and what it starts): the workspace it comes from."""
-    _requesting.set((team_id, enterprise_id or None))
-
-
-def requesting_enterprise() -> str | None:
-    """The Enterprise Grid org of the requesting workspace (None: not in one, or no request)."""
-    where = _requesting.get()
-    return where[1] if where is not None else None
 
 
 def _untold(_what: str) -> None:
@@ -126,7 +108,7 @@ class JobContext:
         """`slack_for` the requesting workspace: a request's own calls (a form, the Home tab, a
         private answer) before or without a job. Outside a request, in many workspaces, there
         is no such workspace: a call made there is a mistake and fails, never guesses."""
-        where = _requesting.get()
+        where = requesting_workspace()
         if where is None:
             if self.workspace_slack is None:
                 return self.slack

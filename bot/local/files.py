@@ -181,17 +181,21 @@ class FileMethods:
     # -- downloads (the HTTP side calls this) ----------------------------------------------------
 
     def serve_download(
-        self, path: str, authorization: str | None, bot_token: str, accept_encoding: str = ""
+        self,
+        path: str,
+        authorization: str | None,
+        token_works: Callable[[str], bool],
+        accept_encoding: str = "",
     ) -> FileAnswer:
-        """GET of a private download link: the bytes with the bot token, the sign-in page
-        (200, HTML) without it, as Slack answers."""
+        """GET of a private download link: the bytes with a bot token that works here
+        (`token_works`), the sign-in page (200, HTML) without one, as Slack answers."""
         rest = path[len(DOWNLOAD_PREFIX) :]
         ident = rest.split("/", 1)[0]
         file_id = ident.split("-", 1)[1] if "-" in ident else ident
         with self.model.lock:
             file = self.stored.get(file_id)
             scheme, _, token = (authorization or "").partition(" ")
-            authorized = scheme.lower() == "bearer" and token.strip() == bot_token
+            authorized = scheme.lower() == "bearer" and token_works(token.strip())
             self.downloads.append((file_id, authorized))
             if not authorized:
                 return FileAnswer(200, LOGIN_PAGE, "text/html; charset=utf-8", {})

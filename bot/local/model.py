@@ -120,12 +120,14 @@ class WorkspaceModel:
         bot_id: str = "B0BOT",
         app_id: str = "A0APP",
         populate: bool = True,
+        lock: threading.RLock | None = None,
     ) -> None:
+        """`lock`: one shared with other workspaces served together (a new one by default)."""
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
-        self.lock = threading.RLock()
+        self.lock = lock if lock is not None else threading.RLock()
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, Channel] = {}
         self.channel_messages: dict[str, dict[str, dict[str, Any]]] = {}
@@ -160,7 +162,13 @@ class WorkspaceModel:
         real_name: str | None = None,
         display_name: str | None = None,
         is_bot: bool = False,
+        admin: bool = False,
+        owner: bool = False,
+        primary_owner: bool = False,
     ) -> None:
+        """A person (or bot). As `users.info` shows it: an owner is an admin too, the primary
+        owner an owner."""
+        owner = owner or primary_owner
         with self.lock:
             self.users[user_id] = {
                 "id": user_id,
@@ -169,6 +177,9 @@ class WorkspaceModel:
                 "real_name": real_name or name,
                 "deleted": False,
                 "is_bot": is_bot,
+                "is_admin": admin or owner,
+                "is_owner": owner,
+                "is_primary_owner": primary_owner,
                 "profile": {
                     "display_name": display_name if display_name is not None else name,
                     "real_name": real_name or name,

@@ -15,8 +15,20 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    """The Enterprise Grid org a workspace belongs to, as payloads name it; `org_install`: the
+    app is installed org-wide (payloads then say `is_enterprise_install`)."""
+
+    id: str
+    name: str
+    org_install: bool = False
+
 
 VERIFICATION_TOKEN = "standin-verification-token"
 """The deprecated verification token Slack still puts in payloads; apps ignore it."""
@@ -67,12 +79,16 @@ def slash_command(
     response_url: str,
     trigger_id: str,
     token: str = VERIFICATION_TOKEN,
+    enterprise: Enterprise | None = None,
 ) -> dict[str, str]:
-    """Every field of a slash command (form-encoded over HTTP, JSON in Socket Mode)."""
+    """Every field of a slash command (form-encoded over HTTP, JSON in Socket Mode); in an
+    Enterprise Grid workspace also the enterprise's id and name, and whether the app is
+    installed org-wide."""
+    fields = {"token": token, "team_id": team_id, "team_domain": TEAM_DOMAIN}
+    if enterprise is not None:
+        fields.update(enterprise_id=enterprise.id, enterprise_name=enterprise.name)
     return {
-        "token": token,
-        "team_id": team_id,
-        "team_domain": TEAM_DOMAIN,
+        **fields,
         "channel_id": channel_id,
         "channel_name": channel_name,
         "user_id": user_id,
@@ -80,7 +96,7 @@ def slash_command(
         "command": command,
         "text": text,
         "api_app_id": app_id,
-        "is_enterprise_install": "false",
+        "is_enterprise_install": "true" if enterprise and enterprise.org_install else "false",
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
@@ -116,11 +132,16 @@ def event_callback(
     event_id: str,
     token: str = VERIFICATION_TOKEN,
     event_context: str | None = None,
+    enterprise: Enterprise | None = None,
 ) -> dict[str, Any]:
-    """The Events API envelope around `event`, as Slack POSTs it to the app."""
-    envelope: dict[str, Any] = {
-        "token": token,
-        "team_id": team_id,
+    """The Events API envelope around `event`, as Slack POSTs it to the app. In an Enterprise
+    Grid workspace it names the enterprise; for an org-wide install the authorization names
+    no team (Bolt then authorizes by the enterprise)."""
+    org_install = enterprise is not None and enterprise.org_install
+    envelope: dict[str, Any] = {"token": token, "team_id": team_id}
+    if enterprise is not None:
+        envelope["enterprise_id"] = enterprise.id
+    envelope.update({
         "api_app_id": app_id,
         "event": event,
         "type": "event_callback",
@@ -128,15 +149,15 @@ def event_callback(
         "event_time": int(time.time()),
         "authorizations": [
             {
-                "enterprise_id": None,
-                "team_id": team_id,
+                "enterprise_id": enterprise.id if enterprise is not None else None,
+                "team_id": None if org_install else team_id,
                 "user_id": bot_user_id,
                 "is_bot": True,
-                "is_enterprise_install": False,
+                "is_enterprise_install": org_install,
             }
         ],
         "is_ext_shared_channel": False,
-    }
+    })  # fmt: skip
     if event_context is not None:
         envelope["event_context"] = event_context
     return envelope
@@ -197,11 +218,41 @@ def app_home_opened(user: str, *, tab: str, view: dict[str, Any] | None) -> dict
     return event
 
 
+def app_uninstalled() -> dict[str, Any]:
+    """The event Slack sends when the app is removed from a workspace (or an org)."""
+    return {"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}
+
+
+def tokens_revoked(*, bot: list[str], oauth: list[str]) -> dict[str, Any]:
+    """The event Slack sends when tokens are revoked: the ids of the users whose user tokens
+    (`oauth`) and bot tokens (`bot`: the bot user) went."""
+    return {
+        "type": "tokens_revoked",
+        "tokens": {"oauth": list(oauth), "bot": list(bot)},
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
 # -- interactivity ----------------------------------------------------------------------------
 
 
-def team(team_id: str) -> dict[str, str]:
-    return {"id": team_id, "domain": TEAM_DOMAIN}
+def team(team_id: str, enterprise: Enterprise | None = None) -> dict[str, str]:
+    """The `team` of an interactivity payload (with the enterprise's id in Enterprise Grid)."""
+    shape = {"id": team_id, "domain": TEAM_DOMAIN}
+    if enterprise is not None:
+        shape.update(enterprise_id=enterprise.id, enterprise_name=enterprise.name)
+    return shape
+
+
+def grid_fields(enterprise: Enterprise | None) -> dict[str, Any]:
+    """What an interactivity payload adds in Enterprise Grid: the enterprise and whether the
+    app is installed org-wide (nothing outside Grid, as the payloads always were here)."""
+    if enterprise is None:
+        return {}
+    return {
+        "enterprise": {"id": enterprise.id, "name": enterprise.name},
+        "is_enterprise_install": enterprise.org_install,
+    }
 
 
 def user(user_id: str, user_name: str, team_id: str) -> dict[str, str]:
@@ -228,12 +279,13 @@ def block_actions(
     actions: list[dict[str, Any]],
     source: dict[str, Any],
     token: str = VERIFICATION_TOKEN,
+    enterprise: Enterprise | None = None,
 ) -> dict[str, Any]:
     """A `block_actions` payload. `source` is where the press happened: `channel`, `message`
     and `response_url` for a message, `view` for a modal or the Home tab."""
     return {
         "type": "block_actions",
-        "team": team(team_id),
+        "team": team(team_id, enterprise),
         "user": user(user_id, user_name, team_id),
         "api_app_id": app_id,
         "token": token,
@@ -241,6 +293,7 @@ def block_actions(
         "trigger_id": trigger_id,
         **source,
         "actions": actions,
+        **grid_fields(enterprise),
     }
 
 
@@ -252,16 +305,18 @@ def shortcut(
     user_name: str,
     trigger_id: str,
     token: str = VERIFICATION_TOKEN,
+    enterprise: Enterprise | None = None,
 ) -> dict[str, Any]:
     """A global shortcut (the lightning menu): no channel, a fresh trigger_id."""
     return {
         "type": "shortcut",
         "token": token,
         "action_ts": str(time.time()),
-        "team": team(team_id),
+        "team": team(team_id, enterprise),
         "user": user(user_id, user_name, team_id),
         "is_enterprise_install": False,
         "enterprise": None,
+        **grid_fields(enterprise),
         "callback_id": callback_id,
         "trigger_id": trigger_id,
     }
@@ -277,11 +332,12 @@ def view_submission(
     trigger_id: str,
     response_urls: list[dict[str, Any]],
     token: str = VERIFICATION_TOKEN,
+    enterprise: Enterprise | None = None,
 ) -> dict[str, Any]:
     """A `view_submission` of `view` (its `state` already filled, see `view_state`)."""
     return {
         "type": "view_submission",
-        "team": team(team_id),
+        "team": team(team_id, enterprise),
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
         "api_app_id": app_id,
         "token": token,
@@ -289,6 +345,7 @@ def view_submission(
         "view": view,
         "response_urls": response_urls,
         "is_enterprise_install": False,
+        **grid_fields(enterprise),
     }
 
 

@@ -15,7 +15,6 @@ method takes the workspace lock, so callers may use it from any thread.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import secrets
 import threading
@@ -25,15 +24,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.local import payloads
 from bot.local.files import DOWNLOAD_PREFIX, LOGIN_PAGE
-from bot.local.functions import FunctionMethods
-from bot.local.uploads import UPLOAD_PATH, ExternalUploads, UploadedFile
-from bot.local.workspace import SlackError, Workspace
+from bot.local.model import WORKSPACE_URL
+from bot.local.oauth import AUTHORIZE_PATH, SlackOAuth
+from bot.local.uploads import UPLOAD_PATH
+from bot.local.workspace import SlackError
+from bot.local.workspaces import (
+    RESPONSE_URL_USES,
+    STEP_CALLBACK_ID,
+    STEP_OUTPUTS,
+    HostedWorkspace,
+    SiblingWorkspace,
+    Workspaces,
+)
 
-RESPONSE_URL_USES = 5
-STEP_CALLBACK_ID = "make_motion_video"  # manifest.yml's custom step
-STEP_OUTPUTS = {STEP_CALLBACK_ID: ["video_url", "thread_permalink", "job_id"]}
+__all__ = [
+    "RESPONSE_URL_USES", "STEP_CALLBACK_ID", "STEP_OUTPUTS", "ApiRequest", "HostedWorkspace",
+    "Reply", "Route", "SlackStandIn", "parse_params",
+]  # fmt: skip
 
 _BOOLEAN_PARAMS = frozenset(
     {
@@ -61,6 +69,16 @@ class ApiRequest:
     token: str | None
     parse_error: str | None
     arrived: float
+    authorization: str | None = None
+    """The Authorization header as sent (Basic for oauth.v2.access)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """The workspace a Web API call is about, and whether its token is an org-wide one."""
+
+    workspace: HostedWorkspace
+    org_wide: bool
 
 
 @dataclass
@@ -70,12 +88,6 @@ class Reply:
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
-
-
-@dataclass
-class _ResponseUrl:
-    tag: str
-    uses: int = 0
 
 
 def _as_bool(value: Any) -> Any:
@@ -115,8 +127,10 @@ def parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     return params
 
 
-class SlackStandIn(Workspace):
-    """A workspace behind a Web API server on 127.0.0.1 (a free port).
+class SlackStandIn(HostedWorkspace):
+    """Slack's Web API on 127.0.0.1 (a free port), for the default workspace (this object)
+    and any added with `add_workspace`, each answering to its own tokens; and Slack's OAuth
+    (`oauth`, see `bot.local.oauth`).
 
     Use it as a context manager; point the client at ``base_url`` and ``response_url()``::
 
@@ -134,21 +148,17 @@ class SlackStandIn(Workspace):
         app_id: str = "A0APP",
         populate: bool = True,
     ) -> None:
-        """The workspace's identity and contents are `Workspace`'s; `bot_token` is the one
-        token its Web API accepts."""
+        """The default workspace's identity and contents are `Workspace`'s; `bot_token` is the
+        app's token there."""
         super().__init__(
-            team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id,
-            populate=populate,
+            root_url=lambda: self.root_url, bot_token=bot_token, team_id=team_id,
+            bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id, populate=populate,
+            url=WORKSPACE_URL,
         )  # fmt: skip
-        self.bot_token = bot_token
-        self.uploads = ExternalUploads(self.model, self.file_methods, lambda: self.root_url)
-        self.add_methods(self.uploads.methods())
-        self.functions = FunctionMethods(self.model, STEP_OUTPUTS)
-        self.add_methods(self.functions.methods())
+        self.workspaces = Workspaces(self)
+        self.oauth = SlackOAuth(self.workspaces, self.lock, app_id)
         self._server: _StandInServer | None = None
         self._thread: threading.Thread | None = None
-        self._responses: list[dict[str, Any]] = []
-        self._response_urls: dict[str, _ResponseUrl] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -188,153 +198,53 @@ class SlackStandIn(Workspace):
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def file_host_url(self) -> str:
-        """Private download links are served here too, as files.slack.com would serve them."""
-        return self.root_url
-
-    @property
     def base_url(self) -> str:
         """The Web API base; the trailing slash matters because slack_sdk urljoins onto it."""
         return f"{self.root_url}/api/"
 
-    # -- the app's uploads ---------------------------------------------------------------------
-
     @property
-    def files(self) -> dict[str, UploadedFile]:
-        """The app's external uploads by file id, as the stand-in keeps them."""
-        return self.uploads.uploaded
+    def authorize_url(self) -> str:
+        """Slack's approve page (`oauth/v2/authorize`) on this server, for the app's install
+        link (Bolt's `authorization_url`)."""
+        return f"{self.root_url}{AUTHORIZE_PATH}"
 
-    def fail_next_upload(self, status: int = 500, *, times: int = 1) -> None:
-        """The next `times` POSTs to an upload URL answer `status` (0: drop the connection)."""
-        self.uploads.fail_next_upload(status, times=times)
+    # -- several workspaces ----------------------------------------------------------------------
 
-    def shared_files(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
-        """The file_share messages in a channel (or one thread of it), oldest first."""
-        return self.uploads.shared_files(channel, thread_ts)
-
-    # -- response_url --------------------------------------------------------------------------
-
-    def response_url(self, tag: str = "") -> str:
-        """A fresh ``response_url`` on this server, as Slack puts in a command payload."""
-        with self.lock:
-            number = len(self._response_urls) + 1
-            url = f"{self.root_url}/commands/{self.team_id}/{number}/{secrets.token_urlsafe(12)}"
-            self._response_urls[url] = _ResponseUrl(tag=tag)
-            return url
-
-    @property
-    def responses(self) -> list[dict[str, Any]]:
-        """Each accepted JSON body sent to a ``response_url``, plus its ``"url"`` and ``"tag"``."""
-        with self.lock:
-            return copy.deepcopy(self._responses)
-
-    def response_problem(self, payload: dict[str, Any]) -> str | None:
-        """Why Slack would refuse a response_url body (``no_text``, ``invalid_blocks``), if so."""
-        if not (
-            payload.get("text")
-            or payload.get("blocks")
-            or payload.get("attachments")
-            or payload.get("delete_original")
-        ):
-            return "no_text"
-        if "blocks" in payload and self.block_problems(payload["blocks"]):
-            return "invalid_blocks"
-        return None
-
-    # -- what Slack sends to the app ----------------------------------------------------------
-
-    def slash_command(self, command: str, text: str, *, channel: str, user: str) -> dict[str, str]:
-        """Every field of a slash command's form, ``response_url`` (on this server) included."""
-        with self.lock:
-            channel_name = self.model.channels[channel].name
-            user_name = self.model.users[user]["name"]
-        return payloads.slash_command(
-            command=command, text=text, team_id=self.team_id, channel_id=channel,
-            channel_name=channel_name, user_id=user, user_name=user_name, app_id=self.app_id,
-            response_url=self.response_url(f"{command}-{user}"),
-            trigger_id=self.issue_trigger(user),
+    def add_workspace(
+        self, team_id: str, *, name: str | None = None, enterprise_id: str | None = None,
+        enterprise_name: str | None = None, bot_token: str | None = None,
+        bot_user_id: str | None = None, populate: bool = True,
+    ) -> HostedWorkspace:  # fmt: skip
+        """Another workspace on this server, with the default users and channels unless
+        `populate` is False (same ids: ids are per workspace), its own bot user and its own
+        bot token (`bot_token`, made up when not given), as if the app were installed there."""
+        suffix = team_id.removeprefix("T")
+        workspace = SiblingWorkspace(
+            self, root_url=lambda: self.root_url, team_id=team_id,
+            name=name or f"Workspace {team_id}",
+            bot_token=bot_token or f"xoxb-{suffix}-{secrets.token_hex(8)}",
+            enterprise_id=enterprise_id, enterprise_name=enterprise_name,
+            bot_user_id=bot_user_id or f"U{suffix}BOT", bot_id=f"B{suffix}BOT",
+            app_id=self.app_id, populate=populate, lock=self.lock,
         )  # fmt: skip
-
-    def thread_reply(self, channel: str, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
-        """Post a person's reply in a thread; returns the ``message`` event Slack delivers."""
-        return self._human_message(channel, text, user=user, thread_ts=thread_ts)
-
-    def file_reply(
-        self, channel: str, text: str, *, user: str, thread_ts: str, file_ids: list[str]
-    ) -> dict[str, Any]:
-        """A person's thread reply with files; returns the `message` event (subtype
-        `file_share`, the files in Slack's shape) Slack delivers."""
-        event = self.thread_reply(channel, text, user=user, thread_ts=thread_ts)
-        return self._with_files(channel, event, file_ids)
-
-    def mention(
-        self, channel: str, text: str, *, user: str, thread_ts: str | None = None,
-        file_ids: list[str] | tuple[str, ...] = (),
-    ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-        """A person's message that @mentions the app (`text` holds `<@BOT>`): the
-        `app_mention` event and its `message` twin, both of which Slack delivers."""
-        message = self._human_message(channel, text, user=user, thread_ts=thread_ts)
-        if file_ids:
-            message = self._with_files(channel, message, list(file_ids))
-        mention = {k: v for k, v in message.items() if k not in ("channel_type", "subtype")}
-        mention["type"] = "app_mention"
-        return mention, message
-
-    def direct_message(
-        self, text: str, *, user: str, file_ids: list[str] | tuple[str, ...] = ()
-    ) -> dict[str, Any]:
-        """A person's message to the app in its Messages tab: the `message` event (channel_type
-        "im"; subtype `file_share` with files) Slack delivers for it."""
-        channel = self.model.app_dm(user)
-        ts = self.add_human_message(channel, text, user=user)
         with self.lock:
-            stored = self.model.channel_messages[channel][ts]
-            event = payloads.message_event(
-                stored, channel=channel, team_id=self.team_id, thread_ts=None, channel_type="im"
-            )
-        return self._with_files(channel, event, list(file_ids)) if file_ids else event
+            self.workspaces.add(workspace)
+        return workspace
 
-    def dm_reply(self, text: str, *, user: str, thread_ts: str) -> dict[str, Any]:
-        """A person's reply in a thread of their DM with the app (`message.im`)."""
-        channel = self.model.app_dm(user)
-        return {**self.thread_reply(channel, text, user=user, thread_ts=thread_ts),
-                "channel_type": "im"}  # fmt: skip
+    def workspace(self, team_id: str) -> HostedWorkspace:
+        """The workspace with this team id (the default one included)."""
+        return self.workspaces[team_id]
 
-    def workflow_step(
-        self, inputs: dict[str, Any], *, callback_id: str = STEP_CALLBACK_ID
-    ) -> dict[str, Any]:
-        """A workflow reaches the app's step with `inputs`: the `function_executed` event
-        Slack sends (see `bot.local.functions`)."""
-        return self.functions.start(callback_id, inputs)
-
-    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The Events API envelope around ``event``, as Slack POSTs it to the app."""
-        return payloads.event_callback(
-            event, team_id=self.team_id, app_id=self.app_id, bot_user_id=self.bot_user_id,
-            event_id=f"Ev{secrets.token_hex(5).upper()}",
-        )  # fmt: skip
-
-    def _human_message(
-        self, channel: str, text: str, *, user: str, thread_ts: str | None
-    ) -> dict[str, Any]:
-        """Store a person's message and return the `message` event Slack delivers for it."""
-        ts = self.add_human_message(channel, text, user=user, thread_ts=thread_ts)
+    def uninstall(self, team_id: str | None = None, *, enterprise_id: str | None = None) -> None:
+        """Remove the app from a workspace (default: the default one), or from an enterprise
+        org-wide (`enterprise_id` alone): every token of it stops working at once. What Slack
+        then sends the app is the workspace's `app_uninstalled()` and `tokens_revoked()`."""
         with self.lock:
-            stored = self.model.channel_messages[channel][ts]
-            return payloads.message_event(
-                stored, channel=channel, team_id=self.team_id, thread_ts=thread_ts
-            )
-
-    def _with_files(
-        self, channel: str, event: dict[str, Any], file_ids: list[str]
-    ) -> dict[str, Any]:
-        with self.lock:
-            for file_id in file_ids:  # shared here now, so the app may read it
-                self.file_methods.share_in(file_id, channel)
-            files = [self.file_object(file_id) for file_id in file_ids]
-            stored = self.model.channel_messages[channel][event["ts"]]
-            stored.update(subtype="file_share", upload=True, files=copy.deepcopy(files))
-        return {**event, "subtype": "file_share", "upload": True, "files": files}
+            if team_id is None and enterprise_id is None:
+                team_id = self.team_id
+            if team_id is not None:
+                self.workspaces[team_id].installed = False
+            self.oauth.revoke(team_id, enterprise_id=enterprise_id)
 
     # -- HTTP entry points (server threads) -----------------------------------------------------
 
@@ -343,23 +253,42 @@ class SlackStandIn(Workspace):
         if path.startswith("/api/"):
             return self._serve_api(path[len("/api/") :], query, headers, body)
         if path.startswith("/commands/"):
-            return self._serve_response_url(verb, f"{self.root_url}{path}", body)
+            workspace = self.workspaces.get(path.split("/")[2]) or self
+            status, text = workspace.serve_response_url(verb, f"{self.root_url}{path}", body)
+            return Reply(status, text.encode(), "text/plain; charset=utf-8")
+        if path == AUTHORIZE_PATH and verb == "GET":
+            status, extra, text = self.oauth.authorize(dict(parse_qsl(query)))
+            return Reply(status, text.encode(), "text/plain; charset=utf-8", extra)
         if path == "/signin":  # where Slack sends a browser (or a refused token) to sign in
             return Reply(200, LOGIN_PAGE, "text/html; charset=utf-8")
         if path.startswith(DOWNLOAD_PREFIX) and verb == "GET":
-            answer = self.file_methods.serve_download(
-                path,
-                headers.get("Authorization"),
-                self.bot_token,
-                headers.get("Accept-Encoding") or "",
-            )
-            return Reply(answer.status, answer.body, answer.content_type, answer.headers)
+            return self._serve_download(path, headers)
         if path.startswith(UPLOAD_PATH):
-            uploaded = self.uploads.serve_upload(verb, path, body)
+            file_id = path[len(UPLOAD_PATH) :].split("/", 1)[0]
+            owner = next((w for w in self.workspaces if file_id in w.files), self)
+            uploaded = owner.uploads.serve_upload(verb, path, body)
             if uploaded is None:
                 return Reply(0, b"", drop=True)
             return Reply(uploaded[0], uploaded[1], "text/plain; charset=utf-8")
         return Reply(404, b"not found", "text/plain")
+
+    def _serve_download(self, path: str, headers: Any) -> Reply:
+        """A private download link: the file's workspace is named in it, and only a token of
+        the app's that works there gets the bytes."""
+        team_id = path[len(DOWNLOAD_PREFIX) :].split("-", 1)[0]
+        workspace = self.workspaces.get(team_id) or self
+
+        def works_here(token: str) -> bool:
+            try:
+                route = self.route(token, {})
+            except SlackError:
+                return False
+            return route is not None and route.workspace is workspace
+
+        answer = workspace.file_methods.serve_download(
+            path, headers.get("Authorization"), works_here, headers.get("Accept-Encoding") or ""
+        )
+        return Reply(answer.status, answer.body, answer.content_type, answer.headers)
 
     def _serve_api(self, method: str, query: str, headers: Any, body: bytes) -> Reply:
         arrived = time.monotonic()
@@ -368,34 +297,54 @@ class SlackStandIn(Workspace):
             params = parse_params(query, body, headers.get("Content-Type", ""))
         except SlackError as failure:
             params, parse_error = {}, failure.error
-        token = self._token(headers.get("Authorization"), params)
-        return self.respond(ApiRequest(method, params, token, parse_error, arrived))
+        authorization = headers.get("Authorization")
+        token = self._token(authorization, params)
+        return self.respond(ApiRequest(method, params, token, parse_error, arrived, authorization))
+
+    def route(self, token: str, params: dict[str, Any]) -> Route | None:
+        """Which workspace a call with this token is about: None for a token never issued,
+        `SlackError` for one that no longer works (expired, revoked)."""
+        with self.lock:
+            workspace = self.workspaces.with_bot_token(token)
+            if workspace is not None:
+                return Route(workspace, org_wide=False)
+            issued = self.oauth.check(token)
+            if issued is None:
+                return None
+            workspace = self.oauth.workspace_for(issued, params)
+            return Route(workspace, org_wide=issued.installation.org_wide)
 
     def respond(self, request: ApiRequest) -> Reply:
         """Answer a parsed Web API request as Slack would; `answered` hears of every answer
         (a subclass may answer otherwise: faults, other methods)."""
         status = 200
-        if not self.knows(request.method):
-            answer = {"ok": False, "error": "unknown_method", "req_method": request.method}
-        elif request.token is None:
-            answer = {"ok": False, "error": "not_authed"}
-        elif request.token != self.bot_token and not self.functions.accepts(request.token):
-            answer = {"ok": False, "error": "invalid_auth"}
-        elif request.parse_error is not None:
-            answer = {"ok": False, "error": request.parse_error}
-        else:
-            try:
-                answer = {"ok": True, **self.call(request.method, request.params)}
-            except SlackError as failure:
-                answer = {"ok": False, "error": failure.error, **failure.extra}
-            except Exception as exc:  # a bug in the stand-in: make it loud, not a hang
-                answer = {"ok": False, "error": "fatal_error", "standin_bug": repr(exc)}
-                status = 500
-        self.answered(request, answer)
+        route: Route | None = None
+        try:
+            if request.method == "oauth.v2.access":
+                answer = {"ok": True, **self.oauth.access(request.params, request.authorization)}
+            elif not self.knows(request.method):
+                answer = {"ok": False, "error": "unknown_method", "req_method": request.method}
+            elif request.token is None:
+                answer = {"ok": False, "error": "not_authed"}
+            elif (route := self.route(request.token, request.params)) is None:
+                answer = {"ok": False, "error": "invalid_auth"}
+            elif request.parse_error is not None:
+                answer = {"ok": False, "error": request.parse_error}
+            elif request.method == "auth.test":
+                answer = {"ok": True, **route.workspace.auth_test(org_wide=route.org_wide)}
+            else:
+                answer = {"ok": True, **route.workspace.call(request.method, request.params)}
+        except SlackError as failure:
+            answer = {"ok": False, "error": failure.error, **failure.extra}
+        except Exception as exc:  # a bug in the stand-in: make it loud, not a hang
+            answer = {"ok": False, "error": "fatal_error", "standin_bug": repr(exc)}
+            status = 500
+        self.answered(request, answer, route)
         return Reply(status, json.dumps(answer).encode())
 
-    def answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
-        """Called with every Web API answer; a subclass may record them."""
+    def answered(self, request: ApiRequest, answer: dict[str, Any], route: Route | None) -> None:
+        """Called with every Web API answer and the workspace it was about, if any; a subclass
+        may record them."""
 
     def _token(self, authorization: str | None, params: dict[str, Any]) -> str | None:
         body_token = params.pop("token", None)
@@ -404,32 +353,6 @@ class SlackStandIn(Workspace):
             scheme, _, value = authorization.partition(" ")
             return value.strip() if scheme.lower() == "bearer" else ""
         return body_token
-
-    def _serve_response_url(self, verb: str, url: str, body: bytes) -> Reply:
-        def plain(status: int, text: str) -> Reply:
-            return Reply(status, text.encode(), "text/plain; charset=utf-8")
-
-        if verb != "POST":
-            return plain(405, "invalid_method")
-        with self.lock:
-            entry = self._response_urls.get(url)
-            if entry is None:
-                return plain(404, "no_service")
-            if entry.uses >= RESPONSE_URL_USES:
-                return plain(404, "used_url")
-            try:
-                payload = json.loads(body or b"null")
-            except ValueError:
-                return plain(400, "invalid_payload")
-            if not isinstance(payload, dict):
-                return plain(400, "invalid_payload")
-            problem = self.response_problem(payload)
-            if problem is not None:
-                return plain(400, problem)
-            entry.uses += 1
-            self._responses.append({**payload, "url": url, "tag": entry.tag})
-            self.model.tell("response", None, payload)
-            return plain(200, "ok")
 
 
 class _StandInServer(ThreadingHTTPServer):

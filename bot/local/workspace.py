@@ -60,11 +60,13 @@ class Workspace:
         bot_id: str = "B0BOT",
         app_id: str = "A0APP",
         populate: bool = True,
+        lock: threading.RLock | None = None,
     ) -> None:
-        """`populate`: the default users (alice, bob, carol) and channels the tests rely on."""
+        """`populate`: the default users (alice, bob, carol) and channels the tests rely on;
+        `lock`: shared with the other workspaces of one stand-in (see `WorkspaceModel`)."""
         self.model = WorkspaceModel(
             team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id,
-            populate=populate,
+            populate=populate, lock=lock,
         )  # fmt: skip
         self.view_methods = ViewMethods(self.model, self.view_block_problems)
         self.file_methods = FileMethods(self.model, lambda: self.file_host_url)
@@ -172,10 +174,15 @@ class Workspace:
         real_name: str | None = None,
         display_name: str | None = None,
         is_bot: bool = False,
+        admin: bool = False,
+        owner: bool = False,
+        primary_owner: bool = False,
     ) -> None:
+        """A person (or bot); `admin`, `owner`, `primary_owner` as `users.info` reports them."""
         self.model.add_user(
-            user_id, name=name, real_name=real_name, display_name=display_name, is_bot=is_bot
-        )
+            user_id, name=name, real_name=real_name, display_name=display_name, is_bot=is_bot,
+            admin=admin, owner=owner, primary_owner=primary_owner,
+        )  # fmt: skip
 
     def add_channel(
         self,

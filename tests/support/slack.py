@@ -20,7 +20,7 @@ from typing import Any, Literal
 from bot.local.files import WorkspaceFile
 from bot.local.model import POST_TEXT_LIMIT, UPDATE_TEXT_LIMIT, WORKSPACE_URL
 from bot.local.payloads import signed_headers
-from bot.local.server import RESPONSE_URL_USES, ApiRequest, Reply, SlackStandIn
+from bot.local.server import RESPONSE_URL_USES, ApiRequest, Reply, Route, SlackStandIn
 from tests.support.blockkit import MAX_BLOCKS, MAX_VIEW_BLOCKS, block_errors
 from tests.support.socket_mode import SOCKET_MODE_HOST, SocketAck, SocketModeSide
 
@@ -48,7 +48,9 @@ class SlackCall:
     ``params`` merges the query string and the body, with ``blocks``, ``attachments`` and
     ``metadata`` decoded from JSON strings and known boolean flags turned into ``bool``, so a
     test reads the same thing whether the client sent a form or JSON. ``at`` is
-    ``time.monotonic()`` when the request arrived.
+    ``time.monotonic()`` when the request arrived. ``token`` is the token it was sent with
+    (None: none), ``team_id`` the workspace the stand-in served it for (None: none, the token
+    did not work), so a test can assert that no call about one workspace used another's token.
     """
 
     method: str
@@ -57,6 +59,8 @@ class SlackCall:
     ok: bool
     error: str | None
     response: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    token: str | None = None
+    team_id: str | None = None
 
 
 @dataclass
@@ -150,9 +154,15 @@ class SlackDouble(SocketModeSide, SlackStandIn):
 
     # -- inspection ----------------------------------------------------------------------------
 
-    def calls(self, method: str | None = None) -> list[SlackCall]:
+    def calls(self, method: str | None = None, *, team_id: str | None = None) -> list[SlackCall]:
+        """The Web API calls so far (of one method; served for one workspace), oldest first."""
         with self.lock:
-            return [c for c in self._calls if method is None or c.method == method]
+            return [
+                c
+                for c in self._calls
+                if (method is None or c.method == method)
+                and (team_id is None or c.team_id == team_id)
+            ]
 
     def reset_calls(self) -> None:
         with self.lock:
@@ -224,12 +234,6 @@ class SlackDouble(SocketModeSide, SlackStandIn):
     def view_block_problems(self, blocks: list[Any]) -> list[str]:
         return block_errors(blocks, max_blocks=MAX_VIEW_BLOCKS)
 
-    def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        if method in _TEXT_METHODS:
-            with self.lock:
-                self._remember_text(params)
-        return super().call(method, params)
-
     def response_problem(self, payload: dict[str, Any]) -> str | None:
         self._remember_text(payload)
         return super().response_problem(payload)
@@ -252,6 +256,9 @@ class SlackDouble(SocketModeSide, SlackStandIn):
         drop_answer = fault is not None and fault.drop == "after"
         if request.method == "apps.connections.open":
             return self._serve_connections_open(request, drop_answer=drop_answer)
+        if request.method in _TEXT_METHODS:  # the text left the app, whatever Slack answers
+            with self.lock:
+                self._remember_text(request.params)
         reply = super().respond(request)
         if fault is not None and fault.answer_delay:
             self._stopping.wait(fault.answer_delay)
@@ -259,8 +266,12 @@ class SlackDouble(SocketModeSide, SlackStandIn):
             return Reply(0, b"", drop=True)
         return reply
 
-    def answered(self, request: ApiRequest, answer: dict[str, Any]) -> None:
-        self._record(request.method, request.params, request.arrived, answer)
+    def answered(self, request: ApiRequest, answer: dict[str, Any], route: Route | None) -> None:
+        team_id = route.workspace.team_id if route is not None else None
+        self._record(
+            request.method, request.params, request.arrived, answer,
+            token=request.token, team_id=team_id,
+        )  # fmt: skip
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self.lock:
@@ -284,21 +295,20 @@ class SlackDouble(SocketModeSide, SlackStandIn):
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)
         answer = {"ok": False, "error": error}
-        self._record(request.method, request.params, request.arrived, answer)
+        self._record(request.method, request.params, request.arrived, answer, token=request.token)
         return Reply(fault.status, json.dumps(answer).encode(), headers=headers)
 
-    def _record(self, method: str, params: dict[str, Any], at: float, answer: dict) -> None:
+    def _record(
+        self, method: str, params: dict[str, Any], at: float, answer: dict[str, Any],
+        *, token: str | None = None, team_id: str | None = None,
+    ) -> None:  # fmt: skip
         with self.lock:
             self._calls.append(
                 SlackCall(
-                    method=method,
-                    params=params,
-                    at=at,
-                    ok=bool(answer.get("ok")),
-                    error=answer.get("error"),
-                    response=answer,
+                    method=method, params=params, at=at, ok=bool(answer.get("ok")),
+                    error=answer.get("error"), response=answer, token=token, team_id=team_id,
                 )
-            )
+            )  # fmt: skip
 
     def _remember_text(self, payload: dict[str, Any]) -> None:
         if isinstance(payload.get("text"), str):

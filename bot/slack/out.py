@@ -175,7 +175,7 @@ class JoinResult:
 
 
 def make_client(
-    token: str,
+    token: str | None,
     base_url: str,
     *,
     retry_writes: bool = True,

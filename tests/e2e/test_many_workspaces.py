@@ -7,9 +7,13 @@ recorded by the stand-in."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -19,9 +23,10 @@ from bot.app import MotionBot
 from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.local.payloads import FORM
 from bot.local.workspaces import HostedWorkspace
-from bot.workspaces.secrets import new_key
+from bot.store import InstalledBot
+from bot.workspaces.secrets import Secrets, new_key
 from tests.support.e2e import READY
-from tests.support.harness import Harness, until
+from tests.support.harness import ROOT_DIR, Harness, until
 from tests.support.motion import ScriptedSandbox
 from tests.support.slack import SlackDouble
 
@@ -270,3 +275,34 @@ async def test_two_instances_refreshing_one_installation_at_once_refresh_it_once
         await out.post("C0PUBLIC", {"text": f"from {bot.store.owner}"})
     posted = [c for c in slack.calls("chat.postMessage") if c.params["text"].startswith("from")]
     assert len(posted) == 2 and all(c.ok for c in posted)
+
+
+async def test_check_in_many_workspaces_names_each_installation_and_unreadable_secret(
+    many: Harness, slack: SlackDouble, tmp_path: Path
+) -> None:
+    slack.add_workspace("T0002", name="Beta")
+    bot = await many.start()
+    for team in ("T0001", "T0002"):
+        await browse_install(bot, slack, team)
+    lost = Secrets([new_key()]).seal("xoxb-sealed-under-a-dropped-key")
+    bot.store.save_installed_bot(
+        InstalledBot(enterprise_id=None, team_id="T0007", installed_at=1.0, sealed_bot_token=lost)
+    )
+    await many.stop(bot)
+    slack.uninstall("T0002")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MOTION_"))}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot", "check"],
+        env={**clean, **many.env, "PYTHONPATH": str(ROOT_DIR)},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "✓ Slack app credentials: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET present" in out
+    assert "✗ SECRET_KEYS: workspace T0007: its bot token opens with no key" in out
+    assert "✓ workspace T0001: its token works" in out
+    assert "✗ workspace T0002: Slack refused its token (invalid_auth)" in out
+    assert "✗ workspace T0007: no usable bot token" in out
+    for token in slack.oauth.access_tokens():
+        assert token not in out + result.stderr

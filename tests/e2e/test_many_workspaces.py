@@ -306,3 +306,25 @@ async def test_check_in_many_workspaces_names_each_installation_and_unreadable_s
     assert "✗ workspace T0007: no usable bot token" in out
     for token in slack.oauth.access_tokens():
         assert token not in out + result.stderr
+
+
+async def test_a_file_link_is_read_with_the_token_of_the_workspace_it_names_only(
+    many: Harness, slack: SlackDouble
+) -> None:
+    beta = slack.add_workspace("T0002", name="Beta")
+    bot = await many.start()
+    for team in ("T0001", "T0002"):
+        await browse_install(bot, slack, team)
+    file_id = beta.add_file(title="logo", mimetype="image/png", content=b"\x89PNG beta's")
+    links = bot.file_links
+    assert links is not None
+    async with httpx.AsyncClient() as motion:
+        good = await motion.get(links.url_for("T0002", file_id))
+        wrong = await motion.get(links.url_for("T0001", file_id))  # names another workspace
+        nobody = await motion.get(links.url_for("T0009", file_id))  # never installed
+    assert good.status_code == 200 and good.content == b"\x89PNG beta's"
+    assert wrong.status_code == 404 and nobody.status_code == 404
+    infos = slack.calls("files.info")
+    beta_tokens = set(slack.oauth.access_tokens("T0002"))
+    assert [c.team_id for c in infos] == ["T0002", "T0001"]
+    assert infos[0].token in beta_tokens and infos[1].token not in beta_tokens

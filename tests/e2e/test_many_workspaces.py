@@ -23,6 +23,7 @@ from bot.app import MotionBot
 from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.local.payloads import FORM
 from bot.local.workspaces import HostedWorkspace
+from bot.sandbox import JobPlan
 from bot.store import InstalledBot
 from bot.workspaces.secrets import Secrets, new_key
 from tests.support.e2e import READY
@@ -234,6 +235,7 @@ async def test_rotating_tokens_are_refreshed_before_expiry_and_jobs_keep_posting
     first = slack.oauth.access_tokens("T0001")[0]
     assert first.startswith("xoxe")
     await asyncio.sleep(1.1)
+    many.sandbox.plan_next(JobPlan(queued_s=0.3, created_s=0.3, running_s=2.5, render_s=0.3))
     card = await command_in(many, slack.workspace("T0001"), "a slow fox")
     assert slack.oauth.refreshes("T0001") >= 1  # the request's authorize refreshed it
     await until(

@@ -310,6 +310,8 @@ class SlackStandIn(HostedWorkspace):
                 return Route(workspace, org_wide=False)
             issued = self.oauth.check(token)
             if issued is None:
+                if any(w.bot_token == token for w in self.workspaces):  # uninstalled since
+                    raise SlackError(self.oauth.revoked_error)
                 return None
             workspace = self.oauth.workspace_for(issued, params)
             return Route(workspace, org_wide=issued.installation.org_wide)

@@ -436,16 +436,22 @@ class Workspaces:
 
     def for_org_call(self, enterprise_id: str, params: dict[str, Any]) -> HostedWorkspace | None:
         """Which of the enterprise's workspaces an org-wide token's call is about: the one
-        named by `team_id`, else the one holding the channel or user it names, else the
-        first (Slack resolves an org token's call by what it names)."""
+        named by `team_id`, else the one holding the channel, user or trigger it names, else
+        the first (Slack resolves an org token's call by what it names)."""
         members = self.in_enterprise(enterprise_id)
         named = params.get("team_id")
         for workspace in members:
             if workspace.team_id == named:
                 return workspace
-        channel, user = params.get("channel"), params.get("user")
+        channel = params.get("channel")
+        user = params.get("user") or params.get("user_id")
+        trigger = params.get("trigger_id")
         for workspace in members:
             with workspace.lock:
-                if channel in workspace.model.channels or user in workspace.model.users:
+                if (
+                    channel in workspace.model.channels
+                    or user in workspace.model.users
+                    or trigger in workspace.view_methods.triggers
+                ):
                     return workspace
         return members[0] if members else None

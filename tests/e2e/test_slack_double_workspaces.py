@@ -5,7 +5,7 @@ rotation, org-wide installs and uninstalls, as Slack answers them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,16 +18,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.local.workspaces import HostedWorkspace
+from tests.support.harness import BOT_TOKEN, Harness
 from tests.support.slack import SlackDouble
+from tests.support.workspaces import FromWorkspace
 
-TOKEN = "xoxb-test"
+TOKEN = BOT_TOKEN
 REDIRECT = "https://app.example/slack/oauth_redirect"
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble(bot_token=TOKEN) as double:
-        yield double
 
 
 @pytest.fixture
@@ -316,3 +312,37 @@ async def test_uninstall_events_are_built_as_slack_sends_them(
     assert revoked["event"]["type"] == "tokens_revoked"
     assert revoked["event"]["tokens"] == {"oauth": ["U0ALICE"], "bot": [beta.bot_user_id]}
     assert revoked["event_id"] != uninstalled["event_id"]
+
+
+async def test_from_workspace_signs_and_delivers_a_workspaces_requests_to_the_app(
+    harness: Harness, beta: HostedWorkspace
+) -> None:
+    await harness.start()
+    from_beta = FromWorkspace(harness, beta)
+    help_answer = await from_beta.command("help")  # signed right: the app would answer 401
+    assert help_answer.status_code == 200 and "/motion" in help_answer.json()["text"]
+    mention, _ = beta.mention("C0PUBLIC", f"<@{beta.bot_user_id}> hi", user="U0ALICE")
+    assert (await from_beta.event(mention)).status_code == 200
+    assert (await from_beta.uninstalled()).status_code == 200
+    assert (await from_beta.tokens_revoked()).status_code == 200
+
+
+async def test_a_redirect_uri_other_than_the_authorize_steps_is_refused(
+    slack: SlackDouble, beta: HostedWorkspace
+) -> None:
+    code = (await approve(slack, team="T0002"))["code"][0]
+    elsewhere = client(slack, None).oauth_v2_access(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code,
+        redirect_uri="https://attacker.example/cb",
+    )  # fmt: skip
+    assert await slack_error(elsewhere) == "bad_redirect_uri"
+
+
+async def test_the_error_for_a_revoked_token_can_be_slacks_other_answers(
+    slack: SlackDouble, beta: HostedWorkspace
+) -> None:
+    answer = await install(slack, team="T0002")
+    slack.oauth.revoked_error = "account_inactive"
+    slack.uninstall("T0002")
+    for token in (answer["access_token"], beta.bot_token):
+        assert await slack_error(client(slack, token).auth_test()) == "account_inactive"

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -37,7 +38,11 @@ from bot.slack.files import SlackFiles
 from bot.slack.out import SlackOut, make_client
 from bot.store import DatabaseUnavailable, Store, request_budget
 from bot.video_links import VideoLinkRoute
+from bot.workspaces.installations import StoreInstallations, StoreOAuthStates
+from bot.workspaces.oauth import INSTALL_PATH, REDIRECT_PATH, oauth_settings
+from bot.workspaces.rotation import unreadable_secrets
 from bot.workspaces.secrets import Secrets
+from bot.workspaces.tokens import SerializedRotator, WorkspaceSlack, WorkspaceTokens
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # platforms send SIGKILL 30 s after SIGTERM
@@ -69,6 +74,73 @@ class Observers:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class SlackSide:
+    """The app's Slack clients: Bolt's (`client`, which its requests and OAuth flow call
+    through), the service's (`out`, and with many workspaces `per_workspace`, a SlackOut for
+    each workspace with its own token), and the file reader. All share one connection pool."""
+
+    client: AsyncWebClient
+    out: SlackOut
+    files: SlackFiles
+    per_workspace: WorkspaceSlack | None = None
+    oauth: AsyncOAuthSettings | None = None  # many workspaces: "Add to Slack"
+    tokens: WorkspaceTokens | None = None
+    installations: StoreInstallations | None = None
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        store: Store,
+        session: aiohttp.ClientSession,
+        observe: Callable[[str, str], None] | None,
+    ) -> SlackSide:
+        api_url = settings.slack_api_url
+        if settings.many_workspaces:
+            return cls._many(settings, store, session, observe)
+        token = settings.slack_bot_token
+        client = make_client(token, api_url, session=session)
+        outbox = make_client(token, api_url, retry_writes=False, session=session, observe=observe)
+        return cls(client, SlackOut(outbox, observe=observe), SlackFiles(token, api_url))
+
+    @classmethod
+    def _many(
+        cls,
+        settings: Settings,
+        store: Store,
+        session: aiohttp.ClientSession,
+        observe: Callable[[str, str], None] | None,
+    ) -> SlackSide:
+        """Clients without a token of their own: each call names its workspace's. A refresh
+        is never retried on a dropped connection (its refresh token may be spent already)."""
+        assert settings.slack_client_id and settings.slack_client_secret and settings.public_url
+        api_url = settings.slack_api_url
+        installations = StoreInstallations(store, Secrets(settings.secret_keys))
+        client = make_client(None, api_url, session=session)
+        outbox = make_client(None, api_url, retry_writes=False, session=session, observe=observe)
+        rotator = SerializedRotator(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            client=make_client(None, api_url, retry_writes=False, session=session),
+            installations=installations,
+        )
+        tokens = WorkspaceTokens(installations, rotator)
+        oauth = oauth_settings(
+            client_id=settings.slack_client_id, client_secret=settings.slack_client_secret,
+            public_url=settings.public_url, slack_api_url=api_url, installations=installations,
+            states=StoreOAuthStates(store), rotator=rotator,
+        )  # fmt: skip
+
+        async def no_workspace() -> str | None:
+            return None  # a call that names no workspace has no token to use: it fails
+
+        out = SlackOut(outbox, observe=observe, token=no_workspace, workspace="no workspace named")
+        per_workspace = WorkspaceSlack(tokens, outbox, observe)
+        files = SlackFiles(tokens.bot_token, api_url)
+        return cls(client, out, files, per_workspace, oauth, tokens, installations)
+
+
 @dataclass
 class MotionBot:
     settings: Settings
@@ -89,6 +161,7 @@ class MotionBot:
     _refusals: http_intake.RefusalLog = field(default_factory=http_intake.RefusalLog)
     metrics: Metrics | None = None  # METRICS_PORT or METRICS_TOKEN: bot/metrics.py
     _metrics_listener: MetricsListener | None = None
+    slack_side: SlackSide | None = None
     health: Health = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,18 +195,17 @@ class MotionBot:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
         )
-        token, api_url = settings.slack_bot_token, settings.slack_api_url
-        client = make_client(token, api_url, session=session)
-        outbox_client = make_client(
-            token, api_url, retry_writes=False, session=session, observe=told.slack
-        )
+        slack = SlackSide.of(settings, store, session, told.slack)
         schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
-        links = signer_for(settings.slack_signing_secret, settings.slack_bot_token)
-        file_links = FileLinks(links, SlackFiles(token, api_url), settings.public_url)
+        links = signer_for(
+            settings.slack_signing_secret,
+            settings.slack_bot_token or settings.slack_client_secret or "",
+        )
+        file_links = FileLinks(links, slack.files, settings.public_url)
         service = JobService(
             store,
             motion,
-            SlackOut(outbox_client, observe=told.slack),
+            slack.out,
             schedule=schedule,
             sandbox=settings.sandbox,
             workspaces=SettingsFromStore(store, settings, secrets_of(settings)),
@@ -142,6 +214,7 @@ class MotionBot:
             upload_max_mb=settings.upload_max_mb,
             video_links=VideoLinks(links, settings.public_url),
             events=told.jobs,
+            workspace_slack=slack.per_workspace,
         )
         poller = Poller(
             store, service.advance, concurrency=concurrency, lease_seconds=settings.lease_seconds,
@@ -150,11 +223,11 @@ class MotionBot:
         if metrics is not None:
             metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
-        app = bolt_app(settings, client, service)
+        app = bolt_app(settings, slack, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
             settings, store, motion, service, poller, app, session, secret, links, sandbox_thread,
-            file_links=file_links, metrics=metrics,
+            file_links=file_links, metrics=metrics, slack_side=slack,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -168,6 +241,7 @@ class MotionBot:
             resumed,
             self.store.description,
         )
+        await self._report_unreadable_secrets()
         self.poller.start()
         await self.health.refresh()  # the first /healthz is answered from a real look
         self.health.start()
@@ -191,6 +265,18 @@ class MotionBot:
             log.info("connected to Slack in Socket Mode")
         if not self.settings.socket_mode or self.settings.public_url or self._token_metrics:
             await self._serve_http()
+
+    async def _report_unreadable_secrets(self) -> None:
+        """Many workspaces: each stored secret no key in SECRET_KEYS opens, named by workspace
+        in the log at start (the app goes on: that workspace's calls fail until it is fixed)."""
+        side = self.slack_side
+        if side is None or side.installations is None:
+            return
+        unreadable = await self.store.off_loop(
+            unreadable_secrets, self.store, side.installations.secrets
+        )
+        for item in unreadable:
+            log.error("SECRET_KEYS: %s", item.line())
 
     @property
     def _token_metrics(self) -> bool:
@@ -230,6 +316,9 @@ class MotionBot:
                 "*", "/metrics", self.metrics.guarded(self.settings.metrics_token)
             )
         self._add_public_routes(web_app.router)
+        if self.settings.many_workspaces:
+            web_app.router.add_get(INSTALL_PATH, self._oauth)
+            web_app.router.add_get(REDIRECT_PATH, self._oauth)
         # Bodies are read raw: /slack/events inflates them itself, capped (bot/http_intake.py).
         self._runner = web.AppRunner(
             web_app, access_log=None, handle_signals=False, auto_decompress=False
@@ -281,6 +370,26 @@ class MotionBot:
         )
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    async def _oauth(self, request: web.Request) -> web.Response:
+        """ "Add to Slack" (GET /slack/install) and Slack's redirect back (GET
+        /slack/oauth_redirect), through Bolt's OAuth flow."""
+        flow = self.app.oauth_flow
+        if flow is None:
+            raise web.HTTPNotFound()
+        bolt_request = AsyncBoltRequest(
+            body="", query=request.query_string, headers=dict(request.headers)
+        )
+        with request_budget():
+            if request.path == INSTALL_PATH:
+                answer = await flow.handle_installation(bolt_request)
+            else:
+                answer = await flow.handle_callback(bolt_request)
+        response = await to_aiohttp_response(answer)
+        if (self.settings.public_url or "").startswith("http://"):
+            for morsel in response.cookies.values():  # a loopback PUBLIC_URL (local tests)
+                morsel["secure"] = ""
+        return response
 
     async def stop(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop taking work, let in-flight calls finish (or abandon them), leave all resumable."""
@@ -379,14 +488,17 @@ def timed_socket_mode(
     return Timed(app, app_token)
 
 
-def bolt_app(settings: Settings, client: AsyncWebClient, service: JobService) -> AsyncApp:
+def bolt_app(settings: Settings, slack: SlackSide, service: JobService) -> AsyncApp:
     """Bolt with the app's listeners; its own request verification stays on in HTTP mode
-    (after bot/http_intake.py's), and a listener that fails is logged with its traceback."""
+    (after bot/http_intake.py's), and a listener that fails is logged with its traceback.
+    Many workspaces: Bolt's OAuth flow, and each request authorized with its workspace's
+    installation (bot/workspaces/oauth.py)."""
     app = AsyncApp(
-        client=client,
+        client=slack.client,
         signing_secret=app_signing_secret(settings),
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
+        oauth_settings=slack.oauth,
     )
     listeners.register(app, service)
 

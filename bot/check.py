@@ -11,12 +11,22 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.config import WHERE, Settings, database_label
 from bot.motion import PROBE_JOB_ID, AuthenticationError, MotionClient, MotionError, NotFound
 from bot.slack.out import make_client
-from bot.store import Store
+from bot.store import InstalledBot, Store
+from bot.workspaces.installations import StoreInstallations, workspace_label
+from bot.workspaces.oauth import INSTALL_PATH, REDIRECT_PATH
+from bot.workspaces.rotation import unreadable_secrets
+from bot.workspaces.secrets import Secrets
+from bot.workspaces.tokens import SerializedRotator, WorkspaceTokens
 
 
 async def run_checks(settings: Settings, out: object = None) -> int:
+    slack = (
+        await _check_workspaces(settings)
+        if settings.many_workspaces
+        else [await _check_slack(settings)]
+    )
     results: list[tuple[bool, str]] = [
-        await _check_slack(settings),
+        *slack,
         await _check_transport(settings),
         await _check_motion(settings),
         _check_database(settings),
@@ -49,6 +59,75 @@ async def _check_slack(settings: Settings) -> tuple[bool, str]:
         f"Slack bot token works: team {response.get('team')!s}, bot user "
         f"{response.get('user')!s} ({response.get('user_id')!s})."
     )
+
+
+async def _check_workspaces(settings: Settings) -> list[tuple[bool, str]]:
+    """Many workspaces: the app's credentials, SECRET_KEYS against every stored secret, and each
+    installation's token (`auth.test`, refreshed first when it is due, as the app would), by
+    workspace id."""
+    public = settings.public_url or "PUBLIC_URL"
+    results = [
+        (
+            bool(settings.slack_client_id and settings.slack_client_secret),
+            "Slack app credentials: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET present; people "
+            f"install at {public}{INSTALL_PATH}, and {public}{REDIRECT_PATH} must be a "
+            "Redirect URL (OAuth & Permissions).",
+        )
+    ]
+    try:
+        store = Store(settings.database_path)
+    except Exception as exc:  # the database check below says what to fix
+        return [*results, (False, f"Installations: the database could not be read ({exc}).")]
+    try:
+        installations = StoreInstallations(store, Secrets(settings.secret_keys))
+        unreadable = await store.off_loop(unreadable_secrets, store, installations.secrets)
+        results += [(False, f"SECRET_KEYS: {item.line()}.") for item in unreadable]
+        if not unreadable:
+            results.append((True, "SECRET_KEYS opens every stored secret."))
+        installed = await store.off_loop(store.installed_workspaces)
+        if not installed:
+            results.append(
+                (True, f"No workspace has installed the app yet ({public}{INSTALL_PATH}).")
+            )
+        results += [await _check_installation(settings, installations, row) for row in installed]
+    finally:
+        store.close()
+    return results
+
+
+async def _check_installation(
+    settings: Settings, installations: StoreInstallations, row: InstalledBot
+) -> tuple[bool, str]:
+    label = workspace_label(row.enterprise_id, row.team_id)
+    client = make_client(None, settings.slack_api_url)
+    rotator = SerializedRotator(
+        client_id=settings.slack_client_id or "",
+        client_secret=settings.slack_client_secret or "",
+        client=make_client(None, settings.slack_api_url, retry_writes=False),
+        installations=installations,
+    )
+    token = await WorkspaceTokens(installations, rotator).bot_token(
+        row.team_id or "", row.enterprise_id
+    )
+    if token is None:
+        return False, f"{label}: no usable bot token (see the log); install the app there again."
+    try:
+        response = await client.auth_test(token=token)
+    except SlackApiError as exc:
+        error = exc.response.get("error") or exc.response.status_code
+        return False, f"{label}: Slack refused its token ({error}); install the app there again."
+    except (SlackClientError, OSError) as exc:
+        return False, f"{label}: could not reach {settings.slack_api_url} ({type(exc).__name__})."
+    line = f"{label}: its token works (bot user {response.get('user_id')!s})."
+    key = workspace_motion_key_state(row)
+    return (True, line) if key is None else (key[0], f"{line} {key[1]}")
+
+
+def workspace_motion_key_state(row: InstalledBot) -> tuple[bool, str] | None:
+    """HOOK for the per-workspace Motion key (the `settings` part of many workspaces): whether
+    the workspace's key is set and working, set and refused (401), or absent (sandbox), as
+    (ok, words). None until that part provides it: the line then says nothing of the key."""
+    return None
 
 
 async def _check_transport(settings: Settings) -> tuple[bool, str]:

@@ -48,6 +48,14 @@ WHERE = {
     ),
     "MOTION_API_KEY": "the Motion web app (motion.so) → Settings → API keys",
     "SECRET_KEYS": "`python -m bot keygen`, which prints a new Fernet key",
+    "SLACK_CLIENT_ID": (
+        "the Slack app's settings page → Basic Information → App Credentials → Client ID and "
+        "Client Secret"
+    ),
+    "PUBLIC_URL": (
+        "the app's public https address, where Slack sends installers back "
+        "(PUBLIC_URL/slack/oauth_redirect must be a Redirect URL under OAuth & Permissions)"
+    ),
 }
 
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
@@ -73,7 +81,7 @@ class ConfigError(Exception):
 class Settings:
     """The app's configuration; secrets are kept out of `repr` so they never reach a log."""
 
-    slack_bot_token: str = field(repr=False)
+    slack_bot_token: str = field(repr=False)  # "" in many-workspaces mode
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = DEFAULT_SLACK_API_URL
@@ -107,6 +115,15 @@ class Settings:
     # Which of WORKSPACE_SETTINGS the environment sets: those are the operator's, read-only in
     # Slack; the others each workspace may change (bot/jobs/settings.py).
     operator_settings: frozenset[str] = frozenset()
+    # SLACK_CLIENT_ID + SLACK_CLIENT_SECRET (and no SLACK_BOT_TOKEN): many workspaces
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def many_workspaces(self) -> bool:
+        """Many workspaces ("Add to Slack"): each workspace installs the app and has its own token (SPEC, Many
+        workspaces); otherwise the one workspace of SLACK_BOT_TOKEN."""
+        return bool(self.slack_client_id and self.slack_client_secret and not self.slack_bot_token)
 
     @property
     def metrics_enabled(self) -> bool:
@@ -116,6 +133,7 @@ class Settings:
     def __repr__(self) -> str:
         shown = {
             "socket_mode": self.socket_mode,
+            "many_workspaces": self.many_workspaces,
             "sandbox": self.sandbox,
             "slack_api_url": self.slack_api_url,
             "motion_api_url": self.motion_api_url,
@@ -168,6 +186,7 @@ class Settings:
                 f"METRICS_PORT ({metrics_port}) must differ from PORT: it is a listener of its "
                 "own. To serve /metrics on PORT instead, unset METRICS_PORT and set METRICS_TOKEN."
             )
+        _many_workspaces_needs(reader, fields)
         if reader.problems:
             raise ConfigError(reader.problems)
         return cls(**fields)
@@ -206,9 +225,9 @@ class EnvReader:
 def _slack(r: EnvReader) -> dict[str, Any]:
     """The Slack app's credentials and where its Web API is."""
     bot_token = r.get("SLACK_BOT_TOKEN")
-    if bot_token is None:
-        r.problem(f"SLACK_BOT_TOKEN is missing: copy it from {WHERE['SLACK_BOT_TOKEN']}.")
-    elif not bot_token.startswith("xoxb-"):
+    client_id, client_secret = r.get("SLACK_CLIENT_ID"), r.get("SLACK_CLIENT_SECRET")
+    many = _slack_mode(r, bot_token, client_id, client_secret)
+    if bot_token is not None and not bot_token.startswith("xoxb-"):
         r.problem(
             "SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
             f"(a user token xoxp- or app token xapp- will not work): {WHERE['SLACK_BOT_TOKEN']}."
@@ -218,13 +237,6 @@ def _slack(r: EnvReader) -> dict[str, Any]:
         r.problem(
             "SLACK_APP_TOKEN must start with xapp- (leave it unset for HTTP mode): "
             f"{WHERE['SLACK_APP_TOKEN']}."
-        )
-    client_id, client_secret = r.get("SLACK_CLIENT_ID"), r.get("SLACK_CLIENT_SECRET")
-    if client_id and client_secret:
-        r.problem(
-            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set: that switches Slack's "
-            "framework to multi-workspace OAuth, which ignores SLACK_BOT_TOKEN. This app "
-            "serves one workspace: unset them."
         )
     signing_secret = r.get("SLACK_SIGNING_SECRET")
     if app_token is None and signing_secret is None:
@@ -239,12 +251,67 @@ def _slack(r: EnvReader) -> dict[str, Any]:
     if port is not None and not 0 <= port <= 65535:
         r.problem(f"PORT must be between 1 and 65535 (or 0 for any free port), got {port}.")
     return {
-        "slack_bot_token": bot_token or "",
+        "slack_bot_token": "" if many else bot_token or "",
+        "slack_client_id": client_id if many else None,
+        "slack_client_secret": client_secret if many else None,
         "slack_signing_secret": signing_secret,
         "slack_app_token": app_token,
         "slack_api_url": api_url,
         "port": port or 0,
     }
+
+
+def _slack_mode(
+    r: EnvReader, bot_token: str | None, client_id: str | None, client_secret: str | None
+) -> bool:
+    """One workspace (SLACK_BOT_TOKEN) or many (SLACK_CLIENT_ID + SLACK_CLIENT_SECRET): True for
+    many. Both, half of a client, or neither is one problem that says how to pick."""
+    pick = (
+        "set SLACK_BOT_TOKEN for one workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (and "
+        "no SLACK_BOT_TOKEN) for many workspaces"
+    )
+    if bot_token is not None and (client_id or client_secret):
+        r.problem(
+            "SLACK_BOT_TOKEN and SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are both set, which asks "
+            f"for one workspace and for many at once: {pick}."
+        )
+        return False
+    if bool(client_id) != bool(client_secret):
+        given, missing = (
+            ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+            if client_id
+            else ("SLACK_CLIENT_SECRET", "SLACK_CLIENT_ID")
+        )
+        r.problem(
+            f"{given} is set without {missing}: many workspaces need both, from "
+            f"{WHERE['SLACK_CLIENT_ID']} (or unset it and {pick})."
+        )
+        return False
+    if bot_token is None and not client_id:
+        r.problem(
+            f"SLACK_BOT_TOKEN is missing: copy it from {WHERE['SLACK_BOT_TOKEN']} (or, to serve "
+            'many workspaces with "Add to Slack", set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET '
+            "instead)."
+        )
+        return False
+    return bot_token is None
+
+
+def _many_workspaces_needs(r: EnvReader, fields: dict[str, Any]) -> None:
+    """Many workspaces keep every workspace's tokens in the database, sealed with SECRET_KEYS,
+    and send installers back to PUBLIC_URL: both are required then."""
+    if not fields.get("slack_client_id"):
+        return
+    if fields.get("public_url") is None and r.get("PUBLIC_URL") is None:
+        r.problem(
+            "PUBLIC_URL is missing, and many workspaces (SLACK_CLIENT_ID) need it for the "
+            f'"Add to Slack" page and its redirect: set it to {WHERE["PUBLIC_URL"]}.'
+        )
+    if r.get("SECRET_KEYS") is None:
+        r.problem(
+            "SECRET_KEYS is missing, and many workspaces (SLACK_CLIENT_ID) store each "
+            f"workspace's tokens sealed with it: make one with {WHERE['SECRET_KEYS']}."
+        )
 
 
 def _motion(r: EnvReader) -> dict[str, Any]:

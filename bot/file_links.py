@@ -46,12 +46,14 @@ class FileLinks:
         self._open: dict[str, int] = {}  # streams in progress, per file
         self._total = 0
 
-    def url_for(self, team_id: str, file_id: str) -> str:
-        """A link Motion can fetch for 24 hours; only meaningful while PUBLIC_URL is set."""
+    def url_for(self, team_id: str, file_id: str, enterprise_id: str | None = None) -> str:
+        """A link Motion can fetch for 24 hours; only meaningful while PUBLIC_URL is set. It
+        names the file's workspace (and enterprise), whose token alone fetches it."""
         assert self.public_url, "no public links without PUBLIC_URL"
-        token = self.signer.sign(
-            FILE_LINK_KIND, {"t": team_id, "f": file_id}, ttl_seconds=FILE_TOKEN_SECONDS
-        )
+        named: dict[str, str] = {"t": team_id, "f": file_id}
+        if enterprise_id:
+            named["e"] = enterprise_id
+        token = self.signer.sign(FILE_LINK_KIND, named, ttl_seconds=FILE_TOKEN_SECONDS)
         return f"{self.public_url}/files/{token}"
 
     def signed_again(self, url: str) -> str:
@@ -64,10 +66,12 @@ class FileLinks:
             payload = self.signer.verify(FILE_LINK_KIND, url[len(prefix) :], allow_expired=True)
         except BadToken:
             return url  # not ours after all: Motion's fetch will be refused, as it should
-        team_id, file_id = payload.get("t"), payload.get("f")
+        team_id, file_id, enterprise_id = payload.get("t"), payload.get("f"), payload.get("e")
         if not isinstance(team_id, str) or not isinstance(file_id, str):
             return url
-        return self.url_for(team_id, file_id)
+        return self.url_for(
+            team_id, file_id, enterprise_id if isinstance(enterprise_id, str) else None
+        )
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(ROUTE, self.serve)  # HEAD too (aiohttp's allow_head)
@@ -80,9 +84,10 @@ class FileLinks:
         except BadToken as exc:
             log.info("file link refused: %s", exc.reason)
             return web.Response(status=403, text="This link is not valid or has expired.\n")
-        file_id = payload.get("f")
-        if not isinstance(file_id, str) or not file_id:
+        file_id, team_id, enterprise_id = payload.get("f"), payload.get("t"), payload.get("e")
+        if not isinstance(file_id, str) or not file_id or not isinstance(team_id, str):
             return web.Response(status=403, text="This link is not valid or has expired.\n")
+        workspace = (team_id, enterprise_id if isinstance(enterprise_id, str) else None)
         if self._open.get(file_id, 0) >= MAX_STREAMS_PER_LINK or self._total >= MAX_STREAMS:
             log.info("file link for %s: busy (%d open for it)", file_id, self._open.get(file_id, 0))
             return web.Response(
@@ -91,16 +96,19 @@ class FileLinks:
         self._open[file_id] = self._open.get(file_id, 0) + 1
         self._total += 1
         try:
-            return await self._serve_file(request, file_id)
+            return await self._serve_file(request, file_id, workspace)
         finally:
             self._total -= 1
             self._open[file_id] -= 1
             if not self._open[file_id]:
                 del self._open[file_id]
 
-    async def _serve_file(self, request: web.Request, file_id: str) -> web.StreamResponse:
+    async def _serve_file(
+        self, request: web.Request, file_id: str, workspace: tuple[str, str | None]
+    ) -> web.StreamResponse:
+        """The file, read with the token of the workspace the link names (and only that)."""
         try:
-            file = await self.files.info(file_id)
+            file = await self.files.info(file_id, *workspace)
         except FileUnreadable as exc:
             log.warning("file link for %s: files.info refused (%s)", file_id, exc.code)
             status = 404 if exc.permanent else 503

@@ -26,6 +26,7 @@ from bot.jobs.admission import (
     RunAsk,
 )
 from bot.jobs.intake import ReplyKind, ReplyOutcome
+from bot.jobs.requesting import begin_request_workspace
 from bot.jobs.service import JobService
 from bot.jobs.settings import SameForEveryTeam, SettingsSource, WorkspaceSettings
 from bot.jobs.spend import SpendPolicy
@@ -54,4 +55,5 @@ __all__ = [
     "SubmitOutcome",
     "WorkspaceSettings",
     "begin_request_budget",
+    "begin_request_workspace",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bot.jobs.context import REACT_QUEUED, JobContext
+from bot.jobs.requesting import requesting_enterprise
 from bot.jobs.settings import WorkspaceSettings
 from bot.jobs.spend import SpendPolicy, next_day, next_month, utc_day, utc_month
 from bot.jobs.workflow_ends import WorkflowEnds
@@ -267,6 +268,7 @@ class Admissions:
                     response_url=ask.response_url, request=request, sandbox=sandbox,
                     now=now, spend=spend, event_keys=ask.event_keys,
                     origin_job_id=ask.origin_job_id, parent_ts=ask.thread_ts, step=ask.step,
+                    enterprise_id=requesting_enterprise(),
                 )  # fmt: skip
                 if created_job is None:
                     return Admission(AskKind.DUPLICATE) if ask.step else self._done(ALREADY_VARIED)
@@ -282,7 +284,7 @@ class Admissions:
                 if new_run is None:
                     return Admission(AskKind.DUPLICATE)
                 if ask.ts is not None:
-                    ctx.background.react(ask.channel_id, ask.ts, REACT_QUEUED)
+                    ctx.background.react(ctx.slack_of(job), ask.channel_id, ask.ts, REACT_QUEUED)
                 if not self._busy(job.id):
                     ctx.wake(job.id)  # a busy job sends it after its run; waking would cost a poll
                 return Admission(

@@ -17,8 +17,7 @@ from bot.store.offloop import on_loop
 
 
 class Background:
-    def __init__(self, slack: SlackOut) -> None:
-        self.slack = slack
+    def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reacting: dict[str, asyncio.Task[None]] = {}  # message ts → its latest reaction
 
@@ -37,17 +36,18 @@ class Background:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def react(self, channel: str, ts: str, name: str) -> None:
-        """React without holding anything up; one message's reactions land in order (⏳ first)."""
-        on_loop(lambda: self._react(channel, ts, name))
+    def react(self, slack: SlackOut, channel: str, ts: str, name: str) -> None:
+        """React (with `slack`: its workspace's) without holding anything up; one message's
+        reactions land in order (⏳ first)."""
+        on_loop(lambda: self._react(slack, channel, ts, name))
 
-    def _react(self, channel: str, ts: str, name: str) -> None:
+    def _react(self, slack: SlackOut, channel: str, ts: str, name: str) -> None:
         previous = self._reacting.get(ts)
 
         async def react() -> None:
             if previous is not None:
                 await asyncio.wait([previous])
-            await self.slack.react(channel, ts, name)
+            await slack.react(channel, ts, name)
 
         task = self._start(react())
         self._reacting[ts] = task

@@ -11,7 +11,7 @@ from bot.jobs.workflow_ends import WorkflowEnds
 from bot.motion import MotionRequest, MotionStatus
 from bot.slack import messages
 from bot.slack.messages import Message, RunLine
-from bot.slack.out import SlackFailure, is_direct_message
+from bot.slack.out import NOT_INSTALLED, SlackFailure, is_direct_message
 from bot.store import HIDDEN_RUN_STATES, Job, JobState, NewPost, Run, RunState
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,10 @@ class Card:
     async def open_thread(self, job: Job) -> Step:
         """Post the card (joining a public channel first); the job's thread is the card's."""
         ctx, channel = self.ctx, job.channel_id
+        slack = ctx.slack_of(job)
         if channel not in self._joined:
             try:
-                if (await ctx.slack.join(channel)).member:
+                if (await slack.join(channel)).member:
                     self._joined.add(channel)
             except SlackFailure as exc:
                 if not exc.permanent:
@@ -45,7 +46,7 @@ class Card:
         if owner is not None and owner.id != job.id:  # two mentions in one thread: first wins
             ctx.store.abandon_job(job.id, ctx.clock())
             said = messages.usage_error(messages.THREAD_TAKEN, job.sandbox).payload()
-            await ctx.slack.tell_privately(channel, job.requester, said, thread_ts=parent)
+            await slack.tell_privately(channel, job.requester, said, thread_ts=parent)
             return Step(None)
         runs = ctx.store.runs(job.id)
         card = self.build(job, runs)
@@ -53,10 +54,10 @@ class Card:
         try:
             ts = None
             if job.card_sent_at is not None:  # an earlier attempt may have reached Slack
-                ts = await ctx.slack.find_post(channel, parent, key, since=job.created_at)
+                ts = await slack.find_post(channel, parent, key, since=job.created_at)
             if ts is None:
                 ctx.store.record_card_sending(job.id, ctx.clock())
-                ts = await ctx.slack.post(
+                ts = await slack.post(
                     channel, card.payload(), thread_ts=parent, key=key, kind=card.kind
                 )
         except SlackFailure as exc:
@@ -65,15 +66,15 @@ class Card:
             self._joined.discard(channel)
             log.info("job %s: cannot post in %s (%s): invite hint", job.id, channel, exc.code)
             ctx.store.abandon_job(job.id, ctx.clock(), self.ends.unusable(job))
-            if job.response_url:
+            if job.response_url and exc.code != NOT_INSTALLED:
                 hint = messages.invite_hint(
                     channel_is_dm=is_direct_message(channel), sandbox=job.sandbox
                 )
-                await ctx.slack.respond(job.response_url, hint.payload())
+                await slack.respond(job.response_url, hint.payload())
             return Step(None)
         origin_posts: list[NewPost] = []
         if job.origin_job_id:
-            link = await ctx.slack.permalink(channel, ts)
+            link = await slack.permalink(channel, ts)
             origin_posts.append(
                 NewPost.of(messages.new_job_link(permalink=link, sandbox=job.sandbox))
             )
@@ -114,11 +115,12 @@ class Card:
         if not job.thread_ts:
             return
         ctx, now = self.ctx, self.ctx.clock()
+        slack = ctx.slack_of(job)
         phase = edit_phase(job, runs)
         if job.card_phase == phase:
             if job.card_updated_at and now - job.card_updated_at < CARD_MIN_INTERVAL:
                 return
-            if not ctx.slack.may_edit_progress(now):
+            if not slack.may_edit_progress(now):
                 return
         card = self.build(job, runs)
         new_digest = digest(card)
@@ -128,7 +130,7 @@ class Card:
         # taken over stops here (LeaseLost) instead of editing the card with what it saw.
         await ctx.store.off_loop(ctx.store.write_held_polls)
         try:
-            await ctx.slack.update(job.channel_id, job.card_ts or job.thread_ts, card.payload())
+            await slack.update(job.channel_id, job.card_ts or job.thread_ts, card.payload())
         except SlackFailure as exc:
             if not exc.permanent:
                 raise  # the job backs off and edits the card at its next look

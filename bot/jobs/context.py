@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
+from bot.jobs.requesting import requesting_workspace
 from bot.jobs.settings import MotionRoutes, SettingsSource
 from bot.jobs.videos import VideoLinks
 from bot.motion import MotionClient
@@ -51,6 +52,11 @@ RefusalReason = Literal["channel", "user_day", "workspace_month"]
 RunEnding = Literal["done", "failed", "rejected", "unknown", "stopped"]
 
 
+# Each workspace's SlackOut (many workspaces): (team_id, enterprise_id) → the one that calls
+# with that workspace's token.
+SlackFor = Callable[[str, str | None], SlackOut]
+
+
 def _untold(_what: str) -> None:
     """Nobody counts (metrics off)."""
 
@@ -85,6 +91,30 @@ class JobContext:
     stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     events: JobEvents = field(default_factory=JobEvents)
+    # Many workspaces: each workspace's SlackOut (None: one workspace, `slack` for everything)
+    workspace_slack: SlackFor | None = None
+
+    def slack_for(self, team_id: str, enterprise_id: str | None = None) -> SlackOut:
+        """What Slack is told about work in workspace `team_id` goes through this: with that
+        workspace's token (many workspaces), or the one workspace's client."""
+        if self.workspace_slack is None:
+            return self.slack
+        return self.workspace_slack(team_id, enterprise_id)
+
+    def slack_of(self, job: Job) -> SlackOut:
+        """`slack_for` the job's workspace: everything done for a job outside a request."""
+        return self.slack_for(job.team_id, job.enterprise_id)
+
+    def slack_here(self) -> SlackOut:
+        """`slack_for` the requesting workspace: a request's own calls (a form, the Home tab, a
+        private answer) before or without a job. Outside a request, in many workspaces, there
+        is no such workspace: a call made there is a mistake and fails, never guesses."""
+        where = requesting_workspace()
+        if where is None:
+            if self.workspace_slack is None:
+                return self.slack
+            raise RuntimeError("a Slack call for the requesting workspace outside a request")
+        return self.slack_for(*where)
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)
@@ -108,14 +138,16 @@ class JobContext:
     def tell_privately(
         self, channel_id: str, user_id: str, payload: dict[str, Any], thread_ts: str | None
     ) -> None:
-        """An ephemeral message (`Message.payload()`) to one person, sent after the ack."""
+        """An ephemeral message (`Message.payload()`) to one person of the requesting
+        workspace, sent after the ack."""
+        slack = self.slack_here()
 
         async def tell() -> None:
-            await self.slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
+            await slack.tell_privately(channel_id, user_id, payload, thread_ts=thread_ts)
 
         self.background.run(tell())
 
-    def react(self, run: Run, name: str) -> None:
+    def react(self, job: Job, run: Run, name: str) -> None:
         """React on the reply a run came from, if it came from one."""
         if run.reply_ts and run.reply_channel:
-            self.background.react(run.reply_channel, run.reply_ts, name)
+            self.background.react(self.slack_of(job), run.reply_channel, run.reply_ts, name)

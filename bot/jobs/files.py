@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bot.file_links import FileLinks
+from bot.jobs.requesting import requesting_enterprise
 from bot.motion import MAX_ATTACHMENT_NAME, FileAttachment, MotionRequest
 from bot.motion.request import within_limit
 from bot.slack import messages
@@ -45,8 +46,10 @@ class FileIntake:
             return ()
         if not self.links.public_url:
             raise FileRefused(messages.no_public_url_for_files())
+        enterprise_id = requesting_enterprise()  # files arrive with a request, from its workspace
         asking = asyncio.gather(
-            *(self.links.files.info(file_id) for file_id in file_ids), return_exceptions=True
+            *(self.links.files.info(file_id, team_id, enterprise_id) for file_id in file_ids),
+            return_exceptions=True,
         )
         try:  # the answer to Slack waits on this: Slack retries a delivery unanswered in 3 s
             found = await asyncio.wait_for(asking, within_request(INTAKE_SECONDS))
@@ -67,7 +70,7 @@ class FileIntake:
             files.append(result)
         return tuple(
             FileAttachment(
-                url=self.links.url_for(team_id, file.id),
+                url=self.links.url_for(team_id, file.id, enterprise_id),
                 name=within_limit(file.title, MAX_ATTACHMENT_NAME),
                 type=messages.file_kind(file.mimetype),
                 content_type=file.mimetype,

@@ -34,13 +34,14 @@ class FreshLinks:
 
     async def _send(self, run_id: int, user_id: str, channel_id: str | None) -> None:
         ctx = self.ctx
+        slack = ctx.slack_here()  # the clicker's workspace
         try:
             run, job, found = await ctx.store.off_loop(self._find, run_id)
         except DatabaseUnavailable as away:
             log.info("fresh link for run %s: %s; the clicker is asked to try again", run_id, away)
             if channel_id:
                 said = messages.database_away(ctx.sandbox, lookup=True).payload()
-                await ctx.slack.tell_privately(channel_id, user_id, said, thread_ts=None)
+                await slack.tell_privately(channel_id, user_id, said, thread_ts=None)
             return
         if run is None or job is None:
             return
@@ -51,6 +52,6 @@ class FreshLinks:
             except (MotionError, DatabaseUnavailable) as exc:  # the message says: no link now
                 log.info("fresh link for run %s: %s", run_id, type(exc).__name__)
         message = messages.fresh_link(url, run.number, sandbox=ctx.sandbox)
-        await ctx.slack.tell_privately(
+        await slack.tell_privately(
             job.channel_id, user_id, message.payload(), thread_ts=job.thread_ts
         )

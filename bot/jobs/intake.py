@@ -109,7 +109,7 @@ class Intake:
             post = NewPost.of(messages.usage_error(str(exc), job.sandbox))
             if not ctx.store.record_reply_error(job.id, event_keys, post, now):
                 return ReplyOutcome(ReplyKind.DUPLICATE)
-            ctx.background.react(channel_id, ts, REACT_FAILED)
+            ctx.background.react(ctx.slack_of(job), channel_id, ts, REACT_FAILED)
             ctx.wake(job.id)
             return ReplyOutcome(ReplyKind.INVALID)
         admission = self.admissions.ask_for_run(
@@ -182,7 +182,7 @@ class Intake:
         except DatabaseUnavailable as away:
             log.info("/motion list for %s: %s; asked to try again", user_id, away)
             listed = messages.database_away(self.ctx.sandbox, lookup=True)
-        await self.ctx.slack.respond(response_url, listed.payload())
+        await self.ctx.slack_for(team_id).respond(response_url, listed.payload())
 
     async def _job_list(self, team_id: str, user_id: str) -> Message:
         ctx = self.ctx
@@ -190,7 +190,9 @@ class Intake:
 
         async def listing(job: Job, runs: list[Run]) -> messages.JobListing:
             link = (
-                await ctx.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
+                await ctx.slack_of(job).permalink(job.channel_id, job.thread_ts)
+                if job.thread_ts
+                else None
             )
             return messages.JobListing(
                 prompt=job.prompt,

@@ -127,7 +127,7 @@ class MotionCalls:
             self._answers[run.id] = answer
             raise
         if taken:  # else its job was stopped while the call was out
-            ctx.react(run, REACT_SENT)
+            ctx.react(job, run, REACT_SENT)
         return Step(ctx.schedule.initial)
 
     def _not_sent(self, job: Job, run: Run, exc: MotionError) -> Step:
@@ -254,7 +254,7 @@ class MotionCalls:
             posts.append(
                 NewPost.of(messages.lost_answer_found(run_number=run.number, sandbox=job.sandbox))
             )
-            ctx.react(run, REACT_SENT)
+            ctx.react(job, run, REACT_SENT)
         awaiting = MotionStatus.AWAITING_USER_INPUT
         if status.status == awaiting and run.motion_status != awaiting:
             posts.append(

@@ -22,10 +22,10 @@ class Outbox:
     async def flush(self, job: Job) -> None:
         """Send the job's recorded messages; a transient Slack failure propagates (the job
         backs off and the rest waits, in order)."""
-        store, slack = self.ctx.store, self.ctx.slack
+        store, slack = self.ctx.store, self.ctx.slack_of(job)
         for post in store.open_posts(job.id):
             if post.kind == STEP_KIND:
-                await self.end_step(post)
+                await self.end_step(job, post)
                 continue
             key = f"post:{post.id}"
             if post.state == PostState.SENDING:
@@ -70,7 +70,7 @@ class Outbox:
                 raise
             store.mark_post_done(post.id, ts)
 
-    async def end_step(self, post: Post) -> None:
+    async def end_step(self, job: Job, post: Post) -> None:
         """Complete (or fail) a Workflow Builder step. Slack keeps the execution's state, so a
         call whose answer was lost is simply made again: a second one answers that the
         execution already ended, which is taken as done."""
@@ -87,7 +87,7 @@ class Outbox:
             return
         store.mark_post_sending(post.id, self.ctx.clock())
         try:
-            completed = await self.ctx.slack.complete_step(
+            completed = await self.ctx.slack_of(job).complete_step(
                 execution_id, outputs=payload.get("outputs"), error=payload.get("error")
             )
         except SlackFailure as exc:

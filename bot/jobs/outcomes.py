@@ -41,7 +41,7 @@ class Outcomes:
         if settled:  # else already ended (stopped, say): told and reacted to then
             self.ctx.events.run_ended(_ENDINGS.get(state, "failed"))
             if react:
-                self.ctx.react(run, react)
+                self.ctx.react(job, run, react)
 
     def reject(self, job: Job, run: Run, message: Message, reason: str) -> None:
         """The run was not started; its reply (if any) gets the "failed" reaction."""
@@ -78,7 +78,7 @@ class Outcomes:
             job.id, run.id, reason, [NewPost.of(message), *step], self.ctx.clock()
         )
         self.ctx.events.run_ended("stopped")
-        self.ctx.react(run, REACT_FAILED)
+        self.ctx.react(job, run, REACT_FAILED)
 
     def create_unknown(self, job: Job, run: Run, error: str) -> None:
         """A create whose answer never came: say so, offer a resend, never resend alone."""
@@ -126,7 +126,7 @@ class Outcomes:
             await ctx.store.off_loop(ctx.settings.for_team, job.team_id)
         ).notify_channel
         if notify_channel:
-            link = await ctx.slack.permalink(job.channel_id, job.thread_ts)
+            link = await ctx.slack_of(job).permalink(job.channel_id, job.thread_ts)
             notice = messages.notify_message(
                 requester=run.author or job.requester,
                 prompt=run.request["prompt"],

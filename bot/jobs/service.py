@@ -11,7 +11,7 @@ from collections.abc import Callable
 from bot.jobs.admission import Admissions
 from bot.jobs.background import Background
 from bot.jobs.card import Card
-from bot.jobs.context import JobContext, JobEvents
+from bot.jobs.context import JobContext, JobEvents, SlackFor
 from bot.jobs.files import FileIntake
 from bot.jobs.fresh_link import FreshLinks
 from bot.jobs.intake import Intake
@@ -45,7 +45,8 @@ from bot.store import Store
 class JobService:
     """Intake (commands, replies, buttons, forms, the Home tab) plus `advance` for the poller
     and `recover` at start. `workspaces`: each workspace's settings (default: the built-in
-    ones, the same for every workspace)."""
+    ones, the same for every workspace). `workspace_slack` (many workspaces): each
+    workspace's SlackOut; without it, `slack` is the one workspace's for everything."""
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class JobService:
         video_links: VideoLinks | None = None,
         stuck_after_seconds: float = 3600.0,
         events: JobEvents | None = None,
+        workspace_slack: SlackFor | None = None,
     ) -> None:
         settings = workspaces or SameForEveryTeam(WorkspaceSettings(sandbox=sandbox))
         self.ctx = ctx = JobContext(
@@ -70,7 +72,7 @@ class JobService:
             motion=motion,
             slack=slack,
             schedule=schedule,
-            background=Background(slack),
+            background=Background(),
             clock=clock,
             wake=wake or (lambda job_id: None),
             sandbox=sandbox,
@@ -81,6 +83,7 @@ class JobService:
             video_links=video_links,
             stuck_after=stuck_after_seconds,
             events=events or JobEvents(),
+            workspace_slack=workspace_slack,
         )
         self.store, self.slack, self.sandbox = store, slack, sandbox
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends

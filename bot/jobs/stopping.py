@@ -144,7 +144,7 @@ class Stops:
         log.info("job %s: %s stopped tracking it", job.id, user_id)
         on_loop(lambda: self._forget(outcome.run_ids))  # the schedule is the loop's own
         for reply_channel, reply_ts in outcome.dropped:
-            ctx.background.react(reply_channel, reply_ts, REACT_FAILED)
+            ctx.background.react(ctx.slack_of(job), reply_channel, reply_ts, REACT_FAILED)
         ctx.wake(job.id)  # a look posts the thread's message and edits the card
         if (
             run is not None
@@ -172,10 +172,11 @@ class Stops:
             run_number=run.number, elapsed=now - (run.sent_at or now), user_id=user_id,
             kept_waiting=kept_waiting, period=ctx.stuck_after, sandbox=ctx.sandbox,
         )  # fmt: skip
+        slack = ctx.slack_here()  # the notice is in the clicker's workspace
 
         async def edit() -> None:
             try:
-                await ctx.slack.update(channel_id, message_ts, answered.payload())
+                await slack.update(channel_id, message_ts, answered.payload())
             except SlackFailure as exc:  # the choice is recorded; only the words are late
                 log.warning("run %s: the stuck notice could not be edited (%s)", run.id, exc.code)
 

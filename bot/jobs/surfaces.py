@@ -80,7 +80,7 @@ class Surfaces:
     def open_new_form(self, trigger_id: str, channel_id: str | None) -> None:
         """Open the form right after the ack: the trigger is good for 3 seconds, once."""
         view = self.new_form(channel_id)
-        self.ctx.background.run(self._open(trigger_id, view))
+        self.ctx.background.run(self._open(self.ctx.slack_here(), trigger_id, view))
 
     def open_refine_form(self, trigger_id: str, run_id: int) -> bool:
         """False when the run or its job is gone (the caller says so privately)."""
@@ -93,11 +93,12 @@ class Surfaces:
             job_id=job.id, run_number=run.number, aspects=ASPECTS, durations=DURATIONS,
             sandbox=ctx.sandbox,
         )  # fmt: skip
-        ctx.background.run(self._open(trigger_id, view))
+        ctx.background.run(self._open(ctx.slack_here(), trigger_id, view))
         return True
 
-    async def _open(self, trigger_id: str, view: dict[str, object]) -> None:
-        await self.ctx.slack.open_view(trigger_id, dict(view))
+    async def _open(self, slack: SlackOut, trigger_id: str, view: dict[str, object]) -> None:
+        """With the requesting workspace's `slack`: the trigger is that workspace's."""
+        await slack.open_view(trigger_id, dict(view))
 
     def submit_new_form(
         self, *, team_id: str, user_id: str, view_id: str, answers: FormAnswers,
@@ -126,7 +127,9 @@ class Surfaces:
         if admission.kind == AskKind.PREVIEWED and admission.message:
             if answers.response_url:
                 payload = admission.message.payload()
-                self.ctx.background.run(self.ctx.slack.respond(answers.response_url, payload))
+                self.ctx.background.run(
+                    self.ctx.slack_here().respond(answers.response_url, payload)
+                )
             else:
                 self.ctx.tell_privately(answers.channel, user_id, admission.message.payload(), None)
         return SubmitOutcome(admission.kind)
@@ -168,6 +171,7 @@ class Surfaces:
 
     async def _publish_home_now(self, team_id: str, user_id: str, asker: SlackOut | None) -> None:
         ctx, forms = self.ctx, self.settings_forms
+        slack = ctx.slack_here()  # the viewer's workspace (`team_id`, and its enterprise)
         settings = (
             forms is not None
             and asker is not None
@@ -180,7 +184,9 @@ class Surfaces:
 
         async def entry(job: Job, runs: list[Run]) -> messages.HomeJob:
             link = (
-                await ctx.slack.permalink(job.channel_id, job.thread_ts) if job.thread_ts else None
+                await ctx.slack_of(job).permalink(job.channel_id, job.thread_ts)
+                if job.thread_ts
+                else None
             )
             finished = [r for r in runs if r.state == RunState.DONE and r.download_url]
             return messages.HomeJob(
@@ -202,4 +208,4 @@ class Surfaces:
         view = messages.home_view(
             list(entries), recent.usage, sandbox=sandbox, more=recent.more, settings=settings
         )
-        await ctx.slack.publish_home(user_id, view)
+        await slack.publish_home(user_id, view)

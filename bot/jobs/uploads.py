@@ -125,7 +125,7 @@ class Uploads:
         when it failed in a way another attempt may mend."""
         self.ctx.store.start_upload(post.id, self.ctx.clock())
         try:
-            if file_id is not None and await self._settle_known_file(post, file_id):
+            if file_id is not None and await self._settle_known_file(job, post, file_id):
                 self.ctx.events.upload("uploaded")
                 return True
             outcome = await self._fresh_upload(job, post, fresh_url=attempt > 0)
@@ -155,13 +155,13 @@ class Uploads:
             self.ctx.events.upload("uploaded")
         return True
 
-    async def _settle_known_file(self, post: Post, file_id: str) -> bool:
+    async def _settle_known_file(self, job: Job, post: Post, file_id: str) -> bool:
         """An earlier attempt reserved `file_id` and its outcome is unknown: True when the
         video is in the thread now. Shared: done. Otherwise that same file is completed here:
         if its bytes had all arrived, this puts it in the thread and a late completion from the
         earlier attempt is refused (an id completes once); if they had not, Slack says
         file_not_found and a fresh upload starts (that file can never appear)."""
-        slack = self.ctx.slack
+        slack = self.ctx.slack_of(job)
         if await slack.find_shared_file(post.channel_id, file_id):
             self.ctx.store.mark_post_done(post.id, file_id)
             log.info("upload %s: file %s was already in the thread", post.id, file_id)
@@ -194,7 +194,7 @@ class Uploads:
             if download.length == 0:
                 return "the download is empty"
             assert post.thread_ts is not None
-            file_id = await self.ctx.slack.upload_file(
+            file_id = await self.ctx.slack_of(job).upload_file(
                 post.channel_id,
                 post.thread_ts,
                 filename=str(post.payload["filename"]),

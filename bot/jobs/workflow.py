@@ -124,7 +124,7 @@ class WorkflowSteps:
         """MOTION_CONFIRM: the preview goes to the requester, privately, in the step's channel
         (joined first when public, as the card would). Shown to nobody, it could never be
         started: the step then ends with why."""
-        slack = self.ctx.slack
+        slack = self.ctx.slack_here()  # the step runs in the requesting workspace
         try:
             await slack.join(place.channel_id)
         except SlackFailure as exc:

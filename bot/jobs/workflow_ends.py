@@ -21,7 +21,7 @@ import logging
 from bot.jobs.context import JobContext
 from bot.slack import messages
 from bot.slack.messages.steps import MAX_STEP_ERROR
-from bot.slack.out import SlackFailure
+from bot.slack.out import SlackFailure, SlackOut
 from bot.store import STEP_KIND, Job, NewPost, Run, RunKind, RunState, StepPlace
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class WorkflowEnds:
         if run.kind != RunKind.CREATE or job.thread_ts is None or not self.has_step(job):
             return []
         try:
-            link = await self.ctx.slack.thread_permalink(job.channel_id, job.thread_ts)
+            link = await self.ctx.slack_of(job).thread_permalink(job.channel_id, job.thread_ts)
         except SlackFailure as exc:
             if not exc.permanent:
                 raise
@@ -82,7 +82,7 @@ class WorkflowEnds:
         error = messages.step_refused(words)
         if self.ctx.store.refuse_step(place, error, self.ctx.clock()):
             log.info("workflow step %s: not started (%s)", place.execution_id, error)
-            self.ctx.background.run(self.send(place.execution_id, error))
+            self.ctx.background.run(self.send(self.ctx.slack_here(), place.execution_id, error))
 
     def end_preview(self, execution_id: str | None, words: str) -> None:
         """End an execution whose MOTION_CONFIRM preview will not be started, once."""
@@ -91,14 +91,14 @@ class WorkflowEnds:
         error = messages.step_refused(words)
         if self.ctx.store.end_previewed_step(execution_id, error, self.ctx.clock()):
             log.info("workflow step %s: its preview ended (%s)", execution_id, error)
-            self.ctx.background.run(self.send(execution_id, error))
+            self.ctx.background.run(self.send(self.ctx.slack_here(), execution_id, error))
 
-    async def send(self, execution_id: str, error: str) -> None:
-        """functions.completeError for a job-less ending, retried a few times; still unsent
-        after that, it is sent again at the next start."""
+    async def send(self, slack: SlackOut, execution_id: str, error: str) -> None:
+        """functions.completeError for a job-less ending (with its workspace's `slack`),
+        retried a few times; still unsent after that, it is sent again at the next start."""
         for attempt in range(SEND_ATTEMPTS):
             try:
-                await self.ctx.slack.complete_step(execution_id, error=error)
+                await slack.complete_step(execution_id, error=error)
             except SlackFailure as exc:
                 if exc.permanent:
                     log.error(
@@ -117,8 +117,8 @@ class WorkflowEnds:
     def resend(self) -> int:
         """At start: job-less endings a crash (or Slack) kept from being sent, sent now."""
         unsent = self.ctx.store.unsent_step_errors(self.ctx.clock() - RESEND_WITHIN_SECONDS)
-        for execution_id, error in unsent:
-            self.ctx.background.run(self.send(execution_id, error))
+        for execution_id, error, team_id in unsent:
+            self.ctx.background.run(self.send(self.ctx.slack_for(team_id), execution_id, error))
         return len(unsent)
 
 

@@ -11,7 +11,7 @@ chunk by chunk and counted against the size cap: nothing is stored or held whole
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +38,15 @@ UNREADABLE_ERRORS = frozenset(
 )  # fmt: skip
 
 
+# Many workspaces: the bot token of workspace (team_id, enterprise_id), None when it has no
+# installation.
+TokenLookup = Callable[[str, str | None], Awaitable[str | None]]
+
+
 @dataclass(frozen=True)
 class SlackFile:
-    """What `files.info` says of a file, as far as the app needs it."""
+    """What `files.info` says of a file, as far as the app needs it, and whose it is (its
+    bytes are fetched with the same workspace's token)."""
 
     id: str
     title: str
@@ -48,6 +54,8 @@ class SlackFile:
     mimetype: str
     size: int
     download_url: str
+    team_id: str = ""
+    enterprise_id: str | None = None
 
 
 class FileUnreadable(Exception):
@@ -101,12 +109,13 @@ class Download:
 
 
 class SlackFiles:
-    """files.info and downloads for one workspace's bot token, over one pooled client that
-    never follows a redirect by itself."""
+    """files.info and downloads with a workspace's bot token (`token`: the one workspace's, or
+    a lookup by workspace with many), over one pooled client that never follows a redirect by
+    itself."""
 
     def __init__(
         self,
-        token: str,
+        token: str | TokenLookup,
         api_url: str,
         *,
         max_bytes: int = MAX_FILE_BYTES,
@@ -136,13 +145,24 @@ class SlackFiles:
         await self._client.aclose()
         await self._downloads.aclose()
 
-    async def info(self, file_id: str) -> SlackFile:
-        """files.info for one file; FileUnreadable with Slack's error when it is refused."""
+    async def _token_of(self, team_id: str, enterprise_id: str | None) -> str | None:
+        if isinstance(self._token, str):
+            return self._token
+        return await self._token(team_id, enterprise_id)
+
+    async def info(
+        self, file_id: str, team_id: str = "", enterprise_id: str | None = None
+    ) -> SlackFile:
+        """files.info for one file of workspace `team_id` (with many workspaces: with its
+        token, never another's); FileUnreadable with Slack's error when it is refused."""
+        token = await self._token_of(team_id, enterprise_id)
+        if token is None:
+            raise FileUnreadable("not_installed")
         try:
             response = await self._client.post(
                 f"{self._api_url}files.info",
                 data={"file": file_id},
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
             raise FileUnreadable(f"connection: {type(exc).__name__}", permanent=False) from None
@@ -166,6 +186,8 @@ class SlackFiles:
             mimetype=str(file.get("mimetype") or "application/octet-stream"),
             size=int(file.get("size") or 0),
             download_url=url,
+            team_id=team_id,
+            enterprise_id=enterprise_id,
         )
 
     def may_receive_token(self, url: str) -> bool:
@@ -193,6 +215,9 @@ class SlackFiles:
         only to Slack's hosts. DownloadRefused for a foreign host, an error status, an HTML
         answer or a declared size over the cap."""
         url = file.download_url
+        token = await self._token_of(file.team_id, file.enterprise_id)
+        if token is None:
+            raise DownloadRefused("the file's workspace has no installation")
         for _ in range(MAX_REDIRECTS + 1):
             if not self.may_receive_token(url):
                 raise DownloadRefused(f"not a Slack file host: {urlsplit(url).hostname!r}")
@@ -200,7 +225,7 @@ class SlackFiles:
                 # identity: the bytes pass through as Slack stores them, so the length Slack
                 # announces is the length Motion gets (a gzipped answer, decoded here, would
                 # outgrow its own Content-Length).
-                headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "identity"}
+                headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
                 request = self._downloads.build_request("GET", url, headers=headers)
                 response = await self._downloads.send(request, stream=True)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:

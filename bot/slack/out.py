@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 log = logging.getLogger(__name__)
+# Ours, not Slack's: the workspace has no installation (many workspaces), so no call is made.
+NOT_INSTALLED = "not_installed"
 METADATA_EVENT = "motion_bot_post"
 # Errors after which a post can never succeed; anything else is retried later.
 PERMANENT_ERRORS = {
@@ -47,6 +49,7 @@ PERMANENT_ERRORS = {
     "cant_update_message",
     "function_execution_not_found",
     "parameter_validation_failed",
+    NOT_INSTALLED,
 }
 # functions.completeSuccess / completeError: the execution already ended (completed by an
 # earlier call whose answer was lost, or failed by Slack): nothing more to do.
@@ -172,7 +175,7 @@ class JoinResult:
 
 
 def make_client(
-    token: str,
+    token: str | None,
     base_url: str,
     *,
     retry_writes: bool = True,
@@ -202,12 +205,38 @@ def make_client(
     )
 
 
+# A workspace's bot token, asked at each call (it may have been refreshed); None: the workspace
+# has no installation any more.
+TokenSource = Callable[[], Awaitable[str | None]]
+
+
 class SlackOut:
-    def __init__(self, client: AsyncWebClient, *, observe: CallObserver | None = None) -> None:
-        """`observe(method, outcome)` hears how each Web API call ended (see `CallObserver`)."""
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        observe: CallObserver | None = None,
+        token: TokenSource | None = None,
+        workspace: str = "the workspace",
+    ) -> None:
+        """`observe(method, outcome)` hears how each Web API call ended (see `CallObserver`).
+        `token`: the workspace's token for each call (many workspaces), instead of the
+        client's own (one workspace); `workspace` names it in the log."""
         self.client = client
         self._observe = observe
+        self._token = token
+        self.workspace = workspace
         self._progress_edits = TokenBucket(PROGRESS_EDITS_PER_MINUTE / 60, PROGRESS_EDIT_BURST)
+
+    async def _authorization(self) -> dict[str, str] | None:
+        """The Authorization header of this workspace's token (None: the client's own)."""
+        if self._token is None:
+            return None
+        token = await self._token()
+        if token is None:
+            log.warning("%s has no installation: its Slack call is not made", self.workspace)
+            raise SlackFailure(NOT_INSTALLED, permanent=True)
+        return {"Authorization": f"Bearer {token}"}
 
     def may_edit_progress(self, now: float) -> bool:
         """Whether a progress-only edit fits in the workspace's chat.update budget now."""
@@ -217,11 +246,12 @@ class SlackOut:
         """`_form`: send the arguments as a form, for the methods that take no JSON body
         (the file upload's, as slack_sdk sends them)."""
         observe = self._observe
+        headers = await self._authorization()
         try:
             if _form:
-                response = await self.client.api_call(method, params=params)
+                response = await self.client.api_call(method, params=params, headers=headers)
             else:
-                response = await self.client.api_call(method, json=params)
+                response = await self.client.api_call(method, json=params, headers=headers)
         except SlackApiError as exc:
             if observe is not None:
                 observe(method, outcome_of(exc))

@@ -275,6 +275,9 @@ class Store:
         self.delete_installed_bot = self.installation_rows.delete_installed_bot
         self.delete_installer_grants = self.installation_rows.delete_installer_grants
         self.forget_installation = self.installation_rows.forget_installation
+        self.take_refresh_lease = self.installation_rows.take_refresh_lease
+        self.save_refreshed_bot = self.installation_rows.save_refreshed_bot
+        self.release_refresh_lease = self.installation_rows.release_refresh_lease
         self.issue_oauth_state = self.oauth_state_rows.issue_oauth_state
         self.consume_oauth_state = self.oauth_state_rows.consume_oauth_state
         self.sealed_values = self.sealed_rows.sealed_values

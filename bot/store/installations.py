@@ -200,6 +200,54 @@ class InstallationRows:
             tx.execute(f"DELETE FROM installation_users WHERE {where}", params)
             _drop_if_empty(tx, key)
 
+    # ------------------------------------------------------------ token refresh, one at a time
+
+    def take_refresh_lease(
+        self, enterprise_id: str | None, team_id: str | None, *, refresh_token_read: str,
+        owner: str, now: float, until: float,
+    ) -> bool:  # fmt: skip
+        """The right to spend the installation's refresh token (it works once): taken when the
+        stored one is still `refresh_token_read` (the sealed value the caller read) and no
+        other instance holds an unexpired lease on it. Outside any job's lease fence: the
+        refresh is the installation's, not a job's."""
+        return self._unfenced(
+            "UPDATE installations SET refresh_owner = ?, refresh_until = ?"
+            " WHERE enterprise_id = ? AND team_id = ? AND sealed_bot_refresh_token = ?"
+            " AND (refresh_until IS NULL OR refresh_until <= ? OR refresh_owner = ?)",
+            (owner, until, *workspace_key(enterprise_id, team_id), refresh_token_read, now, owner),
+        )
+
+    def save_refreshed_bot(
+        self, enterprise_id: str | None, team_id: str | None, *, owner: str,
+        sealed_token: str, sealed_refresh_token: str | None, expires_at: int | None,
+    ) -> bool:  # fmt: skip
+        """The new tokens of a refresh, stored by the lease's holder, which lets it go in the
+        same statement; False when the lease was not this owner's any more (the installation
+        was removed meanwhile: the new tokens are dropped with it)."""
+        return self._unfenced(
+            "UPDATE installations SET sealed_bot_token = ?, sealed_bot_refresh_token = ?,"
+            " bot_token_expires_at = ?, refresh_owner = NULL, refresh_until = NULL"
+            " WHERE enterprise_id = ? AND team_id = ? AND refresh_owner = ?",
+            (
+                sealed_token, sealed_refresh_token, expires_at,
+                *workspace_key(enterprise_id, team_id), owner,
+            ),
+        )  # fmt: skip
+
+    def release_refresh_lease(
+        self, enterprise_id: str | None, team_id: str | None, owner: str
+    ) -> None:
+        """A refresh that failed lets the next caller try at once."""
+        self._unfenced(
+            "UPDATE installations SET refresh_owner = NULL, refresh_until = NULL"
+            " WHERE enterprise_id = ? AND team_id = ? AND refresh_owner = ?",
+            (*workspace_key(enterprise_id, team_id), owner),
+        )
+
+    def _unfenced(self, sql: str, params: tuple[Any, ...]) -> bool:
+        with self.database.backend.write() as tx:
+            return bool(tx.execute(sql, params).rowcount)
+
     def forget_installation(self, enterprise_id: str | None, team_id: str | None) -> None:
         """Everything the workspace's installation held (the app was uninstalled)."""
         key = workspace_key(enterprise_id, team_id)

@@ -57,6 +57,7 @@ class JobRows:
         origin_job_id: int | None = None,
         parent_ts: str | None = None,
         step: StepPlace | None = None,
+        enterprise_id: str | None = None,
     ) -> tuple[int, int] | None:
         """Record a job and its first run together: both exist or neither does. With `spend`
         the run is counted in the same transaction, or nothing is recorded and the reason is
@@ -79,8 +80,8 @@ class JobRows:
                 ):
                     raise StepTaken(step.execution_id)  # a redelivery: nothing is kept
                 job_id, run_id = _insert_job(
-                    conn, team_id, channel_id, requester, response_url, request, sandbox, now,
-                    origin_job_id, parent_ts,
+                    conn, (team_id, enterprise_id), channel_id, requester, response_url, request,
+                    sandbox, now, origin_job_id, parent_ts,
                 )  # fmt: skip
                 if spend is not None:
                     charge(conn, run_id, spend)
@@ -99,7 +100,8 @@ class JobRows:
         counted as `create_job` counts."""
         with self.database.write() as conn:
             row = conn.execute(
-                "SELECT runs.job_id, jobs.channel_id FROM runs JOIN jobs ON jobs.id = runs.job_id"
+                "SELECT runs.job_id, jobs.channel_id, jobs.enterprise_id"
+                " FROM runs JOIN jobs ON jobs.id = runs.job_id"
                 " WHERE runs.id = ? AND runs.state = 'rejected'",
                 (run_id,),
             ).fetchone()
@@ -109,7 +111,7 @@ class JobRows:
                 raise refused
             conn.execute("UPDATE runs SET state = 'restarted' WHERE id = ?", (run_id,))
             job_id, new_run = _insert_job(
-                conn, team_id, row[1], requester, None, request, sandbox, now, row[0]
+                conn, (team_id, row[2]), row[1], requester, None, request, sandbox, now, row[0]
             )
             if spend is not None:
                 charge(conn, new_run, spend)
@@ -495,17 +497,19 @@ def _jobs_with_runs(result: Result) -> dict[int, tuple[Job, list[Run]]]:
 
 
 def _insert_job(
-    conn: Tx, team_id: str, channel_id: str, requester: str,
+    conn: Tx, workspace: tuple[str, str | None], channel_id: str, requester: str,
     response_url: str | None, request: dict[str, Any], sandbox: bool, now: float,
     origin_job_id: int | None, parent_ts: str | None = None,
 ) -> tuple[int, int]:  # fmt: skip
+    """`workspace`: (team_id, enterprise_id), whose token every Slack call for the job uses."""
+    team_id, enterprise_id = workspace
     job_id = conn.execute(
-        "INSERT INTO jobs (team_id, channel_id, requester, response_url, prompt, state, sandbox,"
-        " due_at, errors, pending_posts, origin_job_id, created_at, parent_ts)"
-        " VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?) RETURNING id",
+        "INSERT INTO jobs (team_id, enterprise_id, channel_id, requester, response_url, prompt,"
+        " state, sandbox, due_at, errors, pending_posts, origin_job_id, created_at, parent_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?) RETURNING id",
         (
-            team_id, channel_id, requester, response_url, request["prompt"], int(sandbox), now,
-            origin_job_id, now, parent_ts,
+            team_id, enterprise_id or None, channel_id, requester, response_url,
+            request["prompt"], int(sandbox), now, origin_job_id, now, parent_ts,
         ),
     ).fetchone()[0]  # fmt: skip
     run_id = insert_run(conn, job_id, 1, "create", request, requester, None, None, now)

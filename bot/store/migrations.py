@@ -523,3 +523,22 @@ def m012_workspace_settings(db: Database) -> None:
         defaults={"enterprise_id": ""},
     )
     db.table("settings_changes").create_index(["team_id", "id"])
+
+
+@migration(
+    postgres=(
+        "ALTER TABLE jobs ADD COLUMN enterprise_id text",
+        "ALTER TABLE installations ADD COLUMN refresh_owner text",
+        "ALTER TABLE installations ADD COLUMN refresh_until double precision",
+    )
+)
+def m014_workspace_tokens(db: Database) -> None:
+    """Many workspaces: a job records the enterprise of its workspace (None outside Enterprise
+    Grid) beside its `team_id`, so everything done for it outside a request finds the right
+    installation, org-wide ones included; and an installation being refreshed carries a lease
+    (`refresh_owner` until `refresh_until`), since a refresh token works once: only the lease's
+    holder spends it, the others wait and read the new token."""
+    db.table("jobs").add_column("enterprise_id", str)
+    installations = db.table("installations")
+    installations.add_column("refresh_owner", str)
+    installations.add_column("refresh_until", float)

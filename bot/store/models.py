@@ -77,6 +77,7 @@ class Job:
     stopped_by: str | None = None  # who chose "Stop tracking" (None: not stopped by a person)
     stopped_at: float | None = None
     public: bool = False  # a public channel the app joined (None known: private)
+    enterprise_id: str | None = None  # the workspace's Enterprise Grid org (None: not in one)
 
 
 @dataclass(frozen=True)

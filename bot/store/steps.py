@@ -168,12 +168,12 @@ class StepRows:
             "UPDATE step_executions SET sent_at = ? WHERE execution_id = ?", (now, execution_id)
         )
 
-    def unsent_step_errors(self, since: float) -> list[tuple[str, str]]:
-        """(execution id, words) of executions that ended with no job since `since` whose
-        words Slack has not confirmed: a crash came between the record and the call."""
+    def unsent_step_errors(self, since: float) -> list[tuple[str, str, str]]:
+        """(execution id, words, team id) of executions that ended with no job since `since`
+        whose words Slack has not confirmed: a crash came between the record and the call."""
         rows = self.database.rows(
-            "SELECT execution_id, error FROM step_executions WHERE state = 'ended'"
+            "SELECT execution_id, error, team_id FROM step_executions WHERE state = 'ended'"
             " AND job_id IS NULL AND sent_at IS NULL AND error IS NOT NULL AND ended_at >= ?",
             (since,),
         )
-        return [(str(r["execution_id"]), str(r["error"])) for r in rows]
+        return [(str(r["execution_id"]), str(r["error"]), str(r["team_id"])) for r in rows]

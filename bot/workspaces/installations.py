@@ -175,8 +175,10 @@ class StoreInstallations(AsyncInstallationStore):
 
     def _find_bot(self, enterprise_id: str | None, team_id: str | None) -> Bot | None:
         row = self.store.installed_bot(enterprise_id, team_id)
-        if row is None:
-            return None
+        return None if row is None else self.bot_from(row)
+
+    def bot_from(self, row: InstalledBot) -> Bot | None:
+        """The stored installation's bot, its tokens opened; None without a readable token."""
         token = self._open(row.sealed_bot_token, "bot token", row)
         if token is None:
             return None

@@ -157,7 +157,7 @@ def settings_env(**more: str) -> dict[str, str]:
 
 
 async def started(harness: Harness, **more: str) -> MotionBot:
-    harness.slack.add_user(BOSS, name="boss", real_name="Bo Boss", is_admin=True)
+    harness.slack.add_user(BOSS, name="boss", real_name="Bo Boss", admin=True)
     return await harness.start(**settings_env(**more))
 
 
@@ -322,7 +322,7 @@ async def test_a_new_key_is_tried_before_it_is_saved(harness: Harness) -> None:
 async def test_without_secret_keys_no_key_can_be_set_and_none_is_stored(
     harness: Harness,
 ) -> None:
-    harness.slack.add_user(BOSS, name="boss", is_admin=True)
+    harness.slack.add_user(BOSS, name="boss", admin=True)
     bot = await harness.start(MOTION_API_KEY="")
     view = await open_settings(harness)
     assert str(BlockId.SETTING_KEY) not in inputs(view)

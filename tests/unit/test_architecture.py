@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),  # the parts it counts are handed its callables by `app`
     "bot.poller": ("bot.store",),  # it advances jobs through a callable `app` hands it
     # Installations, secrets at rest (Fernet), and later per-workspace settings and keys.
-    "bot.workspaces": ("bot.store", "bot.config"),
+    "bot.workspaces": ("bot.store", "bot.config", "bot.slack"),
     # Only jobs knows Motion, the store and Slack together.
     "bot.jobs": (
         "bot.motion",
@@ -48,7 +48,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "bot.video_links": ("bot.jobs", "bot.links", "bot.motion"),
     "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line", "bot.workspaces"),
-    "bot.check": ("bot.config", "bot.motion", "bot.slack", "bot.store"),
+    "bot.check": ("bot.config", "bot.motion", "bot.slack", "bot.store", "bot.workspaces"),
     "bot.sandbox": ("bot.motion",),  # the emulator reuses Motion's published limits
 }
 WIRING = ("bot.app", "bot.__main__", "bot.local")  # may import anything

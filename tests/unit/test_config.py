@@ -479,3 +479,78 @@ def test_objects_holding_a_secret_never_show_it_in_their_repr() -> None:
         shown = repr(thing)
         for secret in ("s3cr3t", BOT_TOKEN, settings.slack_bot_token):
             assert secret not in shown, (type(thing).__name__, shown)
+
+
+# ---------------------------------------------------------------- many workspaces
+
+CLIENT = {"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "client-secret-abcdef"}
+FERNET_KEY = "8dOOvnRfJ3xT9bqKwJ0cKXhZ8sUe4Q2Qm6Q1sQ0yF1Y="
+MANY = {
+    **CLIENT,
+    "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+    "PUBLIC_URL": "https://motion.example.com",
+    "SECRET_KEYS": FERNET_KEY,
+}
+
+
+def test_client_id_and_secret_without_a_bot_token_is_many_workspaces_mode() -> None:
+    settings = Settings.from_env(MANY)
+    assert settings.many_workspaces
+    assert settings.slack_client_id == "1111.2222"
+    assert settings.slack_bot_token == ""
+    assert "client-secret-abcdef" not in repr(settings)
+
+
+def test_a_bot_token_alone_is_one_workspace_mode() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert not settings.many_workspaces
+    assert settings.slack_client_id is None and settings.slack_client_secret is None
+
+
+def test_both_modes_at_once_is_one_clear_problem() -> None:
+    found = problems({**MANY, "SLACK_BOT_TOKEN": BOT_TOKEN})
+    assert len(found) == 1, found
+    assert "SLACK_BOT_TOKEN" in found[0] and "SLACK_CLIENT_ID" in found[0]
+    assert "one workspace and for many at once" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"), ("SLACK_CLIENT_SECRET", "SLACK_CLIENT_ID")],
+)
+def test_half_a_client_is_one_clear_problem(given: str, missing: str) -> None:
+    env = {k: v for k, v in MANY.items() if k != missing}
+    found = problems(env)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{given} is set without {missing}")
+    assert "Basic Information → App Credentials" in found[0]
+
+
+def test_a_client_id_with_a_bot_token_is_refused_too() -> None:
+    found = problems({**MINIMAL, "SLACK_CLIENT_ID": "1111.2222"})
+    assert len(found) == 1 and "both set" in found[0], found
+
+
+def test_neither_mode_names_both_ways_to_pick() -> None:
+    problem = one_problem({"SLACK_SIGNING_SECRET": SIGNING_SECRET}, "SLACK_BOT_TOKEN is missing")
+    assert "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET" in problem
+
+
+@pytest.mark.parametrize("variable", ["PUBLIC_URL", "SECRET_KEYS"])
+def test_many_workspaces_require_public_url_and_secret_keys(variable: str) -> None:
+    env = {k: v for k, v in MANY.items() if k != variable}
+    problem = one_problem(env, f"{variable} is missing")
+    assert "many workspaces" in problem
+
+
+def test_many_workspaces_need_the_signing_secret_in_http_mode() -> None:
+    env = {k: v for k, v in MANY.items() if k != "SLACK_SIGNING_SECRET"}
+    one_problem(env, "SLACK_SIGNING_SECRET is missing")
+    socket = {**env, "SLACK_APP_TOKEN": APP_TOKEN}
+    assert Settings.from_env(socket).many_workspaces
+
+
+def test_a_secret_key_that_is_not_a_fernet_key_is_named_by_position_never_by_value() -> None:
+    problem = one_problem({**MANY, "SECRET_KEYS": f"{FERNET_KEY},not-a-key"}, "SECRET_KEYS")
+    assert "entry 2 is not a Fernet key" in problem
+    assert "not-a-key" not in problem

@@ -152,7 +152,7 @@ def test_a_previewed_execution_is_taken_by_its_start_only(store: Store) -> None:
 def test_a_refused_execution_keeps_its_words_until_slack_has_them(store: Store) -> None:
     assert store.refuse_step(PLACE, "⚠️ The prompt is empty.", T0)
     assert store.refuse_step(PLACE, "again", T0) is False
-    assert store.unsent_step_errors(T0 - 1) == [("Fx0001", "⚠️ The prompt is empty.")]
+    assert store.unsent_step_errors(T0 - 1) == [("Fx0001", "⚠️ The prompt is empty.", PLACE.team_id)]
     store.mark_step_sent("Fx0001", T0 + 1)
     assert store.unsent_step_errors(T0 - 1) == []
     assert create(store) is None  # and it never starts a job afterwards

@@ -86,6 +86,11 @@ class JobService:
             workspace_slack=workspace_slack,
         )
         self.store, self.slack, self.sandbox = store, slack, sandbox
+        self._compose(ctx, settings, motion)
+
+    def _compose(self, ctx: JobContext, settings: SettingsSource, motion: MotionClient) -> None:
+        """The stages, each given the ones it hands work to (none reaches for another)."""
+        store = ctx.store
         self.ends = WorkflowEnds(ctx)  # how a Workflow Builder step ends
         self.admissions = Admissions(ctx, self.ends)
         self.intake = Intake(ctx, self.admissions)

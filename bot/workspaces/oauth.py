@@ -52,6 +52,7 @@ BOT_SCOPES = (
     "files:read",
     "reactions:write",
     "files:write",
+    "users:read",
 )
 
 # Bolt's failure reasons, in words for the person who was installing.

@@ -15,7 +15,7 @@ from bot.store import InstalledBot, Store
 from bot.workspaces.installations import StoreInstallations, workspace_label
 from bot.workspaces.oauth import INSTALL_PATH, REDIRECT_PATH
 from bot.workspaces.rotation import unreadable_secrets
-from bot.workspaces.secrets import Secrets
+from bot.workspaces.secrets import Secrets, SecretUnreadable
 from bot.workspaces.tokens import SerializedRotator, WorkspaceTokens
 
 
@@ -119,15 +119,47 @@ async def _check_installation(
     except (SlackClientError, OSError) as exc:
         return False, f"{label}: could not reach {settings.slack_api_url} ({type(exc).__name__})."
     line = f"{label}: its token works (bot user {response.get('user_id')!s})."
-    key = workspace_motion_key_state(row)
-    return (True, line) if key is None else (key[0], f"{line} {key[1]}")
+    ok, key = await workspace_motion_key_state(
+        settings, installations.store, installations.secrets, row
+    )
+    return ok, f"{line} {key}"
 
 
-def workspace_motion_key_state(row: InstalledBot) -> tuple[bool, str] | None:
-    """HOOK for the per-workspace Motion key (the `settings` part of many workspaces): whether
-    the workspace's key is set and working, set and refused (401), or absent (sandbox), as
-    (ok, words). None until that part provides it: the line then says nothing of the key."""
-    return None
+async def workspace_motion_key_state(
+    settings: Settings, store: Store, secrets: Secrets, row: InstalledBot
+) -> tuple[bool, str]:
+    """The workspace's Motion key, as an admin set it in App Home → Settings: set and working
+    (a probe for a job that cannot exist answers 404), set and refused (401), unreadable with
+    SECRET_KEYS, or absent (its jobs run in the sandbox). MOTION_API_KEY, when set, is every
+    workspace's key and is checked once, below."""
+    if not settings.sandbox:
+        return True, "Motion: MOTION_API_KEY (the operator's, for every workspace)."
+    stored = await store.off_loop(store.workspace_settings, row.team_id or "")
+    sealed = stored.sealed_motion_api_key
+    if sealed is None:
+        return (
+            True,
+            "Motion: no key yet, so sandbox mode (an admin sets one in App Home → Settings).",
+        )
+    try:
+        key = secrets.open(sealed, "its Motion key")
+    except SecretUnreadable:
+        return (
+            False,
+            "Motion: its stored key opens with no key in SECRET_KEYS; an admin sets it again.",
+        )
+    client = MotionClient(settings.motion_api_url, key, timeout=10)
+    try:
+        await client.status(PROBE_JOB_ID)
+    except NotFound:
+        return True, "Motion: its key works."
+    except AuthenticationError:
+        return False, "Motion: its key was refused (401); an admin sets a new one in Settings."
+    except MotionError as exc:
+        return False, f"Motion: its key could not be tried ({exc.message!r})."
+    finally:
+        await client.aclose()
+    return False, "Motion answered a probe for a job that cannot exist; check MOTION_API_URL."
 
 
 async def _check_transport(settings: Settings) -> tuple[bool, str]:

@@ -24,8 +24,9 @@ from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.local.payloads import FORM
 from bot.local.workspaces import HostedWorkspace
 from bot.sandbox import JobPlan
-from bot.store import InstalledBot
+from bot.store import InstalledBot, KeyChange
 from bot.workspaces.secrets import Secrets, new_key
+from tests.conftest import MOTION_KEY
 from tests.support.e2e import READY
 from tests.support.harness import ROOT_DIR, Harness, until
 from tests.support.motion import ScriptedSandbox
@@ -283,9 +284,13 @@ async def test_check_in_many_workspaces_names_each_installation_and_unreadable_s
     many: Harness, slack: SlackDouble, tmp_path: Path
 ) -> None:
     slack.add_workspace("T0002", name="Beta")
+    slack.add_workspace("T0003", name="Gamma")
     bot = await many.start()
-    for team in ("T0001", "T0002"):
+    for team in ("T0001", "T0002", "T0003"):
         await browse_install(bot, slack, team)
+    # T0001's admin set a Motion key (the sandbox fixture accepts only MOTION_KEY); T0003 none.
+    sealed = Secrets([KEY]).seal(MOTION_KEY)
+    bot.store.change_settings("T0001", None, "U0ALICE", 1.0, {}, KeyChange(sealed, None, "last"))
     lost = Secrets([new_key()]).seal("xoxb-sealed-under-a-dropped-key")
     bot.store.save_installed_bot(
         InstalledBot(enterprise_id=None, team_id="T0007", installed_at=1.0, sealed_bot_token=lost)
@@ -296,7 +301,7 @@ async def test_check_in_many_workspaces_names_each_installation_and_unreadable_s
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "bot", "check"],
-        env={**clean, **many.env, "PYTHONPATH": str(ROOT_DIR)},
+        env={**clean, **many.env, "MOTION_API_KEY": "", "PYTHONPATH": str(ROOT_DIR)},
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     out = result.stdout
@@ -304,6 +309,11 @@ async def test_check_in_many_workspaces_names_each_installation_and_unreadable_s
     assert "✓ Slack app credentials: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET present" in out
     assert "✗ SECRET_KEYS: workspace T0007: its bot token opens with no key" in out
     assert "✓ workspace T0001: its token works" in out
+    t0001 = next(line for line in out.splitlines() if "workspace T0001: its token" in line)
+    assert t0001.endswith("Motion: its key works."), out
+    t0003 = next(line for line in out.splitlines() if "workspace T0003: its token" in line)
+    assert "Motion: no key yet, so sandbox mode" in t0003, out
+    assert MOTION_KEY not in out + result.stderr
     assert "✗ workspace T0002: Slack refused its token (invalid_auth)" in out
     assert "✗ workspace T0007: no usable bot token" in out
     for token in slack.oauth.access_tokens():

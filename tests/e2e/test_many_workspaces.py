@@ -26,9 +26,8 @@ from bot.local.workspaces import HostedWorkspace
 from bot.sandbox import JobPlan
 from bot.store import InstalledBot, KeyChange
 from bot.workspaces.secrets import Secrets, new_key
-from tests.conftest import MOTION_KEY
 from tests.support.e2e import READY
-from tests.support.harness import ROOT_DIR, Harness, until
+from tests.support.harness import MOTION_KEY, ROOT_DIR, Harness, until
 from tests.support.motion import ScriptedSandbox
 from tests.support.slack import SlackDouble
 

@@ -148,6 +148,7 @@ class MotionBot:
         if metrics is not None:
             metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
+        file_links.forgotten = service.workspace_forgotten
         app = bolt_app(settings, client, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
@@ -167,6 +168,7 @@ class MotionBot:
             self.store.description,
         )
         self.poller.start()
+        self.service.uninstalls.start()  # what every instance forgot, kept fresh in memory
         await self.health.refresh()  # the first /healthz is answered from a real look
         self.health.start()
         await self._start_metrics()
@@ -295,6 +297,7 @@ class MotionBot:
                 await self._socket_handler.close_async()
         remaining = deadline - asyncio.get_running_loop().time() - 3.0
         await self.poller.stop(max(0.0, remaining))
+        await self.service.uninstalls.stop()
         await self.health.stop()
         await self.service.drain_background(1.0)
         await self.service.aclose()

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -195,6 +195,21 @@ def app_home_opened(user: str, *, tab: str, view: dict[str, Any] | None) -> dict
     if view is not None:
         event["view"] = view
     return event
+
+
+def app_uninstalled() -> dict[str, Any]:
+    """The event Slack sends when a workspace removes the app (its tokens are already dead)."""
+    return {"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}
+
+
+def tokens_revoked(*, bot: Sequence[str] = (), oauth: Sequence[str] = ()) -> dict[str, Any]:
+    """The event Slack sends when tokens are revoked: the bot's (`bot`: its user ids) and/or
+    people's own (`oauth`: their user ids)."""
+    return {
+        "type": "tokens_revoked",
+        "tokens": {"oauth": list(oauth), "bot": list(bot)},
+        "event_ts": f"{time.time():.6f}",
+    }
 
 
 # -- interactivity ----------------------------------------------------------------------------

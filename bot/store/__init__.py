@@ -5,7 +5,8 @@ lease owner, the worker threads, the write path and the lease fence) and the rep
 share it, one per kind of row: `job_rows` (jobs, leases, cards), `run_rows` (runs and their
 polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `stop_rows` (stuck
 notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `step_rows` (Workflow Builder steps),
-`installation_rows` (each workspace's installation, tokens sealed), `oauth_state_rows`
+`installation_rows` (each workspace's installation, tokens sealed), `workspace_rows` (a
+workspace's rows in every table, forgotten at uninstall), `oauth_state_rows`
 (installs in progress) and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
@@ -76,6 +77,15 @@ from bot.store.usage import (
     UsageCount,
     UsageRows,
 )
+from bot.store.workspaces import (
+    FORGOTTEN_FOR_SECONDS,
+    NOT_PER_WORKSPACE,
+    PER_WORKSPACE,
+    Forgotten,
+    WorkspaceRows,
+    WorkspaceRowsRepo,
+    workspace_digest,
+)
 
 
 class Store:
@@ -96,6 +106,7 @@ class Store:
         self.oauth_state_rows = OAuthStateRows(self.database)
         self.sealed_rows = SealedRows(self.database)
         self.step_rows = StepRows(self.database)
+        self.workspace_rows = WorkspaceRowsRepo(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
@@ -104,6 +115,7 @@ class Store:
         self._name_stop_and_event_calls()
         self._name_installation_calls()
         self._name_step_calls()
+        self._name_workspace_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -269,6 +281,12 @@ class Store:
         self.sealed_values = self.sealed_rows.sealed_values
         self.replace_sealed = self.sealed_rows.replace_sealed
 
+    def _name_workspace_calls(self) -> None:
+        self.forget_workspace = self.workspace_rows.forget_workspace
+        self.forgotten_digests = self.workspace_rows.forgotten_digests
+        self.drop_forgotten_before = self.workspace_rows.drop_forgotten_before
+        self.teams_with_rows = self.workspace_rows.teams_with_rows
+
     def _name_step_calls(self) -> None:
         self.step = self.step_rows.step
         self.running_step = self.step_rows.running_step
@@ -281,14 +299,18 @@ class Store:
 
 __all__ = [
     "ACTIVE_RUN_STATES",
+    "FORGOTTEN_FOR_SECONDS",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
+    "NOT_PER_WORKSPACE",
+    "PER_WORKSPACE",
     "SEALED",
     "STEP_KIND",
     "UPLOAD_KIND",
     "Availability",
     "Claim",
     "DatabaseUnavailable",
+    "Forgotten",
     "InstalledBot",
     "InstallerGrant",
     "Job",
@@ -319,6 +341,7 @@ __all__ = [
     "StopKind",
     "Store",
     "UsageCount",
+    "WorkspaceRows",
     "begin_request_budget",
     "holding_polls",
     "lease_fence",
@@ -326,5 +349,6 @@ __all__ = [
     "request_budget",
     "request_deadline",
     "within_request",
+    "workspace_digest",
     "workspace_key",
 ]

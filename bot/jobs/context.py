@@ -55,6 +55,10 @@ def _untold(_what: str) -> None:
     """Nobody counts (metrics off)."""
 
 
+def _never_forgotten(_team_id: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class JobEvents:
     """What operators count, told as it happens (bot/metrics.py, wired by bot/app.py); plain
@@ -84,6 +88,8 @@ class JobContext:
     stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     events: JobEvents = field(default_factory=JobEvents)
+    # Whether a workspace was forgotten (uninstalled): set by `Uninstalls`, read from memory.
+    forgotten: Callable[[str], bool] = _never_forgotten
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)

@@ -42,6 +42,7 @@ class Uninstalls:
         self._digests: frozenset[str] = frozenset()
         self._again: dict[str, float] = {}  # team id → when to forget it once more
         self._refresher = Refresher(self.refresh, REFRESH_SECONDS, "forgotten-workspaces")
+        ctx.forgotten = self.is_forgotten  # a look under way stops before its next Slack call
 
     # ------------------------------------------------------------ the events
 

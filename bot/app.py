@@ -223,6 +223,7 @@ class MotionBot:
         if metrics is not None:
             metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
+        file_links.forgotten = service.workspace_forgotten
         app = bolt_app(settings, slack, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(
@@ -243,6 +244,7 @@ class MotionBot:
         )
         await self._report_unreadable_secrets()
         self.poller.start()
+        self.service.uninstalls.start()  # what every instance forgot, kept fresh in memory
         await self.health.refresh()  # the first /healthz is answered from a real look
         self.health.start()
         await self._start_metrics()
@@ -406,6 +408,7 @@ class MotionBot:
                 await self._socket_handler.close_async()
         remaining = deadline - asyncio.get_running_loop().time() - 3.0
         await self.poller.stop(max(0.0, remaining))
+        await self.service.uninstalls.stop()
         await self.health.stop()
         await self.service.drain_background(1.0)
         await self.service.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -43,6 +44,9 @@ class FileLinks:
         self.signer = signer
         self.files = files
         self.public_url = public_url
+        # Whether the link's workspace uninstalled the app (set by `app`): its links then get
+        # a 403 and no call to Slack, like a tampered one.
+        self.forgotten: Callable[[str], bool] = lambda team_id: False
         self._open: dict[str, int] = {}  # streams in progress, per file
         self._total = 0
 
@@ -85,7 +89,10 @@ class FileLinks:
             log.info("file link refused: %s", exc.reason)
             return web.Response(status=403, text="This link is not valid or has expired.\n")
         file_id, team_id, enterprise_id = payload.get("f"), payload.get("t"), payload.get("e")
-        if not isinstance(file_id, str) or not file_id or not isinstance(team_id, str):
+        if not isinstance(file_id, str) or not file_id:
+            return web.Response(status=403, text="This link is not valid or has expired.\n")
+        if not isinstance(team_id, str) or self.forgotten(team_id):
+            log.info("file link refused: its workspace is not served here")
             return web.Response(status=403, text="This link is not valid or has expired.\n")
         workspace = (team_id, enterprise_id if isinstance(enterprise_id, str) else None)
         if self._open.get(file_id, 0) >= MAX_STREAMS_PER_LINK or self._total >= MAX_STREAMS:

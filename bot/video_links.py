@@ -1,6 +1,7 @@
 """GET /v/{token}: the app's lasting download link, served behind PUBLIC_URL.
 
-A tampered token is refused (403) before anything is looked up; a good one names a run, and
+A tampered token is refused (403) before anything is looked up, and so is a signed one naming a
+job of another workspace than its own (403, SPEC "Isolation"); a good one names a run, and
 the answer is a redirect to where that run's MP4 is now (`bot.jobs.videos.VideoUrls`). When
 Motion cannot be asked, the person who clicked gets a short page in plain words with the status
 that fits, never a stack trace (503 while the app's database is away for a moment). Without
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.jobs import DatabaseUnavailable
+from bot.jobs.bounds import OtherWorkspace
 from bot.jobs.videos import VideoLinks, VideoUrls
 from bot.links import BadToken
 from bot.motion import MotionError, NotFound, RateLimited
@@ -45,6 +47,9 @@ class VideoLinkRoute:
             )
         try:
             return await self._redirect(ref.job_id, ref.run_number, ref.team_id)
+        except OtherWorkspace as refused:  # signed, yet naming a job under another workspace
+            log.warning("refused a video link: %s", refused)
+            return page(403, "This link is not valid", "Open the video from its Slack thread.")
         except DatabaseUnavailable as away:
             log.info("video link: %s", away)
             return page(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from bot.jobs.bounds import preview_for, run_for
 from bot.jobs.context import REACT_QUEUED, JobContext
 from bot.jobs.requesting import requesting_enterprise
 from bot.jobs.settings import WorkspaceSettings
@@ -67,6 +68,7 @@ class RetryAsk:
 
     run_id: int
     user_id: str
+    team_id: str  # the workspace the press came from: the run must be its own
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class RestartAsk:
 
     run_id: int
     user_id: str
-    team_id: str
+    team_id: str  # the workspace the press came from: the run must be its own
 
 
 RunAsk = NewJobAsk | FollowupAsk | RetryAsk | RestartAsk
@@ -147,11 +149,14 @@ class Admissions:
         transaction only, while the loop goes on serving other requests and jobs."""
         return await self.ctx.store.off_loop(self.ask_for_run, ask)
 
-    def confirm(self, token: str, user_id: str, response_url: str | None) -> Admission:
+    def confirm(
+        self, team_id: str, token: str, user_id: str, response_url: str | None
+    ) -> Admission:
         """Start on a preview: the run is recorded and counted, the preview claimed, all in one
-        transaction, so Start pressed twice (or redelivered) starts one run."""
+        transaction, so Start pressed twice (or redelivered) starts one run. `team_id`: the
+        workspace of the press (another workspace's preview raises `OtherWorkspace`)."""
         ctx = self.ctx
-        preview = ctx.store.preview(token)
+        preview = preview_for(ctx.store, team_id, token)
         if preview is None or preview.state != PreviewState.PENDING:
             return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
         if preview.user_id != user_id:
@@ -176,7 +181,7 @@ class Admissions:
                 return self._answer(AskKind.DUPLICATE, messages.PREVIEW_GONE)
             ask = FollowupAsk(job, preview.channel_id, preview.reply_ts, user_id, request)
         elif preview.kind == PreviewKind.RETRY:
-            ask = RetryAsk(preview.run_id or 0, user_id)
+            ask = RetryAsk(preview.run_id or 0, user_id, preview.team_id)
         else:
             ask = RestartAsk(preview.run_id or 0, user_id, preview.team_id)
         resolved = self._resolve(ask)
@@ -194,9 +199,9 @@ class Admissions:
         said = messages.preview_answer(messages.PREVIEW_STARTED[preview.kind], admission.sandbox)
         return replace(admission, message=said)
 
-    def cancel(self, token: str, user_id: str) -> Admission:
+    def cancel(self, team_id: str, token: str, user_id: str) -> Admission:
         """Cancel on a preview: nothing is recorded, nothing is spent."""
-        preview = self.ctx.store.preview(token)
+        preview = preview_for(self.ctx.store, team_id, token)
         if preview is not None and preview.user_id != user_id:
             return self._answer(AskKind.REFUSED, messages.PREVIEW_NOT_YOURS)
         step = self.ctx.store.step_of_preview(token)
@@ -233,8 +238,8 @@ class Admissions:
                 PreviewKind.FOLLOWUP, ask.job.team_id, ask.job.channel_id, ask.user_id,
                 ask.request,
             )  # fmt: skip
-        run = ctx.store.run(ask.run_id)
-        job = ctx.store.job(run.job_id) if run else None
+        found = run_for(ctx.store, ask.team_id, ask.run_id)
+        run, job = (found.run, found.job) if found else (None, None)
         if isinstance(ask, RetryAsk):
             if run is None or job is None or run.state not in (RunState.UNKNOWN, RunState.REJECTED):
                 return self._done(ALREADY_RETRIED)
@@ -246,9 +251,7 @@ class Admissions:
         if run is None or job is None or first is None or run.state != RunState.REJECTED:
             return self._done(ALREADY_RESTARTED)
         merged = MotionRequest.from_json(first).merged_with(MotionRequest.from_json(run.request))
-        return _Resolved(
-            PreviewKind.RESTART, ask.team_id or job.team_id, job.channel_id, ask.user_id, merged
-        )
+        return _Resolved(PreviewKind.RESTART, job.team_id, job.channel_id, ask.user_id, merged)
 
     def _record(
         self, ask: RunAsk, resolved: _Resolved, settings: WorkspaceSettings,

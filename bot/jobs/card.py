@@ -42,7 +42,7 @@ class Card:
                     return ctx.backoff(job.id, f"conversations.join: {exc.code}")
                 # Joining is refused (an admin setting, say): posting the card decides.
         parent = job.parent_ts  # an @mention's thread: the card is a reply there
-        owner = ctx.store.job_for_thread(channel, parent) if parent else None
+        owner = ctx.store.job_for_thread(channel, parent, team_id=job.team_id) if parent else None
         if owner is not None and owner.id != job.id:  # two mentions in one thread: first wins
             ctx.store.abandon_job(job.id, ctx.clock())
             said = messages.usage_error(messages.THREAD_TAKEN, job.sandbox).payload()

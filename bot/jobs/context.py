@@ -61,6 +61,10 @@ def _untold(_what: str) -> None:
     """Nobody counts (metrics off)."""
 
 
+def _never_forgotten(_team_id: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class JobEvents:
     """What operators count, told as it happens (bot/metrics.py, wired by bot/app.py); plain
@@ -115,6 +119,9 @@ class JobContext:
                 return self.slack
             raise RuntimeError("a Slack call for the requesting workspace outside a request")
         return self.slack_for(*where)
+
+    # Whether a workspace was forgotten (uninstalled): set by `Uninstalls`, read from memory.
+    forgotten: Callable[[str], bool] = _never_forgotten
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)

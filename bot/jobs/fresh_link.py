@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.jobs.bounds import OtherWorkspace, run_for
 from bot.jobs.context import JobContext
 from bot.jobs.videos import VideoUrls
 from bot.motion import MotionError
@@ -19,24 +20,42 @@ class FreshLinks:
         self.ctx = ctx
         self.video_urls = video_urls
 
-    def send(self, run_id: int, user_id: str, channel_id: str | None = None) -> None:
+    def send(
+        self, team_id: str, run_id: int, user_id: str, channel_id: str | None = None,
+        response_url: str | None = None,
+    ) -> None:  # fmt: skip
         """After the ack, so Motion's time is not Slack's. `channel_id`: where the button was,
-        to say so there when the database is away for a moment."""
-        self.ctx.background.run(self._send(run_id, user_id, channel_id))
+        to say so there when the database is away for a moment. `team_id`: the press's
+        workspace; another workspace's run is refused through `response_url` (the press's own
+        answer, which needs no token)."""
+        self.ctx.background.run(self._send(team_id, run_id, user_id, channel_id, response_url))
 
-    def _find(self, run_id: int) -> tuple[Run | None, Job | None, tuple[Job, Run] | None]:
+    def _find(
+        self, team_id: str, run_id: int
+    ) -> tuple[Run | None, Job | None, tuple[Job, Run] | None]:
         """The run, its job and (when finished) both as `VideoUrls` wants them: on the store's
         workers, so a database that makes it wait holds up nothing else."""
-        run = self.ctx.store.run(run_id)
-        job = self.ctx.store.job(run.job_id) if run is not None else None
-        found = self.video_urls.finished_run(job.id, run.number) if run and job else None
-        return run, job, found
+        of_job = run_for(self.ctx.store, team_id, run_id)
+        if of_job is None:
+            return None, None, None
+        run, job = of_job.run, of_job.job
+        return run, job, self.video_urls.finished_run(job.id, run.number, job.team_id)
 
-    async def _send(self, run_id: int, user_id: str, channel_id: str | None) -> None:
+    async def _send(
+        self, team_id: str, run_id: int, user_id: str, channel_id: str | None,
+        response_url: str | None,
+    ) -> None:  # fmt: skip
         ctx = self.ctx
         slack = ctx.slack_here()  # the clicker's workspace
         try:
-            run, job, found = await ctx.store.off_loop(self._find, run_id)
+            run, job, found = await ctx.store.off_loop(self._find, team_id, run_id)
+        except OtherWorkspace as refused:
+            log.warning("fresh link refused: %s", refused, extra={"team": team_id})
+            if response_url:
+                await ctx.slack.respond(
+                    response_url, messages.other_workspace(ctx.sandbox).payload()
+                )
+            return
         except DatabaseUnavailable as away:
             log.info("fresh link for run %s: %s; the clicker is asked to try again", run_id, away)
             if channel_id:

@@ -21,6 +21,7 @@ from bot.jobs.admission import (
     NewJobAsk,
     RunAsk,
 )
+from bot.jobs.bounds import job_for, run_for
 from bot.jobs.card import job_label
 from bot.jobs.context import REACT_FAILED, JobContext
 from bot.jobs.spend import utc_day, utc_month
@@ -82,8 +83,8 @@ class Intake:
     # ------------------------------------------------------------ the entry points
 
     def take_reply(
-        self, *, event_keys: list[str], channel_id: str, thread_ts: str, ts: str, user_id: str,
-        text: str, bot_user_id: str | None, files: tuple[FileAttachment, ...] = (),
+        self, *, event_keys: list[str], team_id: str, channel_id: str, thread_ts: str, ts: str,
+        user_id: str, text: str, bot_user_id: str | None, files: tuple[FileAttachment, ...] = (),
         file_problem: str | None = None,
     ) -> ReplyOutcome:  # fmt: skip
         """Turn a human reply in a job thread into a queued followup, recorded before the ack.
@@ -94,7 +95,7 @@ class Intake:
         checked (`bot.jobs.files`); `file_problem`: why they cannot be taken, said in the thread
         like any other problem with the reply."""
         ctx = self.ctx
-        job = ctx.store.job_for_thread(channel_id, thread_ts)
+        job = ctx.store.job_for_thread(channel_id, thread_ts, team_id=team_id)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
             return ReplyOutcome(ReplyKind.IGNORED)
         mentioned = False
@@ -141,14 +142,19 @@ class Intake:
 
     # ------------------------------------------------------------ the buttons on results
 
-    def variation_of(self, run_id: int, user_id: str, response_url: str | None) -> RunAsk | None:
+    def variation_of(
+        self, team_id: str, run_id: int, user_id: str, response_url: str | None
+    ) -> RunAsk | None:
         """The "New variation" button: a new job in the same channel with the run's whole request, claimed
-        once per result ("variation:<run id>") so a second press starts nothing."""
+        once per result ("variation:<run id>") so a second press starts nothing. `team_id`: the
+        press's workspace (another's run raises `OtherWorkspace`)."""
         ctx = self.ctx
-        run = ctx.store.run(run_id)
-        job = ctx.store.job(run.job_id) if run else None
-        first = ctx.store.first_request(run.job_id) if run else None
-        if run is None or job is None or first is None:
+        found = run_for(ctx.store, team_id, run_id)
+        if found is None:
+            return None
+        run, job = found.run, found.job
+        first = ctx.store.first_request(job.id)
+        if first is None:
             return None
         request = MotionRequest.from_json(first)
         for earlier in ctx.store.runs(job.id):  # the followups that led to this result
@@ -160,11 +166,11 @@ class Intake:
         )  # fmt: skip
 
     def refine_of(
-        self, job_id: int, user_id: str, view_id: str, request: MotionRequest
+        self, team_id: str, job_id: int, user_id: str, view_id: str, request: MotionRequest
     ) -> RunAsk | None:
         """The "Refine" button submitted: a followup as if replied in the thread, claimed by the view's id
-        so a replayed submission queues one followup."""
-        job = self.ctx.store.job(job_id)
+        so a replayed submission queues one followup (another workspace's job: `OtherWorkspace`)."""
+        job = job_for(self.ctx.store, team_id, job_id)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED, JobState.STOPPED):
             return None
         return FollowupAsk(

@@ -71,23 +71,25 @@ class Mentions:
             files: tuple[FileAttachment, ...] = (), problem: str | None = None
         ) -> ReplyOutcome:
             return await self.intake.take_reply_off_loop(
-                event_keys=event_keys, channel_id=channel_id, thread_ts=thread_ts, ts=ts,
-                user_id=user_id, text=text, bot_user_id=bot_user_id, files=files,
-                file_problem=problem,
+                event_keys=event_keys, team_id=team_id, channel_id=channel_id,
+                thread_ts=thread_ts, ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,
+                files=files, file_problem=problem,
             )  # fmt: skip
 
         if not file_ids:
             outcome = await take()
             if outcome.kind == ReplyKind.IGNORED:
-                job = await self.late_thread(channel_id, thread_ts)
+                job = await self.late_thread(team_id, channel_id, thread_ts)
                 if job is not None and job.state not in (JobState.NEW, JobState.ABANDONED):
                     outcome = await take()  # its card's answer came while the reply waited
             return outcome
         if await self._claimed(event_keys):
             return ReplyOutcome(ReplyKind.DUPLICATE)  # the twin delivery: no second files.info
-        job = await ctx.store.off_loop(ctx.store.job_for_thread, channel_id, thread_ts)
+        job = await ctx.store.off_loop(
+            ctx.store.job_for_thread, channel_id, thread_ts, team_id=team_id
+        )
         if job is None:
-            job = await self.late_thread(channel_id, thread_ts)
+            job = await self.late_thread(team_id, channel_id, thread_ts)
         if job is None or job.state in (JobState.NEW, JobState.ABANDONED):
             return ReplyOutcome(ReplyKind.IGNORED)  # files shared in any other thread: not ours
         try:
@@ -96,11 +98,12 @@ class Mentions:
             return await take(problem=refused.message)
         return await take(files)
 
-    async def _job_thread(self, channel_id: str, thread_ts: str) -> bool:
-        """Whether the thread is a job's (waiting a little for a card on its way)."""
+    async def _job_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
+        """Whether the thread is one of the workspace's jobs' (waiting a little for a card on
+        its way)."""
         store = self.ctx.store
-        job = await store.off_loop(store.job_for_thread, channel_id, thread_ts)
-        return job is not None or await self.late_thread(channel_id, thread_ts) is not None
+        job = await store.off_loop(store.job_for_thread, channel_id, thread_ts, team_id=team_id)
+        return job is not None or await self.late_thread(team_id, channel_id, thread_ts) is not None
 
     async def _claimed(self, event_keys: Sequence[str]) -> bool:
         """Whether any of a delivery's keys was claimed already (its twin, or itself before)."""
@@ -110,7 +113,7 @@ class Mentions:
                 return True
         return False
 
-    async def late_thread(self, channel_id: str, thread_ts: str) -> Job | None:
+    async def late_thread(self, team_id: str, channel_id: str, thread_ts: str) -> Job | None:
         """The job whose thread this is, waiting a little when a card is being posted in the
         channel; None (after two reads) for a thread that is no job's.
 
@@ -125,8 +128,10 @@ class Mentions:
         deadline = time.monotonic() + within_request(CARD_WAIT_SECONDS)
         while True:
             since = self.ctx.clock() - CARD_IN_FLIGHT_SECONDS
-            in_flight = await store.off_loop(store.card_in_flight, channel_id, since)
-            job = await store.off_loop(store.job_for_thread, channel_id, thread_ts)
+            in_flight = await store.off_loop(
+                store.card_in_flight, channel_id, since, team_id=team_id
+            )
+            job = await store.off_loop(store.job_for_thread, channel_id, thread_ts, team_id=team_id)
             if job is not None or not in_flight or time.monotonic() >= deadline:
                 return job
             await asyncio.sleep(CARD_WAIT_STEP)
@@ -142,7 +147,7 @@ class Mentions:
         message claims the same `msg:` key, so it makes nothing more."""
         ctx = self.ctx
         is_reply = bool(thread_ts) and thread_ts != ts
-        if is_reply and thread_ts and await self._job_thread(channel_id, thread_ts):
+        if is_reply and thread_ts and await self._job_thread(team_id, channel_id, thread_ts):
             return await self.take_file_reply(
                 event_keys=event_keys, team_id=team_id, channel_id=channel_id,
                 thread_ts=thread_ts, ts=ts, user_id=user_id, text=text, bot_user_id=bot_user_id,
@@ -154,7 +159,7 @@ class Mentions:
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
         if not prompt.strip():
             return await self._answer_mention(
-                event_keys, channel_id, user_id, root, messages.mention_hint(ctx.sandbox)
+                event_keys, team_id, channel_id, user_id, root, messages.mention_hint(ctx.sandbox)
             )
         try:
             request = parse_request(prompt)
@@ -163,8 +168,9 @@ class Mentions:
         except (UsageError, FileRefused) as problem:
             said = problem.message if isinstance(problem, FileRefused) else str(problem)
             return await self._answer_mention(
-                event_keys, channel_id, user_id, root, messages.usage_error(said, ctx.sandbox)
-            )
+                event_keys, team_id, channel_id, user_id, root,
+                messages.usage_error(said, ctx.sandbox),
+            )  # fmt: skip
         return await self._start_in_thread(
             NewJobAsk(team_id, channel_id, user_id, None, request, thread_ts=root), event_keys
         )
@@ -188,7 +194,7 @@ class Mentions:
         elif not prompt:
             answer = messages.dm_hint(ctx.sandbox)
         if answer is not None:
-            said = await self._answer_mention(event_keys, channel_id, user_id, ts, answer)
+            said = await self._answer_mention(event_keys, team_id, channel_id, user_id, ts, answer)
             return (
                 ReplyOutcome(ReplyKind.REFUSED) if off and said.kind == ReplyKind.INVALID else said
             )
@@ -207,7 +213,7 @@ class Mentions:
         if not settings.spend.confirm:
             # One job per thread, even for two mentions at once (a preview may be cancelled:
             # not then).
-            keys += (f"thread:{channel_id}:{root}",)
+            keys += (f"thread:{ask.team_id}:{channel_id}:{root}",)
         admission = await self.admissions.ask_for_run_off_loop(replace(ask, event_keys=keys))
         if admission.kind in (AskKind.REFUSED, AskKind.PREVIEWED) and admission.message:
             ctx.tell_privately(channel_id, user_id, admission.message.payload(), root)
@@ -219,12 +225,13 @@ class Mentions:
         return ReplyOutcome(reply_kind(admission.kind, ReplyKind.STARTED), admission.run_id)
 
     async def _answer_mention(
-        self, event_keys: list[str], channel_id: str, user_id: str, root: str, message: Message
-    ) -> ReplyOutcome:
+        self, event_keys: list[str], team_id: str, channel_id: str, user_id: str, root: str,
+        message: Message,
+    ) -> ReplyOutcome:  # fmt: skip
         """Say privately, in the message's thread, why nothing started: once per delivery (its
         keys claimed together, so a delivery the database missed is taken whole next time)."""
         store = self.ctx.store
-        if not await store.off_loop(store.claim_events, event_keys, self.ctx.clock()):
+        if not await store.off_loop(store.claim_events, event_keys, self.ctx.clock(), team_id):
             return ReplyOutcome(ReplyKind.DUPLICATE)
         self.ctx.tell_privately(channel_id, user_id, message.payload(), root)
         return ReplyOutcome(ReplyKind.INVALID)

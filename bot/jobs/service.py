@@ -31,6 +31,7 @@ from bot.jobs.settings_form import SettingsForms
 from bot.jobs.step import Stepper
 from bot.jobs.stopping import Stops
 from bot.jobs.surfaces import Surfaces
+from bot.jobs.uninstall import Uninstalls
 from bot.jobs.uploads import Uploads
 from bot.jobs.videos import VideoLinks, VideoUrls
 from bot.jobs.workflow import WorkflowSteps
@@ -110,6 +111,7 @@ class JobService:
         # Motion's CDN on its own loopback host and port (the sandbox) may be plain http.
         self.downloader = Downloader(motion.base_url)
         self.uploads = Uploads(ctx, self.video_urls, self.downloader)
+        self.uninstalls = Uninstalls(ctx)  # app_uninstalled, tokens_revoked, late deliveries
         calls = MotionCalls(ctx, self.outcomes)
         self.stepper = Stepper(
             ctx, Card(ctx, self.ends), Outbox(ctx), calls, self.outcomes, self.uploads, self.stops
@@ -146,9 +148,18 @@ class JobService:
         self.stop_tracking = self.stops.stop_tracking
         self.keep_waiting = self.stops.keep_waiting
         self.send_fresh_link = self.fresh_links.send
+        # Uninstalls, and the deliveries that come late for a forgotten workspace.
+        self.forget_workspace = self.uninstalls.forget
+        self.revoke_grants = self.uninstalls.revoke_grants
+        self.workspace_forgotten = self.uninstalls.is_forgotten
         # The poller's and the app's.
         self.advance = self.stepper.advance
-        self.recover = self.recovery.recover
+
+    def recover(self) -> int:
+        """At start: a workspace forgotten meanwhile is swept, then every job is resumed
+        (`Recovery.recover`); returns how many."""
+        self.uninstalls.sweep()
+        return self.recovery.recover()
 
     @property
     def wake(self) -> Callable[[int], None]:

@@ -63,7 +63,7 @@ class Stepper:
             job, first_runs = claimed
         else:
             job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
-        if job is None:
+        if job is None or ctx.forgotten(job.team_id):
             return None
         with log_context(job=job_id, team=job.team_id):
             return await self._look(job, first_runs)
@@ -85,6 +85,9 @@ class Stepper:
                 runs = None
             look = await self._work(job, runs)
             job = look.job
+            if ctx.forgotten(job.team_id):  # uninstalled while Motion answered: nothing more
+                log.info("job %s: its workspace was forgotten; the look ends", job_id)
+                return None
             await self.card.refresh(job, look.runs)
             if job.pending_posts:
                 await self.outbox.flush(ctx.job(job_id))

@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.jobs.bounds import job_for, run_for
 from bot.jobs.context import REACT_FAILED, JobContext
 from bot.jobs.workflow_ends import WorkflowEnds
 from bot.slack import messages
@@ -91,8 +92,9 @@ class Stops:
         return job, delay
 
     def keep_waiting(
-        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
-    ) -> Message | None:
+        self, team_id: str, value: str, user_id: str, channel_id: str | None,
+        message_ts: str | None,
+    ) -> Message | None:  # fmt: skip
         """ "Keep waiting": the next notice comes after as long again, from now. The notice is
         rewritten to say who chose it, without its buttons; a replay changes nothing (the
         clicker is told privately)."""
@@ -102,7 +104,8 @@ class Stops:
             return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
         now = ctx.clock()
         # Read before the choice is recorded: nothing after it may fail for want of the database.
-        run = ctx.store.run(int(run_text))
+        found = run_for(ctx.store, team_id, int(run_text))  # another workspace's: refused
+        run = found.run if found else None
         job_id = ctx.store.keep_waiting(int(run_text), int(notice_text), now) if run else None
         if job_id is None or run is None:
             return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
@@ -113,13 +116,14 @@ class Stops:
     # ------------------------------------------------------------ Stop tracking
 
     def stop_tracking(
-        self, value: str, user_id: str, channel_id: str | None, message_ts: str | None
-    ) -> Message | None:
+        self, team_id: str, value: str, user_id: str, channel_id: str | None,
+        message_ts: str | None,
+    ) -> Message | None:  # fmt: skip
         """Stop following the job, once, for its requester or an admin; anyone else is told
         privately and nothing changes. Returns what the clicker alone is told, if anything."""
         ctx = self.ctx
         stop = StopValue.parse(value)
-        job = ctx.store.job(stop.job_id) if stop else None
+        job = job_for(ctx.store, team_id, stop.job_id) if stop else None  # another's: refused
         if stop is None or job is None:
             return messages.already_done(messages.STOP_GONE, ctx.sandbox)
         admin = ctx.settings.for_team(job.team_id).spend.is_admin(user_id)

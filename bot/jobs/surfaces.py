@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bot.command_line import request_problems
 from bot.jobs.admission import Admissions, AskKind, FollowupAsk, NewJobAsk
+from bot.jobs.bounds import job_for, run_for
 from bot.jobs.card import job_label
 from bot.jobs.context import JobContext
 from bot.jobs.intake import NOT_SENT, Intake
@@ -82,13 +83,14 @@ class Surfaces:
         view = self.new_form(channel_id)
         self.ctx.background.run(self._open(self.ctx.slack_here(), trigger_id, view))
 
-    def open_refine_form(self, trigger_id: str, run_id: int) -> bool:
-        """False when the run or its job is gone (the caller says so privately)."""
+    def open_refine_form(self, team_id: str, trigger_id: str, run_id: int) -> bool:
+        """False when the run or its job is gone (the caller says so privately); another
+        workspace's run raises `OtherWorkspace` and no form opens."""
         ctx = self.ctx
-        run = ctx.store.run(run_id)
-        job = ctx.store.job(run.job_id) if run else None
-        if run is None or job is None:
+        found = run_for(ctx.store, team_id, run_id)
+        if found is None:
             return False
+        run, job = found.run, found.job
         view = messages.refine_form(
             job_id=job.id, run_number=run.number, aspects=ASPECTS, durations=DURATIONS,
             sandbox=ctx.sandbox,
@@ -135,13 +137,18 @@ class Surfaces:
         return SubmitOutcome(admission.kind)
 
     def submit_refine(
-        self, *, job_id: int, user_id: str, view_id: str, answers: FormAnswers
+        self, *, team_id: str, job_id: int, user_id: str, view_id: str, answers: FormAnswers
     ) -> SubmitOutcome:
-        """A followup as if replied in the thread, claimed by the view's id (one per form)."""
+        """A followup as if replied in the thread, claimed by the view's id (one per form).
+        The form's job must be the submitting workspace's (`OtherWorkspace` otherwise), checked
+        before anything else, so a forged form learns nothing, not even what it got wrong."""
+        job = job_for(self.ctx.store, team_id, job_id)
         request, errors = _checked(answers)
         if request is None:
             return SubmitOutcome(None, errors)
-        ask = self.intake.refine_of(job_id, user_id, view_id, request)
+        if job is None:
+            return SubmitOutcome(AskKind.REFUSED, {str(BlockId.PROMPT): messages.REFINE_GONE})
+        ask = self.intake.refine_of(team_id, job_id, user_id, view_id, request)
         if ask is None:
             return SubmitOutcome(AskKind.REFUSED, {str(BlockId.PROMPT): messages.REFINE_GONE})
         admission = self.admissions.ask_for_run(ask)

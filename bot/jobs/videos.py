@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.jobs.bounds import OtherWorkspace
 from bot.jobs.settings import MotionRoutes
 from bot.links import BadToken, LinkSigner
 from bot.motion import JobStatus, MotionClient, MotionRoute, MotionStatus
@@ -110,11 +111,14 @@ class VideoUrls:
     def finished_run(
         self, job_id: int, run_number: int, team_id: str | None = None
     ) -> tuple[Job, Run] | None:
-        """The finished run, while its job is still `team_id`'s when one is named (a job
-        deleted with its workspace, or another workspace's, serves nothing)."""
+        """The finished run, while its job is still `team_id`'s when one is named: a job
+        deleted with its workspace serves nothing (None), and a link naming another
+        workspace's job raises `OtherWorkspace` (bot/jobs/bounds.py)."""
         job = self.store.job(job_id)
-        if job is None or (team_id is not None and team_id != job.team_id):
+        if job is None:
             return None
+        if team_id is not None and team_id != job.team_id:
+            raise OtherWorkspace("job", team_id)
         runs = self.store.runs(job_id)
         run = next((r for r in runs if r.number == run_number), None)
         if run is None or run.state != RunState.DONE or not run.download_url:

@@ -9,6 +9,8 @@ the fallback acknowledges whatever nothing else takes).
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,9 +19,23 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.jobs import JobService
-from bot.listeners import actions, commands, events, fallback, functions, home, settings, views
-from bot.listeners.context import service_middleware
-from bot.slack.ids import NEW_VIDEO_SHORTCUT, ActionId, CallbackId
+from bot.jobs.bounds import OtherWorkspace
+from bot.listeners import (
+    actions,
+    commands,
+    events,
+    fallback,
+    functions,
+    home,
+    settings,
+    uninstall,
+    views,
+)  # fmt: skip
+from bot.listeners.context import service_middleware, service_of, team_of_body
+from bot.slack import messages
+from bot.slack.ids import NEW_VIDEO_SHORTCUT, ActionId, BlockId, CallbackId
+
+log = logging.getLogger(__name__)
 
 
 class Kind(StrEnum):
@@ -61,11 +77,43 @@ def register(app: AsyncApp, service: JobService) -> None:
     app.use(service_middleware(service))
     commands.register(app)
     for interaction in INTERACTIONS:
-        _decorator(app, interaction)(interaction.callback)
+        _decorator(app, interaction)(within_workspace(interaction))
     home.register(app)
+    uninstall.register(app)  # events too: before the catch-all
     functions.register(app)  # `function_executed` is an event too: before the catch-all
     events.register(app)  # its catch-all event listener comes after home's
     fallback.register(app)  # last: it matches everything the others did not
+
+
+def within_workspace(interaction: Interaction) -> Callable[..., Awaitable[None]]:
+    """The interaction's callback, with the one answer to a button or form that names another
+    workspace's job, run or preview (`OtherWorkspace`, raised by the lookups in
+    bot/jobs/bounds.py before anything is read or changed): its author alone is told, a
+    button's through its response_url, a form's on its field, and the attempt is logged by ids
+    only. Bolt passes the callback's own arguments (it reads them through `functools.wraps`)."""
+    callback = interaction.callback
+
+    @functools.wraps(callback)
+    async def guarded(**kwargs: Any) -> None:
+        try:
+            await callback(**kwargs)
+        except OtherWorkspace as refused:
+            body = kwargs.get("body") or {}
+            user = (body.get("user") or {}).get("id")
+            log.warning(
+                "%s from %s: refused, %s", interaction.id, user, refused,
+                extra={"team": team_of_body(body)},
+            )  # fmt: skip
+            said = messages.other_workspace(service_of(kwargs["context"]).sandbox)
+            if interaction.kind is Kind.VIEW_SUBMISSION:
+                error = messages.field_error(messages.OTHER_WORKSPACE)
+                await kwargs["ack"](response_action="errors", errors={BlockId.PROMPT: error})
+            elif "respond" in kwargs:
+                await kwargs["respond"](
+                    **said.payload(), response_type="ephemeral", replace_original=False
+                )
+
+    return guarded
 
 
 def _decorator(app: AsyncApp, interaction: Interaction) -> Callable[..., Any]:

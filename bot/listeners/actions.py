@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.jobs import Admission, AskKind, DatabaseUnavailable, JobService, RestartAsk, RetryAsk
 from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
-from bot.listeners.context import service_of
+from bot.listeners.context import service_of, team_of_body
 from bot.slack import messages
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ async def retry_run(
         await _say_done(respond, ALREADY_RETRIED, service.sandbox)
         return
     try:
-        admission = await service.ask_for_run_off_loop(RetryAsk(run_id, _user(body)))
+        ask = RetryAsk(run_id, _user(body), team_of_body(body))
+        admission = await service.ask_for_run_off_loop(ask)
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "a retry")
         return
@@ -50,7 +51,7 @@ async def restart_job(
     """The "Start a new job" button, after Motion refused a followup on a failed job."""
     await ack()
     service = service_of(context)
-    team = (body.get("team") or {}).get("id") or ""
+    team = team_of_body(body)
     run_id = _run_id(action)
     if run_id is None:
         await _say_done(respond, ALREADY_RESTARTED, service.sandbox)
@@ -72,7 +73,9 @@ async def confirm_start(
     service = service_of(context)
     token, url = str(action.get("value") or ""), body.get("response_url")
     try:
-        admission = await service.store.off_loop(service.confirm, token, _user(body), url)
+        admission = await service.store.off_loop(
+            service.confirm, team_of_body(body), token, _user(body), url
+        )
     except DatabaseUnavailable as away:  # the preview keeps its buttons, to press again
         await say_database_away(respond, service, away, "a Start")
         return
@@ -88,7 +91,9 @@ async def confirm_cancel(
     service = service_of(context)
     token = str(action.get("value") or "")
     try:
-        admission = await service.store.off_loop(service.cancel, token, _user(body))
+        admission = await service.store.off_loop(
+            service.cancel, team_of_body(body), token, _user(body)
+        )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "a Cancel")
         return
@@ -106,7 +111,11 @@ async def new_variation(
     try:
         ask = (
             await service.store.off_loop(
-                service.variation_of, run_id, _user(body), body.get("response_url")
+                service.variation_of,
+                team_of_body(body),
+                run_id,
+                _user(body),
+                body.get("response_url"),
             )
             if run_id
             else None
@@ -135,7 +144,10 @@ async def fresh_link(
     await ack()
     run_id = _run_id(action)
     if run_id is not None:
-        service_of(context).send_fresh_link(run_id, _user(body), _message_place(body)[0])
+        service_of(context).send_fresh_link(
+            team_of_body(body), run_id, _user(body), _message_place(body)[0],
+            body.get("response_url"),
+        )  # fmt: skip
 
 
 async def stop_tracking(
@@ -149,7 +161,9 @@ async def stop_tracking(
     channel, ts = _message_place(body)
     value = str(action.get("value") or "")
     try:
-        said = await service.store.off_loop(service.stop_tracking, value, _user(body), channel, ts)
+        said = await service.store.off_loop(
+            service.stop_tracking, team_of_body(body), value, _user(body), channel, ts
+        )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "Stop tracking")
         return
@@ -166,7 +180,9 @@ async def keep_waiting(
     channel, ts = _message_place(body)
     value = str(action.get("value") or "")
     try:
-        said = await service.store.off_loop(service.keep_waiting, value, _user(body), channel, ts)
+        said = await service.store.off_loop(
+            service.keep_waiting, team_of_body(body), value, _user(body), channel, ts
+        )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "Keep waiting")
         return

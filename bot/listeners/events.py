@@ -42,9 +42,10 @@ def is_human_reply(event: dict[str, Any]) -> bool:
 
 
 def delivery_keys(event: dict[str, Any], body: dict[str, Any]) -> list[str]:
-    """The delivery (event_id) and the message (channel + ts: the same message arrives as
-    both `message` and `app_mention`); claimed together, so either makes one thing."""
-    keys = [f"msg:{event.get('channel') or ''}:{event.get('ts') or ''}"]
+    """The delivery (event_id) and the message (its workspace, channel and ts: the same message
+    arrives as both `message` and `app_mention`); claimed together, so either makes one thing.
+    Two workspaces can see one message (a Slack Connect channel): each claims its own."""
+    keys = [f"msg:{team_of(event, body)}:{event.get('channel') or ''}:{event.get('ts') or ''}"]
     if body.get("event_id"):
         keys.insert(0, f"event:{body['event_id']}")
     return keys

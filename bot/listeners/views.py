@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 from bot.jobs import DatabaseUnavailable, FormAnswers, SubmitOutcome
 from bot.jobs.files import file_ids_of
 from bot.listeners.actions import say_database_away
-from bot.listeners.context import service_of
+from bot.listeners.context import service_of, team_of_body
 from bot.slack import messages
 from bot.slack.ids import INPUT_ACTION, BlockId
 
@@ -49,7 +49,7 @@ async def refine(
     trigger = str(body.get("trigger_id") or "")
     try:
         opened = run_id is not None and await service.store.off_loop(
-            service.open_refine_form, trigger, run_id
+            service.open_refine_form, team_of_body(body), trigger, run_id
         )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "Refine")
@@ -65,7 +65,7 @@ async def submit_new_form(
     service = service_of(context)
     try:
         outcome = await service.submit_new_form_with_files(
-            team_id=_team(body), user_id=_user(body), view_id=str(view.get("id") or ""),
+            team_id=team_of_body(body), user_id=_user(body), view_id=str(view.get("id") or ""),
             answers=answers_of(view, body.get("response_urls")),
         )  # fmt: skip
     except DatabaseUnavailable as away:
@@ -81,7 +81,8 @@ async def submit_refine(
     job_id = _metadata(view).get("job")
     try:
         outcome = await service.store.off_loop(
-            service.submit_refine, job_id=job_id if isinstance(job_id, int) else 0,
+            service.submit_refine, team_id=team_of_body(body),
+            job_id=job_id if isinstance(job_id, int) else 0,
             user_id=_user(body), view_id=str(view.get("id") or ""), answers=answers_of(view),
         )  # fmt: skip
     except DatabaseUnavailable as away:
@@ -150,10 +151,6 @@ def _metadata(view: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _team(body: dict[str, Any]) -> str:
-    return str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
 
 
 def _user(body: dict[str, Any]) -> str:

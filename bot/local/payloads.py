@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -219,13 +219,13 @@ def app_home_opened(user: str, *, tab: str, view: dict[str, Any] | None) -> dict
 
 
 def app_uninstalled() -> dict[str, Any]:
-    """The event Slack sends when the app is removed from a workspace (or an org)."""
+    """The event Slack sends when a workspace removes the app (its tokens are already dead)."""
     return {"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}
 
 
-def tokens_revoked(*, bot: list[str], oauth: list[str]) -> dict[str, Any]:
-    """The event Slack sends when tokens are revoked: the ids of the users whose user tokens
-    (`oauth`) and bot tokens (`bot`: the bot user) went."""
+def tokens_revoked(*, bot: Sequence[str] = (), oauth: Sequence[str] = ()) -> dict[str, Any]:
+    """The event Slack sends when tokens are revoked: the bot's (`bot`: its user ids) and/or
+    people's own (`oauth`: their user ids)."""
     return {
         "type": "tokens_revoked",
         "tokens": {"oauth": list(oauth), "bot": list(bot)},

@@ -7,7 +7,8 @@ polls), `outbox_rows` (posts for Slack), `usage_rows` (spend and previews), `sto
 notices, "Stop tracking"), `event_rows` (Slack deliveries taken), `step_rows` (Workflow Builder steps),
 `installation_rows` (each workspace's installation, tokens sealed), `oauth_state_rows`
 (installs in progress), `setting_rows` (each workspace's own settings and their change log; its
-Motion key sealed) and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
+Motion key sealed), `workspace_rows` (a workspace's rows in every table, forgotten at uninstall)
+and `sealed_rows` (every stored ciphertext, for key rotation). A repository is given the
 database and uses only its public methods; a change that spans tables inside one transaction
 uses the other modules' transaction helpers (`insert_posts`, `insert_run`, `take`, `charge`,
 `give_back`, `claim_events`), never another repository's state.
@@ -85,6 +86,15 @@ from bot.store.workspace_settings import (
     StoredSettings,
     WorkspaceSettingRows,
 )
+from bot.store.workspaces import (
+    FORGOTTEN_FOR_SECONDS,
+    NOT_PER_WORKSPACE,
+    PER_WORKSPACE,
+    Forgotten,
+    WorkspaceRows,
+    WorkspaceRowsRepo,
+    workspace_digest,
+)
 
 
 class Store:
@@ -106,6 +116,7 @@ class Store:
         self.sealed_rows = SealedRows(self.database)
         self.step_rows = StepRows(self.database)
         self.setting_rows = WorkspaceSettingRows(self.database)
+        self.workspace_rows = WorkspaceRowsRepo(self.database)
         self._name_database_calls()
         self._name_job_calls()
         self._name_run_calls()
@@ -115,6 +126,7 @@ class Store:
         self._name_installation_calls()
         self._name_step_calls()
         self._name_setting_calls()
+        self._name_workspace_calls()
 
     # ------------------------------------------------------------ the database itself
 
@@ -283,6 +295,12 @@ class Store:
         self.sealed_values = self.sealed_rows.sealed_values
         self.replace_sealed = self.sealed_rows.replace_sealed
 
+    def _name_workspace_calls(self) -> None:
+        self.forget_workspace = self.workspace_rows.forget_workspace
+        self.forgotten_digests = self.workspace_rows.forgotten_digests
+        self.drop_forgotten_before = self.workspace_rows.drop_forgotten_before
+        self.teams_with_rows = self.workspace_rows.teams_with_rows
+
     def _name_step_calls(self) -> None:
         self.step = self.step_rows.step
         self.running_step = self.step_rows.running_step
@@ -300,15 +318,19 @@ class Store:
 
 __all__ = [
     "ACTIVE_RUN_STATES",
+    "FORGOTTEN_FOR_SECONDS",
     "HIDDEN_RUN_STATES",
     "LEASE_SECONDS",
     "MOTION_API_KEY",
+    "NOT_PER_WORKSPACE",
+    "PER_WORKSPACE",
     "SEALED",
     "STEP_KIND",
     "UPLOAD_KIND",
     "Availability",
     "Claim",
     "DatabaseUnavailable",
+    "Forgotten",
     "InstalledBot",
     "InstallerGrant",
     "Job",
@@ -343,6 +365,7 @@ __all__ = [
     "Store",
     "StoredSettings",
     "UsageCount",
+    "WorkspaceRows",
     "begin_request_budget",
     "holding_polls",
     "lease_fence",
@@ -350,5 +373,6 @@ __all__ = [
     "request_budget",
     "request_deadline",
     "within_request",
+    "workspace_digest",
     "workspace_key",
 ]

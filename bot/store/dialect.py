@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -43,6 +44,7 @@ from bot.store.availability import (
 )
 
 Params = Sequence[Any]
+log = logging.getLogger(__name__)
 
 
 class Cursor(Protocol):
@@ -101,6 +103,8 @@ class Backend(Protocol):
 
     def probe(self) -> None: ...
 
+    def checkpoint(self) -> None: ...
+
 
 def is_postgres(url: str) -> bool:
     return url.split(":", 1)[0] in ("postgres", "postgresql")
@@ -140,6 +144,9 @@ class SqliteBackend:
         if path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Freed space is overwritten with zeros: a deleted row (a forgotten workspace's) and the
+        # old copy an UPDATE leaves behind never linger in the file's free pages or cells.
+        self.db.execute("PRAGMA secure_delete=ON")
         # Opening and migrating may wait for another process's write (a backup, another
         # instance starting); every call after that waits its own budget (`_connection`).
         self._busy_ms = int(MIGRATION_SECONDS * 1000)
@@ -220,6 +227,15 @@ class SqliteBackend:
             with self.write():
                 return
         self.execute("SELECT 1")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it, so pages with deleted rows (zeroed in
+        the file by `secure_delete`) do not survive in the WAL either. Another connection
+        reading at that moment keeps the WAL: logged, and the next checkpoint finishes it."""
+        with self._connection() as conn:
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("the WAL checkpoint was held up by another reader; it will come again")
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -421,6 +437,10 @@ class PostgresBackend:
             raise self._unavailable(exc) from exc
         self.availability.succeeded(wrote=not (status or b"SELECT").startswith(b"SELECT"))
         return found
+
+    def checkpoint(self) -> None:
+        """Nothing: PostgreSQL keeps deleted rows as dead tuples until VACUUM (autovacuum, or
+        the operator's; docs/operations.md), never in a file the app can scrub."""
 
     def probe(self) -> None:
         """`/healthz`'s look. During an outage the pool first checks its idle connections

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.store.base import Database
 from bot.store.dialect import Tx
+from bot.store.workspaces import remember_workspace
 
 _WORKSPACE_KEY = ("enterprise_id", "team_id")
 _BOT_COLUMNS = (
@@ -136,6 +137,7 @@ class InstallationRows:
         with self.database.write() as tx:
             _upsert(tx, "installations", _WORKSPACE_KEY, values)
             _upsert(tx, "installation_users", (*_WORKSPACE_KEY, "user_id"), _columns(grant))
+            remember_workspace(tx, bot.team_id or "")  # installed again after an uninstall
 
     def save_installed_bot(self, bot: InstalledBot) -> None:
         """A workspace's bot alone (a refreshed token): who installed it and how stay."""

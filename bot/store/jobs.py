@@ -69,7 +69,7 @@ class JobRows:
         its preview, when `spend` comes from one): None when it was already taken."""
         try:
             with self.database.write() as conn:
-                if not claim_events(conn, event_keys, now):
+                if not claim_events(conn, event_keys, now, team_id):
                     return None
                 if spend is not None and (refused := take(conn, spend)) is not None:
                     raise refused
@@ -128,21 +128,24 @@ class JobRows:
         rows = self.database.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
-    def job_for_thread(self, channel_id: str, thread_ts: str) -> Job | None:
+    def job_for_thread(self, channel_id: str, thread_ts: str, *, team_id: str) -> Job | None:
+        """The workspace's job whose thread this is. Two workspaces can see the same channel
+        and ts (a Slack Connect channel): a thread is only ever its own workspace's job's."""
         rows = self.database.rows(
-            "SELECT * FROM jobs WHERE channel_id = ? AND thread_ts = ?", (channel_id, thread_ts)
+            "SELECT * FROM jobs WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
+            (team_id, channel_id, thread_ts),
         )
         return job_from_row(rows[0]) if rows else None
 
-    def card_in_flight(self, channel_id: str, since: float) -> bool:
+    def card_in_flight(self, channel_id: str, since: float, *, team_id: str) -> bool:
         """Whether a job's card was handed to Slack in this channel since `since` and its answer
         (the ts that names the job's thread) is not recorded yet. People see the card as soon
         as Slack posts it, so a reply in a thread the store does not know may be in that one."""
         return (
             self.database.value(
-                "SELECT 1 FROM jobs WHERE channel_id = ? AND state = 'new' AND thread_ts IS NULL"
-                " AND card_sent_at >= ? LIMIT 1",
-                (channel_id, since),
+                "SELECT 1 FROM jobs WHERE team_id = ? AND channel_id = ? AND state = 'new'"
+                " AND thread_ts IS NULL AND card_sent_at >= ? LIMIT 1",
+                (team_id, channel_id, since),
             )
             is not None
         )

@@ -527,6 +527,45 @@ def m012_workspace_settings(db: Database) -> None:
 
 @migration(
     postgres=(
+        "ALTER TABLE events ADD COLUMN team_id text NOT NULL DEFAULT ''",
+        "UPDATE events SET team_id = COALESCE((SELECT jobs.team_id FROM runs JOIN jobs ON"
+        " jobs.id = runs.job_id WHERE runs.id = CAST(substr(events.key, 11) AS bigint)), '')"
+        " WHERE key LIKE 'variation:%'",
+        "CREATE INDEX idx_events_team_id ON events (team_id)",
+        """CREATE TABLE forgotten_workspaces (
+            digest text PRIMARY KEY, forgotten_at double precision NOT NULL)""",
+        "DROP INDEX idx_jobs_channel_id_thread_ts",
+        "CREATE UNIQUE INDEX idx_jobs_team_id_channel_id_thread_ts"
+        " ON jobs (team_id, channel_id, thread_ts)",
+        "CREATE INDEX idx_previews_team_id ON previews (team_id)",
+        "CREATE INDEX idx_step_executions_team_id ON step_executions (team_id)",
+    )
+)
+def m013_workspace_bounds(db: Database) -> None:
+    """A workspace's rows, and only its own: every handled Slack delivery names its workspace
+    (`events.team_id`; the kept "variation:<run>" claims learn theirs from the run's job), so
+    an uninstall can forget them; a thread is a job's within its workspace only (two
+    workspaces may see the same channel and ts: a Slack Connect channel); and an uninstalled
+    workspace leaves only a digest of its id (`forgotten_workspaces`), so a delivery that
+    arrives late for it is recognised without keeping the id itself."""
+    db.table("events").add_column("team_id", str, not_null_default="")
+    db.execute(
+        "UPDATE events SET team_id = COALESCE((SELECT jobs.team_id FROM runs JOIN jobs ON"
+        " jobs.id = runs.job_id WHERE runs.id = CAST(substr(events.key, 11) AS INTEGER)), '')"
+        " WHERE key LIKE 'variation:%'"
+    )
+    db.table("events").create_index(["team_id"])
+    db.table("forgotten_workspaces").create(
+        {"digest": str, "forgotten_at": float}, pk="digest", not_null={"forgotten_at"}
+    )
+    db.execute("DROP INDEX idx_jobs_channel_id_thread_ts")
+    db.table("jobs").create_index(["team_id", "channel_id", "thread_ts"], unique=True)
+    db.table("previews").create_index(["team_id"])
+    db.table("step_executions").create_index(["team_id"])
+
+
+@migration(
+    postgres=(
         "ALTER TABLE jobs ADD COLUMN enterprise_id text",
         "ALTER TABLE installations ADD COLUMN refresh_owner text",
         "ALTER TABLE installations ADD COLUMN refresh_until double precision",

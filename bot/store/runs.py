@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.store.base import Database, LeaseLost, current_fence, held_polls
 from bot.store.dialect import Tx
-from bot.store.events import claim_events
+from bot.store.events import claim_events_for_job
 from bot.store.models import ACTIVE_RUN_STATES, NewPost, QuietPoll, Run, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.usage import Spend, SpendRefused, charge, give_back, take
@@ -63,7 +63,7 @@ class RunRows:
                     (reply_channel, reply_ts),
                 ).fetchone()
             )
-            if exists or not claim_events(conn, event_keys, now):
+            if exists or not claim_events_for_job(conn, event_keys, now, job_id):
                 return None
             if spend is not None and (refused := take(conn, spend)) is not None:
                 run_id = None
@@ -86,7 +86,7 @@ class RunRows:
     ) -> bool:
         """Record the answer to an unusable reply once per reply, with its delivery's keys."""
         with self.database.write() as conn:
-            if not claim_events(conn, event_keys, now):
+            if not claim_events_for_job(conn, event_keys, now, job_id):
                 return False
             insert_posts(conn, job_id, None, [post], now)
         return True

@@ -138,7 +138,7 @@ class UsageRows:
         transaction."""
         try:
             with self.database.write() as conn:
-                if not claim_events(conn, event_keys, now):
+                if not claim_events(conn, event_keys, now, team_id):
                     return False
                 if step is not None and not claim_step(conn, step, now, preview_token=token):
                     raise StepTaken(step.execution_id)

@@ -297,7 +297,7 @@ async def test_followup_lost_before_motion_saw_it_is_reported_with_a_resend_butt
 async def test_restart_between_recording_a_followup_and_motions_answer(harness: Harness) -> None:
     thread = await finished_job(harness)
     bot = harness.bot
-    job = bot.store.job_for_thread("C0PUBLIC", thread)
+    job = bot.store.job_for_thread("C0PUBLIC", thread, team_id="T0001")
     assert job is not None
     await harness.stop()
     # What a crash mid-call leaves behind: the followup recorded as sending, no answer stored.

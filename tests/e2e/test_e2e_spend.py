@@ -124,7 +124,14 @@ async def test_a_reply_and_both_buttons_in_a_channel_no_longer_allowed_are_refus
     await settle()
     assert (harness.sandbox.count("create"), harness.sandbox.count("followup")) == before
     assert harness.slack.reactions("C0PUBLIC", reply["ts"]) == []
-    assert len(harness.bot.store.runs(harness.bot.store.job_for_thread("C0PUBLIC", thread).id)) == 1  # type: ignore[union-attr]
+    assert (
+        len(
+            harness.bot.store.runs(
+                harness.bot.store.job_for_thread("C0PUBLIC", thread, team_id="T0001").id
+            )
+        )
+        == 1
+    )  # type: ignore[union-attr]
     assert len(harness.cards()) == 2 and harness.posts() == []  # nothing in any channel
     assert failed_thread
 

@@ -209,7 +209,7 @@ async def test_someone_else_is_refused_privately_and_nothing_changes(harness: Ha
     assert stop_posts(harness, card["ts"]) == []
     assert status_calls(harness) > polled  # still followed
     assert STOPPED_WORDS not in card_text(harness, card["ts"])
-    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"])
+    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"], team_id="T0001")
     assert job is not None and job.state == "open" and job.stopped_by is None
 
 
@@ -407,14 +407,14 @@ async def test_a_create_in_flight_when_stop_is_recorded_is_not_followed(harness:
     harness.sandbox.fault("create", delay=1.0, after_processing=True)
     card = await run_command(harness, "a slow start")
     await until(lambda: harness.sandbox.job_ids, what="the create taking effect")
-    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"])
+    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"], team_id="T0001")
     assert job is not None and job.motion_job_id is None  # the create's answer is not back
     # The card's first post has no button yet (the job opens with it): press what it will carry.
     await harness.action("stop_tracking", str(job.id), message_ts=card["ts"])
     await until(lambda: stop_posts(harness, card["ts"]), what="the stop message")
     await settle(2.0)
     assert harness.sandbox.count("create") == 1 and status_calls(harness) == 0
-    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"])
+    job = harness.bot.store.job_for_thread("C0PUBLIC", card["ts"], team_id="T0001")
     assert job is not None and job.state == "stopped" and job.motion_job_id is not None
     assert [r.state for r in harness.bot.store.runs(job.id)] == ["stopped"]
     assert STOPPED_WORDS in card_text(harness, card["ts"])

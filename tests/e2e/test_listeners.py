@@ -143,10 +143,12 @@ async def test_a_reply_in_a_job_thread_becomes_one_followup_however_often_delive
     service: JobService,
 ) -> None:
     job_id = await open_job(service)
-    body = {"event_id": "Ev0001"}
+    body = {"event_id": "Ev0001", "team_id": "T0001"}
     for _ in range(2):
         await events.on_reply(reply("make it warmer"), body, context(service))
-    await events.on_reply(reply("make it warmer"), {"event_id": "Ev0002"}, context(service))
+    await events.on_reply(
+        reply("make it warmer"), {"event_id": "Ev0002", "team_id": "T0001"}, context(service)
+    )
     followups = [r for r in service.store.runs(job_id) if r.kind == RunKind.FOLLOWUP]
     assert [(r.number, r.request["prompt"], r.author) for r in followups] == [
         (2, "make it warmer", "U0BOB")
@@ -167,7 +169,7 @@ async def test_replies_that_are_not_followups_record_nothing(
     service: JobService, event: dict[str, Any]
 ) -> None:
     job_id = await open_job(service)
-    await events.on_reply(event, {"event_id": "Ev0003"}, context(service))
+    await events.on_reply(event, {"event_id": "Ev0003", "team_id": "T0001"}, context(service))
     assert len(service.store.runs(job_id)) == 1
 
 
@@ -190,7 +192,7 @@ async def test_send_it_again_makes_one_new_run_however_often_pressed(service: Jo
     service.store.mark_sending(first.id, baseline_completed_at=None, baseline_url=None, now=NOW)
     service.outcomes.settle_interrupted(service.store.job(job_id), first)  # type: ignore[arg-type]
     ack, respond = Recorder(), Recorder()
-    body = {"user": {"id": "U0ALICE"}}
+    body = {"team": {"id": "T0001"}, "user": {"id": "U0ALICE", "team_id": "T0001"}}
     presses = [
         actions.retry_run(ack, body, {"value": str(first.id)}, respond, context(service))
         for _ in range(3)

@@ -51,7 +51,7 @@ async def test_a_mention_in_a_private_channel_is_announced_without_its_prompt(
 
 async def test_a_video_link_serves_only_while_its_job_is_its_workspaces(harness: Harness) -> None:
     """The lasting /v/ link names its workspace: a link naming the job under another workspace
-    serves nothing (404), and once the job is gone (an uninstalled workspace's data is deleted)
+    is refused (403, as the spec's isolation asks of a link), and once the job is gone (an uninstalled workspace's data is deleted)
     neither does the real one; a link signed before links named a workspace still works."""
     from bot.links import signer_for
     from tests.e2e.test_e2e_video import download_button, finished, start_public
@@ -70,7 +70,7 @@ async def test_a_video_link_serves_only_while_its_job_is_its_workspaces(harness:
     older = link_for({"j": job.id, "r": 1})
     assert (await harness.http.get(link)).status_code == 302
     assert (await harness.http.get(older)).status_code == 302
-    assert (await harness.http.get(other_team)).status_code == 404
+    assert (await harness.http.get(other_team)).status_code == 403
 
     store = harness.bot.store
     with store._write() as conn:  # what an uninstall does to the workspace's rows

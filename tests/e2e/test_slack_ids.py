@@ -116,6 +116,7 @@ BUILDERS: dict[str, Callable[[], Built]] = {
     "help_message": lambda: messages.help_message(False),
     "invite_hint": lambda: messages.invite_hint(channel_is_dm=False, sandbox=False),
     "already_done": lambda: messages.already_done(HOSTILE, False),
+    "other_workspace": lambda: messages.other_workspace(False),
     "accepted": lambda: messages.accepted(False),
     "job_list": lambda: messages.job_list(
         [JobListing(HOSTILE, "done", 2, "https://x.slack.com/archives/C1/p1", "2026-04-28")],

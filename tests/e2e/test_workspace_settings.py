@@ -114,10 +114,10 @@ async def test_an_admin_of_one_workspace_is_no_admin_of_another(service: JobServ
     assert "Everyone's runs" in str(service.usage_report(STRICT, "U0ADMIN").blocks)
     assert "Everyone's runs" not in str(service.usage_report(RELAXED, "U0ADMIN").blocks)
     relaxed_job = open_job(service, RELAXED, "1763000000.000100")
-    said = service.stop_tracking(str(relaxed_job), "U0ADMIN", None, None)
+    said = service.stop_tracking(RELAXED, str(relaxed_job), "U0ADMIN", None, None)
     assert said is not None and "Only" in said.text
     strict_job = open_job(service, STRICT, "1763000000.000200")
-    assert service.stop_tracking(str(strict_job), "U0ADMIN", None, None) is None
+    assert service.stop_tracking(STRICT, str(strict_job), "U0ADMIN", None, None) is None
     assert [j.state for j in map(service.store.job, (relaxed_job, strict_job)) if j] == [
         JobState.OPEN,
         JobState.STOPPED,
@@ -129,12 +129,15 @@ async def test_followups_need_a_mention_only_in_the_workspace_that_asks_for_it(
 ) -> None:
     strict_job = open_job(service, STRICT, "1763000000.000100")
     other_job = open_job(service, "T0OTHER", "1763000000.000200")
-    for n, thread in enumerate(("1763000000.000100", "1763000000.000200")):
+    for n, (team, thread) in enumerate(
+        ((STRICT, "1763000000.000100"), ("T0OTHER", "1763000000.000200"))
+    ):
         reply = {
             "type": "message", "channel": "C0PUBLIC", "user": "U0BOB", "text": "warmer",
             "ts": f"1763000100.00010{n}", "thread_ts": thread,
         }  # fmt: skip
-        await events.on_reply(reply, {"event_id": f"Ev000{n}"}, context(service))
+        body = {"event_id": f"Ev000{n}", "team_id": team}
+        await events.on_reply(reply, body, context(service))
 
     def followups(job_id: int) -> int:
         return sum(1 for r in service.store.runs(job_id) if r.kind == RunKind.FOLLOWUP)

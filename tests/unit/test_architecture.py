@@ -45,6 +45,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bot.config",
         "bot.workspaces",
         "bot.logs",  # what a log line is about (the job, its run, the workspace)
+        "bot.refresher",  # forgotten workspaces, kept fresh in memory
     ),
     "bot.video_links": ("bot.jobs", "bot.links", "bot.motion"),
     "bot.listeners": ("bot.jobs", "bot.slack", "bot.command_line", "bot.workspaces"),

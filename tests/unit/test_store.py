@@ -123,11 +123,13 @@ def test_create_job_records_the_job_and_its_first_run_together(store: Store) -> 
 
 def test_a_job_is_found_by_its_thread(store: Store) -> None:
     job_id, _ = new_job(store, thread_ts="1700000000.000100")
-    found = store.job_for_thread("C1", "1700000000.000100")
+    found = store.job_for_thread("C1", "1700000000.000100", team_id="T1")
     assert found is not None
     assert found.id == job_id
     assert found.state == "open"
-    assert store.job_for_thread("C1", "1700000000.000200") is None
+    assert store.job_for_thread("C1", "1700000000.000200", team_id="T1") is None
+    # The same channel and ts seen from another workspace (a Slack Connect channel) is not it.
+    assert store.job_for_thread("C1", "1700000000.000100", team_id="T2") is None
 
 
 def test_followups_are_numbered_in_order(store: Store) -> None:
@@ -518,7 +520,7 @@ def test_a_database_from_before_m002_keeps_its_cards_and_loses_only_dead_columns
     assert "started_at" not in store.db["runs"].columns_dict
     assert {tuple(i.columns) for i in store.db["jobs"].indexes} >= {
         ("due_at",),
-        ("channel_id", "thread_ts"),
+        ("team_id", "channel_id", "thread_ts"),  # m013: a thread is its workspace's only
     }
     store.close()
 
@@ -559,14 +561,21 @@ def test_a_card_is_in_flight_from_before_it_is_posted_until_its_thread_is_record
     """A reply can name the card's thread before the app has recorded it: the intake waits
     while a card is in flight in the reply's channel (bot/jobs/mentions.py `late_thread`)."""
     job_id, _ = new_job(store, channel="C1", thread_ts=None)
-    assert not store.card_in_flight("C1", T0 - 30)  # not handed to Slack yet: no thread exists
+    assert not store.card_in_flight(
+        "C1", T0 - 30, team_id="T1"
+    )  # not handed to Slack yet: no thread exists
     store.record_card_sending(job_id, T0 + 1)
-    assert store.card_in_flight("C1", T0 - 30)
-    assert not store.card_in_flight("C2", T0 - 30)  # another channel's replies do not wait
-    assert not store.card_in_flight("C1", T0 + 2)  # handed over too long ago: not awaited
+    assert store.card_in_flight("C1", T0 - 30, team_id="T1")
+    assert not store.card_in_flight(
+        "C2", T0 - 30, team_id="T1"
+    )  # another channel's replies do not wait
+    assert not store.card_in_flight("C1", T0 - 30, team_id="T2")  # nor another workspace's
+    assert not store.card_in_flight(
+        "C1", T0 + 2, team_id="T1"
+    )  # handed over too long ago: not awaited
     store.record_card(job_id, "5.5", "C1", "new", "digest", T0 + 2)
-    assert not store.card_in_flight("C1", T0 - 30)
-    job = store.job_for_thread("C1", "5.5")
+    assert not store.card_in_flight("C1", T0 - 30, team_id="T1")
+    job = store.job_for_thread("C1", "5.5", team_id="T1")
     assert job is not None and job.id == job_id
 
 
@@ -574,7 +583,7 @@ def test_an_abandoned_card_is_not_in_flight(store: Store) -> None:
     job_id, _ = new_job(store, channel="C1", thread_ts=None)
     store.record_card_sending(job_id, T0 + 1)
     store.abandon_job(job_id, T0 + 2)
-    assert not store.card_in_flight("C1", T0 - 30)
+    assert not store.card_in_flight("C1", T0 - 30, team_id="T1")
 
 
 @pytest.mark.postgres_only

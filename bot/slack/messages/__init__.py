@@ -48,12 +48,14 @@ from bot.slack.messages.home import (
 )
 from bot.slack.messages.lists import (
     MALFORMED_COMMAND,
+    OTHER_WORKSPACE,
     JobListing,
     accepted,
     already_done,
     help_message,
     invite_hint,
     job_list,
+    other_workspace,
     usage_error,
 )
 from bot.slack.messages.notices import (
@@ -158,6 +160,7 @@ __all__ = [
     "NEVER_STARTED",
     "NO_CHANNEL",
     "NO_REASON",
+    "OTHER_WORKSPACE",
     "PREVIEW_CANCELLED",
     "PREVIEW_EXPIRED",
     "PREVIEW_GONE",
@@ -226,6 +229,7 @@ __all__ = [
     "no_public_url_for_files",
     "nothing_to_refine",
     "notify_message",
+    "other_workspace",
     "outcome_unknown",
     "preview_answer",
     "reason_for",

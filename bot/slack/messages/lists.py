@@ -65,6 +65,15 @@ def already_done(what: str, sandbox: bool) -> Message:
     return with_sandbox(Message(f"ℹ️ {escape(what)}"), sandbox)
 
 
+OTHER_WORKSPACE = "That belongs to another workspace, so nothing was changed."
+
+
+def other_workspace(sandbox: bool) -> Message:
+    """A button, form or link of one workspace used from another: said to its author alone,
+    naming nothing of the other workspace."""
+    return with_sandbox(Message(f"ℹ️ {OTHER_WORKSPACE}"), sandbox)
+
+
 def accepted(sandbox: bool) -> Message:
     return with_sandbox(
         Message("🎬 Starting your video: its card will appear in this channel in a moment."),

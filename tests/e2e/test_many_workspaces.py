@@ -30,6 +30,7 @@ from tests.support.e2e import READY
 from tests.support.harness import MOTION_KEY, ROOT_DIR, Harness, until
 from tests.support.motion import ScriptedSandbox
 from tests.support.slack import SlackDouble
+from tests.support.workspaces import FromWorkspace
 
 KEY = new_key()
 
@@ -339,3 +340,45 @@ async def test_a_file_link_is_read_with_the_token_of_the_workspace_it_names_only
     beta_tokens = set(slack.oauth.access_tokens("T0002"))
     assert [c.team_id for c in infos] == ["T0002", "T0001"]
     assert infos[0].token in beta_tokens and infos[1].token not in beta_tokens
+
+
+async def test_uninstalling_one_workspace_forgets_it_and_its_key_while_the_other_goes_on(
+    many: Harness, slack: SlackDouble
+) -> None:
+    """Many workspaces, through Slack's own install: B removes the app while a job of its runs.
+    Its installation (tokens sealed), its settings with its Motion key and its jobs are gone at
+    once; a late command from it is answered and does nothing; A keeps working."""
+    beta = slack.add_workspace("T0002", name="Beta")
+    bot = await many.start()
+    for team in ("T0001", "T0002"):
+        assert (await browse_install(bot, slack, team)).status_code == 200
+    sealed = Secrets([KEY]).seal("motion_beta_key_9876")
+    bot.store.change_settings("T0002", None, "U0ALICE", 1.0, {}, KeyChange(sealed, None, "9876"))
+    await command_in(many, beta, "beta's secret fox")
+    slack.uninstall("T0002")
+    answer = await FromWorkspace(many, beta).uninstalled()
+    assert answer.status_code == 200
+
+    def rows_of_beta() -> list[str]:
+        found = []
+        for table in ("jobs", "installations", "workspace_settings", "settings_changes"):
+            rows = bot.store.database.rows(f"SELECT * FROM {table}")
+            found += [table for row in rows if "T0002" in repr(row)]
+        return found
+
+    assert rows_of_beta() == []
+    calls_before = len(slack.calls(team_id="T0002"))
+    late = beta.slash_command("/motion", "one more", channel="C0PUBLIC", user="U0ALICE")
+    assert (await many.post(urlencode(late), FORM)).status_code == 200
+    await asyncio.sleep(0.5)
+    assert bot.store.database.rows("SELECT id FROM jobs WHERE team_id = 'T0002'") == []
+    assert len(slack.calls(team_id="T0002")) == calls_before
+    alpha = slack.workspace("T0001")
+    card = await command_in(many, alpha, "alpha's fox")
+    await until(
+        lambda: [
+            m for m in alpha.messages("C0PUBLIC", thread_ts=str(card["ts"])) if READY in m["text"]
+        ],
+        what="A's result after B left",
+        timeout=20,
+    )

@@ -116,15 +116,18 @@ def kind_of(message: dict[str, Any]) -> str | None:
 
 
 class Terminal:
-    """Prints the channel as it changes, each line stamped with the time since the start."""
+    """Prints the channel as it changes, each line stamped with the time since the start (and,
+    with several workspaces, `where`: the workspace's name)."""
 
-    def __init__(self, out: TextIO, names: dict[str, str], started: float) -> None:
-        self.out, self.names, self.started = out, names, started
+    def __init__(
+        self, out: TextIO, names: dict[str, str], started: float, *, where: str = ""
+    ) -> None:
+        self.out, self.names, self.started, self.where = out, names, started, where
         self.cards: dict[str, str] = {}  # card ts → the line last shown
 
     def say(self, head: str, body: list[str] | None = None) -> None:
         elapsed = int(time.monotonic() - self.started)
-        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {head}", file=self.out)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {self.where}{head}", file=self.out)
         for line in body or []:
             print(f"        {line}" if line else "", file=self.out)
         self.out.flush()
@@ -450,10 +453,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="start it as a Workflow Builder step (Make a Motion video) and show its completion",
     )
+    attach.add_argument(
+        "--workspaces",
+        action="store_true",
+        help="many-workspaces mode: install the app in two workspaces from its install page, "
+        "an admin saves a Motion key in one from Settings, then a job in each",
+    )
     parser.add_argument("--fast", action="store_true", help="sandbox runs of about a second")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")
     parser.add_argument("--verbose", action="store_true", help="show the app's log")
     args = parser.parse_args(argv)
+    if args.workspaces and args.followup:
+        parser.error("--followup is not part of --workspaces")
     args.attachment = None
     if args.file is not None:
         try:
@@ -468,9 +479,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str], out: TextIO = sys.stdout) -> int:
     args = parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.ERROR)
+    run = Tryout(args, out).run
+    if args.workspaces:
+        from bot.local.tryout_workspaces import WorkspacesTryout  # it builds on this module
+
+        run = WorkspacesTryout(args, out).run
 
     async def interruptible() -> str | None:
-        task = asyncio.ensure_future(Tryout(args, out).run())
+        task = asyncio.ensure_future(run())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGINT, task.cancel)

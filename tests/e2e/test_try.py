@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -206,3 +207,79 @@ async def test_a_failure_post_ends_the_wait_with_its_words() -> None:
 
     assert card_ts == "1.1"
     assert failure is not None and "Render crashed" in failure
+
+
+def said_in(out: str, workspace: str) -> list[str]:
+    """Every line printed about one workspace of `try --workspaces`: its stamped lines and the
+    lines under them."""
+    found: list[str] = []
+    current = ""
+    for line in out.splitlines():
+        if line.startswith("["):
+            current = line.split("] ", 1)[-1].split(" · ", 1)[0]
+        if current == workspace:
+            found.append(line)
+    return found
+
+
+SECRET_SHAPES = (
+    r"xox[a-z]-",  # a Slack token: xoxb-, xoxe-1- (a refresh token), xoxe.xoxb-
+    r"motion_[0-9a-f]{8}",  # a Motion key (the form shows only its last 4)
+    r"[A-Za-z0-9_-]{43}=",  # a Fernet key (SECRET_KEYS)
+    "standin-client-secret",
+)
+
+
+def test_try_workspaces_installs_two_workspaces_sets_a_key_in_one_and_runs_a_job_in_each(
+    tmp_path: Path,
+) -> None:
+    done = run_try(tmp_path, "--fast", "--workspaces", "a fox in the snow")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    for workspace, installer in (("Acme", "dana"), ("Globex", "erin")):
+        assert f"{workspace} · {installer} opens http://127.0.0.1:" in out
+        assert f"Slack's approve page: {installer} allows Motion in {workspace}" in out
+        assert f"Motion was added to {workspace}." in out  # the app's page after the redirect
+        assert f"{workspace} · {workspace} installed Motion" in out
+    assert out.index("Acme installed Motion") < out.index("Globex installed Motion")
+    assert "Acme · dana (a workspace admin) opens the app's Home tab:" in out
+    assert "[ ⚙️ Settings ]" in out and "▸ Motion API key" in out
+    assert re.search(r"Acme · dana pastes a Motion key \(motion_…[0-9a-f]{4}\)", out)
+    assert "Acme · the form closes: the app tried the key with Motion (it works)" in out
+    jobs = out[out.index("the form closes") :]
+    for workspace, requester in (("Acme", "alice"), ("Globex", "bob")):
+        assert f"{workspace} · #general · {requester}: /motion a fox in the snow" in jobs
+        assert f"{workspace} · card posted: 🎬 Motion video for @{requester}" in jobs
+        assert f"{workspace} · card edited:" in jobs
+        assert f"✅ @{requester} run 1 of your Motion video is ready." in jobs
+        assert "Credits — " in "\n".join(said_in(jobs, workspace))
+    # Acme's job ran with Acme's key at "Motion"; Globex, with no key, stayed in the sandbox.
+    assert messages.SANDBOX_NOTE in "\n".join(said_in(jobs, "Globex"))
+    assert messages.SANDBOX_NOTE not in "\n".join(said_in(jobs, "Acme"))
+    assert "Acme's job went to Motion (MOTION_API_URL) with Acme's own key" in out
+    for shape in SECRET_SHAPES:
+        assert not re.search(shape, out + done.stderr), shape
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_try_workspaces_gives_up_with_a_reason_after_its_timeout(tmp_path: Path) -> None:
+    done = run_try(tmp_path, "--workspaces", "--timeout", "1")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("motion-bot try: no result within 1 s")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_try_help_documents_workspaces_and_refuses_a_followup_with_it(tmp_path: Path) -> None:
+    helped = run_try(tmp_path, "--help")
+    assert helped.returncode == 0
+    assert "--workspaces" in helped.stdout
+    assert "many-workspaces mode: install the app in two workspaces" in " ".join(
+        helped.stdout.split()
+    )
+    refused = run_try(tmp_path, "--workspaces", "--followup", "warmer")
+    assert refused.returncode == 2 and "--followup is not part of --workspaces" in refused.stderr
+    mixed = run_try(tmp_path, "--workspaces", "--workflow")
+    assert mixed.returncode == 2 and "not allowed with argument" in mixed.stderr

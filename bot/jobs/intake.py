@@ -138,7 +138,7 @@ class Intake:
                 for c in ctx.store.everyone_usage(team_id, utc_day(now), utc_month(now))
             ]
         view = self.admissions.usage_view(team_id, user_id)
-        return messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox)
+        return messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox_here())
 
     # ------------------------------------------------------------ the buttons on results
 
@@ -187,7 +187,7 @@ class Intake:
             listed = await self._job_list(team_id, user_id)
         except DatabaseUnavailable as away:
             log.info("/motion list for %s: %s; asked to try again", user_id, away)
-            listed = messages.database_away(self.ctx.sandbox, lookup=True)
+            listed = messages.database_away(self.ctx.sandbox_here(), lookup=True)
         await self.ctx.slack_for(team_id).respond(response_url, listed.payload())
 
     async def _job_list(self, team_id: str, user_id: str) -> Message:
@@ -210,7 +210,7 @@ class Intake:
             )
 
         listings = await asyncio.gather(*(listing(job, runs) for job, runs in recent.shown))
-        return messages.job_list(list(listings), ctx.sandbox, recent.usage)
+        return messages.job_list(list(listings), ctx.sandbox_here(), recent.usage)
 
     def recent_with_runs(self, team_id: str, user_id: str, limit: int, show: int) -> Recent:
         """What `/motion list` and the Home tab read, together, for the store's workers: the

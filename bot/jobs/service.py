@@ -76,7 +76,6 @@ class JobService:
             background=Background(),
             clock=clock,
             wake=wake or (lambda job_id: None),
-            sandbox=sandbox,
             settings=settings,
             routes=MotionRoutes(settings, store.off_loop),
             files=files,
@@ -86,7 +85,9 @@ class JobService:
             events=events or JobEvents(),
             workspace_slack=workspace_slack,
         )
-        self.store, self.slack, self.sandbox = store, slack, sandbox
+        self.store, self.slack = store, slack
+        # The sandbox note on a request's own replies: the requesting workspace's mode.
+        self.sandbox_here = ctx.sandbox_here
         self._compose(ctx, settings, motion)
 
     def _compose(self, ctx: JobContext, settings: SettingsSource, motion: MotionClient) -> None:

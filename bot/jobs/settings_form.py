@@ -146,6 +146,8 @@ class SettingsForms:
             store.change_settings, team_id, enterprise_id, user_id, self.ctx.clock(), values, key
         )
         self.ctx.routes.forget(team_id)
+        if key is not None:  # the sandbox note on this workspace's replies, from now on
+            self.source.key_saved(team_id, has_key=key.sealed is not None)
         return SettingsSaved(changes=changes)
 
     def checked(self, answers: SettingsAnswers) -> tuple[dict[str, SettingValue], dict[str, str]]:

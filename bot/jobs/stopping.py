@@ -101,14 +101,14 @@ class Stops:
         ctx = self.ctx
         run_text, _, notice_text = value.partition(":")
         if not (run_text.isdigit() and notice_text.isdigit()):
-            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
+            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox_here())
         now = ctx.clock()
         # Read before the choice is recorded: nothing after it may fail for want of the database.
         found = run_for(ctx.store, team_id, int(run_text))  # another workspace's: refused
         run = found.run if found else None
         job_id = ctx.store.keep_waiting(int(run_text), int(notice_text), now) if run else None
         if job_id is None or run is None:
-            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
+            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox_here())
         log.info("job %s run %s: %s chose to keep waiting", job_id, run.number, user_id)
         self._rewrite_notice(run, user_id, channel_id, message_ts, now, kept_waiting=True)
         return None
@@ -125,10 +125,10 @@ class Stops:
         stop = StopValue.parse(value)
         job = job_for(ctx.store, team_id, stop.job_id) if stop else None  # another's: refused
         if stop is None or job is None:
-            return messages.already_done(messages.STOP_GONE, ctx.sandbox)
+            return messages.already_done(messages.STOP_GONE, ctx.sandbox_here())
         admin = ctx.settings.for_team(job.team_id).spend.is_admin(user_id)
         if user_id != job.requester and not admin:
-            return messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox)
+            return messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox_here())
         now = ctx.clock()
         # Read before the stop is recorded: nothing after it may fail for want of the database.
         run = ctx.store.run(stop.run_id) if stop.run_id is not None else None
@@ -140,11 +140,11 @@ class Stops:
         step = self.ends.stopped(job, messages.STEP_STOPPED_TRACKING)
         outcome = ctx.store.stop_tracking(job.id, user_id, announce, now, also=step)
         if outcome.kind == StopKind.ALREADY:
-            return messages.already_done(messages.STOP_ALREADY, ctx.sandbox)
+            return messages.already_done(messages.STOP_ALREADY, ctx.sandbox_here())
         if outcome.kind == StopKind.NOTHING:
-            return messages.already_done(messages.STOP_NOTHING, ctx.sandbox)
+            return messages.already_done(messages.STOP_NOTHING, ctx.sandbox_here())
         if outcome.kind == StopKind.GONE:
-            return messages.already_done(messages.STOP_GONE, ctx.sandbox)
+            return messages.already_done(messages.STOP_GONE, ctx.sandbox_here())
         log.info("job %s: %s stopped tracking it", job.id, user_id)
         on_loop(lambda: self._forget(outcome.run_ids))  # the schedule is the loop's own
         for reply_channel, reply_ts in outcome.dropped:
@@ -174,7 +174,7 @@ class Stops:
         ctx = self.ctx
         answered = messages.stuck_answered(
             run_number=run.number, elapsed=now - (run.sent_at or now), user_id=user_id,
-            kept_waiting=kept_waiting, period=ctx.stuck_after, sandbox=ctx.sandbox,
+            kept_waiting=kept_waiting, period=ctx.stuck_after, sandbox=ctx.sandbox_here(),
         )  # fmt: skip
         slack = ctx.slack_here()  # the notice is in the clicker's workspace
 

@@ -33,7 +33,7 @@ async def retry_run(
     service = service_of(context)
     run_id = _run_id(action)
     if run_id is None:
-        await _say_done(respond, ALREADY_RETRIED, service.sandbox)
+        await _say_done(respond, ALREADY_RETRIED, service.sandbox_here())
         return
     try:
         ask = RetryAsk(run_id, _user(body), team_of_body(body))
@@ -54,7 +54,7 @@ async def restart_job(
     team = team_of_body(body)
     run_id = _run_id(action)
     if run_id is None:
-        await _say_done(respond, ALREADY_RESTARTED, service.sandbox)
+        await _say_done(respond, ALREADY_RESTARTED, service.sandbox_here())
         return
     try:
         admission = await service.ask_for_run_off_loop(RestartAsk(run_id, _user(body), team))
@@ -121,7 +121,7 @@ async def new_variation(
             else None
         )
         if ask is None:
-            await _say_done(respond, messages.RESULT_GONE, service.sandbox)
+            await _say_done(respond, messages.RESULT_GONE, service.sandbox_here())
             return
         admission = await service.ask_for_run_off_loop(ask)
     except DatabaseUnavailable as away:
@@ -132,7 +132,7 @@ async def new_variation(
         admission = Admission(admission.kind, said)
     elif admission.kind == AskKind.DUPLICATE and admission.message is None:
         # With MOTION_CONFIRM the claim is on the first press's preview: say so too.
-        await _say_done(respond, ALREADY_VARIED, service.sandbox)
+        await _say_done(respond, ALREADY_VARIED, service.sandbox_here())
         return
     await _answer(respond, admission)
 
@@ -194,7 +194,7 @@ async def say_database_away(
 ) -> None:
     """Nothing of the click was recorded: its author alone is told to try again."""
     log.info("%s: %s; the clicker is asked to try again", what, away)
-    payload = messages.database_away(service.sandbox).payload()
+    payload = messages.database_away(service.sandbox_here()).payload()
     await respond(**payload, response_type="ephemeral", replace_original=False)
 
 

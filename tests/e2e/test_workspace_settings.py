@@ -45,6 +45,9 @@ class ByTeam:
     def for_team(self, team_id: str) -> WorkspaceSettings:
         return self.teams.get(team_id, WorkspaceSettings())
 
+    def sandbox_of(self, team_id: str) -> bool:
+        return self.for_team(team_id).sandbox
+
 
 class Acks:
     def __init__(self) -> None:
@@ -383,6 +386,36 @@ async def test_a_workspace_with_a_key_uses_motion_while_another_stays_in_sandbox
     assert len(harness.sandbox.creates) == 1  # MOTION_API_URL saw only the keyed job's
     assert bot.sandbox_thread.sandbox.owned_job(emulated, "motion_sandbox") is not None
     assert SANDBOX_NOTE not in card_text(harness, keyed["ts"])
+
+
+async def test_once_a_workspace_has_a_key_its_replies_lose_the_sandbox_note(
+    harness: Harness,
+) -> None:
+    await started(harness)
+    assert SANDBOX_NOTE in ack_text(await harness.command("help"))
+    view = await open_settings(harness)
+    assert await submit(harness, view, {str(BlockId.SETTING_KEY): MOTION_KEY}) == {}
+
+    async def in_other_team(text: str) -> str:
+        fields = {**harness.command_fields(text, user=HELPER), "team_id": OTHER_TEAM}
+        return ack_text(await harness.post(urlencode(fields), FORM))
+
+    assert SANDBOX_NOTE not in ack_text(await harness.command("help"))
+    assert SANDBOX_NOTE in await in_other_team("help")
+    await harness.command("list")  # MEMBER's, in T0001
+    await in_other_team("list")  # HELPER's, in the other workspace
+
+    def listing(user: str) -> list[str]:
+        return [
+            json.dumps(r, ensure_ascii=False)
+            for r in harness.slack.responses
+            if r["tag"] == f"cmd-{user}"
+        ]
+
+    [keyed] = await until(lambda: listing(MEMBER) or None, what="the list in T0001")
+    [sandboxed] = await until(lambda: listing(HELPER) or None, what="the other one's list")
+    assert "no Motion jobs yet" in keyed and "no Motion jobs yet" in sandboxed
+    assert SANDBOX_NOTE not in keyed and SANDBOX_NOTE in sandboxed
 
 
 async def test_the_form_shows_the_20_latest_changes_and_never_a_key(harness: Harness) -> None:

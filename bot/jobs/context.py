@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.jobs.admins import MotionAdmins
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
 from bot.jobs.requesting import requesting_workspace
@@ -96,6 +97,8 @@ class JobContext:
     events: JobEvents = field(default_factory=JobEvents)
     # Many workspaces: each workspace's SlackOut (None: one workspace, `slack` for everything)
     workspace_slack: SlackFor | None = None
+    # Each workspace's Motion admins: its admin list and its Slack admins (users.info, kept)
+    admins: MotionAdmins = field(default_factory=MotionAdmins)
 
     def slack_for(self, team_id: str, enterprise_id: str | None = None) -> SlackOut:
         """What Slack is told about work in workspace `team_id` goes through this: with that

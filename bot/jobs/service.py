@@ -131,6 +131,7 @@ class JobService:
         self.cancel = admissions.cancel
         self.usage_view = admissions.usage_view
         self.usage_report = intake.usage_report
+        self.usage_answer = intake.usage_answer
         self.variation_of = intake.variation_of
         self.send_job_list = intake.send_job_list
         # Thread replies and @mentions, with their Slack files.
@@ -147,6 +148,7 @@ class JobService:
         self.refresh_home = surfaces.refresh_home
         # Buttons on the card, a stuck notice and results.
         self.stop_tracking = self.stops.stop_tracking
+        self.stop_clicked = self.stops.stop_clicked
         self.keep_waiting = self.stops.keep_waiting
         self.send_fresh_link = self.fresh_links.send
         # Uninstalls, and the deliveries that come late for a forgotten workspace.

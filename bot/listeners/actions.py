@@ -10,11 +10,13 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs import Admission, AskKind, DatabaseUnavailable, JobService, RestartAsk, RetryAsk
 from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of, team_of_body
 from bot.slack import messages
+from bot.slack.out import SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +154,18 @@ async def fresh_link(
 
 async def stop_tracking(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-    context: AsyncBoltContext,
+    client: AsyncWebClient, context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "Stop tracking" on the card or a stuck notice: the requester or an admin stops it once;
-    anyone else, and a repeated click, is answered privately."""
+    """ "Stop tracking" on the card or a stuck notice: the requester or one of the workspace's
+    Motion admins (its admin list, its Slack admins: `users.info` with this request's client,
+    after the ack) stops it once; anyone else, and a repeated click, is answered privately."""
     await ack()
     service = service_of(context)
     channel, ts = _message_place(body)
     value = str(action.get("value") or "")
     try:
-        said = await service.store.off_loop(
-            service.stop_tracking, team_of_body(body), value, _user(body), channel, ts
+        said = await service.stop_clicked(
+            team_of_body(body), value, _user(body), channel, ts, SlackOut(client)
         )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "Stop tracking")

@@ -19,6 +19,7 @@ from bot.command_line import Help, ListJobs, NewForm, ShowUsage, UsageError, par
 from bot.jobs import AskKind, DatabaseUnavailable, NewJobAsk
 from bot.listeners.context import service_of
 from bot.slack import messages
+from bot.slack.out import SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
     team = command.get("team_id") or ""
     try:
         if isinstance(parsed, ShowUsage):
-            await ack(**(await service.store.off_loop(service.usage_report, team, user)).payload())
+            client = context.client  # the requesting workspace's (None: no Slack to ask)
+            asker = SlackOut(client) if client is not None else None
+            report = await service.usage_answer(team, user, asker)
+            await ack(**report.payload())
             return
         admission = await service.ask_for_run_off_loop(
             NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)

@@ -359,7 +359,7 @@ class Admissions:
             return Admission(AskKind.DUPLICATE)
         preview = messages.run_preview(
             kind=resolved.kind, request=resolved.request, token=token, view=view,
-            sandbox=ctx.sandbox,
+            sandbox=ctx.sandbox_here(),
         )  # fmt: skip
         return Admission(AskKind.PREVIEWED, preview)
 
@@ -388,12 +388,12 @@ class Admissions:
         )
         view = self.usage_view(resolved.team_id, resolved.user_id)
         message = messages.limit_reached(
-            scope=scope, used=used, limit=limit, view=view, sandbox=self.ctx.sandbox
+            scope=scope, used=used, limit=limit, view=view, sandbox=self.ctx.sandbox_here()
         )
         return Admission(AskKind.REFUSED, message)
 
     def _done(self, text: str) -> Admission:
-        return Admission(AskKind.DUPLICATE, messages.already_done(text, self.ctx.sandbox))
+        return Admission(AskKind.DUPLICATE, messages.already_done(text, self.ctx.sandbox_here()))
 
     def _answer(self, kind: AskKind, text: str) -> Admission:
-        return Admission(kind, messages.preview_answer(text, self.ctx.sandbox))
+        return Admission(kind, messages.preview_answer(text, self.ctx.sandbox_here()))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.jobs.admins import MotionAdmins
 from bot.jobs.background import Background
 from bot.jobs.files import FileIntake
 from bot.jobs.requesting import requesting_workspace
@@ -85,7 +86,6 @@ class JobContext:
     background: Background
     clock: Callable[[], float]
     wake: Callable[[int], None]
-    sandbox: bool
     settings: SettingsSource  # per workspace: ask it with the job's or the request's team_id
     routes: MotionRoutes  # where a job's Motion calls go (its workspace's key, or the sandbox)
     files: FileIntake | None = None  # Slack files as attachments (None: refused, no links)
@@ -97,6 +97,8 @@ class JobContext:
     events: JobEvents = field(default_factory=JobEvents)
     # Many workspaces: each workspace's SlackOut (None: one workspace, `slack` for everything)
     workspace_slack: SlackFor | None = None
+    # Each workspace's Motion admins: its admin list and its Slack admins (users.info, kept)
+    admins: MotionAdmins = field(default_factory=MotionAdmins)
 
     def slack_for(self, team_id: str, enterprise_id: str | None = None) -> SlackOut:
         """What Slack is told about work in workspace `team_id` goes through this: with that
@@ -119,6 +121,14 @@ class JobContext:
                 return self.slack
             raise RuntimeError("a Slack call for the requesting workspace outside a request")
         return self.slack_for(*where)
+
+    def sandbox_here(self) -> bool:
+        """Whether the requesting workspace is in sandbox mode (no Motion key of its own nor
+        MOTION_API_KEY), as its settings were last read here (`SettingsSource.sandbox_of`, no
+        database read): the note on a request's own replies. A job's messages say the job's
+        (`Job.sandbox`) instead. Outside a request: the environment's."""
+        where = requesting_workspace()
+        return self.settings.sandbox_of(where[0] if where is not None else "")
 
     # Whether a workspace was forgotten (uninstalled): set by `Uninstalls`, read from memory.
     forgotten: Callable[[str], bool] = _never_forgotten

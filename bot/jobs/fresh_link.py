@@ -53,13 +53,13 @@ class FreshLinks:
             log.warning("fresh link refused: %s", refused, extra={"team": team_id})
             if response_url:
                 await ctx.slack.respond(
-                    response_url, messages.other_workspace(ctx.sandbox).payload()
+                    response_url, messages.other_workspace(ctx.sandbox_here()).payload()
                 )
             return
         except DatabaseUnavailable as away:
             log.info("fresh link for run %s: %s; the clicker is asked to try again", run_id, away)
             if channel_id:
-                said = messages.database_away(ctx.sandbox, lookup=True).payload()
+                said = messages.database_away(ctx.sandbox_here(), lookup=True).payload()
                 await slack.tell_privately(channel_id, user_id, said, thread_ts=None)
             return
         if run is None or job is None:
@@ -70,7 +70,7 @@ class FreshLinks:
                 url = await self.video_urls.current(*found)
             except (MotionError, DatabaseUnavailable) as exc:  # the message says: no link now
                 log.info("fresh link for run %s: %s", run_id, type(exc).__name__)
-        message = messages.fresh_link(url, run.number, sandbox=ctx.sandbox)
+        message = messages.fresh_link(url, run.number, sandbox=ctx.sandbox_here())
         await slack.tell_privately(
             job.channel_id, user_id, message.payload(), thread_ts=job.thread_ts
         )

@@ -28,6 +28,7 @@ from bot.jobs.spend import utc_day, utc_month
 from bot.motion import MAX_ATTACHMENTS, FileAttachment, MotionRequest
 from bot.slack import messages
 from bot.slack.messages import Message
+from bot.slack.out import SlackOut
 from bot.store import (
     HIDDEN_RUN_STATES,
     DatabaseUnavailable,
@@ -52,6 +53,17 @@ class ReplyKind(StrEnum):
     REFUSED = "refused"  # a spend control said no, privately to its author
     PREVIEWED = "previewed"  # MOTION_CONFIRM: shown privately, waiting for Start
     STARTED = "started"  # an @mention outside a job thread: a new job, in its thread
+
+
+ASK_SECONDS = 0.8  # users.info's share of an ack's 3 s (/motion usage); later: no admin, once
+
+
+@dataclass(frozen=True)
+class UsageShown:
+    """A usage report, and whether it shows everyone's runs (the caller is a Motion admin)."""
+
+    message: Message
+    everyone: bool
 
 
 @dataclass(frozen=True)
@@ -127,18 +139,44 @@ class Intake:
 
     # ------------------------------------------------------------ usage
 
-    def usage_report(self, team_id: str, user_id: str) -> Message:
-        """`/motion usage`: the caller's runs against the limits; admins see everyone's."""
+    async def usage_answer(self, team_id: str, user_id: str, asker: SlackOut | None) -> Message:
+        """`/motion usage`, answered in the ack. The caller's counts and the workspace's
+        settings are read at once, while `asker` (the request's client; None: no Slack to
+        ask) asks Slack whether the caller is one of its admins (`within` the ack's time, kept
+        briefly); only a Slack admin off the admin list has everyone's read after."""
+        ctx = self.ctx
+        asking = None
+        if asker is not None:
+            admins = ctx.admins
+            asking = asyncio.ensure_future(
+                admins.is_slack_admin(team_id, user_id, asker, within=ASK_SECONDS)
+            )
+        try:
+            first = await ctx.store.off_loop(self._usage, team_id, user_id, slack_admin=False)
+            if first.everyone or asking is None or not await asking:
+                return first.message
+        finally:
+            if asking is not None:
+                asking.cancel()
+        return (await ctx.store.off_loop(self._usage, team_id, user_id, slack_admin=True)).message
+
+    def usage_report(self, team_id: str, user_id: str, *, slack_admin: bool = False) -> Message:
+        """`/motion usage`: the caller's runs against the limits; the workspace's Motion admins
+        (on its admin list, or `slack_admin`: one of its Slack admins) see everyone's."""
+        return self._usage(team_id, user_id, slack_admin=slack_admin).message
+
+    def _usage(self, team_id: str, user_id: str, *, slack_admin: bool) -> UsageShown:
         ctx = self.ctx
         everyone = None
-        if ctx.settings.for_team(team_id).spend.is_admin(user_id):
+        if slack_admin or ctx.settings.for_team(team_id).spend.is_admin(user_id):
             now = ctx.clock()
             everyone = [
                 messages.PersonUsage(c.user_id, c.today, c.month)
                 for c in ctx.store.everyone_usage(team_id, utc_day(now), utc_month(now))
             ]
         view = self.admissions.usage_view(team_id, user_id)
-        return messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox)
+        said = messages.usage_report(view, everyone=everyone, sandbox=ctx.sandbox_here())
+        return UsageShown(said, everyone=everyone is not None)
 
     # ------------------------------------------------------------ the buttons on results
 
@@ -187,7 +225,7 @@ class Intake:
             listed = await self._job_list(team_id, user_id)
         except DatabaseUnavailable as away:
             log.info("/motion list for %s: %s; asked to try again", user_id, away)
-            listed = messages.database_away(self.ctx.sandbox, lookup=True)
+            listed = messages.database_away(self.ctx.sandbox_here(), lookup=True)
         await self.ctx.slack_for(team_id).respond(response_url, listed.payload())
 
     async def _job_list(self, team_id: str, user_id: str) -> Message:
@@ -210,7 +248,7 @@ class Intake:
             )
 
         listings = await asyncio.gather(*(listing(job, runs) for job, runs in recent.shown))
-        return messages.job_list(list(listings), ctx.sandbox, recent.usage)
+        return messages.job_list(list(listings), ctx.sandbox_here(), recent.usage)
 
     def recent_with_runs(self, team_id: str, user_id: str, limit: int, show: int) -> Recent:
         """What `/motion list` and the Home tab read, together, for the store's workers: the

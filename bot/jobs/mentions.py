@@ -159,7 +159,12 @@ class Mentions:
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
         if not prompt.strip():
             return await self._answer_mention(
-                event_keys, team_id, channel_id, user_id, root, messages.mention_hint(ctx.sandbox)
+                event_keys,
+                team_id,
+                channel_id,
+                user_id,
+                root,
+                messages.mention_hint(ctx.sandbox_here()),
             )
         try:
             request = parse_request(prompt)
@@ -169,7 +174,7 @@ class Mentions:
             said = problem.message if isinstance(problem, FileRefused) else str(problem)
             return await self._answer_mention(
                 event_keys, team_id, channel_id, user_id, root,
-                messages.usage_error(said, ctx.sandbox),
+                messages.usage_error(said, ctx.sandbox_here()),
             )  # fmt: skip
         return await self._start_in_thread(
             NewJobAsk(team_id, channel_id, user_id, None, request, thread_ts=root), event_keys
@@ -188,11 +193,11 @@ class Mentions:
         off = not (await ctx.store.off_loop(ctx.settings.for_team, team_id)).allow_dms
         answer: Message | None = None
         if off:
-            answer = messages.dms_off(ctx.sandbox)
+            answer = messages.dms_off(ctx.sandbox_here())
         elif not prompt and file_ids:
-            answer = messages.usage_error(messages.FILES_NEED_A_PROMPT, ctx.sandbox)
+            answer = messages.usage_error(messages.FILES_NEED_A_PROMPT, ctx.sandbox_here())
         elif not prompt:
-            answer = messages.dm_hint(ctx.sandbox)
+            answer = messages.dm_hint(ctx.sandbox_here())
         if answer is not None:
             said = await self._answer_mention(event_keys, team_id, channel_id, user_id, ts, answer)
             return (

@@ -76,7 +76,6 @@ class JobService:
             background=Background(),
             clock=clock,
             wake=wake or (lambda job_id: None),
-            sandbox=sandbox,
             settings=settings,
             routes=MotionRoutes(settings, store.off_loop),
             files=files,
@@ -86,7 +85,9 @@ class JobService:
             events=events or JobEvents(),
             workspace_slack=workspace_slack,
         )
-        self.store, self.slack, self.sandbox = store, slack, sandbox
+        self.store, self.slack = store, slack
+        # The sandbox note on a request's own replies: the requesting workspace's mode.
+        self.sandbox_here = ctx.sandbox_here
         self._compose(ctx, settings, motion)
 
     def _compose(self, ctx: JobContext, settings: SettingsSource, motion: MotionClient) -> None:
@@ -130,6 +131,7 @@ class JobService:
         self.cancel = admissions.cancel
         self.usage_view = admissions.usage_view
         self.usage_report = intake.usage_report
+        self.usage_answer = intake.usage_answer
         self.variation_of = intake.variation_of
         self.send_job_list = intake.send_job_list
         # Thread replies and @mentions, with their Slack files.
@@ -146,6 +148,7 @@ class JobService:
         self.refresh_home = surfaces.refresh_home
         # Buttons on the card, a stuck notice and results.
         self.stop_tracking = self.stops.stop_tracking
+        self.stop_clicked = self.stops.stop_clicked
         self.keep_waiting = self.stops.keep_waiting
         self.send_fresh_link = self.fresh_links.send
         # Uninstalls, and the deliveries that come late for a forgotten workspace.

@@ -14,6 +14,10 @@ one row by its key (tens of µs on SQLite, one round trip on PostgreSQL), made w
 other calls of the same request are made (off the loop for the ack paths). The one exception
 is the poller's status calls (`MotionRoutes`): a job's key is kept for a few seconds, and a
 refused key is read afresh before the job is given up.
+
+Whether a workspace is in sandbox mode, for the note on a request's own replies (help, lists,
+usage, "already done"…), is read without a database read (`sandbox_of`): remembered from the
+last read of its settings on this instance and from a save of its key here.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ class SettingsSource(Protocol):
         """The settings that apply to work in workspace `team_id`, as they are now."""
         ...
 
+    def sandbox_of(self, team_id: str) -> bool:
+        """Whether work asked for in `team_id` goes to the emulator (no Motion key), as known
+        here without reading the database: for the sandbox note on a request's replies."""
+        ...
+
 
 def environment_settings(config: Settings) -> WorkspaceSettings:
     """The environment's values: the operator's where a variable is set, else the built-in
@@ -80,6 +89,9 @@ class SameForEveryTeam:
 
     def for_team(self, team_id: str) -> WorkspaceSettings:
         return self.settings
+
+    def sandbox_of(self, team_id: str) -> bool:
+        return self.settings.sandbox
 
     @classmethod
     def from_config(cls, config: Settings) -> SameForEveryTeam:
@@ -128,9 +140,28 @@ class SettingsFromStore:
         self.environment = environment_settings(config)
         self.locked = config.operator_settings
         self._opened: dict[str, str] = {}  # ciphertext → key: Fernet once per stored key
+        self._sandbox: dict[str, bool] = {}  # team id → in sandbox mode, as last read or saved
 
     def for_team(self, team_id: str) -> WorkspaceSettings:
         return self.applied(self.store.workspace_settings(team_id))
+
+    def sandbox_of(self, team_id: str) -> bool:
+        """As of the last read of the workspace's settings on this instance (every `for_team`
+        and `applied`), or of its key saved here; the environment's before any. So a key saved
+        on another instance shows here from this instance's next read of that workspace (a run
+        asked for, a list, Home, a stop…): until then its replies may still carry the note."""
+        return self._sandbox.get(team_id, self.environment.sandbox)
+
+    def key_saved(self, team_id: str, *, has_key: bool) -> None:
+        """The workspace's own Motion key was stored (or removed) here: its replies say so at
+        once. Only called where a key may be stored (MOTION_API_KEY unset)."""
+        self._remember_sandbox(team_id, self.environment.sandbox and not has_key)
+
+    def _remember_sandbox(self, team_id: str, sandbox: bool) -> None:
+        # Dict writes are atomic: called from the store's workers as well as the loop.
+        if len(self._sandbox) >= _OPENED_KEPT and team_id not in self._sandbox:
+            self._sandbox.clear()
+        self._sandbox[team_id] = sandbox
 
     def applied(self, stored: StoredSettings) -> WorkspaceSettings:
         """The settings in force for a workspace that chose `stored`."""
@@ -145,6 +176,7 @@ class SettingsFromStore:
             confirm=chosen.flag("MOTION_CONFIRM", env.spend.confirm),
         )
         route = self._route(stored)
+        self._remember_sandbox(stored.team_id, env.sandbox and route is None)
         return WorkspaceSettings(
             notify_channel=chosen.text("MOTION_NOTIFY_CHANNEL", env.notify_channel),
             followup_requires_mention=chosen.flag(

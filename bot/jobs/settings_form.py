@@ -79,7 +79,7 @@ class SettingsForms:
     async def may_change(self, team_id: str, user_id: str, asker: SlackOut) -> bool:
         """One of the workspace's Motion admins: on its admin list, or a Slack admin or owner."""
         settings = await self.ctx.store.off_loop(self.source.for_team, team_id)
-        return settings.spend.is_admin(user_id) or await asker.is_workspace_admin(user_id)
+        return await self.ctx.admins.is_admin(team_id, user_id, settings.spend, asker)
 
     def form_view(self, team_id: str) -> messages.SettingsFormView:
         """What the form shows now (store calls: run it off the loop)."""
@@ -146,6 +146,8 @@ class SettingsForms:
             store.change_settings, team_id, enterprise_id, user_id, self.ctx.clock(), values, key
         )
         self.ctx.routes.forget(team_id)
+        if key is not None:  # the sandbox note on this workspace's replies, from now on
+            self.source.key_saved(team_id, has_key=key.sealed is not None)
         return SettingsSaved(changes=changes)
 
     def checked(self, answers: SettingsAnswers) -> tuple[dict[str, SettingValue], dict[str, str]]:

@@ -27,7 +27,7 @@ from bot.jobs.context import REACT_FAILED, JobContext
 from bot.jobs.workflow_ends import WorkflowEnds
 from bot.slack import messages
 from bot.slack.messages import Message
-from bot.slack.out import SlackFailure
+from bot.slack.out import SlackFailure, SlackOut
 from bot.store import Job, NewPost, Run, StopKind
 from bot.store.offloop import on_loop
 
@@ -47,6 +47,16 @@ class StopValue:
         if not all(p.isdigit() for p in parts) or len(parts) not in (1, 2):
             return None
         return cls(int(parts[0]), int(parts[1]) if len(parts) == 2 else None)
+
+
+@dataclass(frozen=True)
+class StopTried:
+    """What a "Stop tracking" click was answered: `said`, to the clicker alone, if anything;
+    `refused`: someone else's job, and the clicker is on no admin list (a Slack admin may
+    still stop it)."""
+
+    said: Message | None
+    refused: bool = False
 
 
 def stuck_due_at(run: Run, period: float) -> float | None:
@@ -101,34 +111,69 @@ class Stops:
         ctx = self.ctx
         run_text, _, notice_text = value.partition(":")
         if not (run_text.isdigit() and notice_text.isdigit()):
-            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
+            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox_here())
         now = ctx.clock()
         # Read before the choice is recorded: nothing after it may fail for want of the database.
         found = run_for(ctx.store, team_id, int(run_text))  # another workspace's: refused
         run = found.run if found else None
         job_id = ctx.store.keep_waiting(int(run_text), int(notice_text), now) if run else None
         if job_id is None or run is None:
-            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox)
+            return messages.already_done(messages.STUCK_ANSWERED, ctx.sandbox_here())
         log.info("job %s run %s: %s chose to keep waiting", job_id, run.number, user_id)
         self._rewrite_notice(run, user_id, channel_id, message_ts, now, kept_waiting=True)
         return None
 
     # ------------------------------------------------------------ Stop tracking
 
+    async def stop_clicked(
+        self, team_id: str, value: str, user_id: str, channel_id: str | None,
+        message_ts: str | None, asker: SlackOut,
+    ) -> Message | None:  # fmt: skip
+        """ "Stop tracking" clicked (after the ack): `stop_tracking` on the store's workers.
+        Someone who is neither the requester nor on the admin list may still be one of the
+        workspace's Slack admins: `users.info` (with `asker`, the request's client) is asked
+        only then, and the stop tried again as theirs."""
+        store, args = self.ctx.store, (team_id, value, user_id, channel_id, message_ts)
+        tried = await store.off_loop(self._stop, *args, slack_admin=False)
+        if not tried.refused:
+            return tried.said
+        admins = self.ctx.admins
+        if not await admins.is_slack_admin(team_id, user_id, asker):
+            return tried.said
+        return (await store.off_loop(self._stop, *args, slack_admin=True)).said
+
     def stop_tracking(
         self, team_id: str, value: str, user_id: str, channel_id: str | None,
-        message_ts: str | None,
+        message_ts: str | None, *, slack_admin: bool = False,
     ) -> Message | None:  # fmt: skip
-        """Stop following the job, once, for its requester or an admin; anyone else is told
-        privately and nothing changes. Returns what the clicker alone is told, if anything."""
+        """Stop following the job, once, for its requester or an admin (on the admin list, or
+        `slack_admin`: Slack said so); anyone else is told privately and nothing changes.
+        Returns what the clicker alone is told, if anything."""
+        return self._stop(
+            team_id, value, user_id, channel_id, message_ts, slack_admin=slack_admin
+        ).said
+
+    def _stop(
+        self, team_id: str, value: str, user_id: str, channel_id: str | None,
+        message_ts: str | None, *, slack_admin: bool,
+    ) -> StopTried:  # fmt: skip
         ctx = self.ctx
         stop = StopValue.parse(value)
         job = job_for(ctx.store, team_id, stop.job_id) if stop else None  # another's: refused
         if stop is None or job is None:
-            return messages.already_done(messages.STOP_GONE, ctx.sandbox)
-        admin = ctx.settings.for_team(job.team_id).spend.is_admin(user_id)
+            return StopTried(messages.already_done(messages.STOP_GONE, ctx.sandbox_here()))
+        admin = slack_admin or ctx.settings.for_team(job.team_id).spend.is_admin(user_id)
         if user_id != job.requester and not admin:
-            return messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox)
+            said = messages.stop_not_allowed(requester=job.requester, sandbox=ctx.sandbox_here())
+            return StopTried(said, refused=True)
+        return StopTried(self._stop_job(job, stop, user_id, channel_id, message_ts))
+
+    def _stop_job(
+        self, job: Job, stop: StopValue, user_id: str, channel_id: str | None,
+        message_ts: str | None,
+    ) -> Message | None:  # fmt: skip
+        """The stop itself, for someone who may: once; a repeat is answered privately."""
+        ctx = self.ctx
         now = ctx.clock()
         # Read before the stop is recorded: nothing after it may fail for want of the database.
         run = ctx.store.run(stop.run_id) if stop.run_id is not None else None
@@ -140,11 +185,11 @@ class Stops:
         step = self.ends.stopped(job, messages.STEP_STOPPED_TRACKING)
         outcome = ctx.store.stop_tracking(job.id, user_id, announce, now, also=step)
         if outcome.kind == StopKind.ALREADY:
-            return messages.already_done(messages.STOP_ALREADY, ctx.sandbox)
+            return messages.already_done(messages.STOP_ALREADY, ctx.sandbox_here())
         if outcome.kind == StopKind.NOTHING:
-            return messages.already_done(messages.STOP_NOTHING, ctx.sandbox)
+            return messages.already_done(messages.STOP_NOTHING, ctx.sandbox_here())
         if outcome.kind == StopKind.GONE:
-            return messages.already_done(messages.STOP_GONE, ctx.sandbox)
+            return messages.already_done(messages.STOP_GONE, ctx.sandbox_here())
         log.info("job %s: %s stopped tracking it", job.id, user_id)
         on_loop(lambda: self._forget(outcome.run_ids))  # the schedule is the loop's own
         for reply_channel, reply_ts in outcome.dropped:
@@ -174,7 +219,7 @@ class Stops:
         ctx = self.ctx
         answered = messages.stuck_answered(
             run_number=run.number, elapsed=now - (run.sent_at or now), user_id=user_id,
-            kept_waiting=kept_waiting, period=ctx.stuck_after, sandbox=ctx.sandbox,
+            kept_waiting=kept_waiting, period=ctx.stuck_after, sandbox=ctx.sandbox_here(),
         )  # fmt: skip
         slack = ctx.slack_here()  # the notice is in the clicker's workspace
 

@@ -75,7 +75,10 @@ class Surfaces:
 
     def new_form(self, channel_id: str | None) -> dict[str, object]:
         return messages.new_video_form(
-            channel_id=channel_id, aspects=ASPECTS, durations=DURATIONS, sandbox=self.ctx.sandbox
+            channel_id=channel_id,
+            aspects=ASPECTS,
+            durations=DURATIONS,
+            sandbox=self.ctx.sandbox_here(),
         )
 
     def open_new_form(self, trigger_id: str, channel_id: str | None) -> None:
@@ -93,7 +96,7 @@ class Surfaces:
         run, job = found.run, found.job
         view = messages.refine_form(
             job_id=job.id, run_number=run.number, aspects=ASPECTS, durations=DURATIONS,
-            sandbox=ctx.sandbox,
+            sandbox=ctx.sandbox_here(),
         )  # fmt: skip
         ctx.background.run(self._open(ctx.slack_here(), trigger_id, view))
         return True
@@ -158,7 +161,7 @@ class Surfaces:
             )
         job = ask.job if isinstance(ask, FollowupAsk) else None  # read before: nothing after
         if job is not None and admission.kind != AskKind.DUPLICATE:
-            said = admission.message or messages.refine_queued(sandbox=self.ctx.sandbox)
+            said = admission.message or messages.refine_queued(sandbox=self.ctx.sandbox_here())
             self.ctx.tell_privately(job.channel_id, user_id, said.payload(), job.thread_ts)
         return SubmitOutcome(admission.kind)
 

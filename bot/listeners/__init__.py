@@ -104,7 +104,7 @@ def within_workspace(interaction: Interaction) -> Callable[..., Awaitable[None]]
                 "%s from %s: refused, %s", interaction.id, user, refused,
                 extra={"team": team_of_body(body)},
             )  # fmt: skip
-            said = messages.other_workspace(service_of(kwargs["context"]).sandbox)
+            said = messages.other_workspace(service_of(kwargs["context"]).sandbox_here())
             if interaction.kind is Kind.VIEW_SUBMISSION:
                 error = messages.field_error(messages.OTHER_WORKSPACE)
                 await kwargs["ack"](response_action="errors", errors={BlockId.PROMPT: error})

@@ -10,11 +10,13 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs import Admission, AskKind, DatabaseUnavailable, JobService, RestartAsk, RetryAsk
 from bot.jobs.admission import ALREADY_RESTARTED, ALREADY_RETRIED, ALREADY_VARIED
 from bot.listeners.context import service_of, team_of_body
 from bot.slack import messages
+from bot.slack.out import SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ async def retry_run(
     service = service_of(context)
     run_id = _run_id(action)
     if run_id is None:
-        await _say_done(respond, ALREADY_RETRIED, service.sandbox)
+        await _say_done(respond, ALREADY_RETRIED, service.sandbox_here())
         return
     try:
         ask = RetryAsk(run_id, _user(body), team_of_body(body))
@@ -54,7 +56,7 @@ async def restart_job(
     team = team_of_body(body)
     run_id = _run_id(action)
     if run_id is None:
-        await _say_done(respond, ALREADY_RESTARTED, service.sandbox)
+        await _say_done(respond, ALREADY_RESTARTED, service.sandbox_here())
         return
     try:
         admission = await service.ask_for_run_off_loop(RestartAsk(run_id, _user(body), team))
@@ -121,7 +123,7 @@ async def new_variation(
             else None
         )
         if ask is None:
-            await _say_done(respond, messages.RESULT_GONE, service.sandbox)
+            await _say_done(respond, messages.RESULT_GONE, service.sandbox_here())
             return
         admission = await service.ask_for_run_off_loop(ask)
     except DatabaseUnavailable as away:
@@ -132,7 +134,7 @@ async def new_variation(
         admission = Admission(admission.kind, said)
     elif admission.kind == AskKind.DUPLICATE and admission.message is None:
         # With MOTION_CONFIRM the claim is on the first press's preview: say so too.
-        await _say_done(respond, ALREADY_VARIED, service.sandbox)
+        await _say_done(respond, ALREADY_VARIED, service.sandbox_here())
         return
     await _answer(respond, admission)
 
@@ -152,17 +154,18 @@ async def fresh_link(
 
 async def stop_tracking(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-    context: AsyncBoltContext,
+    client: AsyncWebClient, context: AsyncBoltContext,
 ) -> None:  # fmt: skip
-    """ "Stop tracking" on the card or a stuck notice: the requester or an admin stops it once;
-    anyone else, and a repeated click, is answered privately."""
+    """ "Stop tracking" on the card or a stuck notice: the requester or one of the workspace's
+    Motion admins (its admin list, its Slack admins: `users.info` with this request's client,
+    after the ack) stops it once; anyone else, and a repeated click, is answered privately."""
     await ack()
     service = service_of(context)
     channel, ts = _message_place(body)
     value = str(action.get("value") or "")
     try:
-        said = await service.store.off_loop(
-            service.stop_tracking, team_of_body(body), value, _user(body), channel, ts
+        said = await service.stop_clicked(
+            team_of_body(body), value, _user(body), channel, ts, SlackOut(client)
         )
     except DatabaseUnavailable as away:
         await say_database_away(respond, service, away, "Stop tracking")
@@ -194,7 +197,7 @@ async def say_database_away(
 ) -> None:
     """Nothing of the click was recorded: its author alone is told to try again."""
     log.info("%s: %s; the clicker is asked to try again", what, away)
-    payload = messages.database_away(service.sandbox).payload()
+    payload = messages.database_away(service.sandbox_here()).payload()
     await respond(**payload, response_type="ephemeral", replace_original=False)
 
 

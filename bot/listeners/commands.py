@@ -19,6 +19,7 @@ from bot.command_line import Help, ListJobs, NewForm, ShowUsage, UsageError, par
 from bot.jobs import AskKind, DatabaseUnavailable, NewJobAsk
 from bot.listeners.context import service_of
 from bot.slack import messages
+from bot.slack.out import SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,21 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
     user, channel = command.get("user_id"), command.get("channel_id")
     if not user or not channel:  # HTTP mode refuses these with a 400 before Bolt sees them
         log.warning("a /motion command without user_id or channel_id was ignored")
-        await ack(**messages.usage_error(messages.MALFORMED_COMMAND, service.sandbox).payload())
+        await ack(
+            **messages.usage_error(messages.MALFORMED_COMMAND, service.sandbox_here()).payload()
+        )
         return
     try:
         parsed = parse_command(command.get("text") or "")
     except UsageError as exc:
-        await ack(**messages.usage_error(str(exc), service.sandbox).payload())
+        await ack(**messages.usage_error(str(exc), service.sandbox_here()).payload())
         return
     if isinstance(parsed, NewForm):
         await ack()  # the form opens right after, in the trigger's 3 seconds
         service.open_new_form(command.get("trigger_id") or "", channel)
         return
     if isinstance(parsed, Help):
-        await ack(**messages.help_message(service.sandbox).payload())
+        await ack(**messages.help_message(service.sandbox_here()).payload())
         return
     if isinstance(parsed, ListJobs):
         await ack()
@@ -53,14 +56,17 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
     team = command.get("team_id") or ""
     try:
         if isinstance(parsed, ShowUsage):
-            await ack(**(await service.store.off_loop(service.usage_report, team, user)).payload())
+            client = context.client  # the requesting workspace's (None: no Slack to ask)
+            asker = SlackOut(client) if client is not None else None
+            report = await service.usage_answer(team, user, asker)
+            await ack(**report.payload())
             return
         admission = await service.ask_for_run_off_loop(
             NewJobAsk(team, channel, user, command.get("response_url"), parsed.request)
         )
     except DatabaseUnavailable as away:  # nothing was recorded: the person asks again
         log.info("/motion from %s in %s: %s; asked to try again", user, channel, away)
-        said = messages.database_away(service.sandbox, lookup=isinstance(parsed, ShowUsage))
+        said = messages.database_away(service.sandbox_here(), lookup=isinstance(parsed, ShowUsage))
         await ack(**said.payload())
         return
     if admission.kind == AskKind.ACCEPTED:
@@ -71,7 +77,7 @@ async def motion_command(ack: AsyncAck, command: dict[str, Any], context: AsyncB
         await ack(**messages.accepted(admission.sandbox).payload())
         return
     log.info("/motion from %s in %s: %s", user, channel, admission.kind, extra={"team": team})
-    await ack(**(admission.message or messages.accepted(service.sandbox)).payload())
+    await ack(**(admission.message or messages.accepted(service.sandbox_here())).payload())
 
 
 def register(app: AsyncApp) -> None:

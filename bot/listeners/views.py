@@ -55,7 +55,7 @@ async def refine(
         await say_database_away(respond, service, away, "Refine")
         return
     if not opened:
-        payload = messages.already_done(messages.REFINE_GONE, service.sandbox).payload()
+        payload = messages.already_done(messages.REFINE_GONE, service.sandbox_here()).payload()
         await respond(**payload, response_type="ephemeral", replace_original=False)
 
 

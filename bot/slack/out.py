@@ -450,14 +450,15 @@ class SlackOut:
 
     # ------------------------------------------------------------ people
 
-    async def is_workspace_admin(self, user_id: str) -> bool:
-        """users.info: whether the person is an admin or owner of the workspace (who may change
-        its settings). False when Slack cannot say: nobody gets the settings by a failed call."""
+    async def is_workspace_admin(self, user_id: str) -> bool | None:
+        """users.info: whether the person is an admin or owner of the workspace (one of its
+        Motion admins). None when Slack cannot say: the caller takes it as no admin, and does
+        not keep it."""
         try:
             data = await self._call("users.info", True, user=user_id)  # a form: no JSON
         except SlackFailure as exc:
             log.warning("users.info failed: %s", exc.code)
-            return False
+            return None
         user = data.get("user") or {}
         roles = ("is_admin", "is_owner", "is_primary_owner")
         return isinstance(user, dict) and any(user.get(role) is True for role in roles)

@@ -20,6 +20,7 @@ from bot.listeners import commands, events
 from bot.listeners.context import SERVICE_KEY
 from bot.local.payloads import FORM
 from bot.motion import MotionClient
+from bot.sandbox import JobPlan
 from bot.schedule import PollSchedule
 from bot.slack import messages
 from bot.slack.ids import ActionId, BlockId
@@ -28,7 +29,7 @@ from bot.slack.out import SlackOut, make_client
 from bot.store import JobState, RunKind, Store
 from bot.workspaces.secrets import new_key
 from tests.e2e.test_e2e_spend import ack_text
-from tests.support.e2e import card_text, results, run_command, settle
+from tests.support.e2e import buttons, card_text, results, run_command, settle
 from tests.support.harness import BOT_TOKEN, MOTION_KEY, Harness, until
 from tests.support.slack import SlackDouble
 
@@ -44,6 +45,9 @@ class ByTeam:
 
     def for_team(self, team_id: str) -> WorkspaceSettings:
         return self.teams.get(team_id, WorkspaceSettings())
+
+    def sandbox_of(self, team_id: str) -> bool:
+        return self.for_team(team_id).sandbox
 
 
 class Acks:
@@ -383,6 +387,81 @@ async def test_a_workspace_with_a_key_uses_motion_while_another_stays_in_sandbox
     assert len(harness.sandbox.creates) == 1  # MOTION_API_URL saw only the keyed job's
     assert bot.sandbox_thread.sandbox.owned_job(emulated, "motion_sandbox") is not None
     assert SANDBOX_NOTE not in card_text(harness, keyed["ts"])
+
+
+async def test_once_a_workspace_has_a_key_its_replies_lose_the_sandbox_note(
+    harness: Harness,
+) -> None:
+    await started(harness)
+    assert SANDBOX_NOTE in ack_text(await harness.command("help"))
+    view = await open_settings(harness)
+    assert await submit(harness, view, {str(BlockId.SETTING_KEY): MOTION_KEY}) == {}
+
+    async def in_other_team(text: str) -> str:
+        fields = {**harness.command_fields(text, user=HELPER), "team_id": OTHER_TEAM}
+        return ack_text(await harness.post(urlencode(fields), FORM))
+
+    assert SANDBOX_NOTE not in ack_text(await harness.command("help"))
+    assert SANDBOX_NOTE in await in_other_team("help")
+    await harness.command("list")  # MEMBER's, in T0001
+    await in_other_team("list")  # HELPER's, in the other workspace
+
+    def listing(user: str) -> list[str]:
+        return [
+            json.dumps(r, ensure_ascii=False)
+            for r in harness.slack.responses
+            if r["tag"] == f"cmd-{user}"
+        ]
+
+    [keyed] = await until(lambda: listing(MEMBER) or None, what="the list in T0001")
+    [sandboxed] = await until(lambda: listing(HELPER) or None, what="the other one's list")
+    assert "no Motion jobs yet" in keyed and "no Motion jobs yet" in sandboxed
+    assert SANDBOX_NOTE not in keyed and SANDBOX_NOTE in sandboxed
+
+
+async def test_a_slack_admin_off_the_list_stops_anyones_job_and_sees_everyones_usage(
+    harness: Harness,
+) -> None:
+    harness.slack.add_user(BOSS, name="boss", admin=True)  # users.info: is_admin, no list
+    harness.slack.add_user(HELPER, name="carol")  # a plain member
+    bot = await harness.start()
+    harness.sandbox.plan_next(JobPlan(queued_s=0.2, created_s=0.2, running_s=60.0))
+    card = await run_command(harness, "alice's fox")  # MEMBER's
+    [job] = bot.store.recent_jobs("T0001", MEMBER)
+
+    def stop_button() -> list[str]:
+        now = harness.slack.message("C0PUBLIC", card["ts"]) or {}
+        return [b["value"] for b in buttons(now) if b["action_id"] == ActionId.STOP_TRACKING]
+
+    [stop] = await until(stop_button, what="Stop tracking on the card")
+
+    async def press_stop(user: str) -> str:
+        response = await harness.action(
+            ActionId.STOP_TRACKING, stop, message_ts=card["ts"], user=user
+        )
+        assert response.status_code == 200 and not response.content  # acked, nothing more
+
+        def told() -> list[str]:
+            return [r["text"] for r in harness.slack.responses if r["tag"] == f"action-{user}"]
+
+        return str((await until(told, what=f"what {user} is told"))[0])
+
+    def state() -> JobState | None:
+        found = bot.store.job(job.id)
+        return found.state if found else None
+
+    assert f"<@{MEMBER}>" in await press_stop(HELPER)
+    assert state() == JobState.OPEN
+    await harness.action(ActionId.STOP_TRACKING, stop, message_ts=card["ts"], user=BOSS)
+    await until(lambda: state() == JobState.STOPPED, what="the job stopped by the Slack admin")
+    assert [r for r in harness.slack.responses if r["tag"] == f"action-{BOSS}"] == []
+
+    async def usage(user: str) -> str:
+        response = await harness.command("usage", user=user)
+        return json.dumps(response.json()["blocks"], ensure_ascii=False)
+
+    assert "Everyone's runs" in await usage(BOSS)
+    assert "Everyone's runs" not in await usage(HELPER)
 
 
 async def test_the_form_shows_the_20_latest_changes_and_never_a_key(harness: Harness) -> None:

@@ -10,13 +10,16 @@ Reports scheduling lag (when a poll started minus when it was due) p50/p99, Moti
 flight at most, peak RSS and CPU seconds per 1,000 polls.
 Targets: lag p99 < 1 s, in flight never above the cap, RSS < 300 MB.
 
-    python bench/poller.py [--jobs 10000] [--seconds 60] [--cap 8]
+    python bench/poller.py [--jobs 10000] [--seconds 60] [--cap 8] [--database postgresql://…]
+
+Given a PostgreSQL URL, the jobs go into a new schema of that database, dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import logging
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _app import MOTION_KEY, free_port
+from _app import MOTION_KEY, free_port, fresh_schema
 from _common import percentile, verdict
 
 from bot.jobs import JobService
@@ -244,8 +247,13 @@ def main() -> int:
     port = free_port()
     sandbox = start_sandbox(port)
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            database = args.database or str(Path(folder) / "p.db")
+        with contextlib.ExitStack() as stack:
+            # PostgreSQL: a schema of its own, dropped at the end (never the database's others).
+            database = (
+                stack.enter_context(fresh_schema(args.database))
+                if args.database
+                else str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "p.db")
+            )
             figures = asyncio.run(measure(args, f"http://127.0.0.1:{port}/api/motion", database))
     finally:
         sandbox.terminate()

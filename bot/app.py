@@ -148,6 +148,7 @@ class MotionBot:
         if metrics is not None:
             metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
+        service.due_now = poller.due_now
         app = bolt_app(settings, client, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(

@@ -84,6 +84,12 @@ class JobContext:
     stuck_after: float = 3600.0  # STUCK_AFTER_MINUTES, in seconds
     stopping: bool = False  # set at SIGTERM: no new Motion write from then on
     events: JobEvents = field(default_factory=JobEvents)
+    # A new job, recorded due now: the poller is roused without `wake`'s write (None: `wake`).
+    due_now: Callable[[int], None] | None = None
+
+    def wake_new(self, job_id: int) -> None:
+        """Look at a job just recorded (due now, held by nobody) as soon as possible."""
+        (self.due_now or self.wake)(job_id)
 
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)

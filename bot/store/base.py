@@ -133,10 +133,13 @@ class Database:
         self.backend.close()
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
         """A write transaction under the database's write lock, fenced by the lease while a
-        job is being advanced (`LeaseLost` before anything is written)."""
-        with self.backend.write() as tx:
+        job is being advanced (`LeaseLost` before anything is written). `exclusive=False`:
+        without the write lock where the database cannot serialize for it (PostgreSQL), for
+        a write whose invariants unique keys, CHECKs and row locks keep (bot/store/jobs.py's
+        `create_job`)."""
+        with self.backend.write(exclusive=exclusive) as tx:
             fence = _fence.get()
             if fence is not None:
                 job_id, owner = fence

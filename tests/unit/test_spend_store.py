@@ -164,31 +164,39 @@ def test_send_it_again_counts_and_refuses_over_the_limit(store: Store) -> None:
     assert store.run(new_run).state == RunState.UNKNOWN  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "day, month, users", [(3, None, 1), (None, 3, 8), (3, 3, 1), (3, 3, 2)]
+)
 def test_two_connections_at_the_limit_at_the_same_moment_record_exactly_the_limit(
-    path: str,
+    database_url: str, day: int | None, month: int | None, users: int
 ) -> None:
-    """Instances share one database file: each thread has its own connection, all released
-    at once; the increment that checks the limit is the lock, so only the limit gets through."""
-    stores = [Store(path) for _ in range(8)]
+    """Instances share one database (one file, or one PostgreSQL): each thread has its own
+    connection, all released at once; the increment that checks the limit is the lock (with
+    no global write lock on PostgreSQL: the counters' row locks and their CHECK), so only the
+    limit gets through, whichever limit it is and however many people ask."""
+    stores = [Store(database_url) for _ in range(8)]
     barrier = threading.Barrier(len(stores))
     outcomes: list[str] = []
 
-    def attempt(one: Store) -> None:
+    def attempt(i: int, one: Store) -> None:
         barrier.wait()
         try:
-            new_job(one, spend(day=3))
+            new_job(one, spend(f"U{i % users}", day=day, month=month), user=f"U{i % users}")
             outcomes.append("accepted")
         except LimitReached:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
+    threads = [threading.Thread(target=attempt, args=(i, s)) for i, s in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 5
-    assert len(stores[0].recent_jobs("T1", "U1")) == 3
-    assert usage(stores[0]) == (3, 3, 3)
+    jobs = sum(len(stores[0].recent_jobs("T1", f"U{i}")) for i in range(users))
+    assert jobs == 3
+    assert stores[0].workspace_runs("T1", "2025-12") == 3
+    people = [stores[0].usage_of("T1", f"U{i}", "2025-12-01", "2025-12") for i in range(users)]
+    assert sum(p.today for p in people) == sum(p.month for p in people) == 3
     for s in stores:
         s.close()
 
@@ -242,30 +250,48 @@ def test_everyones_usage_is_listed_busiest_first_without_the_workspace_row(store
     ]  # fmt: skip
 
 
-def test_counting_a_run_is_one_statement_per_counter(database_url: str) -> None:
-    """Every command's ack pays for the counting inside its transaction: one upsert per
-    counter (the person today, this month, the workspace), and at a limit nothing changes."""
+def test_a_commands_write_is_one_transaction_that_reads_nothing_before_its_end(
+    database_url: str,
+) -> None:
+    """Every command's ack waits for its transaction: the three counters in one statement,
+    the job, its run and what the run was counted as, and no answer read before COMMIT (so
+    on PostgreSQL the whole transaction goes out and comes back once). At a limit nothing
+    changes, and the refusal says which limit and how many were used."""
     store = Store(database_url)
     statements: list[str] = []
+    reads_inside: list[str] = []
     write = store.backend.write
 
+    class Watched:
+        def __init__(self, cursor: Any, sql: str, inside: list[bool]) -> None:
+            self.cursor, self.sql, self.inside = cursor, sql, inside
+
+        def __getattr__(self, name: str) -> Any:
+            if self.inside[0]:
+                reads_inside.append(self.sql)
+            return getattr(self.cursor, name)
+
     class Counting:
-        def __init__(self, tx: Any) -> None:
-            self.tx = tx
+        def __init__(self, tx: Any, inside: list[bool]) -> None:
+            self.tx, self.inside = tx, inside
 
         def execute(self, sql: str, params: Any = ()) -> Any:
             statements.append(sql)
-            return self.tx.execute(sql, params)
+            return Watched(self.tx.execute(sql, params), sql, self.inside)
 
     @contextmanager
-    def counted() -> Iterator[Any]:
-        with write() as tx:
-            yield Counting(tx)
+    def counted(**kwargs: Any) -> Iterator[Any]:
+        inside = [True]
+        with write(**kwargs) as tx:
+            yield Counting(tx, inside)
+        inside[0] = False
 
     store.backend.write = counted  # type: ignore[method-assign]
     try:
         new_job(store, spend(day=2, month=100))
-        assert len([s for s in statements if "usage_counts" in s]) == 3
+        assert len([s for s in statements if "usage_counts" in s]) == 1
+        assert len(statements) == 4  # counters, job, run, run_spend
+        assert reads_inside == []
         new_job(store, spend(day=2, month=100))
         with pytest.raises(LimitReached) as refused:
             new_job(store, spend(day=2, month=100))
@@ -275,6 +301,7 @@ def test_counting_a_run_is_one_statement_per_counter(database_url: str) -> None:
         LimitScope.USER_DAY, 2, 2,
     )  # fmt: skip
     assert usage(store) == (2, 2, 2)  # the refused one counted nowhere
+    assert len(store.recent_jobs("T1", "U1")) == 2
     store.close()
 
 

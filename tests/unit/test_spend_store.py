@@ -164,9 +164,7 @@ def test_send_it_again_counts_and_refuses_over_the_limit(store: Store) -> None:
     assert store.run(new_run).state == RunState.UNKNOWN  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    "day, month, users", [(3, None, 1), (None, 3, 8), (3, 3, 1), (3, 3, 2)]
-)
+@pytest.mark.parametrize("day, month, users", [(3, None, 1), (None, 3, 8), (3, 3, 1), (3, 3, 2)])
 def test_two_connections_at_the_limit_at_the_same_moment_record_exactly_the_limit(
     database_url: str, day: int | None, month: int | None, users: int
 ) -> None:

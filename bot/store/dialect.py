@@ -11,11 +11,10 @@ The store's SQL is written once, in SQLite's spelling (`?` placeholders, `INSERT
   `write(exclusive=False)`: the same without PostgreSQL's advisory lock, for a write whose
   invariants constraints and row locks keep by themselves (a command's new job: bot/store/
   jobs.py); SQLite has no lighter lock than its one.
-- On PostgreSQL every write transaction runs in psycopg's pipeline mode: statements go out as
-  they are made and their answers are read only when the code reads a result, so a
-  transaction that reads nothing until it ends (`BEGIN`, its statements, `COMMIT`) is one round
-  trip, and one that reads midway costs a round trip per read. Nothing else changes: a read
-  inside the transaction still sees what came before it.
+- `one_statement_inserts`: True on PostgreSQL, whose data-modifying `WITH` lets rows that
+  refer to one another be inserted by one statement (one round trip, ~100 µs of CPU against
+  ~450 for the same as a transaction of statements); SQLite has no such thing, and no round
+  trips to save (bot/store/jobs.py `create_job` writes either way).
 - `last_id(table)`: the id just given to a row inserted into `table` (its identity's `currval`
   / `last_insert_rowid()`), so a row can refer to the one inserted just before it without
   reading it back. On SQLite it is the latest insert's, whatever the table: nothing may be
@@ -111,6 +110,7 @@ class Backend(Protocol):
     description: str
     for_update: str
     skip_locked: str
+    one_statement_inserts: bool
     availability: Availability
 
     def last_id(self, table: str) -> str: ...
@@ -152,6 +152,7 @@ class SqliteBackend:
     name = "sqlite"
     for_update = ""
     skip_locked = ""
+    one_statement_inserts = False
 
     @staticmethod
     def last_id(table: str) -> str:
@@ -341,17 +342,21 @@ def to_pyformat(sql: str) -> str:
 
 
 class _PgTx:
-    """A psycopg connection inside a transaction (in pipeline mode), spoken to with `?`
-    placeholders. Every statement's cursor is kept, so its results can be read into memory
-    while the connection is still this transaction's (`settle`), and after it."""
+    """A psycopg connection inside a transaction, spoken to with `?` placeholders. Every
+    statement's results are read into memory before the connection goes back to the pool
+    (`settle`), so they stay readable after the transaction, as on SQLite."""
 
-    def __init__(self, conn: Any, pipeline: Any) -> None:
+    def __init__(self, conn: Any) -> None:
         self._conn = conn
-        self._pipeline = pipeline
         self._cursors: list[_PgCursor] = []
 
     def execute(self, sql: str, params: Params = (), /) -> Cursor:
-        cursor = _PgCursor(self._conn.execute(to_pyformat(sql), params), self._pipeline)
+        try:
+            cursor = _PgCursor(self._conn.execute(to_pyformat(sql), params))
+        except Exception as exc:
+            if (violation := _pg_violation(exc)) is not None:
+                raise violation from exc
+            raise
         self._cursors.append(cursor)
         return cursor
 
@@ -360,19 +365,16 @@ class _PgTx:
             cursor.executemany(to_pyformat(sql), seq)
 
     def settle(self) -> None:
-        """After COMMIT came back: every statement's answer, read into memory."""
+        """After COMMIT: every statement's rows not read yet, into memory."""
         for cursor in self._cursors:
             cursor.settle()
 
 
 class _PgCursor:
-    """A statement's cursor in pipeline mode: its answer is waited for only when it is read
-    (psycopg fetches a pending answer for `fetchone` and the like, but not for `rowcount`);
-    a broken unique key or CHECK read here is a `ConstraintViolated`."""
+    """A statement's psycopg cursor, until `settle` reads what is left of it into memory."""
 
-    def __init__(self, cursor: Any, pipeline: Any) -> None:
+    def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
-        self._pipeline = pipeline
         self._settled: Result | None = None
 
     def settle(self) -> None:
@@ -382,16 +384,7 @@ class _PgCursor:
             self._settled = Result(rows, [], self._cursor.rowcount)
 
     def _answer(self) -> Any:
-        if self._settled is not None:
-            return self._settled
-        try:
-            if self._cursor.pgresult is None:
-                self._pipeline.sync()
-        except Exception as exc:
-            if (violation := _pg_violation(exc)) is not None:
-                raise violation from exc
-            raise
-        return self._cursor
+        return self._settled if self._settled is not None else self._cursor
 
     @property
     def rowcount(self) -> int:
@@ -439,6 +432,7 @@ class PostgresBackend:
     name = "postgresql"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    one_statement_inserts = True
 
     @staticmethod
     def last_id(table: str) -> str:
@@ -511,8 +505,7 @@ class PostgresBackend:
 
     @contextmanager
     def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
-        """A transaction in pipeline mode (see the module's docstring); `exclusive`: holding
-        the write lock, which this instance's threads queue for first, so at most one of them
+        """A transaction; `exclusive`: holding the write lock, which this instance's threads queue for first, so at most one of them
         waits on the advisory lock (holding a connection and a server process) while the others
         wait without tying up the pool (measured under a burst of 200 commands,
         bench/ack.py). Without it, only the pool's checkout is waited for."""
@@ -539,22 +532,21 @@ class PostgresBackend:
         self.availability.succeeded(wrote=True)
 
     def _transaction(self, conn: Any, ms: int, exclusive: bool) -> Iterator[Tx]:
-        """BEGIN, the time the transaction may wait (every value a number computed here), the
-        lock when `exclusive`, the caller's statements and COMMIT, all pipelined: one round
-        trip when the caller reads nothing before the end. (statement_timeout a little later
-        than lock_timeout: a wait on a lock is told as such.) Rolled back on any failure."""
-        try:
-            with conn.pipeline() as pipeline:
-                conn.execute("BEGIN")
-                conn.execute(
-                    f"SELECT set_config('lock_timeout', '{ms}', true),"
-                    f" set_config('statement_timeout', '{ms + 50}', true)"
-                )
-                if exclusive:
-                    conn.execute(f"SELECT pg_advisory_xact_lock({int(self.write_key)})")
-                tx = _PgTx(conn, pipeline)
-                yield tx
-                conn.execute("COMMIT")
+        """BEGIN, the time the transaction may wait and (when `exclusive`) the lock in one
+        round trip (no parameters, so psycopg sends them as one simple query; every value is
+        a number computed here); the caller's statements; COMMIT; rolled back on any failure.
+        (statement_timeout a little later than lock_timeout: a wait on a lock is told as such.)
+        Measured and left out: psycopg's pipeline mode, which cost more CPU per statement
+        (~70 µs) than the round trips it saves over a local socket (bench/ack.py)."""
+        lock = f" SELECT pg_advisory_xact_lock({int(self.write_key)})" if exclusive else ""
+        try:  # a lock that times out leaves BEGIN open: rolled back below
+            conn.execute(
+                f"BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 50};"
+                + lock
+            )
+            tx = _PgTx(conn)
+            yield tx
+            conn.execute("COMMIT")
             tx.settle()
         except BaseException:
             with contextlib.suppress(Exception):  # a broken connection: the pool drops it
@@ -577,6 +569,10 @@ class PostgresBackend:
                 status = result.command_status if result is not None else None
         except self._psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
+        except self._psycopg.IntegrityError as exc:
+            if (violation := _pg_violation(exc)) is not None:
+                raise violation from exc
+            raise
         self.availability.succeeded(wrote=not (status or b"SELECT").startswith(b"SELECT"))
         return found
 

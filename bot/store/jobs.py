@@ -11,17 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.base import Database
+from bot.store.base import Database, current_fence
 from bot.store.dialect import ConstraintViolated, Cursor, Result, Tx
 from bot.store.models import Job, JobState, NewPost, Run, job_from_row, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
 from bot.store.steps import StepPlace, StepTaken, insert_step, start_previewed_step
 from bot.store.usage import (
+    COUNT_RUN,
     USAGE_CAP,
     Spend,
     charge,
     count_run,
+    count_run_params,
     counts_now,
     give_back,
     limit_refusal,
@@ -69,18 +71,27 @@ class JobRows:
         `step` (a Workflow Builder step) the execution is taken in the same transaction (from
         its preview, when `spend` comes from one): None when it was already taken.
 
-        The write every command makes, so it is made as cheaply as the invariants allow: no
-        global write lock (a delivery's keys and a step's execution are unique keys, the
+        The write every command makes, so it is made as cheaply as the invariants allow:
+        no global write lock (a delivery's keys and a step's execution are unique keys, the
         limits a CHECK on the counters under their row locks: see bot/store/usage.py), and
-        nothing read before COMMIT (each row refers to the one inserted before it through
-        `last_id`), so on PostgreSQL `BEGIN`, the statements and `COMMIT` go out together:
-        one round trip. A preview's Start reads one answer midway (two round trips)."""
+        nothing read before the end: on PostgreSQL one statement (`_new_job_in_one_statement`),
+        on SQLite one transaction whose rows refer to the one before through `last_id`. (A
+        preview's Start, which must read whether the preview is still pending, and a write
+        fenced by a lease take the transaction on both.)"""
+        one_statement = (
+            self.database.backend.one_statement_inserts
+            and current_fence() is None
+            and (spend is None or spend.preview_token is None)
+        )
+        args = (
+            team_id, channel_id, requester, response_url, request, sandbox, now, spend,
+            tuple(event_keys), origin_job_id, parent_ts, step,
+        )  # fmt: skip
         try:
+            if one_statement:
+                return self._new_job_in_one_statement(*args)
             with self.database.write(exclusive=False) as tx:
-                job, run = self._new_job_statements(
-                    tx, team_id, channel_id, requester, response_url, request, sandbox, now,
-                    spend, tuple(event_keys), origin_job_id, parent_ts, step,
-                )  # fmt: skip
+                job, run = self._new_job_statements(tx, *args)
         except StepTaken:
             return None  # a redelivered step's preview, started already
         except ConstraintViolated as broken:
@@ -91,6 +102,55 @@ class JobRows:
             counts = self.database.backend.execute(*counts_now(spend)).rows
             raise limit_refusal(counts, spend) from None
         return int(job.fetchone()[0]), int(run.fetchone()[0])
+
+    def _new_job_in_one_statement(
+        self, team_id: str, channel_id: str, requester: str, response_url: str | None,
+        request: dict[str, Any], sandbox: bool, now: float, spend: Spend | None,
+        event_keys: tuple[str, ...], origin_job_id: int | None, parent_ts: str | None,
+        step: StepPlace | None,
+    ) -> tuple[int, int]:  # fmt: skip
+        """`_new_job_statements` as one PostgreSQL statement (its data-modifying WITH parts
+        all run, against one snapshot, and fail together): the same rows, one round trip."""
+        parts: list[str] = []
+        params: list[Any] = []
+        if event_keys:
+            marks = ", ".join(["(?, ?)"] * len(event_keys))
+            parts.append(f"claimed AS (INSERT INTO events (key, received_at) VALUES {marks})")
+            params += [value for key in event_keys for value in (key, now)]
+        if spend is not None:
+            parts.append(f"counted AS ({COUNT_RUN})")
+            params += count_run_params(spend)
+        parts.append(
+            "job AS (INSERT INTO jobs (team_id, channel_id, requester, response_url, prompt,"
+            " state, sandbox, due_at, errors, pending_posts, origin_job_id, created_at,"
+            " parent_ts) VALUES (?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?) RETURNING id)"
+        )
+        params += [
+            team_id, channel_id, requester, response_url, request["prompt"], int(sandbox), now,
+            origin_job_id, now, parent_ts,
+        ]  # fmt: skip
+        if step is not None:  # its job's id given at once: no part sees another's rows
+            parts.append(
+                "taken AS (INSERT INTO step_executions (execution_id, team_id, channel_id,"
+                " requester, preview_token, state, created_at, job_id)"
+                " SELECT ?, ?, ?, ?, NULL, 'running', ?, id FROM job)"
+            )
+            params += [step.execution_id, step.team_id, step.channel_id, step.requester, now]
+        parts.append(
+            "run AS (INSERT INTO runs (job_id, number, kind, request, author, reply_channel,"
+            " reply_ts, state, seen_new, created_at) SELECT id, 1, 'create', ?, ?, NULL, NULL,"
+            " 'waiting', 0, ? FROM job RETURNING id, job_id)"
+        )
+        params += [json.dumps(request), requester, now]
+        if spend is not None:
+            parts.append(
+                "spent AS (INSERT INTO run_spend (run_id, team_id, user_id, day, month,"
+                " given_back) SELECT id, ?, ?, ?, ?, 0 FROM run)"
+            )
+            params += [spend.team_id, spend.user_id, spend.day, spend.month]
+        sql = "WITH " + ", ".join(parts) + " SELECT job_id, id FROM run"
+        row = self.database.backend.execute(sql, params).rows[0]
+        return int(row[0]), int(row[1])
 
     def _new_job_statements(
         self, tx: Tx, team_id: str, channel_id: str, requester: str, response_url: str | None,

@@ -187,7 +187,7 @@ class UsageRows:
 # ---------------------------------------------------------------- inside a run's transaction
 
 
-_COUNT_RUN = (
+COUNT_RUN = (
     "INSERT INTO usage_counts (team_id, user_id, period, runs, cap)"
     " VALUES (?, ?, ?, 1, ?), (?, ?, ?, 1, ?), (?, ?, ?, 1, ?)"
     " ON CONFLICT (team_id, user_id, period)"
@@ -209,13 +209,16 @@ def count_run(tx: Tx, spend: Spend) -> Cursor:
         ).rowcount
         if claimed != 1:
             raise PreviewGone()
-    return tx.execute(
-        _COUNT_RUN,
-        (
-            spend.team_id, spend.user_id, spend.day, spend.per_user_per_day,
-            spend.team_id, spend.user_id, spend.month, None,
-            spend.team_id, WORKSPACE, spend.month, spend.per_month,
-        ),
+    return tx.execute(COUNT_RUN, count_run_params(spend))
+
+
+def count_run_params(spend: Spend) -> tuple[Any, ...]:
+    """`COUNT_RUN`'s parameters: the person's day and month, the workspace's month, each with
+    the limit it is counted under (None: no limit)."""
+    return (
+        spend.team_id, spend.user_id, spend.day, spend.per_user_per_day,
+        spend.team_id, spend.user_id, spend.month, None,
+        spend.team_id, WORKSPACE, spend.month, spend.per_month,
     )  # fmt: skip
 
 

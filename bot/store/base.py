@@ -11,7 +11,9 @@ SQL here is written once, with `?` placeholders; `bot.store.dialect` runs it on 
 PostgreSQL. Write paths that change more than one row use `write()`: one transaction holding the
 database's write lock (SQLite `BEGIN IMMEDIATE`: in WAL mode a plain `BEGIN` that reads and then
 writes fails with "database is locked" when another connection wrote in between; PostgreSQL: a
-transaction-scoped advisory lock), so both databases serialize them the same way.
+transaction-scoped advisory lock), so both databases serialize them the same way. Not a
+command's new job (bot/store/jobs.py `create_job`), whose invariants unique keys and a CHECK
+keep without that lock (`write(exclusive=False)`; on PostgreSQL one statement).
 
 The fence: while an instance advances a job it holds the job's lease, and every write made on
 that job's behalf (`write()`, `change()`) first checks, in the same transaction and with the

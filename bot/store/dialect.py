@@ -9,7 +9,7 @@ The store's SQL is written once, in SQLite's spelling (`?` placeholders, `INSERT
   returns a cursor with `fetchone`, `fetchall`, `rowcount` and iteration. Multi-row writes are
   serialized on both databases, so an invariant that holds on one holds on the other.
   `write(exclusive=False)`: the same without PostgreSQL's advisory lock, for a write whose
-  invariants constraints and row locks keep by themselves (a command's new job: bot/store/
+  invariants unique keys, CHECKs and row locks keep by themselves (a new job: bot/store/
   jobs.py); SQLite has no lighter lock than its one.
 - `one_statement_inserts`: True on PostgreSQL, whose data-modifying `WITH` lets rows that
   refer to one another be inserted by one statement (one round trip, ~100 µs of CPU against

@@ -199,6 +199,42 @@ def test_two_connections_at_the_limit_at_the_same_moment_record_exactly_the_limi
         s.close()
 
 
+def test_one_click_pressed_on_many_instances_at_once_starts_one_job(database_url: str) -> None:
+    """ "New variation" pressed (or redelivered) on 8 instances at the same moment: its claim
+    is a unique key in the job's own write, so exactly one job exists and one run is counted,
+    with no global write lock taken."""
+    stores = [Store(database_url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    created: list[tuple[int, int] | None] = []
+
+    def press(one: Store) -> None:
+        barrier.wait()
+        created.append(
+            one.create_job(
+                team_id="T1",
+                channel_id="C1",
+                requester="U1",
+                response_url=None,
+                request=REQUEST,
+                sandbox=False,
+                now=T0,
+                spend=spend(day=5),
+                event_keys=("variation:41",),
+            )
+        )
+
+    threads = [threading.Thread(target=press, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([c for c in created if c is not None]) == 1
+    assert len(stores[0].recent_jobs("T1", "U1")) == 1
+    assert usage(stores[0]) == (1, 1, 1)
+    for s in stores:
+        s.close()
+
+
 def test_a_preview_is_started_once_however_often_start_arrives(store: Store) -> None:
     assert store.save_preview(
         token="tok1", kind=PreviewKind.NEW_JOB, team_id="T1", channel_id="C1", user_id="U1",

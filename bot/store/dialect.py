@@ -342,62 +342,27 @@ def to_pyformat(sql: str) -> str:
 
 
 class _PgTx:
-    """A psycopg connection inside a transaction, spoken to with `?` placeholders. Every
-    statement's results are read into memory before the connection goes back to the pool
-    (`settle`), so they stay readable after the transaction, as on SQLite."""
+    """A psycopg connection inside a transaction, spoken to with `?` placeholders. Each
+    statement's rows are read at once, as on SQLite, so results stay readable after the
+    transaction, when the connection is back in the pool."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
-        self._cursors: list[_PgCursor] = []
 
     def execute(self, sql: str, params: Params = (), /) -> Cursor:
         try:
-            cursor = _PgCursor(self._conn.execute(to_pyformat(sql), params))
+            cursor = self._conn.execute(to_pyformat(sql), params)
         except Exception as exc:
             if (violation := _pg_violation(exc)) is not None:
                 raise violation from exc
             raise
-        self._cursors.append(cursor)
-        return cursor
+        result = cursor.pgresult
+        rows = cursor.fetchall() if result is not None and result.nfields else []
+        return Result(rows, [], cursor.rowcount)
 
     def executemany(self, sql: str, seq: Sequence[Params], /) -> Any:
         with self._conn.cursor() as cursor:
             cursor.executemany(to_pyformat(sql), seq)
-
-    def settle(self) -> None:
-        """After COMMIT: every statement's rows not read yet, into memory."""
-        for cursor in self._cursors:
-            cursor.settle()
-
-
-class _PgCursor:
-    """A statement's psycopg cursor, until `settle` reads what is left of it into memory."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-        self._settled: Result | None = None
-
-    def settle(self) -> None:
-        if self._settled is None:
-            result = self._cursor.pgresult
-            rows = list(self._cursor.fetchall()) if result is not None and result.nfields else []
-            self._settled = Result(rows, [], self._cursor.rowcount)
-
-    def _answer(self) -> Any:
-        return self._settled if self._settled is not None else self._cursor
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._answer().rowcount)
-
-    def fetchone(self) -> Any:
-        return self._answer().fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return list(self._answer().fetchall())
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._answer().fetchall())
 
 
 def _pg_violation(exc: BaseException) -> ConstraintViolated | None:
@@ -544,10 +509,8 @@ class PostgresBackend:
                 f"BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 50};"
                 + lock
             )
-            tx = _PgTx(conn)
-            yield tx
+            yield _PgTx(conn)
             conn.execute("COMMIT")
-            tx.settle()
         except BaseException:
             with contextlib.suppress(Exception):  # a broken connection: the pool drops it
                 conn.execute("ROLLBACK")

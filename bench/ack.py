@@ -11,7 +11,8 @@ result reached Slack minus when its download URL appeared. Status calls must not
 slow creates (MotionClient keeps slots for them), so with POLL_MAX_SECONDS=1 the delay stays
 within POLL_MAX_SECONDS + 1 s.
 
-Targets: p99 < 100 ms at 50 concurrent, < 1 s at 200, zero lost; notification p95 ≤ 2 s.
+Targets: p99 ≤ 50 ms at 50 concurrent on SQLite and ≤ 100 ms on PostgreSQL, ≤ 250 ms at 200 on
+both; zero lost, zero duplicated; notification p95 ≤ 2 s.
 
     python bench/ack.py [--database postgresql://…]
 
@@ -39,7 +40,7 @@ from tests.support.motion import ScriptedSandbox as MotionSandbox
 from tests.support.slack import SlackCall, SlackDouble, signed_headers
 
 ROUNDS = (50, 200)
-TARGETS = {50: 0.100, 200: 1.0}
+TARGETS = {"sqlite": {50: 0.050, 200: 0.250}, "postgresql": {50: 0.100, 200: 0.250}}
 POLL_MAX_SECONDS = 1.0
 PLAN = JobPlan(queued_s=0.5, created_s=0.5, running_s=2, render_s=0.5)
 
@@ -131,9 +132,10 @@ def main() -> int:
             }
             if ok != n:
                 failures.append(f"{n - ok} of {n} commands not acknowledged with 200")
-            if p99 >= TARGETS[n]:
+            target = TARGETS[str(figures["database"])][n]
+            if p99 > target:
                 failures.append(
-                    f"p99 {p99 * 1000:.0f} ms at {n} concurrent ≥ {TARGETS[n] * 1000:.0f} ms"
+                    f"p99 {p99 * 1000:.0f} ms at {n} concurrent > {target * 1000:.0f} ms"
                 )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(sandbox.creates) < len(sent):

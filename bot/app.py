@@ -223,6 +223,7 @@ class MotionBot:
         if metrics is not None:
             metrics.jobs_held = lambda: poller.busy
         service.wake = poller.wake
+        service.due_now = poller.due_now
         file_links.forgotten = service.workspace_forgotten
         app = bolt_app(settings, slack, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()

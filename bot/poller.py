@@ -102,6 +102,12 @@ class Poller:
             on_loop(lambda: self._wake_later.add(job_id))
         on_loop(self._event.set)  # asyncio.Event is the loop's own: never set from a worker
 
+    def due_now(self, job_id: int) -> None:
+        """A job recorded due now and held by nobody (a new one): `wake` without its write,
+        which would change nothing such a job has (a command's ack waits for every statement:
+        bot/store/jobs.py `create_job`). The poller looks at once."""
+        on_loop(self._event.set)
+
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="poller")
 

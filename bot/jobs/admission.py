@@ -276,7 +276,7 @@ class Admissions:
                 if created_job is None:
                     return Admission(AskKind.DUPLICATE) if ask.step else self._done(ALREADY_VARIED)
                 job_id, run_id = created_job
-                ctx.wake(job_id)
+                ctx.wake_new(job_id)
                 return Admission(AskKind.ACCEPTED, job_id=job_id, run_id=run_id, sandbox=sandbox)
             if isinstance(ask, FollowupAsk):
                 job = ask.job
@@ -306,7 +306,7 @@ class Admissions:
             )
             if created is None:
                 return self._done(ALREADY_RESTARTED)
-            ctx.wake(created)
+            ctx.wake_new(created)
             return Admission(AskKind.ACCEPTED, job_id=created, sandbox=sandbox)
         except LimitReached as exc:
             return self._refused_limit(exc.scope, exc.used, exc.limit, resolved)

@@ -133,6 +133,13 @@ class JobContext:
     # Whether a workspace was forgotten (uninstalled): set by `Uninstalls`, read from memory.
     forgotten: Callable[[str], bool] = _never_forgotten
 
+    # A new job, recorded due now: the poller is roused without `wake`'s write (None: `wake`).
+    due_now: Callable[[int], None] | None = None
+
+    def wake_new(self, job_id: int) -> None:
+        """Look at a job just recorded (due now, held by nobody) as soon as possible."""
+        (self.due_now or self.wake)(job_id)
+
     def job(self, job_id: int) -> Job:
         job = self.store.job(job_id)
         assert job is not None, f"job {job_id} vanished"

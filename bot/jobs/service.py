@@ -173,6 +173,14 @@ class JobService:
         self.ctx.wake = wake
 
     @property
+    def due_now(self) -> Callable[[int], None] | None:
+        return self.ctx.due_now
+
+    @due_now.setter
+    def due_now(self, due_now: Callable[[int], None] | None) -> None:
+        self.ctx.due_now = due_now
+
+    @property
     def stopping(self) -> bool:
         return self.ctx.stopping
 

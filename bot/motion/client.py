@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
+import ssl
 import time
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpcore
 import httpx
@@ -29,6 +31,7 @@ from bot.motion.errors import (
     ServerError,
     Unreachable,
 )
+from bot.motion.gets import ConnectFailed, Endpoint, GetFailed, KeepAliveGets
 from bot.motion.request import MotionRequest
 from bot.motion.transport import MotionNetwork
 
@@ -39,6 +42,7 @@ CallKind = Literal["create", "followup", "status"]
 _OUTCOME_4XX = {code: f"4xx_{code}" for code in range(400, 500)}
 _OUTCOME_4XX[429] = "429"
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]+")  # nothing httpx would escape in a path
 # A job id that cannot exist: a status call for it proves a key works (404) or not (401)
 # without starting, or paying for, anything.
 PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
@@ -53,7 +57,8 @@ MAX_ANSWER_BYTES = 1024 * 1024
 class MotionRoute:
     """Where one call goes and with which key, when not the client's own: a workspace's own
     Motion key (at MOTION_API_URL) on a deployment whose other workspaces may use another key,
-    or the sandbox. Every route shares the client's one pool and caps."""
+    or the sandbox. Every route shares the client's one pool and caps (its calls go through
+    httpx: the lighter status path serves the client's own base and key)."""
 
     base_url: str
     api_key: str = field(repr=False)
@@ -86,8 +91,12 @@ class MotionClient:
             transport=transport,
             follow_redirects=False,
         )
-        if transport is None:
-            _use_motion_network(self._client)
+        # Status calls go on the lighter path when httpx would send them straight to Motion.
+        self._gets = _use_motion_network(self._client, timeout) if transport is None else None
+        self._heads: dict[str, bytes] = {}  # a status call's request bytes, per path
+        self._block = _header_block(self._client)
+        base = self._client.base_url
+        self._base_path = base.raw_path if not base.query and not base.fragment else None
         # Status calls are most of the traffic: their requests are built here from parts made
         # once (see `_get`), not by `build_request` for every call.
         self._base = str(self._client.base_url)
@@ -116,6 +125,8 @@ class MotionClient:
         return self._writes.locked()
 
     async def aclose(self) -> None:
+        if self._gets is not None:
+            await self._gets.aclose()
         await self._client.aclose()
 
     async def create(
@@ -157,43 +168,34 @@ class MotionClient:
 
     async def _send(
         self, method: str, path: str, body: Any, *, write: bool, route: MotionRoute | None = None
-    ) -> tuple[httpx.Response, _Answer]:
+    ) -> tuple[_Head, _Answer]:
         """The call within the caps and the deadline: Motion's answer, read (at most
         MAX_ANSWER_BYTES), or Unreachable / AnswerLost when there is none."""
         # What a call that went out but got no answer means:
         lost = Retry.UNSAFE if write else Retry.LATER
-        # `asyncio.timeout`, not `wait_for`: wait_for runs the call in a task of its own, and
-        # that task is a good part of a status call's CPU on the event loop.
-        try:  # waiting for a free slot counts against the same deadline as the call itself
-            async with asyncio.timeout(self._deadline):
-                await self._take_slot(write)
-        except TimeoutError as exc:
-            raise Unreachable(
-                "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
-            ) from exc
+        if self._limit.locked() or (write and self._writes.locked()):
+            # `asyncio.timeout`, not `wait_for`: wait_for runs the call in a task of its own.
+            try:  # waiting for a free slot counts against the same deadline as the call
+                async with asyncio.timeout(self._deadline):
+                    await self._take_slot(write)
+            except TimeoutError as exc:
+                raise Unreachable(
+                    "too many Motion calls in flight; nothing was sent", retry=Retry.LATER
+                ) from exc
+        else:
+            await self._take_slot(write)  # a slot is free: taken at once, no timer needed
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         self.calls += 1
         try:
-            # The overall deadline covers a server that trickles bytes past the read timeout.
-            if route is not None:
-                sent = self._routed(method, path, body, route)
-            elif method == "GET":
-                sent = self._get(path)
-            else:
-                request = self._client.build_request(method, path, json=body)
-                sent = self._client.send(request, stream=True)
-            async with asyncio.timeout(self._deadline):
-                response = await sent
-                try:
-                    answer = await _read_answer(response)
-                finally:
-                    await response.aclose()  # unread (too large): the connection is dropped
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if route is None and method == "GET" and self._gets is not None:
+                return await self._lite_get(path)
+            return await self._httpx_call(method, path, body, route)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, ConnectFailed) as exc:
             raise Unreachable(
                 f"could not reach Motion ({type(exc).__name__})", retry=Retry.LATER
             ) from exc
-        except (httpx.HTTPError, TimeoutError) as exc:  # sent, then something went wrong
+        except (httpx.HTTPError, TimeoutError, GetFailed) as exc:  # sent, then went wrong
             name = type(exc).__name__
             what = "Motion's answer was lost" if write else "Motion did not answer"
             raise AnswerLost(f"{what} ({name})", retry=lost) from exc
@@ -202,7 +204,60 @@ class MotionClient:
             self._limit.release()
             if write:
                 self._writes.release()
+
+    async def _httpx_call(
+        self, method: str, path: str, body: Any, route: MotionRoute | None = None
+    ) -> tuple[_Head, _Answer]:
+        """A call through httpx: creates and followups, calls on another route, and status
+        calls when the lighter path is off (a proxy, a test's transport, a cookie). The overall
+        deadline covers a server that trickles bytes past httpx's read timeout."""
+        if route is not None:
+            sent = self._routed(method, path, body, route)
+        elif method == "GET":
+            sent = self._get(path)
+        else:
+            sent = self._client.send(
+                self._client.build_request(method, path, json=body), stream=True
+            )
+        async with asyncio.timeout(self._deadline):
+            response = await sent
+            try:
+                answer = await _read_answer(response)
+            finally:
+                await response.aclose()  # unread (too large): the connection is dropped
         return response, answer
+
+    async def _lite_get(self, path: str) -> tuple[_Head, _Answer]:
+        """A status call on `KeepAliveGets` (bot/motion/gets.py): the same request bytes
+        httpx would send, built once per job. Its own connect and read timeouts bound it
+        (together within the overall deadline), so no timer of the client's is needed."""
+        assert self._gets is not None
+        head = self._heads.get(path)
+        if head is None:
+            if len(self._heads) >= URL_CACHE:
+                self._heads.clear()
+            head = self._heads[path] = b"GET " + self._target(path) + b" HTTP/1.1\r\n" + self._block
+        reply = await self._gets.get(head, _Body)
+        if reply.cookies:
+            self._take_cookies(path, reply.status_code, reply.cookies)
+        return reply, reply.sink.answer()
+
+    def _target(self, path: str) -> bytes:
+        """The request target httpx would send for `path`: the base URL's path, then `path`
+        (a job id of plain characters needs no escaping, nor httpx's parser: ~20 µs)."""
+        if self._base_path is not None and _PLAIN_PATH.fullmatch(path):
+            return self._base_path + path.lstrip("/").encode()
+        return httpx.URL(self._base + path.lstrip("/")).raw_path
+
+    def _take_cookies(self, path: str, status: int, cookies: list[str]) -> None:
+        """Motion set a cookie (it sets none today): into httpx's jar, and every later call
+        goes through httpx, which sends it back as before."""
+        url = httpx.URL(self._base + path.lstrip("/"))
+        answer = httpx.Response(
+            status, headers=[("set-cookie", c) for c in cookies], request=httpx.Request("GET", url)
+        )
+        self._client.cookies.extract_cookies(answer)
+        self._gets = None
 
     def _get(self, path: str) -> Coroutine[Any, Any, httpx.Response]:
         """`AsyncClient.request("GET", path)`, cheaper: the same URL (the base URL's path, then
@@ -267,19 +322,59 @@ def _timed_out(exc: MotionError) -> bool:
     return isinstance(cause, TimeoutError | httpx.TimeoutException)
 
 
-def _use_motion_network(client: httpx.AsyncClient) -> None:
+def _use_motion_network(client: httpx.AsyncClient, timeout: float) -> KeepAliveGets | None:
     """The transport httpx built (its limits, TLS and proxy settings untouched) opens its
     connections on `MotionNetwork`, which answers the pool's "closed by the server?" check
     cheaply. httpx has no parameter for httpcore's `network_backend`; the pool reads this
-    attribute only when it opens a connection, and none is open yet."""
+    attribute only when it opens a connection, and none is open yet.
+
+    Returns the lighter path for status calls (`KeepAliveGets`, with the TLS context httpx
+    built), or None where httpx alone knows the way: a proxy (any mount), another scheme, or
+    an httpx whose private names moved."""
     transport = getattr(client, "_transport", None)  # private: a later httpx may rename it
     pool = (
         getattr(transport, "_pool", None)
         if isinstance(transport, httpx.AsyncHTTPTransport)
         else None
     )
-    if isinstance(pool, httpcore.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
-        pool._network_backend = MotionNetwork()  # else httpcore's own backend: slower, correct
+    if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
+        return None  # httpcore's own backend: slower, correct
+    pool._network_backend = MotionNetwork()
+    url = client.base_url
+    context = getattr(pool, "_ssl_context", None)
+    if getattr(client, "_mounts", None) != {} or url.scheme not in ("http", "https"):
+        return None
+    if url.scheme == "https" and not isinstance(context, ssl.SSLContext):
+        return None
+    return KeepAliveGets(
+        Endpoint(
+            host=url.host,
+            port=url.port or (443 if url.scheme == "https" else 80),
+            ssl_context=context if url.scheme == "https" else None,
+            connect_timeout=client.timeout.connect or timeout,
+            read_timeout=client.timeout.read or timeout,
+            max_idle=pool._max_keepalive_connections,
+        )
+    )
+
+
+def _header_block(client: httpx.AsyncClient) -> bytes:
+    """What follows a status call's request line: the headers httpx would send, in its order
+    (Host first, then the client's), and the blank line."""
+    lines = [b"Host: " + client.base_url.netloc]
+    lines += [name + b": " + value for name, value in client.headers.raw]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _Head(Protocol):
+    """What `_raise_for` reads of an answer besides its body (an httpx.Response, or a
+    `KeepAliveGets` reply)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -290,43 +385,83 @@ class _Answer:
     refused: str | None = None
 
 
+_TOO_LARGE = f"a body over {MAX_ANSWER_BYTES // 1024} KiB (not read)"
+
+
+class _Body:
+    """An answer's body as it arrives (`feed`), kept only while it is at most MAX_ANSWER_BYTES
+    on the wire and once decoded, inflated here step by step: a library's own decoding would
+    inflate a small gzip body to any size before the count could stop it. Both ways of
+    calling Motion read through it (httpx's raw stream, and `KeepAliveGets`)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self.refused: str | None = None
+        self._inflate: Any = None
+        self._parts: list[bytes] = []
+        self._wire = self._kept = 0
+        declared = headers.get("content-length", "")
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            self.refused = _TOO_LARGE
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            self._inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # a gzip or zlib header
+        elif encoding not in ("", "identity"):
+            self.refused = f"a body in an encoding it was not asked for ({encoding[:20]!r})"
+        self._encoding = encoding
+
+    def feed(self, raw: bytes) -> bool:
+        """Keep the next piece; False (and nothing kept) once the body is refused."""
+        if self.refused is not None:
+            return False
+        self._wire += len(raw)
+        try:
+            part = (
+                raw
+                if self._inflate is None
+                else self._inflate.decompress(raw, MAX_ANSWER_BYTES - self._kept + 1)
+            )
+        except zlib.error:
+            return self._refuse(f"a body that does not inflate as {self._encoding}")
+        self._kept += len(part)
+        if self._wire > MAX_ANSWER_BYTES or self._kept > MAX_ANSWER_BYTES:
+            return self._refuse(_TOO_LARGE)
+        self._parts.append(part)
+        return True
+
+    def answer(self) -> _Answer:
+        """The whole body, once the answer has ended."""
+        if self.refused is None and self._inflate is not None:
+            try:
+                self._feed_last(self._inflate.flush())
+            except zlib.error:
+                self._refuse(f"a body that does not inflate as {self._encoding}")
+        if self.refused is not None:
+            return _Answer(None, self.refused)
+        return _Answer(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+
+    def _feed_last(self, part: bytes) -> None:
+        self._kept += len(part)
+        if self._kept > MAX_ANSWER_BYTES:
+            self._refuse(_TOO_LARGE)
+        else:
+            self._parts.append(part)
+
+    def _refuse(self, why: str) -> bool:
+        self.refused, self._parts = why, []
+        return False
+
+
 async def _read_answer(response: httpx.Response) -> _Answer:
-    """The body, decoded, if it is at most MAX_ANSWER_BYTES on the wire and once decoded.
-
-    Read from the raw stream and inflated here, each step bounded: httpx's own decoding would
-    inflate a small gzip body to any size before the count could stop it."""
-    too_large = _Answer(None, f"a body over {MAX_ANSWER_BYTES // 1024} KiB (not read)")
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-        return too_large
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    inflate = None
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # a gzip or zlib header, either
-    elif encoding not in ("", "identity"):
-        return _Answer(None, f"a body in an encoding it was not asked for ({encoding[:20]!r})")
-    parts: list[bytes] = []
-    wire = kept = 0
-    try:
+    """The body of an httpx answer, through `_Body` (see there)."""
+    body = _Body(response.headers)
+    if body.refused is None:
         async for raw in response.aiter_raw():
-            wire += len(raw)
-            part = raw if inflate is None else inflate.decompress(raw, MAX_ANSWER_BYTES - kept + 1)
-            kept += len(part)
-            if wire > MAX_ANSWER_BYTES or kept > MAX_ANSWER_BYTES:
-                return too_large
-            parts.append(part)
-        if inflate is not None:
-            part = inflate.flush()
-            kept += len(part)
-            if kept > MAX_ANSWER_BYTES:
-                return too_large
-            parts.append(part)
-    except zlib.error:
-        return _Answer(None, f"a body that does not inflate as {encoding}")
-    return _Answer(b"".join(parts))
+            if not body.feed(raw):
+                break
+    return body.answer()
 
 
-def _raise_for(response: httpx.Response, answer: _Answer, *, write: bool) -> Any:
+def _raise_for(response: _Head, answer: _Answer, *, write: bool) -> Any:
     """Map an HTTP answer to data, or to an error saying what HTTP said and whether to retry.
     A body that was not read (`answer.refused`) counts as one that is not JSON."""
     status = response.status_code
@@ -344,7 +479,7 @@ def _raise_for(response: httpx.Response, answer: _Answer, *, write: bool) -> Any
         return data
     message = _message(data) or f"HTTP {status}"
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
         raise RateLimited(message, retry_after=retry_after, status=status, body=data)
     kind: type[MotionError] = _BY_STATUS.get(status, MotionError)
     # Not an answer of Motion's own (no JSON, a status it does not use): something in between.

@@ -11,7 +11,9 @@ SQL here is written once, with `?` placeholders; `bot.store.dialect` runs it on 
 PostgreSQL. Write paths that change more than one row use `write()`: one transaction holding the
 database's write lock (SQLite `BEGIN IMMEDIATE`: in WAL mode a plain `BEGIN` that reads and then
 writes fails with "database is locked" when another connection wrote in between; PostgreSQL: a
-transaction-scoped advisory lock), so both databases serialize them the same way.
+transaction-scoped advisory lock), so both databases serialize them the same way. Not a
+command's new job (bot/store/jobs.py `create_job`), whose invariants unique keys and a CHECK
+keep without that lock (`write(exclusive=False)`; on PostgreSQL one statement).
 
 The fence: while an instance advances a job it holds the job's lease, and every write made on
 that job's behalf (`write()`, `change()`) first checks, in the same transaction and with the
@@ -133,10 +135,13 @@ class Database:
         self.backend.close()
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
         """A write transaction under the database's write lock, fenced by the lease while a
-        job is being advanced (`LeaseLost` before anything is written)."""
-        with self.backend.write() as tx:
+        job is being advanced (`LeaseLost` before anything is written). `exclusive=False`:
+        without the write lock where the database cannot serialize for it (PostgreSQL), for
+        a write whose invariants unique keys, CHECKs and row locks keep (bot/store/jobs.py's
+        `create_job`)."""
+        with self.backend.write(exclusive=exclusive) as tx:
             fence = _fence.get()
             if fence is not None:
                 job_id, owner = fence

@@ -8,6 +8,19 @@ The store's SQL is written once, in SQLite's spelling (`?` placeholders, `INSERT
   on PostgreSQL a transaction-scoped advisory lock), yielding a `Tx` whose `execute(sql, params)`
   returns a cursor with `fetchone`, `fetchall`, `rowcount` and iteration. Multi-row writes are
   serialized on both databases, so an invariant that holds on one holds on the other.
+  `write(exclusive=False)`: the same without PostgreSQL's advisory lock, for a write whose
+  invariants unique keys, CHECKs and row locks keep by themselves (a new job: bot/store/
+  jobs.py); SQLite has no lighter lock than its one.
+- `one_statement_inserts`: True on PostgreSQL, whose data-modifying `WITH` lets rows that
+  refer to one another be inserted by one statement (one round trip, ~100 µs of CPU against
+  ~450 for the same as a transaction of statements); SQLite has no such thing, and no round
+  trips to save (bot/store/jobs.py `create_job` writes either way).
+- `last_id(table)`: the id just given to a row inserted into `table` (its identity's `currval`
+  / `last_insert_rowid()`), so a row can refer to the one inserted just before it without
+  reading it back. On SQLite it is the latest insert's, whatever the table: nothing may be
+  inserted in between.
+- `ConstraintViolated`: a unique key or a CHECK refused a statement; the transaction is rolled
+  back whole, and the error says which table or constraint.
 - `execute`, `rows`, `value`: one statement on its own (autocommit), its rows materialized.
 - `for_update`: the row-locking suffix (`FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write
   lock already covers the whole database), and `skip_locked` for the poller's claim.
@@ -84,14 +97,27 @@ class Result:
         return iter(self.rows)
 
 
+class ConstraintViolated(Exception):
+    """A statement broke a constraint; its whole transaction was rolled back. `kind`: "unique"
+    (`where` is the table) or "check" (`where` is the constraint's name)."""
+
+    def __init__(self, kind: str, where: str, detail: str) -> None:
+        super().__init__(f"{kind} constraint on {where}: {detail}")
+        self.kind = kind
+        self.where = where
+
+
 class Backend(Protocol):
     name: str
     description: str
     for_update: str
     skip_locked: str
+    one_statement_inserts: bool
     availability: Availability
 
-    def write(self) -> AbstractContextManager[Tx]: ...
+    def last_id(self, table: str) -> str: ...
+
+    def write(self, *, exclusive: bool = True) -> AbstractContextManager[Tx]: ...
 
     def execute(self, sql: str, params: Params = ()) -> Result: ...
 
@@ -130,6 +156,11 @@ class SqliteBackend:
     name = "sqlite"
     for_update = ""
     skip_locked = ""
+    one_statement_inserts = False
+
+    @staticmethod
+    def last_id(table: str) -> str:
+        return "last_insert_rowid()"
 
     def __init__(self, path: str) -> None:
         conn = sqlite3.connect(
@@ -188,12 +219,13 @@ class SqliteBackend:
         return self.availability.failed(DatabaseUnavailable(reason, str(exc)))
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
+        """`BEGIN IMMEDIATE` whether `exclusive` or not: SQLite's one lock is the file's."""
         with self._connection() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield conn
+                    yield _SqliteTx(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -202,6 +234,10 @@ class SqliteBackend:
             except sqlite3.OperationalError as exc:
                 if (unavailable := self._unavailable(exc)) is not None:
                     raise unavailable from exc
+                raise
+            except sqlite3.IntegrityError as exc:
+                if (violation := _sqlite_violation(exc)) is not None:
+                    raise violation from exc
                 raise
         self.availability.succeeded(wrote=True)
 
@@ -267,6 +303,45 @@ class SqliteBackend:
 
 MIGRATION_SECONDS = 30.0  # SQLite: the longest opening the file and migrating it may wait
 
+
+class _SqliteTx:
+    """The sqlite3 connection inside a write transaction. Each statement's rows are read at
+    once, so results stay readable after the transaction, as on PostgreSQL (and a statement
+    with RETURNING is finished before COMMIT, which SQLite requires); a broken unique key or
+    CHECK is a `ConstraintViolated` right at its statement."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = (), /) -> Cursor:
+        try:
+            cursor = self._conn.execute(sql, params)
+            rows = cursor.fetchall()
+        except sqlite3.IntegrityError as exc:
+            if (violation := _sqlite_violation(exc)) is not None:
+                raise violation from exc
+            raise
+        return Result(rows, [], cursor.rowcount)
+
+    def executemany(self, sql: str, seq: Sequence[Params], /) -> Any:
+        self._conn.executemany(sql, seq)
+
+
+def _sqlite_violation(exc: sqlite3.IntegrityError) -> ConstraintViolated | None:
+    """SQLite's words for a broken constraint ("UNIQUE constraint failed: events.key", "CHECK
+    constraint failed: usage_within_cap") as a `ConstraintViolated`; None for any other
+    integrity error (a foreign key, NOT NULL)."""
+    text = str(exc)
+    for kind in ("unique", "check"):
+        prefix = f"{kind.upper()} constraint failed: "
+        if text.startswith(prefix):
+            where = text.removeprefix(prefix).split(",")[0].strip()
+            return ConstraintViolated(
+                kind, where.split(".")[0] if kind == "unique" else where, text
+            )
+    return None
+
+
 # SQLite's primary result codes: another connection's lock (BUSY, LOCKED, PROTOCOL), or the
 # file out of reach for now (IOERR, FULL, CANTOPEN).
 _SQLITE_LOCKED = {5, 6, 15}
@@ -283,18 +358,38 @@ def to_pyformat(sql: str) -> str:
 
 
 class _PgTx:
-    """A psycopg connection inside a transaction, spoken to with `?` placeholders."""
+    """A psycopg connection inside a transaction, spoken to with `?` placeholders. Each
+    statement's rows are read at once, as on SQLite, so results stay readable after the
+    transaction, when the connection is back in the pool."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
     def execute(self, sql: str, params: Params = (), /) -> Cursor:
-        cursor: Cursor = self._conn.execute(to_pyformat(sql), params)
-        return cursor
+        try:
+            cursor = self._conn.execute(to_pyformat(sql), params)
+        except Exception as exc:
+            if (violation := _pg_violation(exc)) is not None:
+                raise violation from exc
+            raise
+        result = cursor.pgresult
+        rows = cursor.fetchall() if result is not None and result.nfields else []
+        return Result(rows, [], cursor.rowcount)
 
     def executemany(self, sql: str, seq: Sequence[Params], /) -> Any:
         with self._conn.cursor() as cursor:
             cursor.executemany(to_pyformat(sql), seq)
+
+
+def _pg_violation(exc: BaseException) -> ConstraintViolated | None:
+    """psycopg's unique and check violations as a `ConstraintViolated`; None for any other."""
+    diag = getattr(exc, "diag", None)
+    state = getattr(exc, "sqlstate", None)
+    if diag is None or state not in ("23505", "23514"):
+        return None
+    if state == "23505":
+        return ConstraintViolated("unique", diag.table_name or "", str(exc))
+    return ConstraintViolated("check", diag.constraint_name or "", str(exc))
 
 
 def _lock_key(label: str, schema: str) -> int:
@@ -318,6 +413,12 @@ class PostgresBackend:
     name = "postgresql"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    one_statement_inserts = True
+
+    @staticmethod
+    def last_id(table: str) -> str:
+        """Not `lastval()`: an insert's own identity is drawn before its values are read."""
+        return f"currval(pg_get_serial_sequence('{table}', 'id'))"
 
     def __init__(self, url: str, *, worker_slots: int = 8) -> None:
         import psycopg
@@ -384,40 +485,52 @@ class PostgresBackend:
         return self.availability.failed(DatabaseUnavailable(reason, detail))
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        # This instance's threads queue here first, so at most one of them waits on the
-        # advisory lock (holding a connection and a server process): the others wait without
-        # tying up the pool. Measured under a burst of 200 commands (bench/ack.py).
+    def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
+        """A transaction; `exclusive`: holding the write lock, which this instance's threads queue for first, so at most one of them
+        waits on the advisory lock (holding a connection and a server process) while the others
+        wait without tying up the pool (measured under a burst of 200 commands,
+        bench/ack.py). Without it, only the pool's checkout is waited for."""
         wait = self.availability.patience()
         began = time.monotonic()
-        if not self._writing.acquire(timeout=wait):
+        if exclusive and not self._writing.acquire(timeout=wait):
             raise self.availability.failed(
                 DatabaseUnavailable(Reason.BUSY, f"this instance's writes queued for {wait:.1f} s")
             )
         try:
             with self.pool.connection(timeout=_left(wait, began)) as conn:
-                # BEGIN, the time this transaction may wait, and the lock in one round trip
-                # (no parameters, so psycopg sends them in one simple query; every value is a
-                # number this class computed): every write pays it.
-                # (statement_timeout a little later: a wait on a lock is told as such.)
-                ms = max(1, int(_left(wait, began) * 1000))
-                try:  # a lock that times out leaves BEGIN open: rolled back below
-                    conn.execute(
-                        f"BEGIN; SET LOCAL lock_timeout = {ms};"
-                        f" SET LOCAL statement_timeout = {ms + 50};"
-                        f" SELECT pg_advisory_xact_lock({int(self.write_key)})"
-                    )
-                    yield _PgTx(conn)
-                except BaseException:
-                    with contextlib.suppress(Exception):  # a broken connection: the pool drops it
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                yield from self._transaction(
+                    conn, max(1, int(_left(wait, began) * 1000)), exclusive
+                )
         except self._psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
+        except self._psycopg.IntegrityError as exc:
+            if (violation := _pg_violation(exc)) is not None:
+                raise violation from exc
+            raise
         finally:
-            self._writing.release()
+            if exclusive:
+                self._writing.release()
         self.availability.succeeded(wrote=True)
+
+    def _transaction(self, conn: Any, ms: int, exclusive: bool) -> Iterator[Tx]:
+        """BEGIN, the time the transaction may wait and (when `exclusive`) the lock in one
+        round trip (no parameters, so psycopg sends them as one simple query; every value is
+        a number computed here); the caller's statements; COMMIT; rolled back on any failure.
+        (statement_timeout a little later than lock_timeout: a wait on a lock is told as such.)
+        Measured and left out: psycopg's pipeline mode, which cost more CPU per statement
+        (~70 µs) than the round trips it saves over a local socket (bench/ack.py)."""
+        lock = f" SELECT pg_advisory_xact_lock({int(self.write_key)})" if exclusive else ""
+        try:  # a lock that times out leaves BEGIN open: rolled back below
+            conn.execute(
+                f"BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 50};"
+                + lock
+            )
+            yield _PgTx(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                conn.execute("ROLLBACK")
+            raise
 
     def execute(self, sql: str, params: Params = ()) -> Result:
         wait = self.availability.patience()
@@ -435,6 +548,10 @@ class PostgresBackend:
                 status = result.command_status if result is not None else None
         except self._psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
+        except self._psycopg.IntegrityError as exc:
+            if (violation := _pg_violation(exc)) is not None:
+                raise violation from exc
+            raise
         self.availability.succeeded(wrote=not (status or b"SELECT").startswith(b"SELECT"))
         return found
 

@@ -11,20 +11,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.base import Database
-from bot.store.dialect import Result, Tx
-from bot.store.events import claim_events
+from bot.store.base import Database, current_fence
+from bot.store.dialect import ConstraintViolated, Cursor, Result, Tx
 from bot.store.models import Job, JobState, NewPost, Run, job_from_row, run_from_row
 from bot.store.outbox import insert_posts
 from bot.store.runs import insert_run
-from bot.store.steps import (
-    StepPlace,
-    StepTaken,
-    claim_step,
-    link_step,
-    start_previewed_step,
+from bot.store.steps import StepPlace, StepTaken, insert_step, start_previewed_step
+from bot.store.usage import (
+    COUNT_RUN,
+    USAGE_CAP,
+    Spend,
+    charge,
+    count_run,
+    count_run_params,
+    counts_now,
+    give_back,
+    limit_refusal,
+    take,
 )
-from bot.store.usage import Spend, charge, give_back, take
 
 LEASE_SECONDS = 30.0  # renewed every third of it; a dead instance's jobs are free after this
 
@@ -66,30 +70,143 @@ class JobRows:
         `origin_job_id` (a variation) links to its thread from the origin's once it has one.
         With `parent_ts` (an @mention) the card is posted as a reply in that thread. With
         `step` (a Workflow Builder step) the execution is taken in the same transaction (from
-        its preview, when `spend` comes from one): None when it was already taken."""
+        its preview, when `spend` comes from one): None when it was already taken.
+
+        The write every command makes, so it is made as cheaply as the invariants allow:
+        no global write lock (a delivery's keys and a step's execution are unique keys, the
+        limits a CHECK on the counters under their row locks: see bot/store/usage.py), and
+        nothing read before the end: on PostgreSQL one statement (`_new_job_in_one_statement`),
+        on SQLite one transaction whose rows refer to the one before through `last_id`. (A
+        preview's Start, which must read whether the preview is still pending, and a write
+        fenced by a lease take the transaction on both.)"""
+        one_statement = (
+            self.database.backend.one_statement_inserts
+            and current_fence() is None
+            and (spend is None or spend.preview_token is None)
+        )
+        args = (
+            team_id, channel_id, requester, response_url, request, sandbox, now, spend,
+            tuple(event_keys), origin_job_id, parent_ts, step, enterprise_id,
+        )  # fmt: skip
         try:
-            with self.database.write() as conn:
-                if not claim_events(conn, event_keys, now, team_id):
-                    return None
-                if spend is not None and (refused := take(conn, spend)) is not None:
-                    raise refused
-                if step is not None and not (
-                    start_previewed_step(conn, step.execution_id)
-                    if spend is not None and spend.preview_token
-                    else claim_step(conn, step, now)
-                ):
-                    raise StepTaken(step.execution_id)  # a redelivery: nothing is kept
-                job_id, run_id = _insert_job(
-                    conn, (team_id, enterprise_id), channel_id, requester, response_url, request,
-                    sandbox, now, origin_job_id, parent_ts,
-                )  # fmt: skip
-                if spend is not None:
-                    charge(conn, run_id, spend)
-                if step is not None:
-                    link_step(conn, step.execution_id, job_id)
-                return job_id, run_id
+            if one_statement:
+                return self._new_job_in_one_statement(*args)
+            with self.database.write(exclusive=False) as tx:
+                job, run = self._new_job_statements(tx, *args)
         except StepTaken:
-            return None
+            return None  # a redelivered step's preview, started already
+        except ConstraintViolated as broken:
+            if broken.kind == "unique" and broken.where in ("events", "step_executions"):
+                return None  # a second press, a redelivered step: nothing was recorded
+            if spend is None or broken.where != USAGE_CAP:
+                raise
+            counts = self.database.backend.execute(*counts_now(spend)).rows
+            raise limit_refusal(counts, spend) from None
+        return int(job.fetchone()[0]), int(run.fetchone()[0])
+
+    def _new_job_in_one_statement(
+        self, team_id: str, channel_id: str, requester: str, response_url: str | None,
+        request: dict[str, Any], sandbox: bool, now: float, spend: Spend | None,
+        event_keys: tuple[str, ...], origin_job_id: int | None, parent_ts: str | None,
+        step: StepPlace | None, enterprise_id: str | None,
+    ) -> tuple[int, int]:  # fmt: skip
+        """`_new_job_statements` as one PostgreSQL statement (its data-modifying WITH parts
+        all run, against one snapshot, and fail together): the same rows, one round trip."""
+        parts: list[str] = []
+        params: list[Any] = []
+        if event_keys:
+            marks = ", ".join(["(?, ?, ?)"] * len(event_keys))
+            parts.append(
+                f"claimed AS (INSERT INTO events (key, received_at, team_id) VALUES {marks})"
+            )
+            params += [value for key in event_keys for value in (key, now, team_id)]
+        if spend is not None:
+            parts.append(f"counted AS ({COUNT_RUN})")
+            params += count_run_params(spend)
+        parts.append(
+            "job AS (INSERT INTO jobs (team_id, enterprise_id, channel_id, requester,"
+            " response_url, prompt, state, sandbox, due_at, errors, pending_posts, origin_job_id,"
+            " created_at, parent_ts) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?)"
+            " RETURNING id)"
+        )
+        params += [
+            team_id, enterprise_id or None, channel_id, requester, response_url,
+            request["prompt"], int(sandbox), now, origin_job_id, now, parent_ts,
+        ]  # fmt: skip
+        if step is not None:  # its job's id given at once: no part sees another's rows
+            parts.append(
+                "taken AS (INSERT INTO step_executions (execution_id, team_id, channel_id,"
+                " requester, preview_token, state, created_at, job_id)"
+                " SELECT ?, ?, ?, ?, NULL, 'running', ?, id FROM job)"
+            )
+            params += [step.execution_id, step.team_id, step.channel_id, step.requester, now]
+        parts.append(
+            "run AS (INSERT INTO runs (job_id, number, kind, request, author, reply_channel,"
+            " reply_ts, state, seen_new, created_at) SELECT id, 1, 'create', ?, ?, NULL, NULL,"
+            " 'waiting', 0, ? FROM job RETURNING id, job_id)"
+        )
+        params += [json.dumps(request), requester, now]
+        if spend is not None:
+            parts.append(
+                "spent AS (INSERT INTO run_spend (run_id, team_id, user_id, day, month,"
+                " given_back) SELECT id, ?, ?, ?, ?, 0 FROM run)"
+            )
+            params += [spend.team_id, spend.user_id, spend.day, spend.month]
+        sql = "WITH " + ", ".join(parts) + " SELECT job_id, id FROM run"
+        row = self.database.backend.execute(sql, params).rows[0]
+        return int(row[0]), int(row[1])
+
+    def _new_job_statements(
+        self, tx: Tx, team_id: str, channel_id: str, requester: str, response_url: str | None,
+        request: dict[str, Any], sandbox: bool, now: float, spend: Spend | None,
+        event_keys: tuple[str, ...], origin_job_id: int | None, parent_ts: str | None,
+        step: StepPlace | None, enterprise_id: str | None,
+    ) -> tuple[Cursor, Cursor]:  # fmt: skip
+        """`create_job`'s statements, in an order where every one that needs an earlier
+        row's id comes right after it (`last_id`: the latest insert's id). Returns the
+        cursors whose RETURNING gives the job's id and the run's."""
+        last_id = self.database.backend.last_id
+        if event_keys:
+            marks = ", ".join(["(?, ?, ?)"] * len(event_keys))
+            tx.execute(
+                f"INSERT INTO events (key, received_at, team_id) VALUES {marks}",
+                [value for key in event_keys for value in (key, now, team_id)],
+            )
+        if spend is not None:
+            count_run(tx, spend)
+        if step is not None:
+            if spend is not None and spend.preview_token:
+                if not start_previewed_step(tx, step.execution_id):
+                    raise StepTaken(step.execution_id)
+            else:
+                insert_step(tx, step, now)
+        job = tx.execute(
+            "INSERT INTO jobs (team_id, enterprise_id, channel_id, requester, response_url,"
+            " prompt, state, sandbox, due_at, errors, pending_posts, origin_job_id, created_at,"
+            " parent_ts) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, 0, 0, ?, ?, ?) RETURNING id",
+            (
+                team_id, enterprise_id or None, channel_id, requester, response_url,
+                request["prompt"], int(sandbox), now, origin_job_id, now, parent_ts,
+            ),
+        )  # fmt: skip
+        if step is not None:
+            tx.execute(
+                f"UPDATE step_executions SET job_id = {last_id('jobs')} WHERE execution_id = ?",
+                (step.execution_id,),
+            )
+        run = tx.execute(
+            "INSERT INTO runs (job_id, number, kind, request, author, reply_channel, reply_ts,"
+            f" state, seen_new, created_at) VALUES ({last_id('jobs')}, 1, 'create', ?, ?, NULL, NULL,"
+            " 'waiting', 0, ?) RETURNING id",
+            (json.dumps(request), requester, now),
+        )
+        if spend is not None:
+            tx.execute(
+                "INSERT INTO run_spend (run_id, team_id, user_id, day, month, given_back)"
+                f" VALUES ({last_id('runs')}, ?, ?, ?, ?, 0)",
+                (spend.team_id, spend.user_id, spend.day, spend.month),
+            )
+        return job, run
 
     def restart_from(
         self, run_id: int, request: dict[str, Any], requester: str, team_id: str, sandbox: bool,

@@ -581,3 +581,21 @@ def m014_workspace_tokens(db: Database) -> None:
     installations = db.table("installations")
     installations.add_column("refresh_owner", str)
     installations.add_column("refresh_until", float)
+
+
+@migration(
+    postgres=(
+        "ALTER TABLE usage_counts ADD COLUMN cap bigint,"
+        " ADD CONSTRAINT usage_within_cap CHECK (cap IS NULL OR runs <= cap)",
+    )
+)
+def m015_usage_caps(db: Database) -> None:
+    """Each run counter carries the limit it was last counted under (`cap`; NULL: none), and a
+    CHECK keeps `runs` within it. Counting a run sets the limit of the moment and adds one in
+    the same statement, so a run over a limit is refused by the database itself, under the
+    counter's row lock, however many instances count at once: a command's write needs neither
+    a read before it nor the global write lock (bot/store/usage.py)."""
+    db.execute(
+        "ALTER TABLE usage_counts ADD COLUMN cap INTEGER"
+        " CONSTRAINT usage_within_cap CHECK (cap IS NULL OR runs <= cap)"
+    )

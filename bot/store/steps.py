@@ -74,6 +74,20 @@ def claim_step(conn: Tx, place: StepPlace, now: float, *, preview_token: str | N
     return bool(inserted == 1)
 
 
+def insert_step(tx: Tx, place: StepPlace, now: float) -> None:
+    """Take the execution for a job, in a transaction that reads nothing before COMMIT (a
+    command's: bot/store/jobs.py): when it was already taken, the unique key refuses it and
+    the whole transaction (`ConstraintViolated` on "step_executions")."""
+    tx.execute(
+        "INSERT INTO step_executions (execution_id, team_id, channel_id, requester,"
+        " preview_token, state, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        (
+            place.execution_id, place.team_id, place.channel_id, place.requester,
+            str(StepState.RUNNING), now,
+        ),
+    )  # fmt: skip
+
+
 def start_previewed_step(conn: Tx, execution_id: str) -> bool:
     """The requester pressed Start: the previewed execution is taken for the job, once."""
     return (

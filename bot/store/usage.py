@@ -2,29 +2,36 @@
 MOTION_CONFIRM shows before a run is recorded at all.
 
 A run is counted three times: for its person's UTC day, for its person's UTC month, and for
-the workspace's UTC month (`user_id` '' is the workspace). A limit is checked by the increment
-itself (`UPDATE … WHERE runs < limit`), so two runs recorded at the same moment, by one
-instance or several, cannot both slip under it: the second waits for the first's row lock
-(SQLite: the database's write lock) and then sees its count. What each run was counted as is
-kept in `run_spend`, so a run Motion refused outright gives its count back exactly once.
+the workspace's UTC month (`user_id` '' is the workspace), by ONE statement (`count_run`: an
+upsert of the three counters). A limit is kept by the database itself: each counter row
+carries the limit it is counted under (`cap`, set by the same statement) and a CHECK keeps
+`runs <= cap`, so a run over a limit makes the statement fail and its transaction roll back
+whole. Two runs recorded at the same moment, by one instance or several, cannot both slip
+under a limit: the second waits for the first's row lock (SQLite: the database's write lock)
+and then counts on top of it. Nothing has to be read before the write, so on PostgreSQL a
+command's whole transaction is one round trip (bot/store/jobs.py); why it was refused is read
+only after a refusal (`limit_refusal`). What each run was counted as is kept in `run_spend`, so
+a run Motion refused outright gives its count back exactly once.
 
-Portable SQL only (`?` placeholders, `INSERT … ON CONFLICT … DO NOTHING`, savepoints): the same
-statements serve SQLite and PostgreSQL.
+Portable SQL only (`?` placeholders, `INSERT … ON CONFLICT`, savepoints): the same statements
+serve SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from bot.store.base import Database
+from bot.store.dialect import ConstraintViolated, Cursor, Tx
 from bot.store.events import claim_events
 from bot.store.steps import StepPlace, StepTaken, claim_step
 
 WORKSPACE = ""  # the user_id of the workspace-wide counters
+USAGE_CAP = "usage_within_cap"  # the CHECK that keeps a counter within its limit (m015)
 
 
 class LimitScope(StrEnum):
@@ -180,50 +187,91 @@ class UsageRows:
 # ---------------------------------------------------------------- inside a run's transaction
 
 
-def take(conn: Any, spend: Spend) -> SpendRefused | None:
-    """Count one run for `spend` (and claim its preview), or change nothing and say why not.
+COUNT_RUN = (
+    "INSERT INTO usage_counts (team_id, user_id, period, runs, cap)"
+    " VALUES (?, ?, ?, 1, ?), (?, ?, ?, 1, ?), (?, ?, ?, 1, ?)"
+    " ON CONFLICT (team_id, user_id, period)"
+    " DO UPDATE SET runs = usage_counts.runs + 1, cap = excluded.cap"
+)
 
-    Called inside the transaction that records the run, before the run is inserted."""
-    conn.execute("SAVEPOINT spend")
-    refused: SpendRefused | None = None
+
+def count_run(tx: Tx, spend: Spend) -> Cursor:
+    """Count one run for `spend`, in the transaction that records it: the three counters in
+    one statement, always in the same order (so transactions counting at once never wait on
+    each other in a circle). Over a limit the statement breaks `USAGE_CAP`
+    (`ConstraintViolated`, at once on SQLite, with the transaction's answer on PostgreSQL).
+    A run from a preview claims it first: `PreviewGone` when it was started or cancelled
+    (that answer is read at once: one more round trip, on Start only)."""
     if spend.preview_token is not None:
-        claimed = conn.execute(
+        claimed = tx.execute(
             "UPDATE previews SET state = 'started' WHERE token = ? AND state = 'pending'",
             (spend.preview_token,),
         ).rowcount
         if claimed != 1:
-            refused = PreviewGone()
-    counters: list[tuple[str, str, int | None, LimitScope | None]] = [
-        (spend.user_id, spend.day, spend.per_user_per_day, LimitScope.USER_DAY),
-        (spend.user_id, spend.month, None, None),
-        (WORKSPACE, spend.month, spend.per_month, LimitScope.WORKSPACE_MONTH),
-    ]
-    for user_id, period, limit, scope in counters if refused is None else []:
-        key = (spend.team_id, user_id, period)
-        # One statement per counter: created at 1, or one more unless at its limit (then no
-        # row comes back and nothing changed).
-        sql = (
-            "INSERT INTO usage_counts (team_id, user_id, period, runs) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (team_id, user_id, period) DO UPDATE SET runs = usage_counts.runs + 1"
-        )
-        params: tuple[Any, ...] = key
-        if limit is not None:
-            sql += " WHERE usage_counts.runs < ?"
-            params = (*key, limit)
-        counted = None if limit is not None and limit < 1 else conn.execute(
-            sql + " RETURNING runs", params
-        ).fetchone()  # fmt: skip
-        if counted is None:
-            found = conn.execute(
-                "SELECT runs FROM usage_counts WHERE team_id = ? AND user_id = ? AND period = ?",
-                key,
-            ).fetchone()
-            assert scope is not None and limit is not None
-            refused = LimitReached(scope, int(found[0]) if found else 0, limit)
-            break
-    if refused is not None:
-        conn.execute("ROLLBACK TO SAVEPOINT spend")
-    conn.execute("RELEASE SAVEPOINT spend")
+            raise PreviewGone()
+    return tx.execute(COUNT_RUN, count_run_params(spend))
+
+
+def count_run_params(spend: Spend) -> tuple[Any, ...]:
+    """`COUNT_RUN`'s parameters: the person's day and month, the workspace's month, each with
+    the limit it is counted under (None: no limit)."""
+    return (
+        spend.team_id, spend.user_id, spend.day, spend.per_user_per_day,
+        spend.team_id, spend.user_id, spend.month, None,
+        spend.team_id, WORKSPACE, spend.month, spend.per_month,
+    )  # fmt: skip
+
+
+def counts_now(spend: Spend) -> tuple[str, tuple[str, ...]]:
+    """The statement (and its parameters) that reads the two limited counters of `spend`,
+    as (user_id, runs) rows: for `limit_refusal`, after a refusal."""
+    return (
+        "SELECT user_id, runs FROM usage_counts WHERE team_id = ? AND period = ? AND user_id = ?"
+        " UNION ALL SELECT user_id, runs FROM usage_counts WHERE team_id = ? AND period = ?"
+        " AND user_id = ?",
+        (spend.team_id, spend.day, spend.user_id, spend.team_id, spend.month, WORKSPACE),
+    )
+
+
+def limit_refusal(rows: Iterable[Sequence[Any]], spend: Spend) -> LimitReached:
+    """Why a run was refused at a limit, from the counters as `counts_now` read them after
+    the refusal: the person's day first, as people see it (should a count have fallen back
+    meanwhile, a run given back, the limit nearest to being reached)."""
+    counts = {str(row[0]): int(row[1]) for row in rows}
+    today, month = counts.get(spend.user_id, 0), counts.get(WORKSPACE, 0)
+    day_limit, month_limit = spend.per_user_per_day, spend.per_month
+    day = LimitReached(LimitScope.USER_DAY, today, day_limit) if day_limit is not None else None
+    workspace = (
+        LimitReached(LimitScope.WORKSPACE_MONTH, month, month_limit)
+        if month_limit is not None
+        else None
+    )
+    if day is not None and (workspace is None or today >= day.limit):
+        return day
+    if workspace is not None and (day is None or month >= workspace.limit):
+        return workspace
+    assert day is not None and workspace is not None
+    return day if day.limit - today <= workspace.limit - month else workspace
+
+
+def take(tx: Tx, spend: Spend) -> SpendRefused | None:
+    """`count_run` inside a transaction that goes on after a refusal (a followup's delivery
+    stays claimed): within a savepoint, its answer read at once; over a limit or a preview
+    gone, nothing of it is kept and the reason is returned."""
+    tx.execute("SAVEPOINT spend")
+    refused: SpendRefused | None = None
+    try:
+        _ = count_run(tx, spend).rowcount  # read now: a refusal shows here, not at COMMIT
+    except PreviewGone as gone:
+        refused = gone
+    except ConstraintViolated as exc:
+        if exc.where != USAGE_CAP:
+            raise
+        tx.execute("ROLLBACK TO SAVEPOINT spend")
+        refused = limit_refusal(tx.execute(*counts_now(spend)).fetchall(), spend)
+    if refused is not None and not isinstance(refused, LimitReached):
+        tx.execute("ROLLBACK TO SAVEPOINT spend")
+    tx.execute("RELEASE SAVEPOINT spend")
     return refused
 
 

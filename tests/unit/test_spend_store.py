@@ -164,31 +164,73 @@ def test_send_it_again_counts_and_refuses_over_the_limit(store: Store) -> None:
     assert store.run(new_run).state == RunState.UNKNOWN  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("day, month, users", [(3, None, 1), (None, 3, 8), (3, 3, 1), (3, 3, 2)])
 def test_two_connections_at_the_limit_at_the_same_moment_record_exactly_the_limit(
-    path: str,
+    database_url: str, day: int | None, month: int | None, users: int
 ) -> None:
-    """Instances share one database file: each thread has its own connection, all released
-    at once; the increment that checks the limit is the lock, so only the limit gets through."""
-    stores = [Store(path) for _ in range(8)]
+    """Instances share one database (one file, or one PostgreSQL): each thread has its own
+    connection, all released at once; the increment that checks the limit is the lock (with
+    no global write lock on PostgreSQL: the counters' row locks and their CHECK), so only the
+    limit gets through, whichever limit it is and however many people ask."""
+    stores = [Store(database_url) for _ in range(8)]
     barrier = threading.Barrier(len(stores))
     outcomes: list[str] = []
 
-    def attempt(one: Store) -> None:
+    def attempt(i: int, one: Store) -> None:
         barrier.wait()
         try:
-            new_job(one, spend(day=3))
+            new_job(one, spend(f"U{i % users}", day=day, month=month), user=f"U{i % users}")
             outcomes.append("accepted")
         except LimitReached:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
+    threads = [threading.Thread(target=attempt, args=(i, s)) for i, s in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 5
-    assert len(stores[0].recent_jobs("T1", "U1")) == 3
-    assert usage(stores[0]) == (3, 3, 3)
+    jobs = sum(len(stores[0].recent_jobs("T1", f"U{i}")) for i in range(users))
+    assert jobs == 3
+    assert stores[0].workspace_runs("T1", "2025-12") == 3
+    people = [stores[0].usage_of("T1", f"U{i}", "2025-12-01", "2025-12") for i in range(users)]
+    assert sum(p.today for p in people) == sum(p.month for p in people) == 3
+    for s in stores:
+        s.close()
+
+
+def test_one_click_pressed_on_many_instances_at_once_starts_one_job(database_url: str) -> None:
+    """ "New variation" pressed (or redelivered) on 8 instances at the same moment: its claim
+    is a unique key in the job's own write, so exactly one job exists and one run is counted,
+    with no global write lock taken."""
+    stores = [Store(database_url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    created: list[tuple[int, int] | None] = []
+
+    def press(one: Store) -> None:
+        barrier.wait()
+        created.append(
+            one.create_job(
+                team_id="T1",
+                channel_id="C1",
+                requester="U1",
+                response_url=None,
+                request=REQUEST,
+                sandbox=False,
+                now=T0,
+                spend=spend(day=5),
+                event_keys=("variation:41",),
+            )
+        )
+
+    threads = [threading.Thread(target=press, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([c for c in created if c is not None]) == 1
+    assert len(stores[0].recent_jobs("T1", "U1")) == 1
+    assert usage(stores[0]) == (1, 1, 1)
     for s in stores:
         s.close()
 
@@ -242,39 +284,57 @@ def test_everyones_usage_is_listed_busiest_first_without_the_workspace_row(store
     ]  # fmt: skip
 
 
-def test_counting_a_run_is_one_statement_per_counter(database_url: str) -> None:
-    """Every command's ack pays for the counting inside its transaction: one upsert per
-    counter (the person today, this month, the workspace), and at a limit nothing changes."""
+def test_a_commands_write_is_one_statement_on_postgresql_and_one_transaction_on_sqlite(
+    database_url: str,
+) -> None:
+    """Every command's ack waits for its write: on PostgreSQL one statement (one round trip),
+    on SQLite one transaction of four (the three counters in one, the job, its run, what the
+    run was counted as). At a limit nothing changes, and the refusal says which limit and how
+    many were used."""
     store = Store(database_url)
-    statements: list[str] = []
-    write = store.backend.write
+    alone: list[str] = []
+    transactions: list[list[str]] = []
+    execute, write = store.backend.execute, store.backend.write
 
-    class Counting:
-        def __init__(self, tx: Any) -> None:
-            self.tx = tx
+    def recorded(sql: str, params: Any = ()) -> Any:
+        alone.append(sql)
+        return execute(sql, params)
+
+    class Recording:
+        def __init__(self, tx: Any, statements: list[str]) -> None:
+            self.tx, self.statements = tx, statements
 
         def execute(self, sql: str, params: Any = ()) -> Any:
-            statements.append(sql)
+            self.statements.append(sql)
             return self.tx.execute(sql, params)
 
     @contextmanager
-    def counted() -> Iterator[Any]:
-        with write() as tx:
-            yield Counting(tx)
+    def counted(**kwargs: Any) -> Iterator[Any]:
+        transactions.append([])
+        with write(**kwargs) as tx:
+            yield Recording(tx, transactions[-1])
 
+    store.backend.execute = recorded  # type: ignore[method-assign]
     store.backend.write = counted  # type: ignore[method-assign]
     try:
         new_job(store, spend(day=2, month=100))
-        assert len([s for s in statements if "usage_counts" in s]) == 3
+        if store.dialect == "postgresql":
+            assert transactions == [] and len(alone) == 1
+            assert "usage_counts" in alone[0] and "run_spend" in alone[0]
+        else:
+            assert alone == [] and len(transactions) == 1 and len(transactions[0]) == 4
+            assert len([s for s in transactions[0] if "usage_counts" in s]) == 1
         new_job(store, spend(day=2, month=100))
         with pytest.raises(LimitReached) as refused:
             new_job(store, spend(day=2, month=100))
     finally:
+        store.backend.execute = execute  # type: ignore[method-assign]
         store.backend.write = write  # type: ignore[method-assign]
     assert (refused.value.scope, refused.value.used, refused.value.limit) == (
         LimitScope.USER_DAY, 2, 2,
     )  # fmt: skip
     assert usage(store) == (2, 2, 2)  # the refused one counted nowhere
+    assert len(store.recent_jobs("T1", "U1")) == 2
     store.close()
 
 

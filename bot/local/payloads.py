@@ -412,3 +412,20 @@ def socket_envelope(
             retry_reason if retry_reason is not None else ("timeout" if retry_attempt else "")
         )
     return envelope
+
+
+def shown_answers(view: dict[str, Any]) -> dict[str, str | None]:
+    """What each field of a form holds as it was opened: Slack submits a field's initial value
+    when it is left untouched."""
+    found: dict[str, str | None] = {}
+    for block in view.get("blocks") or []:
+        element = block.get("element") or {}
+        for key in ("initial_conversations", "initial_users"):
+            if key in element:
+                found[block["block_id"]] = ",".join(element[key])
+        if "initial_options" in element:
+            found[block["block_id"]] = ",".join(o["value"] for o in element["initial_options"])
+        for key in ("initial_conversation", "initial_value"):
+            if key in element:
+                found[block["block_id"]] = element[key]
+    return found

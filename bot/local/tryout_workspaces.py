@@ -43,7 +43,7 @@ from bot.app import MotionBot
 from bot.config import Settings
 from bot.local.model import Change
 from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
-from bot.local.payloads import FORM, JSON, form_body, signed_headers
+from bot.local.payloads import FORM, JSON, form_body, shown_answers, signed_headers
 from bot.local.server import SlackStandIn
 from bot.local.tryout import (
     CHANNEL,
@@ -134,23 +134,6 @@ def ack_lines(ack: httpx.Response, names: dict[str, str]) -> list[str]:
     if ack.headers.get("content-type", "").startswith("application/json"):
         return message_lines(ack.json(), names)
     return ack.text.splitlines()
-
-
-def shown_answers(view: dict[str, Any]) -> dict[str, str | None]:
-    """What each field of a form holds as it was opened: Slack submits a field's initial value
-    when it is left untouched."""
-    found: dict[str, str | None] = {}
-    for block in view.get("blocks") or []:
-        element = block.get("element") or {}
-        for key in ("initial_conversations", "initial_users"):
-            if key in element:
-                found[block["block_id"]] = ",".join(element[key])
-        if "initial_options" in element:
-            found[block["block_id"]] = ",".join(o["value"] for o in element["initial_options"])
-        for key in ("initial_conversation", "initial_value"):
-            if key in element:
-                found[block["block_id"]] = element[key]
-    return found
 
 
 def form_labels(view: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from bot.app import MotionBot
 from bot.jobs import JobService, SpendPolicy, WorkspaceSettings
 from bot.listeners import commands, events
 from bot.listeners.context import SERVICE_KEY
-from bot.local.payloads import FORM
+from bot.local.payloads import FORM, shown_answers
 from bot.motion import MotionClient
 from bot.sandbox import JobPlan
 from bot.schedule import PollSchedule
@@ -198,23 +198,6 @@ async def open_settings(harness: Harness, user: str = BOSS) -> dict[str, Any]:
         lambda: harness.slack.views(user)[before:] or None, what="the settings form"
     )
     return dict(views[0])
-
-
-def shown_answers(view: dict[str, Any]) -> dict[str, str | None]:
-    """What each field of the form holds as it was opened (Slack submits a field's initial
-    value when it is left untouched)."""
-    found: dict[str, str | None] = {}
-    for block in view["blocks"]:
-        element = block.get("element") or {}
-        for key in ("initial_conversations", "initial_users"):
-            if key in element:
-                found[block["block_id"]] = ",".join(element[key])
-        if "initial_options" in element:
-            found[block["block_id"]] = ",".join(o["value"] for o in element["initial_options"])
-        for key in ("initial_conversation", "initial_value"):
-            if key in element:
-                found[block["block_id"]] = element[key]
-    return found
 
 
 async def submit(

@@ -225,6 +225,8 @@ class MotionBot:
         service.wake = poller.wake
         service.due_now = poller.due_now
         file_links.forgotten = service.workspace_forgotten
+        if not settings.many_workspaces:  # a forgetting holds until a restart (see Uninstalls)
+            service.uninstalls.since = time.time()
         app = bolt_app(settings, slack, service)
         secret = None if settings.socket_mode else app_signing_secret(settings).encode()
         return cls(

@@ -41,6 +41,12 @@ class Uninstalls:
         self.monotonic = monotonic
         self._digests: frozenset[str] = frozenset()
         self._again: dict[str, float] = {}  # team id → when to forget it once more
+        # One workspace (SLACK_BOT_TOKEN): Slack tells the app nothing when the workspace
+        # installs it again; the operator then restarts it with the new token. So there a
+        # forgetting holds only until a restart (`since` = the start): a late delivery after it
+        # is served, and fails harmlessly on the revoked token. Many workspaces: 0, and a new
+        # installation lifts it at once (bot/store/workspaces.py `remember_workspace`).
+        self.since = 0.0
         self._refresher = Refresher(self.refresh, REFRESH_SECONDS, "forgotten-workspaces")
         ctx.forgotten = self.is_forgotten  # a look under way stops before its next Slack call
 
@@ -89,7 +95,9 @@ class Uninstalls:
         one forgot. The database away for a moment leaves the last snapshot in place."""
         store = self.ctx.store
         try:
-            self._digests = await store.off_loop(store.forgotten_digests, self.ctx.clock())
+            self._digests = await store.off_loop(
+                store.forgotten_digests, self.ctx.clock(), self.since
+            )
             now = self.monotonic()
             for team_id in [t for t, when in self._again.items() if when <= now]:
                 await store.off_loop(store.forget_workspace, team_id, self.ctx.clock())
@@ -105,7 +113,7 @@ class Uninstalls:
         many workspaces were swept."""
         store, now = self.ctx.store, self.ctx.clock()
         store.drop_forgotten_before(now - FORGOTTEN_FOR_SECONDS)
-        digests = store.forgotten_digests(now)
+        digests = store.forgotten_digests(now, self.since)
         self._digests = digests
         swept = [t for t in store.teams_with_rows() if workspace_digest(t) in digests]
         for team_id in swept:

@@ -113,11 +113,12 @@ class WorkspaceRowsRepo:
         self.database.backend.checkpoint()
         return Forgotten(deleted)
 
-    def forgotten_digests(self, now: float) -> frozenset[str]:
-        """The digests of workspaces forgotten within `FORGOTTEN_FOR_SECONDS`."""
+    def forgotten_digests(self, now: float, since: float = 0.0) -> frozenset[str]:
+        """The digests of workspaces forgotten within `FORGOTTEN_FOR_SECONDS` (and not before
+        `since`)."""
         rows = self.database.rows(
             "SELECT digest FROM forgotten_workspaces WHERE forgotten_at >= ?",
-            (now - FORGOTTEN_FOR_SECONDS,),
+            (max(now - FORGOTTEN_FOR_SECONDS, since),),
         )
         return frozenset(str(r["digest"]) for r in rows)
 

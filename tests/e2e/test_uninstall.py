@@ -148,3 +148,17 @@ async def test_a_forgotten_workspace_is_dropped_and_another_is_served(harness: H
     assert await command_as(harness, A, "an Aardvark") == ""
     [press_answer] = await press(harness, ActionId.STOP_TRACKING, "1", team=B)
     assert "gone" in json.dumps(press_answer)  # B is served as ever
+
+
+async def test_one_workspace_reinstalled_and_restarted_is_served_again(harness: Harness) -> None:
+    """One workspace: Slack says nothing when the app is added back; its operator restarts the
+    app with the new token. The forgetting holds until then (a late command does nothing), and
+    after the restart the workspace is served at once, not an hour later."""
+    bot = await harness.start()
+    await event_as(harness, A, payloads.app_uninstalled(), "Ev0GONE")
+    assert await command_as(harness, A, "an Aardvark") == ""
+    assert harness.bot.store.recent_jobs(A, "U0ALICE") == []
+    await harness.stop(bot)
+    await harness.start()
+    assert "Starting your video" in await command_as(harness, A, "an okapi, back again")
+    await until(lambda: harness.bot.store.recent_jobs(A, "U0ALICE"), what="A's job again")

@@ -55,10 +55,21 @@ class Uninstalls:
     async def forget(self, team_id: str, enterprise_id: str | None, why: str) -> Forgotten:
         """Forget the workspace now (idempotent: a second event deletes nothing more)."""
         ctx = self.ctx
-        if not team_id:  # an org-wide install: its installation is all that is keyed so
+        if not team_id:  # an org-wide install: its installation, then each of its workspaces
             await ctx.store.off_loop(ctx.store.forget_installation, enterprise_id, None)
-            log.info("an org-wide installation was forgotten (%s)", why)
-            return Forgotten({})
+            teams = (
+                await ctx.store.off_loop(ctx.store.teams_of_enterprise, enterprise_id)
+                if enterprise_id
+                else set()
+            )
+            total: dict[str, int] = {}
+            for team in sorted(teams):
+                for table, count in (await self.forget(team, enterprise_id, why)).rows.items():
+                    total[table] = total.get(table, 0) + count
+            log.info(
+                "an org-wide installation was forgotten (%s): %d workspace(s)", why, len(teams)
+            )
+            return Forgotten(total)
         forgotten = await ctx.store.off_loop(ctx.store.forget_workspace, team_id, ctx.clock())
         ctx.routes.forget(team_id)  # its Motion key, kept a few seconds for status calls, too
         self._digests = self._digests | {workspace_digest(team_id)}

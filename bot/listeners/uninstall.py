@@ -21,8 +21,12 @@ FORGETTING_EVENTS = ("app_uninstalled", "tokens_revoked")
 
 
 def _workspace(body: dict[str, Any], context: AsyncBoltContext) -> tuple[str, str | None]:
-    team = str(context.team_id or body.get("team_id") or "")
-    return team, context.enterprise_id or body.get("enterprise_id") or None
+    """(team, enterprise); an org-wide install's event names no workspace of its own (team
+    ""): the whole org is forgotten, each of its workspaces with rows here."""
+    enterprise = context.enterprise_id or body.get("enterprise_id") or None
+    if context.is_enterprise_install and enterprise:
+        return "", enterprise
+    return str(context.team_id or body.get("team_id") or ""), enterprise
 
 
 async def app_uninstalled(body: dict[str, Any], context: AsyncBoltContext) -> None:

@@ -300,6 +300,7 @@ class Store:
         self.forgotten_digests = self.workspace_rows.forgotten_digests
         self.drop_forgotten_before = self.workspace_rows.drop_forgotten_before
         self.teams_with_rows = self.workspace_rows.teams_with_rows
+        self.teams_of_enterprise = self.workspace_rows.teams_of_enterprise
 
     def _name_step_calls(self) -> None:
         self.step = self.step_rows.step

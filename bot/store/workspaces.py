@@ -128,6 +128,17 @@ class WorkspaceRowsRepo:
             "DELETE FROM forgotten_workspaces WHERE forgotten_at < ?", (cutoff,)
         )
 
+    def teams_of_enterprise(self, enterprise_id: str) -> set[str]:
+        """The workspaces of an Enterprise Grid org that have rows here (its jobs, settings
+        and installations name it): what an org-wide uninstall forgets."""
+        rows = self.database.rows(
+            "SELECT DISTINCT team_id FROM jobs WHERE enterprise_id = ?"
+            " UNION SELECT DISTINCT team_id FROM workspace_settings WHERE enterprise_id = ?"
+            " UNION SELECT DISTINCT team_id FROM installations WHERE enterprise_id = ?",
+            (enterprise_id, enterprise_id, enterprise_id),
+        )
+        return {str(r["team_id"]) for r in rows if r["team_id"]}
+
     def teams_with_rows(self) -> set[str]:
         """Every workspace that has a row in a table with a `team_id` column (for the sweep
         that finishes forgetting a workspace whose rows came in after it was forgotten)."""

@@ -209,6 +209,11 @@ async def test_an_org_wide_install_serves_every_workspace_of_the_enterprise(
     )
     job = bot.store.database.rows("SELECT team_id, enterprise_id FROM jobs")
     assert job == [{"team_id": "T0003", "enterprise_id": "E0001"}]
+    # The org removes the app: its installation and each of its workspaces' rows go.
+    forgotten = await bot.service.forget_workspace("", "E0001", "app_uninstalled")
+    assert forgotten.rows.get("jobs") == 1
+    assert bot.store.installed_bot("E0001", None) is None
+    assert bot.store.database.rows("SELECT id FROM jobs WHERE enterprise_id = 'E0001'") == []
 
 
 async def test_an_uninstalled_workspace_gets_no_call_with_another_workspaces_token(

@@ -48,18 +48,34 @@ def fresh_schema(url: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def _many_workspaces(port: int) -> dict[str, str]:
+    """The settings of a deployment serving many workspaces, its OAuth client being the
+    stand-in's."""
+    from bot.local.oauth import CLIENT_ID, CLIENT_SECRET
+    from bot.workspaces.secrets import new_key
+
+    return {
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+        "SECRET_KEYS": new_key(),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+
+
 @contextlib.contextmanager
 def running_app(
-    slack_url: str, motion_url: str, *, database_url: str | None = None, **extra: str
-) -> Iterator[tuple[int, str]]:
+    slack_url: str, motion_url: str, *, database_url: str | None = None,
+    many_workspaces: bool = False, **extra: str,
+) -> Iterator[tuple[int, str]]:  # fmt: skip
     """Start the app in HTTP mode; yields (port, database: a SQLite path or the PostgreSQL URL
-    given); stops it with SIGTERM."""
+    given); stops it with SIGTERM. `many_workspaces`: installed through OAuth ("Add to Slack",
+    the stand-in's client id and secret), one token per workspace, no SLACK_BOT_TOKEN."""
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
         database = database_url or str(Path(folder) / "bench.db")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MOTION_"))},
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            **(_many_workspaces(port) if many_workspaces else {"SLACK_BOT_TOKEN": BOT_TOKEN}),
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack_url,
             "PORT": str(port),

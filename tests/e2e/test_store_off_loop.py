@@ -142,31 +142,34 @@ async def test_the_lease_fence_travels_to_the_worker(store: Store) -> None:
 async def test_the_app_answers_while_a_command_waits_on_another_sessions_lock(
     harness: Harness,
 ) -> None:
-    """Another session holds the store's write lock for 4 s: the command's insert waits for it
-    within the request's budget, and meanwhile /healthz and `/motion usage` answer within
-    Slack's 3 s of the command's arrival (with the store on the loop, both waited the 4 s);
-    then the command itself is answered within the 3 s too, privately: nothing was started,
-    try again (tests/e2e/test_database_away.py has the outages themselves)."""
+    """Another session holds a lock the command's write needs (the workspace's run counter,
+    whose row lock is how limits hold without a global write lock) for 4 s: the command's
+    statement waits for it, and meanwhile /healthz and `/motion usage` answer (with the store
+    on the loop, both waited); then the command is answered within Slack's 3 s, privately:
+    nothing was started, try again (tests/e2e/test_database_away.py has the outages)."""
     import psycopg
 
     bot = await harness.start()
     backend = bot.store.backend
     assert isinstance(backend, PostgresBackend)
+    assert "card will appear" in (await harness.command("the first")).text  # counters exist
     locked = threading.Event()
     held_for = 4.0
 
-    def hold_the_write_lock() -> float:
+    def hold_the_counter() -> float:
         with psycopg.connect(backend.url, autocommit=True) as other, other.transaction():
-            other.execute("SELECT pg_advisory_xact_lock(%s)", (backend.write_key,))
+            other.execute(
+                "SELECT runs FROM usage_counts WHERE team_id = 'T0001' AND user_id = '' FOR UPDATE"
+            )
             locked.set()
             time.sleep(held_for)  # released by this thread, whatever the app's loop does
             return time.monotonic()
 
-    holder = asyncio.get_running_loop().run_in_executor(None, hold_the_write_lock)
+    holder = asyncio.get_running_loop().run_in_executor(None, hold_the_counter)
     await asyncio.to_thread(locked.wait, 10)
     arrived = time.monotonic()
     command = asyncio.create_task(harness.command("a slow database"))
-    await asyncio.sleep(0.3)  # the command's transaction is now waiting on the lock
+    await asyncio.sleep(0.1)  # the command's statement is now waiting on the row lock
     health = await harness.http.get(f"http://127.0.0.1:{bot.port}/healthz")
     health_after = time.monotonic() - arrived
     usage = await harness.command("usage")
@@ -184,12 +187,13 @@ async def test_the_app_answers_while_a_command_waits_on_another_sessions_lock(
     assert "nothing was started" in response.text and "try again" in response.text.lower()
     # (Read from a thread of the test's own: on the loop's thread, a store call is refused
     # at once while the app knows the database is away.)
-    assert await asyncio.to_thread(bot.store.recent_jobs, "T0001", "U0ALICE") == []
+    jobs = await asyncio.to_thread(bot.store.recent_jobs, "T0001", "U0ALICE")
+    assert [j.prompt for j in jobs] == ["the first"]
     again = await harness.command("a slow database")  # the lock is free: it starts now
     assert "card will appear" in again.text
     jobs = await asyncio.to_thread(bot.store.recent_jobs, "T0001", "U0ALICE")
-    assert [j.prompt for j in jobs] == ["a slow database"]
-    await until(lambda: harness.cards(), what="the job card")
+    assert [j.prompt for j in jobs] == ["a slow database", "the first"]
+    await until(lambda: len(harness.cards()) == 2 or None, what="the job cards")
 
 
 async def test_forty_commands_at_once_each_become_one_job_through_the_workers(

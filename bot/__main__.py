@@ -166,6 +166,7 @@ def _secrets(settings: Settings) -> list[str | None]:
         settings.motion_api_key,
         *settings.secret_keys,
         settings.metrics_token,
+        settings.slack_client_secret,
     ]
 
 

@@ -212,7 +212,9 @@ class MotionBot:
             stuck_after_seconds=settings.stuck_after_minutes * 60,
             files=FileIntake(file_links),
             upload_max_mb=settings.upload_max_mb,
-            video_links=VideoLinks(links, settings.public_url),
+            video_links=VideoLinks(
+                links, settings.public_url, require_team=settings.many_workspaces
+            ),
             events=told.jobs,
             workspace_slack=slack.per_workspace,
         )
@@ -341,7 +343,9 @@ class MotionBot:
         """The routes behind PUBLIC_URL (each answers 404 while PUBLIC_URL is unset)."""
         if self.file_links is not None:
             self.file_links.add_routes(router)  # GET/HEAD /files/{token}
-        links = VideoLinks(self.links, self.settings.public_url)
+        links = VideoLinks(
+            self.links, self.settings.public_url, require_team=self.settings.many_workspaces
+        )
         VideoLinkRoute(links, self.service.video_urls).register(router)
 
     async def _slack_events(self, request: web.Request) -> web.Response:

@@ -52,7 +52,7 @@ class MotionAdmins:
             return kept[1]
         try:
             async with asyncio.timeout(within):
-                answer = await asker.is_workspace_admin(user_id)
+                answer = await asker.is_workspace_admin(user_id, team_id)
         except TimeoutError:
             log.info(
                 "users.info for %s of %s: no answer in %ss; no admin", user_id, team_id, within

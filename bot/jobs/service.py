@@ -155,6 +155,7 @@ class JobService:
         self.forget_workspace = self.uninstalls.forget
         self.revoke_grants = self.uninstalls.revoke_grants
         self.workspace_forgotten = self.uninstalls.is_forgotten
+        self.many_workspaces = self.ctx.workspace_slack is not None  # a token per workspace
         # The poller's and the app's.
         self.advance = self.stepper.advance
 

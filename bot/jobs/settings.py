@@ -62,6 +62,10 @@ class SettingsSource(Protocol):
         here without reading the database: for the sandbox note on a request's replies."""
         ...
 
+    def forget_keys(self) -> None:
+        """Drop every Motion key held opened in memory (a key replaced, a workspace gone)."""
+        ...
+
 
 def environment_settings(config: Settings) -> WorkspaceSettings:
     """The environment's values: the operator's where a variable is set, else the built-in
@@ -92,6 +96,9 @@ class SameForEveryTeam:
 
     def sandbox_of(self, team_id: str) -> bool:
         return self.settings.sandbox
+
+    def forget_keys(self) -> None:
+        """Nothing is held: the environment's key is the only one."""
 
     @classmethod
     def from_config(cls, config: Settings) -> SameForEveryTeam:
@@ -144,6 +151,9 @@ class SettingsFromStore:
 
     def for_team(self, team_id: str) -> WorkspaceSettings:
         return self.applied(self.store.workspace_settings(team_id))
+
+    def forget_keys(self) -> None:
+        self._opened.clear()
 
     def sandbox_of(self, team_id: str) -> bool:
         """As of the last read of the workspace's settings on this instance (every `for_team`

@@ -42,6 +42,9 @@ NOT_CHANNELS = "Pick channels from the list."
 NOT_PEOPLE = "Pick people from the list."
 
 
+ADMIN_ASK_SECONDS = 0.8  # users.info within a form's or a click's ack
+
+
 @dataclass(frozen=True)
 class SettingsAnswers:
     """A submission as Slack sent it: each field on the form, by setting name (a field that
@@ -77,9 +80,13 @@ class SettingsForms:
         return messages.KeyState.NONE
 
     async def may_change(self, team_id: str, user_id: str, asker: SlackOut) -> bool:
-        """One of the workspace's Motion admins: on its admin list, or a Slack admin or owner."""
+        """One of the workspace's Motion admins: on its admin list, or a Slack admin or owner
+        (Slack asked within `ADMIN_ASK_SECONDS`, so a form's ack keeps its 3 s: later is no
+        admin, this once)."""
         settings = await self.ctx.store.off_loop(self.source.for_team, team_id)
-        return await self.ctx.admins.is_admin(team_id, user_id, settings.spend, asker)
+        return await self.ctx.admins.is_admin(
+            team_id, user_id, settings.spend, asker, within=ADMIN_ASK_SECONDS
+        )
 
     def form_view(self, team_id: str) -> messages.SettingsFormView:
         """What the form shows now (store calls: run it off the loop)."""
@@ -148,6 +155,8 @@ class SettingsForms:
         self.ctx.routes.forget(team_id)
         if key is not None:  # the sandbox note on this workspace's replies, from now on
             self.source.key_saved(team_id, has_key=key.sealed is not None)
+            self.source.forget_keys()  # the old key opened in memory, and its headers, go
+            self.ctx.motion.forget_routes()
         return SettingsSaved(changes=changes)
 
     def checked(self, answers: SettingsAnswers) -> tuple[dict[str, SettingValue], dict[str, str]]:

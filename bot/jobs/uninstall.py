@@ -72,6 +72,8 @@ class Uninstalls:
             return Forgotten(total)
         forgotten = await ctx.store.off_loop(ctx.store.forget_workspace, team_id, ctx.clock())
         ctx.routes.forget(team_id)  # its Motion key, kept a few seconds for status calls, too
+        ctx.settings.forget_keys()  # and every key opened in memory (the next read opens again)
+        ctx.motion.forget_routes()
         self._digests = self._digests | {workspace_digest(team_id)}
         self._again[team_id] = self.monotonic() + SWEEP_AFTER_SECONDS
         log.info(
@@ -90,6 +92,18 @@ class Uninstalls:
         log.info("%d person's grant(s) revoked", len(user_ids), extra={"team": team_id})
 
     # ------------------------------------------------------------ late deliveries
+
+    async def installed_again(self, team_id: str) -> None:
+        """Many workspaces: a request for a forgotten workspace that Bolt authorized (it has an
+        installation again): served from now on, here at once and on every instance."""
+        digest = workspace_digest(team_id)
+        self._digests = self._digests - {digest}
+        self._again.pop(team_id, None)
+        store = self.ctx.store
+        try:
+            await store.off_loop(store.lift_forgotten, team_id)
+        except DatabaseUnavailable as away:  # the next authorized request lifts it again
+            log.info("workspace %s installed again, not yet recorded: %s", team_id, away)
 
     def is_forgotten(self, team_id: str | None) -> bool:
         """Whether the workspace was forgotten within the hour (from memory, never waiting)."""
@@ -111,8 +125,9 @@ class Uninstalls:
             )
             now = self.monotonic()
             for team_id in [t for t, when in self._again.items() if when <= now]:
-                await store.off_loop(store.forget_workspace, team_id, self.ctx.clock())
                 del self._again[team_id]
+                if workspace_digest(team_id) in self._digests:  # not installed again meanwhile
+                    await store.off_loop(store.forget_workspace, team_id, self.ctx.clock())
         except DatabaseUnavailable as away:
             log.info("forgotten workspaces not refreshed: %s", away)
         except Exception:  # the refresher must outlive any one failure

@@ -37,9 +37,14 @@ class VideoLinks:
     """`PUBLIC_URL/v/<token>` links: signed, never expiring (the token names a run, nothing
     secret, and the redirect is only ever to Motion's own URL for it)."""
 
-    def __init__(self, signer: LinkSigner, public_url: str | None) -> None:
+    def __init__(
+        self, signer: LinkSigner, public_url: str | None, *, require_team: bool = False
+    ) -> None:
+        """`require_team` (many workspaces): a link signed before links named their workspace
+        serves nothing, since job ids of a forgotten workspace may be another's later."""
         self.signer = signer
         self.public_url = public_url
+        self.require_team = require_team
 
     def link(self, job_id: int, run_number: int, team_id: str) -> str | None:
         """The lasting link for a run (None without PUBLIC_URL: Motion's URL is shown). It
@@ -58,6 +63,8 @@ class VideoLinks:
             raise BadToken("payload is not a video")
         if team_id is not None and not isinstance(team_id, str):
             raise BadToken("payload is not a video")
+        if team_id is None and self.require_team:
+            raise BadToken("a link that names no workspace")
         return VideoRef(job_id, run_number, team_id)
 
 

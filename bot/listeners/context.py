@@ -37,6 +37,9 @@ def service_middleware(
         begin_request_workspace(context.team_id or "", context.enterprise_id)
         context[SERVICE_KEY] = service
         if service.workspace_forgotten(context.team_id) and not _forgetting(body):
+            if _installed_again(service, context):
+                await service.uninstalls.installed_again(context.team_id or "")
+                return await next()
             # Late for a workspace that uninstalled the app: a 2xx, so Slack stops sending
             # it, and nothing else (no job, no Slack call with a token).
             log.info("a late %s for a forgotten workspace: answered, nothing done", _kind(body))
@@ -44,6 +47,14 @@ def service_middleware(
         return await next()
 
     return with_service
+
+
+def _installed_again(service: JobService, context: AsyncBoltContext) -> bool:
+    """Many workspaces: Bolt found an installation for the request (it authorizes before any
+    middleware of ours), so the workspace installed the app again since it was forgotten — an
+    org-wide reinstall lifts no digest of its member workspaces, this does."""
+    result = context.authorize_result
+    return service.many_workspaces and result is not None and bool(result.bot_token)
 
 
 def _forgetting(body: dict[str, Any]) -> bool:

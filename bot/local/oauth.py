@@ -236,6 +236,7 @@ class SlackOAuth:
         found.used = True
         approval = found.approval
         workspace = self._installing_into(approval)
+        workspace.installed = True  # added (back) to the workspace
         installation = Installation(
             team_id=approval.team_id, enterprise_id=workspace.enterprise_id,
             installer=approval.user_id, bot_user_id=workspace.bot_user_id, scope=found.scope,

@@ -274,6 +274,11 @@ class MotionClient:
         request = httpx.Request("GET", url, headers=client.headers, extensions=self._extensions)
         return client.send(request, stream=True)
 
+    def forget_routes(self) -> None:
+        """Drop the headers made for other routes (each holds its key): a key replaced or a
+        workspace gone; the next call on a route makes them again."""
+        self._route_headers.clear()
+
     def _routed(
         self, method: str, path: str, body: Any, route: MotionRoute
     ) -> Coroutine[Any, Any, httpx.Response]:

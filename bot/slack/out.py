@@ -450,18 +450,32 @@ class SlackOut:
 
     # ------------------------------------------------------------ people
 
-    async def is_workspace_admin(self, user_id: str) -> bool | None:
-        """users.info: whether the person is an admin or owner of the workspace (one of its
-        Motion admins). None when Slack cannot say: the caller takes it as no admin, and does
-        not keep it."""
+    async def is_workspace_admin(self, user_id: str, team_id: str | None = None) -> bool | None:
+        """users.info: whether the person is an admin or owner of the workspace `team_id` (one
+        of its Motion admins): never a guest or a person of another organisation (Slack
+        Connect: their flags are their own org's), nor someone whose home workspace is another
+        unless Enterprise Grid lists this one as theirs. None when Slack cannot say: the caller
+        takes it as no admin, and does not keep it."""
         try:
             data = await self._call("users.info", True, user=user_id)  # a form: no JSON
         except SlackFailure as exc:
             log.warning("users.info failed: %s", exc.code)
             return None
         user = data.get("user") or {}
+        if not isinstance(user, dict):
+            return False
+        if any(
+            user.get(k) is True for k in ("is_stranger", "is_restricted", "is_ultra_restricted")
+        ):
+            return False
+        home = user.get("team_id")
+        if team_id and isinstance(home, str) and home and home != team_id:
+            grid = user.get("enterprise_user") or {}
+            teams = grid.get("teams") if isinstance(grid, dict) else None
+            if not isinstance(teams, list) or team_id not in teams:
+                return False
         roles = ("is_admin", "is_owner", "is_primary_owner")
-        return isinstance(user, dict) and any(user.get(role) is True for role in roles)
+        return any(user.get(role) is True for role in roles)
 
     # ------------------------------------------------------------ views (modals, App Home)
 

@@ -301,6 +301,7 @@ class Store:
         self.drop_forgotten_before = self.workspace_rows.drop_forgotten_before
         self.teams_with_rows = self.workspace_rows.teams_with_rows
         self.teams_of_enterprise = self.workspace_rows.teams_of_enterprise
+        self.lift_forgotten = self.workspace_rows.lift_forgotten
 
     def _name_step_calls(self) -> None:
         self.step = self.step_rows.step

@@ -122,6 +122,12 @@ class WorkspaceRowsRepo:
         )
         return frozenset(str(r["digest"]) for r in rows)
 
+    def lift_forgotten(self, team_id: str) -> None:
+        """The workspace is installed again (seen by a request Bolt authorized): its digest goes
+        (an org-wide reinstall names no member workspace, so this is where theirs go)."""
+        with self.database.write() as tx:
+            remember_workspace(tx, team_id)
+
     def drop_forgotten_before(self, cutoff: float) -> int:
         """Digests older than any late delivery: not even they stay."""
         return self.database.change(

@@ -387,3 +387,27 @@ async def test_uninstalling_one_workspace_forgets_it_and_its_key_while_the_other
         what="A's result after B left",
         timeout=20,
     )
+
+
+async def test_a_workspace_that_installs_again_after_an_uninstall_is_served_at_once(
+    many: Harness, slack: SlackDouble
+) -> None:
+    """Removed, then added back through the install page: its new installation is served at
+    once (not an hour later), and an old /v/ link that names no workspace serves nothing."""
+    beta = slack.add_workspace("T0002", name="Beta")
+    bot = await many.start()
+    assert (await browse_install(bot, slack, "T0002")).status_code == 200
+    slack.uninstall("T0002")
+    assert (await FromWorkspace(many, beta).uninstalled()).status_code == 200
+    late = beta.slash_command("/motion", "too late", channel="C0PUBLIC", user="U0ALICE")
+    assert (await many.post(urlencode(late), FORM)).status_code == 200
+    assert bot.store.database.rows("SELECT id FROM jobs WHERE team_id = 'T0002'") == []
+    again = await browse_install(bot, slack, "T0002")
+    assert again.status_code == 200, again.text
+    card = await command_in(many, beta, "beta's fox, back again")
+    assert "fox" in str(card.get("text", "")) or card.get("blocks")
+    # A link signed before links named their workspace ({"j", "r"} only) is refused here.
+    token = bot.links.sign("video", {"j": 1, "r": 1}, None)
+    async with httpx.AsyncClient() as browser:
+        answer = await browser.get(f"http://127.0.0.1:{bot.port}/v/{token}")
+    assert answer.status_code in (403, 404), answer.text

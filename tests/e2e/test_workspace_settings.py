@@ -464,3 +464,21 @@ async def test_the_form_shows_the_20_latest_changes_and_never_a_key(harness: Har
     assert all(f"<@{BOSS}>" in line for line in lines)
     assert len(bot.store.settings_changes("T0001", 100)) == 22
     assert MOTION_KEY not in json.dumps(shown)
+
+
+async def test_an_admin_of_another_organisation_or_a_guest_is_no_motion_admin_here(
+    harness: Harness,
+) -> None:
+    """users.info's admin flags are the person's own organisation's: a Slack Connect person
+    (is_stranger), a guest, or someone whose home workspace is another is no admin here."""
+    harness.slack.add_user(BOSS, name="boss", admin=True)
+    harness.slack.add_user(HELPER, name="carol", admin=True)
+    harness.slack.add_user("U0GUEST", name="gus", admin=True)
+    with harness.slack.model.lock:
+        harness.slack.model.users[HELPER]["is_stranger"] = True
+        harness.slack.model.users[HELPER]["team_id"] = "T0ELSEWHERE"
+        harness.slack.model.users["U0GUEST"]["is_restricted"] = True
+    await harness.start()
+    assert ActionId.HOME_SETTINGS in await home_of(harness, BOSS)
+    assert ActionId.HOME_SETTINGS not in await home_of(harness, HELPER)
+    assert ActionId.HOME_SETTINGS not in await home_of(harness, "U0GUEST")

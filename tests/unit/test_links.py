@@ -85,3 +85,18 @@ def test_the_token_does_not_contain_the_secret() -> None:
     token = signer_for(secret, "xoxb-1").sign("file", {"file": "F1"}, 60)
     assert secret not in token
     assert signer_for(None, "xoxb-1").secret == "xoxb-1"
+
+
+def test_many_workspaces_refuse_a_video_link_that_names_no_workspace() -> None:
+    """A /v/ link signed before links named their workspace: served with one workspace (its
+    ids are that workspace's), refused with many (a forgotten workspace's job ids may be
+    another's later)."""
+    from bot.jobs.videos import VIDEO_LINK_KIND, VideoLinks
+
+    signer = LinkSigner("a-signing-secret-of-the-app")
+    old = signer.sign(VIDEO_LINK_KIND, {"j": 7, "r": 1}, None)
+    assert VideoLinks(signer, "https://m.example").read(old).job_id == 7
+    with pytest.raises(BadToken):
+        VideoLinks(signer, "https://m.example", require_team=True).read(old)
+    named = signer.sign(VIDEO_LINK_KIND, {"j": 7, "r": 1, "t": "T1"}, None)
+    assert VideoLinks(signer, "https://m.example", require_team=True).read(named).team_id == "T1"

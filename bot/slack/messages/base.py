@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.slack.ids import INPUT_ACTION
+
 Blocks = list[dict[str, Any]]
 
 MAX_BLOCKS = 50
@@ -159,6 +161,27 @@ def with_sandbox(message: Message, sandbox: bool) -> Message:
 def plain_text(text: str, limit: int = 150) -> dict[str, Any]:
     """A plain_text object (labels, titles, headers: Slack shows it as is)."""
     return {"type": "plain_text", "text": shorten(text, limit), "emoji": True}
+
+
+def input_block(
+    block_id: str,
+    label: str,
+    element: dict[str, Any],
+    *,
+    optional: bool,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    """A form field (`input` block) whose value is read by `block_id` under `INPUT_ACTION`."""
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": str(block_id),
+        "label": plain_text(label),
+        "element": {**element, "action_id": INPUT_ACTION},
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain_text(hint, 2000)
+    return block
 
 
 def notice_message(

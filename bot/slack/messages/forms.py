@@ -8,13 +8,14 @@ import json
 import re
 from typing import Any
 
-from bot.slack.ids import INPUT_ACTION, BlockId, CallbackId
+from bot.slack.ids import BlockId, CallbackId
 from bot.slack.messages.base import (
     MAX_VIEW_BLOCKS,
     SANDBOX_NOTE,
     Blocks,
     Message,
     context,
+    input_block,
     plain_text,
     shorten,
     with_sandbox,
@@ -30,30 +31,10 @@ def _option(value: str) -> dict[str, Any]:
     return {"text": plain_text(value, 75), "value": value}
 
 
-def _input(
-    block_id: BlockId,
-    label: str,
-    element: dict[str, Any],
-    *,
-    optional: bool,
-    hint: str | None = None,
-) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "input",
-        "block_id": str(block_id),
-        "label": plain_text(label),
-        "element": {**element, "action_id": INPUT_ACTION},
-        "optional": optional,
-    }
-    if hint:
-        block["hint"] = plain_text(hint, 2000)
-    return block
-
-
 def _request_inputs(aspects: tuple[str, ...], durations: tuple[str, ...]) -> Blocks:
     """The prompt and the options, shared by the form and Refine (block_ids = Field names)."""
     return [
-        _input(
+        input_block(
             BlockId.PROMPT, "Prompt",
             {
                 "type": "plain_text_input", "multiline": True, "max_length": FORM_PROMPT_MAX,
@@ -61,17 +42,17 @@ def _request_inputs(aspects: tuple[str, ...], durations: tuple[str, ...]) -> Blo
             },
             optional=False,
         ),
-        _input(
+        input_block(
             BlockId.STYLE, "Style link",
             {"type": "url_text_input", "placeholder": plain_text("https://youtu.be/…")},
             optional=True, hint="A YouTube video whose style Motion copies.",
         ),
-        _input(
+        input_block(
             BlockId.ASPECT, "Aspect ratio",
             {"type": "static_select", "options": [_option(a) for a in aspects]},
             optional=True,
         ),
-        _input(
+        input_block(
             BlockId.DURATION, "Duration",
             {"type": "static_select", "options": [_option(d) for d in durations]},
             optional=True,
@@ -113,7 +94,7 @@ def new_video_form(
     blocks = [
         *_request_inputs(aspects, durations),
         file_input_block(),
-        _input(
+        input_block(
             BlockId.CHANNEL,
             "Post it in",
             channel,
@@ -184,7 +165,7 @@ FILE_MAX_MB = 100
 
 def file_input_block() -> dict[str, Any]:
     """The form's file field: files picked or uploaded in Slack, re-hosted for Motion."""
-    return _input(
+    return input_block(
         BlockId.FILES, "Files", {"type": "file_input", "max_files": FILE_FIELD_MAX},
         optional=True,
         hint="Images, clips or audio for Motion to use (up to 10 in all, each at most 100 MB).",

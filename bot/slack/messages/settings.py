@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from bot.slack.ids import INPUT_ACTION, BlockId, CallbackId
+from bot.slack.ids import BlockId, CallbackId
 from bot.slack.messages.base import (
     MAX_VIEW_BLOCKS,
     SANDBOX_NOTE,
     Blocks,
     context,
     escape,
+    input_block,
     mention,
     plain_text,
     section,
@@ -136,21 +137,6 @@ def settings_form(view: SettingsFormView) -> dict[str, Any]:
     }
 
 
-def _input(
-    block_id: BlockId, label: str, element: dict[str, Any], hint: str | None = None
-) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "input",
-        "block_id": str(block_id),
-        "label": plain_text(label),
-        "element": {**element, "action_id": INPUT_ACTION},
-        "optional": True,
-    }
-    if hint:
-        block["hint"] = plain_text(hint, 2000)
-    return block
-
-
 def _checkbox(text: str) -> dict[str, Any]:
     return {"text": plain_text(text, 75), "value": FLAG_ON}
 
@@ -175,17 +161,18 @@ def _key_blocks(view: SettingsFormView) -> Blocks:
             f"A key ending in {view.key_last4} is set. Leave this empty to keep it; a new key is "
             "tried with Motion before it is saved."
         )
-        remove = _input(
+        remove = input_block(
             BlockId.SETTING_REMOVE_KEY, "Remove the key",
             {"type": "checkboxes", "options": [_checkbox("Remove it (back to sandbox mode)")]},
+            optional=True,
         )  # fmt: skip
-        return [_input(BlockId.SETTING_KEY, label, element, hint), remove]
+        return [input_block(BlockId.SETTING_KEY, label, element, optional=True, hint=hint), remove]
     element["placeholder"] = plain_text("motion_…")
     hint = (
         "No key yet: videos run in sandbox mode (no credits spent). A key is tried with Motion "
         "before it is saved; only its last 4 characters are ever shown."
     )
-    return [_input(BlockId.SETTING_KEY, label, element, hint)]
+    return [input_block(BlockId.SETTING_KEY, label, element, optional=True, hint=hint)]
 
 
 def _field(setting: SettingField, value: Shown) -> dict[str, Any]:
@@ -218,7 +205,7 @@ def _field(setting: SettingField, value: Shown) -> dict[str, Any]:
         element = {"type": "checkboxes", "options": [option]}
         if value is True:
             element["initial_options"] = [option]
-    return _input(setting.block_id, setting.label, element, setting.hint)
+    return input_block(setting.block_id, setting.label, element, optional=True, hint=setting.hint)
 
 
 def _locked(label: str, name: str, shown: str) -> dict[str, Any]:

@@ -411,3 +411,37 @@ async def test_a_workspace_that_installs_again_after_an_uninstall_is_served_at_o
     async with httpx.AsyncClient() as browser:
         answer = await browser.get(f"http://127.0.0.1:{bot.port}/v/{token}")
     assert answer.status_code in (403, 404), answer.text
+
+
+async def test_a_refresh_slack_refuses_leaves_the_workspace_unserved_and_nothing_half_done(
+    many: Harness, slack: SlackDouble
+) -> None:
+    """The refresh token was spent elsewhere (Slack answers invalid_refresh_token): the app
+    neither crashes nor falls back to a stale token; the command is answered, starts nothing,
+    and no other Web API call is made for the workspace."""
+    slack.oauth.token_rotation = True
+    slack.oauth.expires_in = 120 + 1  # a refresh is due 1 s after the install
+    bot = await many.start()
+    await browse_install(bot, slack, "T0001")
+    row = bot.store.installed_bot(None, "T0001")
+    assert row is not None and row.sealed_bot_refresh_token
+    spent = Secrets([KEY]).open(row.sealed_bot_refresh_token)
+    async with httpx.AsyncClient() as other:  # someone else spends the single-use token
+        used = await other.post(
+            f"{slack.base_url}oauth.v2.access",
+            data={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                  "grant_type": "refresh_token", "refresh_token": spent},
+        )  # fmt: skip
+    assert used.json()["ok"] is True
+    await asyncio.sleep(1.1)
+    before = len(slack.calls(team_id="T0001"))
+    refused = [c for c in slack.calls("oauth.v2.access") if c.error == "invalid_refresh_token"]
+    assert refused == []
+    fields = slack.workspace("T0001").slash_command("/motion", "a fox", channel="C0PUBLIC",
+                                                    user="U0ALICE")  # fmt: skip
+    answer = await many.post(urlencode(fields), FORM)
+    assert answer.status_code == 200
+    await asyncio.sleep(0.5)
+    assert [c for c in slack.calls("oauth.v2.access") if c.error == "invalid_refresh_token"]
+    assert bot.store.database.rows("SELECT id FROM jobs") == []
+    assert len(slack.calls(team_id="T0001")) == before  # nothing sent with a stale token

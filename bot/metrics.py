@@ -214,7 +214,7 @@ class Metrics:
 
     async def refresh(self) -> StoreCounts | None:
         try:
-            self.snapshot = await self._store.off_loop(_take, self._store, time.time())
+            self.snapshot = await self._store.read_off_loop(_take, self._store, time.time())
         except Exception as exc:
             log.debug("metrics: the store could not be read (%s)", type(exc).__name__)
             self.snapshot = None

@@ -48,7 +48,7 @@ class FreshLinks:
         ctx = self.ctx
         slack = ctx.slack_here()  # the clicker's workspace
         try:
-            run, job, found = await ctx.store.off_loop(self._find, team_id, run_id)
+            run, job, found = await ctx.store.read_off_loop(self._find, team_id, run_id)
         except OtherWorkspace as refused:
             log.warning("fresh link refused: %s", refused, extra={"team": team_id})
             if response_url:

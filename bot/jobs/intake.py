@@ -152,13 +152,15 @@ class Intake:
                 admins.is_slack_admin(team_id, user_id, asker, within=ASK_SECONDS)
             )
         try:
-            first = await ctx.store.off_loop(self._usage, team_id, user_id, slack_admin=False)
+            first = await ctx.store.read_off_loop(self._usage, team_id, user_id, slack_admin=False)
             if first.everyone or asking is None or not await asking:
                 return first.message
         finally:
             if asking is not None:
                 asking.cancel()
-        return (await ctx.store.off_loop(self._usage, team_id, user_id, slack_admin=True)).message
+        return (
+            await ctx.store.read_off_loop(self._usage, team_id, user_id, slack_admin=True)
+        ).message
 
     def usage_report(self, team_id: str, user_id: str, *, slack_admin: bool = False) -> Message:
         """`/motion usage`: the caller's runs against the limits; the workspace's Motion admins
@@ -230,7 +232,7 @@ class Intake:
 
     async def _job_list(self, team_id: str, user_id: str) -> Message:
         ctx = self.ctx
-        recent = await ctx.store.off_loop(self.recent_with_runs, team_id, user_id, 10, 10)
+        recent = await ctx.store.read_off_loop(self.recent_with_runs, team_id, user_id, 10, 10)
 
         async def listing(job: Job, runs: list[Run]) -> messages.JobListing:
             link = (

@@ -102,14 +102,16 @@ class Mentions:
         """Whether the thread is one of the workspace's jobs' (waiting a little for a card on
         its way)."""
         store = self.ctx.store
-        job = await store.off_loop(store.job_for_thread, channel_id, thread_ts, team_id=team_id)
+        job = await store.read_off_loop(
+            store.job_for_thread, channel_id, thread_ts, team_id=team_id
+        )
         return job is not None or await self.late_thread(team_id, channel_id, thread_ts) is not None
 
     async def _claimed(self, event_keys: Sequence[str]) -> bool:
         """Whether any of a delivery's keys was claimed already (its twin, or itself before)."""
         store = self.ctx.store
         for key in event_keys:
-            if await store.off_loop(store.event_claimed, key):
+            if await store.read_off_loop(store.event_claimed, key):
                 return True
         return False
 
@@ -128,10 +130,12 @@ class Mentions:
         deadline = time.monotonic() + within_request(CARD_WAIT_SECONDS)
         while True:
             since = self.ctx.clock() - CARD_IN_FLIGHT_SECONDS
-            in_flight = await store.off_loop(
+            in_flight = await store.read_off_loop(
                 store.card_in_flight, channel_id, since, team_id=team_id
             )
-            job = await store.off_loop(store.job_for_thread, channel_id, thread_ts, team_id=team_id)
+            job = await store.read_off_loop(
+                store.job_for_thread, channel_id, thread_ts, team_id=team_id
+            )
             if job is not None or not in_flight or time.monotonic() >= deadline:
                 return job
             await asyncio.sleep(CARD_WAIT_STEP)
@@ -190,7 +194,7 @@ class Mentions:
         there, briefly, and nothing starts (nor is any file looked at)."""
         ctx = self.ctx
         prompt = strip_mention(text, bot_user_id)[0] if bot_user_id else text.strip()
-        off = not (await ctx.store.off_loop(ctx.settings.for_team, team_id)).allow_dms
+        off = not (await ctx.store.read_off_loop(ctx.settings.for_team, team_id)).allow_dms
         answer: Message | None = None
         if off:
             answer = messages.dms_off(ctx.sandbox_here())
@@ -214,7 +218,7 @@ class Mentions:
         ctx = self.ctx
         channel_id, user_id, root = ask.channel_id, ask.user_id, ask.thread_ts
         keys = tuple(event_keys)
-        settings = await ctx.store.off_loop(ctx.settings.for_team, ask.team_id)
+        settings = await ctx.store.read_off_loop(ctx.settings.for_team, ask.team_id)
         if not settings.spend.confirm:
             # One job per thread, even for two mentions at once (a preview may be cancelled:
             # not then).

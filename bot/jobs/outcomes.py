@@ -123,7 +123,7 @@ class Outcomes:
         if ctx.upload_max_mb > 0:  # the MP4 itself, after the result (bot/jobs/uploads.py)
             posts.append(upload_post(run, status.download_url))
         notify_channel = (
-            await ctx.store.off_loop(ctx.settings.for_team, job.team_id)
+            await ctx.store.read_off_loop(ctx.settings.for_team, job.team_id)
         ).notify_channel
         if notify_channel:
             link = await ctx.slack_of(job).permalink(job.channel_id, job.thread_ts)

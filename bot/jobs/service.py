@@ -77,7 +77,7 @@ class JobService:
             clock=clock,
             wake=wake or (lambda job_id: None),
             settings=settings,
-            routes=MotionRoutes(settings, store.off_loop),
+            routes=MotionRoutes(settings, store.read_off_loop),
             files=files,
             upload_max_mb=upload_max_mb,
             video_links=video_links,

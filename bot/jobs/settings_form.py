@@ -83,7 +83,7 @@ class SettingsForms:
         """One of the workspace's Motion admins: on its admin list, or a Slack admin or owner
         (Slack asked within `ADMIN_ASK_SECONDS`, so a form's ack keeps its 3 s: later is no
         admin, this once)."""
-        settings = await self.ctx.store.off_loop(self.source.for_team, team_id)
+        settings = await self.ctx.store.read_off_loop(self.source.for_team, team_id)
         return await self.ctx.admins.is_admin(
             team_id, user_id, settings.spend, asker, within=ADMIN_ASK_SECONDS
         )
@@ -128,7 +128,7 @@ class SettingsForms:
         if not await self.may_change(team_id, user_id, asker):
             log.info("settings: %s of %s is no Motion admin; nothing opened", user_id, team_id)
             return False
-        view = await self.ctx.store.off_loop(self.form_view, team_id)
+        view = await self.ctx.store.read_off_loop(self.form_view, team_id)
         await asker.open_view(trigger_id, messages.settings_form(view))
         return True
 
@@ -189,7 +189,7 @@ class SettingsForms:
             return None, None
         if new and answers.remove_key:
             return None, KEY_AND_REMOVE
-        stored = await self.ctx.store.off_loop(self.ctx.store.workspace_settings, team_id)
+        stored = await self.ctx.store.read_off_loop(self.ctx.store.workspace_settings, team_id)
         sealed = stored.sealed_motion_api_key
         old = None if sealed is None else self.source.open_key(team_id, sealed)[-4:] or "????"
         if not new:

@@ -62,7 +62,7 @@ class Stepper:
         if claimed is not None and claimed[0].id == job_id:
             job, first_runs = claimed
         else:
-            job, first_runs = await ctx.store.off_loop(ctx.store.job_and_runs, job_id)
+            job, first_runs = await ctx.store.read_off_loop(ctx.store.job_and_runs, job_id)
         if job is None or ctx.forgotten(job.team_id):
             return None
         with log_context(job=job_id, team=job.team_id):
@@ -114,7 +114,7 @@ class Stepper:
         for its next followup. `runs`: the job's runs as just read with it, if still current."""
         ctx = self.ctx
         if runs is None:
-            runs = await ctx.store.off_loop(ctx.store.runs, job.id)
+            runs = await ctx.store.read_off_loop(ctx.store.runs, job.id)
         failed = False
         if job.state == JobState.STOPPED:  # perhaps by a click on another instance
             for run in runs:

@@ -187,7 +187,7 @@ class Surfaces:
             and asker is not None
             and await forms.may_change(team_id, user_id, asker)
         )
-        recent = await ctx.store.off_loop(
+        recent = await ctx.store.read_off_loop(
             self.intake.recent_with_runs, team_id, user_id, messages.HOME_JOBS + 1,
             messages.HOME_JOBS,
         )  # fmt: skip
@@ -214,7 +214,7 @@ class Surfaces:
             )
 
         entries = await asyncio.gather(*(entry(job, runs) for job, runs in recent.shown))
-        sandbox = (await ctx.store.off_loop(ctx.settings.for_team, team_id)).sandbox
+        sandbox = (await ctx.store.read_off_loop(ctx.settings.for_team, team_id)).sandbox
         view = messages.home_view(
             list(entries), recent.usage, sandbox=sandbox, more=recent.more, settings=settings
         )

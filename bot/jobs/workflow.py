@@ -132,7 +132,7 @@ class WorkflowSteps:
         error = await slack.tell_privately(place.channel_id, place.requester, preview.payload())
         if error is None:
             return
-        step = await self.ctx.store.off_loop(self.ctx.store.step, place.execution_id)
+        step = await self.ctx.store.read_off_loop(self.ctx.store.step, place.execution_id)
         if step is not None and step.preview_token:
             await self.ctx.store.off_loop(self.ctx.store.cancel_preview, step.preview_token)
         words = messages.step_preview_unshown(error)

@@ -176,6 +176,7 @@ class Store:
 
     def _name_database_calls(self) -> None:
         self.off_loop = self.database.off_loop
+        self.read_off_loop = self.database.read_off_loop
         self.close = self.database.close
         self.ping = self.database.ping
         self.probe = self.database.probe

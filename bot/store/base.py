@@ -39,7 +39,15 @@ from bot.store.availability import (
     Reason,
     request_deadline,
 )
-from bot.store.dialect import Backend, Params, PostgresBackend, SqliteBackend, Tx, open_backend
+from bot.store.dialect import (
+    Backend,
+    Params,
+    PostgresBackend,
+    SqliteBackend,
+    Tx,
+    open_backend,
+    reading,
+)
 from bot.store.models import QuietPoll
 from bot.store.offloop import OffLoop, QueuedTooLong
 
@@ -81,12 +89,19 @@ class Database:
         except BaseException:
             self.backend.close()
             raise
-        # SQLite: one worker (one connection); PostgreSQL: one per pooled connection it may use.
+        # SQLite: one worker (one connection), and for a file one more for lookups (its reading
+        # connection); PostgreSQL: one per pooled connection it may use.
         self.workers: OffLoop
+        self.readers: OffLoop | None = None
         if isinstance(self.backend, SqliteBackend):
             self.workers = OffLoop(
                 1, "store-sqlite", inline_lock=self.backend.lock, inline_when=self._may_run_inline
             )
+            if self.backend.read_lock is not None:
+                self.readers = OffLoop(
+                    1, "store-sqlite-reads", inline_lock=self.backend.read_lock,
+                    inline_when=self._may_run_inline,
+                )  # fmt: skip
         else:
             workers = self.backend.worker_slots if isinstance(self.backend, PostgresBackend) else 1
             self.workers = OffLoop(workers, f"store-{self.backend.name}")
@@ -104,16 +119,31 @@ class Database:
 
         Within a request's budget, a call that could not even start by its deadline (the
         workers all waiting on the database) is not run: DatabaseUnavailable at the deadline."""
+        return await self._run_on(self.workers, fn, *args, **kwargs)
+
+    async def _run_on(
+        self, workers: OffLoop, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
         deadline = request_deadline()
         if deadline is None:
-            return await self.workers.run(fn, *args, **kwargs)
+            return await workers.run(fn, *args, **kwargs)
         try:
-            return await self.workers.run_until(deadline, fn, *args, **kwargs)
+            return await workers.run_until(deadline, fn, *args, **kwargs)
         except QueuedTooLong:
             self.availability.refuse()
             raise DatabaseUnavailable(
                 Reason.TIMED_OUT, "the store's workers were busy for the request's whole budget"
             ) from None
+
+    async def read_off_loop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`off_loop` for a call that only reads (a lookup a request answers with: usage, a
+        list, a job's runs, a workspace's settings). On a SQLite file it runs on a worker of its
+        own over the reading connection, so it neither queues behind writes nor waits for the
+        write lock another process holds; it must not write (that connection refuses to).
+        Elsewhere, the same as `off_loop`."""
+        if self.readers is None:
+            return await self.off_loop(fn, *args, **kwargs)
+        return await self._run_on(self.readers, _read, fn, *args, **kwargs)
 
     @property
     def dialect(self) -> str:
@@ -132,6 +162,8 @@ class Database:
 
     def close(self) -> None:
         self.workers.close()  # what is running finishes first
+        if self.readers is not None:
+            self.readers.close()
         self.backend.close()
 
     @contextmanager
@@ -196,6 +228,12 @@ class Database:
         """One statement on its own: the first column of its first row (None without a row)."""
         row = self.backend.execute(sql, params).fetchone()
         return row[0] if row else None
+
+
+def _read(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """`fn` with its statements sent to the reading connection (`read_off_loop`)."""
+    with reading():
+        return fn(*args, **kwargs)
 
 
 def current_fence() -> tuple[int, str] | None:

@@ -34,6 +34,7 @@ rolled back; the backend's own errors of any other kind pass through as they are
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import functools
 import hashlib
@@ -146,12 +147,31 @@ def open_backend(target: str) -> Backend:
 # ---------------------------------------------------------------- SQLite
 
 
-class SqliteBackend:
-    """One sqlite3 connection in WAL mode; `BEGIN IMMEDIATE` is the write lock.
+# Set while a call known to only read runs (`reading`): its statements go to the backend's
+# reading connection, where it has one (SQLite on a file).
+_reading: contextvars.ContextVar[bool] = contextvars.ContextVar("store_reading", default=False)
 
-    Waiting, bounded by each call's patience: for the connection itself (`lock`, which the
-    loop's thread and the store's worker take in turns) and, through `busy_timeout`, for
-    another connection's or process's lock on the file."""
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Statements run in this context only read: SQLite sends them to its reading connection,
+    which WAL lets go on while another connection (or process) holds the write lock."""
+    token = _reading.set(True)
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+
+
+class SqliteBackend:
+    """One sqlite3 connection in WAL mode for writes, where `BEGIN IMMEDIATE` is the write lock,
+    and (for a file) a second one that only reads (`query_only`), for the lookups a request
+    makes: WAL lets a reader go on beside a writer, so a `/motion usage` is answered while the
+    writing connection waits for another process's lock.
+
+    Waiting, bounded by each call's patience: for a connection itself (`lock` / `read_lock`,
+    which the loop's thread and the store's workers take in turns) and, through
+    `busy_timeout`, for another connection's or process's lock on the file."""
 
     name = "sqlite"
     for_update = ""
@@ -180,30 +200,41 @@ class SqliteBackend:
         self.db.execute("PRAGMA secure_delete=ON")
         # Opening and migrating may wait for another process's write (a backup, another
         # instance starting); every call after that waits its own budget (`_connection`).
-        self._busy_ms = int(MIGRATION_SECONDS * 1000)
         self.db.execute("PRAGMA foreign_keys=ON")
+        self._writer = _Shared(self.db.conn, self.lock, int(MIGRATION_SECONDS * 1000))
+        self.reader: _Shared | None = None
+        self.read_lock: threading.RLock | None = None
+        if path != ":memory:":  # another connection to ":memory:" would be another database
+            reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=ON")
+            self.read_lock = threading.RLock()
+            self.reader = _Shared(reader, self.read_lock, 0)
 
     def close(self) -> None:
+        if self.reader is not None:
+            self.reader.conn.close()
         self.db.close()
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """The shared connection, had within the call's patience, its busy_timeout set to
-        what is left of it (a nested call, inside a write, has it already)."""
+    def _connection(self, *, read: bool = False) -> Iterator[sqlite3.Connection]:
+        """A shared connection (the reading one for a statement in `reading()`, where there
+        is one), had within the call's patience, its busy_timeout set to what is left of it."""
+        shared = self.reader if read and self.reader is not None and _reading.get() else None
+        shared = shared or self._writer
         wait = self.availability.patience()
         began = time.monotonic()
-        if not self.lock.acquire(timeout=wait):
+        if not shared.lock.acquire(timeout=wait):
             raise self.availability.failed(
                 DatabaseUnavailable(Reason.BUSY, f"the SQLite connection was busy for {wait:.1f} s")
             )
         try:
             left_ms = max(0, int((wait - (time.monotonic() - began)) * 1000))
-            if left_ms != self._busy_ms:  # a PRAGMA costs microseconds: only when it changes
-                self.db.conn.execute(f"PRAGMA busy_timeout={left_ms}")
-                self._busy_ms = left_ms
-            yield self.db.conn
+            if left_ms != shared.busy_ms:  # a PRAGMA costs microseconds: only when it changes
+                shared.conn.execute(f"PRAGMA busy_timeout={left_ms}")
+                shared.busy_ms = left_ms
+            yield shared.conn
         finally:
-            self.lock.release()
+            shared.lock.release()
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
         """A lock held elsewhere past the budget, or the file out of reach; None otherwise."""
@@ -242,7 +273,7 @@ class SqliteBackend:
         self.availability.succeeded(wrote=True)
 
     def execute(self, sql: str, params: Params = ()) -> Result:
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             changes = conn.total_changes
             try:
                 cursor = conn.execute(sql, params)
@@ -302,6 +333,15 @@ class SqliteBackend:
 
 
 MIGRATION_SECONDS = 30.0  # SQLite: the longest opening the file and migrating it may wait
+
+
+@dataclass
+class _Shared:
+    """One sqlite3 connection the loop's thread and the store's workers take turns on."""
+
+    conn: sqlite3.Connection
+    lock: threading.RLock
+    busy_ms: int  # its busy_timeout now (set again only when a call's patience differs)
 
 
 class _SqliteTx:

@@ -149,7 +149,7 @@ class StoreInstallations(AsyncInstallationStore):
         is_enterprise_install: bool | None = False,
     ) -> Bot | None:
         team = None if is_enterprise_install else team_id
-        return await self.store.off_loop(self._find_bot, enterprise_id, team)
+        return await self.store.read_off_loop(self._find_bot, enterprise_id, team)
 
     async def async_find_installation(
         self,
@@ -160,7 +160,7 @@ class StoreInstallations(AsyncInstallationStore):
         is_enterprise_install: bool | None = False,
     ) -> Installation | None:
         team = None if is_enterprise_install else team_id
-        return await self.store.off_loop(self._find_installation, enterprise_id, team, user_id)
+        return await self.store.read_off_loop(self._find_installation, enterprise_id, team, user_id)
 
     def _open(self, sealed: str | None, what: str, where: InstalledBot) -> str | None:
         """The opened secret; an unreadable one is logged by workspace and read as absent."""

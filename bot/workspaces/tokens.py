@@ -106,7 +106,7 @@ class SerializedRotator(AsyncTokenRotator):
         label = workspace_label(enterprise_id, team_id)
         deadline = self.clock() + WAIT_SECONDS
         while True:
-            row = await store.off_loop(store.installed_bot, enterprise_id, team_id)
+            row = await store.read_off_loop(store.installed_bot, enterprise_id, team_id)
             current = self.installations.bot_from(row) if row is not None else None
             if row is None or current is None:
                 raise _failed(f"{label} has no installation any more")

@@ -6,6 +6,7 @@ tests/e2e/test_database_away.py."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -87,6 +88,46 @@ def test_a_write_under_another_connections_lock_gives_up_within_its_budget_and_k
     began, ended = store_lines(caplog)
     assert began.startswith("database locked (") and "try again in a moment" in began
     assert ended.startswith("database back after") and "4 call(s)" in ended
+
+
+@pytest.mark.sqlite_only
+async def test_sqlite_lookups_neither_queue_behind_writes_nor_wait_for_the_write_lock(
+    store: Store,
+) -> None:
+    """While another process holds the file's write lock, writes queue on the writing
+    connection's worker, each waiting its budget; a lookup (`read_off_loop`) goes on at once
+    on the reading connection, and that connection refuses to write."""
+    created = new_job(store)
+    assert created is not None
+    job_id = created[0]
+    with held_by_another_connection(sqlite_file(store)):
+        with request_budget(0.1), pytest.raises(DatabaseUnavailable):
+            await store.off_loop(store.add_error, job_id)  # the outage is known: no call inline
+        with request_budget(1.5):
+            writes = [
+                asyncio.ensure_future(store.off_loop(store.add_error, job_id)) for _ in range(2)
+            ]
+            await asyncio.sleep(0.05)  # the first write is waiting for the lock
+            started = time.monotonic()
+            job = await store.read_off_loop(store.job, job_id)
+            looked = time.monotonic() - started
+            assert not any(w.done() for w in writes)  # still waiting behind the lock
+            results = await asyncio.gather(*writes, return_exceptions=True)
+    assert job is not None and job.id == job_id
+    assert looked < 0.5  # the writes wait 1.5 s
+    assert all(isinstance(r, DatabaseUnavailable) for r in results)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.read_off_loop(store.add_error, job_id)
+    assert await store.off_loop(store.add_error, job_id) == 1  # nothing before was kept
+
+
+async def test_a_lookup_sees_what_was_just_written(store: Store) -> None:
+    """On either database a lookup after a write reads it (SQLite: another connection)."""
+    created = await store.off_loop(new_job, store)
+    assert created is not None
+    assert await store.off_loop(store.add_error, created[0]) == 1
+    job = await store.read_off_loop(store.job, created[0])
+    assert job is not None and job.errors == 1
 
 
 @pytest.mark.sqlite_only

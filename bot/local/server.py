@@ -361,6 +361,9 @@ class _StandInServer(ThreadingHTTPServer):
     """The HTTP server on a free loopback port, holding the stand-in its handlers answer for."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: an app posting many cards at once overran it,
+    # and each dropped connection was retried by the kernel a second later, as Slack never is.
+    request_queue_size = 1024
 
     def __init__(self, standin: SlackStandIn) -> None:
         self.standin = standin

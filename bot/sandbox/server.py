@@ -282,7 +282,7 @@ class MotionSandbox(JobLifecycle):
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, backlog=1024).start()  # bursts of creates
         except BaseException:
             await runner.cleanup()
             raise

@@ -48,7 +48,7 @@ class Card:
             said = messages.usage_error(messages.THREAD_TAKEN, job.sandbox).payload()
             await slack.tell_privately(channel, job.requester, said, thread_ts=parent)
             return Step(None)
-        runs = ctx.store.runs(job.id)
+        runs = await ctx.store.read_off_loop(ctx.store.runs, job.id)
         card = self.build(job, runs)
         key = f"card:{job.id}"
         try:
@@ -56,7 +56,7 @@ class Card:
             if job.card_sent_at is not None:  # an earlier attempt may have reached Slack
                 ts = await slack.find_post(channel, parent, key, since=job.created_at)
             if ts is None:
-                ctx.store.record_card_sending(job.id, ctx.clock())
+                await ctx.store.off_loop(ctx.store.record_card_sending, job.id, ctx.clock())
                 ts = await slack.post(
                     channel, card.payload(), thread_ts=parent, key=key, kind=card.kind
                 )
@@ -78,9 +78,10 @@ class Card:
             origin_posts.append(
                 NewPost.of(messages.new_job_link(permalink=link, sandbox=job.sandbox))
             )
-        ctx.store.record_card(
-            job.id, parent or ts, channel, job_phase(job, runs), digest(card), ctx.clock(),
-            origin_posts, card_ts=ts if parent else None, public=channel in self._joined,
+        await ctx.store.off_loop(
+            ctx.store.record_card, job.id, parent or ts, channel, job_phase(job, runs),
+            digest(card), ctx.clock(), origin_posts, card_ts=ts if parent else None,
+            public=channel in self._joined,
         )  # fmt: skip
         if job.origin_job_id:
             ctx.wake(job.origin_job_id)

@@ -92,8 +92,8 @@ class MotionCalls:
             if ctx.stopping:
                 return Step(0.0)
             baseline = ready
-        if not ctx.store.mark_sending(
-            run.id, baseline_completed_at=baseline.completed_at, baseline_url=baseline.url,
+        if not await ctx.store.off_loop(
+            ctx.store.mark_sending, run.id, baseline_completed_at=baseline.completed_at, baseline_url=baseline.url,
             now=ctx.clock(),
         ):  # fmt: skip
             return Step(0.0)  # no longer waiting (its job was stopped): nothing is sent

@@ -23,7 +23,7 @@ class Outbox:
         """Send the job's recorded messages; a transient Slack failure propagates (the job
         backs off and the rest waits, in order)."""
         store, slack = self.ctx.store, self.ctx.slack_of(job)
-        for post in store.open_posts(job.id):
+        for post in await store.read_off_loop(store.open_posts, job.id):
             if post.kind == STEP_KIND:
                 await self.end_step(job, post)
                 continue
@@ -51,7 +51,7 @@ class Outbox:
                 )
                 store.mark_post_failed(post.id, "too many attempts", give_up=True)
                 continue
-            store.mark_post_sending(post.id, self.ctx.clock())
+            await store.off_loop(store.mark_post_sending, post.id, self.ctx.clock())
             try:
                 ts = await slack.post(
                     post.channel_id,
@@ -68,7 +68,7 @@ class Outbox:
                     store.mark_post_failed(post.id, exc.code, give_up=True)
                     continue
                 raise
-            store.mark_post_done(post.id, ts)
+            await store.off_loop(store.mark_post_done, post.id, ts)
 
     async def end_step(self, job: Job, post: Post) -> None:
         """Complete (or fail) a Workflow Builder step. Slack keeps the execution's state, so a

@@ -74,7 +74,7 @@ class Stepper:
         try:
             if job.state == JobState.NEW:
                 opened = await self.card.open_thread(job)
-                job, runs = ctx.job(job_id), None
+                job, runs = await ctx.reread(job_id)
                 if job.state == JobState.NEW:
                     return opened.delay
             if job.state == JobState.ABANDONED:
@@ -129,7 +129,7 @@ class Stepper:
                     if self.calls.has_answer(active.id):  # it came while the database was away
                         step = self.calls.record_answer(job, active)
                         failed |= step.failed
-                        job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                        job, runs = await ctx.reread(job.id)
                         if any(r.id == active.id and r.active for r in runs):
                             return Look(job, runs, step.delay, failed)
                         continue
@@ -137,7 +137,7 @@ class Stepper:
                     # write after it, or a process that died or lost the lease (this one holds
                     # it now). Settle it as a restart would; never send it again blindly.
                     self.outcomes.settle_interrupted(job, active)
-                    job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                    job, runs = await ctx.reread(job.id)
                     continue
                 with log_context(run=active.number):
                     step = await self.calls.poll(job, active)
@@ -147,7 +147,7 @@ class Stepper:
                         runs = [step.run if r.id == active.id else r for r in runs]
                     job, delay = self.stops.check_stuck(job, step.run or active, step.delay)
                     return Look(job, runs, delay, failed)
-                job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+                job, runs = await ctx.reread(job.id)
                 if job.pending_posts:
                     await self.outbox.flush(job)
                 still = next((r for r in runs if r.id == active.id and r.active), None)
@@ -163,7 +163,7 @@ class Stepper:
             with log_context(run=waiting.number):
                 step = await self.calls.send(job, waiting)
             failed |= step.failed
-            job, runs = ctx.job(job.id), ctx.store.runs(job.id)
+            job, runs = await ctx.reread(job.id)
             if any(r.id == waiting.id and (r.active or r.state == RunState.WAITING) for r in runs):
                 return Look(job, runs, step.delay, failed)
         return Look(job, runs, 0.0, failed)  # still more to do: look again at once

@@ -90,14 +90,15 @@ class Stepper:
                 return None
             await self.card.refresh(job, look.runs)
             if job.pending_posts:
-                await self.outbox.flush(ctx.job(job_id))
+                await self.outbox.flush((await ctx.reread(job_id))[0])
             again = self.uploads.kick(job)  # after the result: uploads never hold the outbox
         except SlackFailure as exc:
             return ctx.backoff(job_id, f"Slack {exc.code}").delay
         if job.errors and not look.failed:
-            ctx.store.clear_errors(job_id)  # a clean look ends a run of failures
+            await ctx.store.off_loop(ctx.store.clear_errors, job_id)  # a clean look: no failures
         if job.pending_posts:
-            ctx.store.clear_pending_posts(job_id)  # only now: the card shows the change too
+            # Only now: the card shows the change too.
+            await ctx.store.off_loop(ctx.store.clear_pending_posts, job_id)
         if again is not None:
             return again if look.delay is None else min(again, look.delay)
         return look.delay

@@ -201,7 +201,11 @@ class MotionBot:
             connector=aiohttp.TCPConnector(limit=50), timeout=aiohttp.ClientTimeout(total=30)
         )
         slack = SlackSide.of(settings, store, session, told.slack)
-        schedule = PollSchedule(settings.poll_initial_seconds, settings.poll_max_seconds)
+        schedule = PollSchedule(
+            settings.poll_initial_seconds,
+            settings.poll_max_seconds,
+            target=settings.poll_target_p95_seconds,
+        )
         links = signer_for(
             settings.slack_signing_secret,
             settings.slack_bot_token or settings.slack_client_secret or "",

@@ -93,6 +93,7 @@ class Settings:
     followup_requires_mention: bool = False
     poll_initial_seconds: float = 3.0
     poll_max_seconds: float = 30.0
+    poll_target_p95_seconds: float = 5.0
     log_level: str = "INFO"
     motion_max_in_flight: int = 8
     motion_timeout_seconds: float = 15.0
@@ -464,7 +465,12 @@ def _polling(r: EnvReader) -> dict[str, Any]:
     """How often a job is looked at, and when a run counts as stuck."""
     initial = r.number("POLL_INITIAL_SECONDS", "3", float)
     maximum = r.number("POLL_MAX_SECONDS", "30", float)
-    for name, value in (("POLL_INITIAL_SECONDS", initial), ("POLL_MAX_SECONDS", maximum)):
+    target = r.number("POLL_TARGET_P95_SECONDS", "5", float)
+    for name, value in (
+        ("POLL_INITIAL_SECONDS", initial),
+        ("POLL_MAX_SECONDS", maximum),
+        ("POLL_TARGET_P95_SECONDS", target),
+    ):
         if value is not None and not 0 < value <= 3600:
             r.problem(f"{name} must be more than 0 and at most 3600 seconds, got {value}.")
     if initial is not None and maximum is not None and 0 < maximum < initial:
@@ -479,6 +485,7 @@ def _polling(r: EnvReader) -> dict[str, Any]:
     return {
         "poll_initial_seconds": initial or 3.0,
         "poll_max_seconds": maximum or 30.0,
+        "poll_target_p95_seconds": target or 5.0,
         "stuck_after_minutes": stuck or 60.0,
     }
 

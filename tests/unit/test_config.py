@@ -74,6 +74,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "FOLLOWUP_REQUIRES_MENTION": "true",
             "POLL_INITIAL_SECONDS": "0.5",
             "POLL_MAX_SECONDS": "12.5",
+            "POLL_TARGET_P95_SECONDS": "7.5",
             "LOG_LEVEL": "debug",
         }
     )
@@ -90,6 +91,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.followup_requires_mention is True
     assert settings.poll_initial_seconds == 0.5
     assert settings.poll_max_seconds == 12.5
+    assert settings.poll_target_p95_seconds == 7.5
     assert settings.log_level == "DEBUG"
 
 
@@ -252,6 +254,16 @@ def test_bad_poll_initial_is_refused(value: str) -> None:
 @pytest.mark.parametrize("value", ["later", "0", "-30", "nan"])
 def test_bad_poll_max_is_refused(value: str) -> None:
     one_problem({**MINIMAL, "POLL_MAX_SECONDS": value}, "POLL_MAX_SECONDS must")
+
+
+def test_poll_target_p95_defaults_to_five_seconds() -> None:
+    assert Settings.from_env(MINIMAL).poll_target_p95_seconds == 5.0
+
+
+@pytest.mark.parametrize("value", ["whenever", "0", "-5", "nan", "inf", "3601"])
+def test_bad_poll_target_p95_is_refused(value: str) -> None:
+    message = one_problem({**MINIMAL, "POLL_TARGET_P95_SECONDS": value}, "POLL_TARGET_P95_SECONDS")
+    assert message.startswith("POLL_TARGET_P95_SECONDS must") and value in message
 
 
 def test_poll_initial_above_poll_max_is_refused() -> None:

@@ -22,20 +22,29 @@ create, then every 3 s until the URL is there). Delay = when the app's status ca
 minus when the URL appeared; "posted" is when the result reached Slack.
 
 Targets: burst ≤ 50 % of the loop's status calls, steady ≤ 33 %; p95 delay ≤ 5 s in both.
-`--scale 0.1` divides every duration and both POLL_* settings by 10 (the schedule is scale-free:
+`--scale 0.1` divides every duration and the POLL_* settings by 10 (the schedule is scale-free:
 the same calls, a tenth of the delay).
 
+`--sweep` runs the same two installs on a grid of workloads the schedule was not tuned on:
+generation medians 30 s, 2 min and 10 min; σ 0.3 and 1.0; rendering 1–5 s or 10–60 s; a burst
+(the jobs within 60 s) or steady arrivals (spread over ten medians); the learned install knows
+500 runs of that workload's own distribution. Targets per workload: fresh ≤ 50 % of the loop's
+calls, learned ≤ 33 %, p95 delay ≤ POLL_TARGET_P95_SECONDS (5 s) in both.
+
     python bench/polling.py [--jobs 200] [--seed 7] [--scale 1]
+    python bench/polling.py --sweep [--jobs 100] [--seed 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import random
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,15 +77,43 @@ class Timeline:
     render: float  # then → output.download_url
 
 
-def generation_time(rng: random.Random) -> float:
-    return math.exp(math.log(120) + 0.6 * rng.gauss(0, 1))
+@dataclass(frozen=True)
+class Workload:
+    median: float = 120.0  # generation time, lognormal...
+    sigma: float = 0.6  # ...with this σ of the logarithm
+    render: tuple[float, float] = (1.0, 20.0)  # uniform, seconds
+    spread: float = 60.0  # arrivals uniform over this many seconds
+
+    @property
+    def name(self) -> str:
+        arrivals = "burst" if self.spread <= 60 else "steady"
+        low, high = self.render
+        return f"median {self.median:g} s, σ {self.sigma:g}, render {low:g}–{high:g} s, {arrivals}"
+
+    def generation_time(self, rng: random.Random) -> float:
+        return math.exp(math.log(self.median) + self.sigma * rng.gauss(0, 1))
 
 
-def workload(jobs: int, seed: int, scale: float) -> list[Timeline]:
+DEFAULT = Workload()
+
+
+def sweep_workloads() -> list[Workload]:
+    return [
+        Workload(median, sigma, render, spread)
+        for median, sigma, render, steady in itertools.product(
+            (30.0, 120.0, 600.0), (0.3, 1.0), ((1.0, 5.0), (10.0, 60.0)), (False, True)
+        )
+        for spread in (median * 10 if steady else 60.0,)
+    ]
+
+
+def workload(jobs: int, seed: int, scale: float, shape: Workload = DEFAULT) -> list[Timeline]:
     rng = random.Random(seed)
     timelines = [
         Timeline(
-            rng.uniform(0, 60) * scale, generation_time(rng) * scale, rng.uniform(1, 20) * scale
+            rng.uniform(0, shape.spread) * scale,
+            shape.generation_time(rng) * scale,
+            rng.uniform(*shape.render) * scale,
         )
         for _ in range(jobs)
     ]
@@ -136,6 +173,7 @@ async def follow_all(
     history: list[float],
     initial: float,
     maximum: float,
+    target: float,
     seed: int,
 ) -> dict[str, Any]:
     """Run the app on `timelines` until every result is posted; per-job calls and delays."""
@@ -152,7 +190,7 @@ async def follow_all(
             store,
             motion,
             SlackOut(make_client("xoxb-bench", slack_url, retry_writes=False)),
-            schedule=PollSchedule(initial, maximum, rng=random.Random(seed)),
+            schedule=PollSchedule(initial, maximum, rng=random.Random(seed), target=target),
             sandbox=False,
             clock=clock.wall,
         )
@@ -237,17 +275,17 @@ def summary(per_job: list[dict[str, float]]) -> dict[str, float]:
 
 def measure(
     jobs: int, seed: int, scale: float, *, history_runs: int, initial: float = 3.0,
-    maximum: float = 30.0,
+    maximum: float = 30.0, target: float = DELAY_TARGET, shape: Workload = DEFAULT,
 ) -> dict[str, Any]:  # fmt: skip
     """One workload on a fresh loop: figures for all jobs, the first half and the second."""
-    timelines = workload(jobs, seed, scale)
+    timelines = workload(jobs, seed, scale, shape)
     rng = random.Random(seed + 1)
-    history = [generation_time(rng) * scale for _ in range(history_runs)]
+    history = [shape.generation_time(rng) * scale for _ in range(history_runs)]
 
     async def go(clock: VirtualClock) -> dict[str, Any]:
         return await follow_all(
             clock, timelines, history=history, initial=initial * scale,
-            maximum=maximum * scale, seed=seed,
+            maximum=maximum * scale, target=target * scale, seed=seed,
         )  # fmt: skip
 
     result = run_virtual(go)
@@ -260,12 +298,51 @@ def measure(
     }
 
 
+def sweep(jobs: int, seed: int) -> int:
+    """Every workload of the grid, fresh and learned; a table row per workload as it ends."""
+    rows, failures, began = [], [], time.monotonic()
+    print("| workload | fresh: calls/job, share, p50, p95 | learned: calls/job, share, p50, p95 |")
+    print("|---|---|---|")
+    for shape in sweep_workloads():
+        cells, row = [], {"workload": shape.name}
+        for name, history_runs in (("fresh", 0), ("learned", HISTORY_RUNS)):
+            result = measure(jobs, seed, 1.0, history_runs=history_runs, shape=shape)
+            target = TARGETS["burst" if name == "fresh" else "steady"]
+            missed = result["share_of_loop"] > target or result["delay_p95"] > DELAY_TARGET
+            if missed:
+                failures.append(
+                    f"{shape.name}, {name}: {result['share_of_loop']:.0%} of the loop's calls "
+                    f"(≤ {target:.0%}), p95 {result['delay_p95']} s (≤ {DELAY_TARGET:g} s)"
+                )
+            row[name] = {k: result[k] for k in ("calls_per_job", "share_of_loop", "delay_p50",
+                                                "delay_p95", "loop_calls_per_job")}  # fmt: skip
+            cells.append(
+                f"{result['calls_per_job']:.1f} of {result['loop_calls_per_job']:.1f}, "
+                f"**{result['share_of_loop']:.0%}**, {result['delay_p50']:.1f} s, "
+                f"**{result['delay_p95']:.1f} s**{' (missed)' if missed else ''}"
+            )
+        rows.append(row)
+        print(f"| {shape.name} | {cells[0]} | {cells[1]} |", flush=True)
+    figures = {
+        "jobs": jobs,
+        "seed": seed,
+        "seconds": round(time.monotonic() - began),
+        "sweep": rows,
+    }
+    return verdict("polling sweep", figures, failures)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=None, help="200; 100 with --sweep")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--sweep", action="store_true", help="the grid of workloads")
+    parser.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sweep:
+        return sweep(args.jobs or 100, args.seed)
+    args.jobs = args.jobs or 200
     figures: dict[str, Any] = {"jobs": args.jobs, "seed": args.seed, "scale": args.scale}
     failures: list[str] = []
     for name, history_runs in (("burst", 0), ("steady", HISTORY_RUNS)):

@@ -338,7 +338,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--sweep", action="store_true", help="the grid of workloads")
-    parser.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sweep:
         return sweep(args.jobs or 100, args.seed)

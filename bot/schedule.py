@@ -11,6 +11,12 @@ install is frugal from its first job. No gap is longer than half of the run's ag
 how late a run shorter than anything seen can be noticed. While the file renders after
 `completed` the schedule looks every `POLL_INITIAL_SECONDS`, since the link is close.
 
+The delay it aims at (`target`, POLL_TARGET_P95_SECONDS) sets the eagerness: the constants were
+tuned for a p95 delay within 5 s at the default 3-s `initial` (measured: ~3–4 s on the README's
+workload, bench/polling.py), and a gap grows in proportion to the target, so doubling the
+target about halves the calls where runs end. It steers the schedule; it does not bound the
+delay of a workload unlike the one it was tuned on (docs/performance.md, the sweep).
+
 Scale-free: every time constant is a multiple of `initial` (POLL_INITIAL_SECONDS), so a
 deployment whose runs take a tenth as long, with a tenth of the settings, makes the same calls
 per job with a tenth of the delay.
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 
 # Every duration below is in units of `initial` (POLL_INITIAL_SECONDS; 3 s by default).
 EAGERNESS = 6.5  # a unit of delay is worth this many calls; higher: more calls, less delay
+TUNED_TARGET = 5.0 / 3.0  # ...at this target (5 s at the default 3-s initial), in units
 PRIOR_MEDIAN = 30.0  # the prior: generation times lognormal around 30 units (90 s at 3 s)...
 PRIOR_SPREAD = 1.0  # ...with this σ of the logarithm (a factor ~7 either way covers 95 %)...
 PRIOR_WEIGHT = 10.0  # ...worth this many finished runs
@@ -50,6 +57,7 @@ class PollSchedule:
     maximum: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
     eagerness: float = EAGERNESS
+    target: float = 5.0  # POLL_TARGET_P95_SECONDS: the p95 delay aimed at
     _samples: dict[str, deque[float]] = field(default_factory=dict)
     _sorted: dict[str, list[float]] = field(default_factory=dict)
     _open: OrderedDict[Hashable, tuple[str, float]] = field(default_factory=OrderedDict)
@@ -91,6 +99,7 @@ class PollSchedule:
             bucket = ANY
         seen = len(self.samples(bucket))
         eagerness = self.eagerness * (1 + THIN * max(0.0, 1 - seen / SETTLED))
+        eagerness *= (TUNED_TARGET * self.initial / self.target) ** 2  # gaps ∝ the target
         gap = math.sqrt(2.0 / (eagerness * self._hazard(bucket, age)))
         if len(self.samples(bucket)) < SETTLED:  # little seen yet: a short run is possible
             gap = min(gap, max(1.0, AGE_SHARE * age))

@@ -11,8 +11,10 @@ import pytest
 from bot.schedule import PollSchedule, generation_seconds
 
 
-def schedule(initial: float = 3.0, maximum: float = 30.0, seed: int = 7) -> PollSchedule:
-    return PollSchedule(initial=initial, maximum=maximum, rng=random.Random(seed))
+def schedule(
+    initial: float = 3.0, maximum: float = 30.0, seed: int = 7, target: float = 5.0
+) -> PollSchedule:
+    return PollSchedule(initial=initial, maximum=maximum, rng=random.Random(seed), target=target)
 
 
 # ---------------------------------------------------------------- normal polling
@@ -259,7 +261,9 @@ def test_a_finished_run_is_no_longer_counted_as_going() -> None:
     assert plan._open == {} and plan._open_sorted == {"any": []}
 
 
-def follow_burst(scale: float, seed: int = 3, jobs: int = 120) -> tuple[list[int], list[float]]:
+def follow_burst(
+    scale: float, seed: int = 3, jobs: int = 120, target: float = 5.0
+) -> tuple[list[int], list[float]]:
     """Follow concurrent runs with one schedule, as JobService does (first look after the
     initial wait, learning each run when it is seen completed); durations × `scale`."""
     rng = random.Random(seed)
@@ -271,7 +275,7 @@ def follow_burst(scale: float, seed: int = 3, jobs: int = 120) -> tuple[list[int
         )
         for _ in range(jobs)
     ]
-    plan = schedule(initial=3.0 * scale, maximum=30.0 * scale)
+    plan = schedule(initial=3.0 * scale, maximum=30.0 * scale, target=target * scale)
     for _ in range(50):
         plan.learn("any", rng.lognormvariate(4.8, 0.6) * scale)
     looks = [(start + 3.0 * scale, i) for i, (start, _, _) in enumerate(runs)]
@@ -296,7 +300,7 @@ def follow_burst(scale: float, seed: int = 3, jobs: int = 120) -> tuple[list[int
 
 
 def test_the_schedule_is_scale_free() -> None:
-    # Every duration and both POLL_* settings divided by 10: the same calls per job, a tenth
+    # Every duration and the three POLL_* settings divided by 10: the same calls per job, a tenth
     # of the delay (up to floating-point rounding at a look that lands exactly on an edge).
     calls, delays = follow_burst(1.0)
     calls_tenth, delays_tenth = follow_burst(0.1)
@@ -306,6 +310,31 @@ def test_the_schedule_is_scale_free() -> None:
     assert statistics.quantiles(delays_tenth, n=20)[-1] == pytest.approx(
         statistics.quantiles(delays, n=20)[-1] / 10, rel=0.05
     )
+
+
+def test_a_longer_target_spends_fewer_calls_for_a_longer_delay() -> None:
+    """POLL_TARGET_P95_SECONDS steers the schedule: at the default it is the schedule as tuned,
+    twice as long spends fewer calls and lets the delay grow, half as long the reverse."""
+    calls, delays = follow_burst(1.0)
+    calls_short, delays_short = follow_burst(1.0, target=2.5)
+    calls_long, delays_long = follow_burst(1.0, target=10.0)
+    assert sum(calls_short) > sum(calls) * 1.15 > sum(calls_long) * 1.3
+    p95 = [statistics.quantiles(d, n=20)[-1] for d in (delays_short, delays, delays_long)]
+    assert p95[0] < p95[1] < p95[2]
+    assert p95[1] <= 5.0  # the default meets its target on the workload it was tuned on
+
+
+def test_the_target_moves_the_gaps_where_runs_end_but_not_the_caps() -> None:
+    def gap(target: float, elapsed: float) -> float:
+        plan = schedule(target=target)
+        for i in range(300):
+            plan.learn("any", 60.0 + (i % 60))  # runs end between 60 and 120 s
+        return plan.next_delay(elapsed=elapsed, status="running", rendering=False)
+
+    assert gap(10.0, 90.0) > gap(5.0, 90.0) * 1.5
+    assert gap(2.0, 90.0) >= 3.0  # never below POLL_INITIAL_SECONDS
+    assert gap(1000.0, 600.0) <= 30.0  # POLL_MAX_SECONDS caps every gap
+    assert schedule(target=5.0).next_delay(elapsed=0.0, status="running", rendering=True) == 3.0
 
 
 def test_a_run_that_ended_without_completing_no_longer_counts_as_going() -> None:

@@ -93,8 +93,8 @@ class MotionCalls:
                 return Step(0.0)
             baseline = ready
         if not await ctx.store.off_loop(
-            ctx.store.mark_sending, run.id, baseline_completed_at=baseline.completed_at, baseline_url=baseline.url,
-            now=ctx.clock(),
+            ctx.store.mark_sending, run.id, baseline_completed_at=baseline.completed_at,
+            baseline_url=baseline.url, now=ctx.clock(),
         ):  # fmt: skip
             return Step(0.0)  # no longer waiting (its job was stopped): nothing is sent
         request = MotionRequest.from_json(run.request)

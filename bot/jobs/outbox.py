@@ -49,7 +49,9 @@ class Outbox:
                 log.error(
                     "post %s (%s) dropped after %s attempts", post.id, post.kind, post.attempts
                 )
-                store.mark_post_failed(post.id, "too many attempts", give_up=True)
+                await store.off_loop(
+                    store.mark_post_failed, post.id, "too many attempts", give_up=True
+                )
                 continue
             await store.off_loop(store.mark_post_sending, post.id, self.ctx.clock())
             try:
@@ -65,7 +67,7 @@ class Outbox:
             except SlackFailure as exc:
                 if exc.permanent:
                     log.error("post %s (%s) dropped: Slack said %s", post.id, post.kind, exc.code)
-                    store.mark_post_failed(post.id, exc.code, give_up=True)
+                    await store.off_loop(store.mark_post_failed, post.id, exc.code, give_up=True)
                     continue
                 raise
             await store.off_loop(store.mark_post_done, post.id, ts)
@@ -83,7 +85,7 @@ class Outbox:
             log.error(
                 "workflow step %s: its end dropped after %s attempts", execution_id, post.attempts
             )
-            store.mark_post_failed(post.id, "too many attempts", give_up=True)
+            await store.off_loop(store.mark_post_failed, post.id, "too many attempts", give_up=True)
             return
         store.mark_post_sending(post.id, self.ctx.clock())
         try:
@@ -93,7 +95,7 @@ class Outbox:
         except SlackFailure as exc:
             if exc.permanent:
                 log.error("workflow step %s: Slack refused its end (%s)", execution_id, exc.code)
-                store.mark_post_failed(post.id, exc.code, give_up=True)
+                await store.off_loop(store.mark_post_failed, post.id, exc.code, give_up=True)
                 return
             raise
         log.info(

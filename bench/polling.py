@@ -15,7 +15,8 @@ rendering before the download URL appears (the sandbox's `JobPlan`). Two install
 
 - burst: a fresh install (an empty database: nothing learned yet);
 - steady: the same jobs after 500 earlier runs of the same distribution are in the database
-  (its `run_history`, loaded by `JobService.recover()` at start, as after a few weeks of use).
+  (their generation and render times in `run_history`, loaded by `JobService.recover()` at
+  start, as after a few weeks of use).
 
 Compared with the provider's sample loop on the same timelines (a status call 3 s after the
 create, then every 3 s until the URL is there). Delay = when the app's status call saw the URL
@@ -58,7 +59,7 @@ from bot.jobs import JobService, NewJobAsk
 from bot.motion import MotionClient, MotionRequest
 from bot.poller import Poller
 from bot.sandbox import JobPlan
-from bot.schedule import ANY, PollSchedule
+from bot.schedule import ANY, RENDER, PollSchedule
 from bot.slack.out import SlackOut, make_client
 from bot.store import Store
 from tests.support.motion import ScriptedSandbox
@@ -182,7 +183,7 @@ async def follow_all(
     clock: VirtualClock,
     timelines: list[Timeline],
     *,
-    history: list[float],
+    history: list[tuple[float, float]],
     initial: float,
     maximum: float,
     target: float,
@@ -191,8 +192,9 @@ async def follow_all(
     """Run the app on `timelines` until every result is posted; per-job calls and delays."""
     with tempfile.TemporaryDirectory() as folder:
         store = Store(str(Path(folder) / "bench.db"))
-        for seconds in history:
+        for seconds, render in history:
             store.record_generation_time(ANY, seconds, clock.wall())
+            store.record_generation_time(RENDER, render, clock.wall())
         sandbox = ScriptedSandbox(clock=clock.wall, api_keys={MOTION_KEY})
         sandbox._wall_anchor = sandbox._clock_anchor  # its clock already is Unix time
         slack = SlackStub(clock)
@@ -292,7 +294,10 @@ def measure(
     """One workload on a fresh loop: figures for all jobs, the first half and the second."""
     timelines = workload(jobs, seed, scale, shape)
     rng = random.Random(seed + 1)
-    history = [shape.generation_time(rng) * scale for _ in range(history_runs)]
+    history = [
+        (shape.generation_time(rng) * scale, rng.uniform(*shape.render) * scale)
+        for _ in range(history_runs)
+    ]
 
     async def go(clock: VirtualClock) -> dict[str, Any]:
         return await follow_all(

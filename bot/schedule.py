@@ -1,25 +1,22 @@
 """When to ask Motion again: pure arithmetic, so tests and benchmarks can drive it with any clock.
 
 Status calls may cost credits and always cost the provider, yet a late look delays the video.
-The gap before the next call is `sqrt(2 / (eagerness · hazard))`, the rule that minimises calls
-plus delay when the chance of finishing per unit of time is `hazard`: few calls while almost
-nothing finishes, dense ones where most runs end. The hazard is estimated from the app's own
-finished runs (per requested duration), from the runs still going (each one is known to take at
-least as long as it has run so far, so a burst of new jobs is not misled by its first, shortest
-finishers), and from a broad prior that stands for a few runs of typical length, so a new
-install is frugal from its first job. No gap is longer than half of the run's age, which bounds
-how late a run shorter than anything seen can be noticed. While the file renders after
-`completed` the schedule looks every `POLL_INITIAL_SECONDS`, since the link is close.
+The schedule spends as few calls as it can while keeping the share of runs announced more than
+`target` (POLL_TARGET_P95_SECONDS) after their video was ready within `LATE_SHARE`, so the p95
+delay stays within the target: `bot.poll_plan` works out the looks from how long generations and
+renders take here. Those come from the app's own finished runs (per requested duration), from
+the runs still going (each is known to last at least as long as it has run so far, so a burst
+of new jobs is not misled by its first, shortest finishers) and from a broad prior that stands
+for a few runs of typical length, so a new install has a plan from its first job. With few runs
+seen, the plan aims at a smaller share of late runs, since what it knows may be off.
 
-The delay it aims at (`target`, POLL_TARGET_P95_SECONDS) sets the eagerness: the constants were
-tuned for a p95 delay within 5 s at the default 3-s `initial` (measured: ~3–4 s on the README's
-workload, bench/polling.py), and a gap grows in proportion to the target, so doubling the
-target about halves the calls where runs end. It steers the schedule; it does not bound the
-delay of a workload unlike the one it was tuned on (docs/performance.md, the sweep).
+Once Motion says `completed` (and when), the run is rendering: the render's own plan says when
+the link is likely, and a look made before `completed_at` is known falls back to looking every
+`POLL_INITIAL_SECONDS`.
 
-Scale-free: every time constant is a multiple of `initial` (POLL_INITIAL_SECONDS), so a
-deployment whose runs take a tenth as long, with a tenth of the settings, makes the same calls
-per job with a tenth of the delay.
+Scale-free: the grid and the prior are multiples of `target` and `initial`, so a deployment whose
+runs take a tenth as long, with a tenth of the settings, makes the same calls per job with a
+tenth of the delay.
 """
 
 from __future__ import annotations
@@ -31,24 +28,44 @@ from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-# Every duration below is in units of `initial` (POLL_INITIAL_SECONDS; 3 s by default).
-EAGERNESS = 6.5  # a unit of delay is worth this many calls; higher: more calls, less delay
-TUNED_TARGET = 5.0 / 3.0  # ...at this target (5 s at the default 3-s initial), in units
+from bot.poll_plan import Plan, solve
+
+# Durations in units of `initial` (POLL_INITIAL_SECONDS; 3 s by default) unless said otherwise.
 PRIOR_MEDIAN = 30.0  # the prior: generation times lognormal around 30 units (90 s at 3 s)...
 PRIOR_SPREAD = 1.0  # ...with this σ of the logarithm (a factor ~7 either way covers 95 %)...
 PRIOR_WEIGHT = 10.0  # ...worth this many finished runs
-AGE_SHARE = 0.5  # with little history, no gap longer than this share of the run's age
-DOUBT = 1.0  # few runs seen ending near this age: look more often (hazard × 1 + DOUBT/√(1+n))
-WINDOW = 3.5  # units of history looked at to estimate the hazard...
-WINDOW_SHARE = 0.25  # ...or this share of the elapsed time, whichever is longer
-RENDER_GAP = 1.0  # units between looks while the file renders
+RENDER_PRIOR = 3.0  # renders: lognormal around this many units (9 s at 3 s)...
+RENDER_SPREAD = 1.0  # ...with this σ of the logarithm...
+RENDER_WEIGHT = 3.0  # ...worth this many renders
+SMOOTH_MIN, SMOOTH_MAX = 0.03, 0.3  # smoothing of learned times, as a share of the age
+LATE_SHARE = 0.035  # planned share of runs announced later than the target (p95 needs ≤ 5 %)
+CAUTION = 0.35  # with nothing learned, aim at this fraction of LATE_SHARE...
+SETTLED = 150  # ...rising to all of it once this many runs have finished
+CELLS_PER_TARGET = 5  # the plan's grid: this many cells per `target`...
+MAX_CELLS = 3000  # ...and no more cells than this (a coarser grid for very long runs)
+HORIZON = 0.001  # the grid ends where fewer than this share of runs are still generating
+REPLAN_SHARE = 0.1  # plan again once the runs known grew by this share...
+REPLAN_MIN = 3  # ...and at least by this many...
+WORK_PER_LOOK = 1_000  # ...as long as plans cost at most this much work per look on average
+WORK_ALLOWANCE = 5_000_000  # (plus this much to begin with: ~2 s of CPU), so planning stays a
+# small part of a status call's cost however fast runs come and go
+RENDER_GAP = 1.0  # units between looks at a render whose start is not known
+RENDER_LONGEST = 3.0  # while rendering, no gap longer than this many targets
 ERROR_FLOOR = 1.0 / 3.0  # shortest error backoff (1 s at the default)
 MIN_SAMPLES = 20  # a bucket with fewer finished runs borrows the "any" bucket's history
-THIN = 1.0  # while fewer than SETTLED runs have finished, up to this much more eager
-SETTLED = 150  # finished runs after which the age cap is lifted
-HISTORY = 500  # most recent generation times kept per bucket
+HISTORY = 500  # most recent generation (and render) times kept per bucket
 OPEN_RUNS = 20_000  # runs still going remembered at most (the oldest are forgotten first)
 ANY = "any"
+RENDER = "(render)"  # run_history's bucket for render times
+
+
+@dataclass
+class _Planned:
+    plan: Plan
+    finished: int
+    going: int
+    oldest: float
+    renders: int
 
 
 @dataclass
@@ -56,24 +73,36 @@ class PollSchedule:
     initial: float = 3.0
     maximum: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
-    eagerness: float = EAGERNESS
     target: float = 5.0  # POLL_TARGET_P95_SECONDS: the p95 delay aimed at
+    late_share: float = LATE_SHARE
     _samples: dict[str, deque[float]] = field(default_factory=dict)
     _sorted: dict[str, list[float]] = field(default_factory=dict)
+    _renders: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     _open: OrderedDict[Hashable, tuple[str, float]] = field(default_factory=OrderedDict)
     _open_sorted: dict[str, list[float]] = field(default_factory=dict)
+    _plans: dict[str, _Planned] = field(default_factory=dict)
+    _looks: int = 0  # next_delay calls that asked for a plan
+    _work: int = 0  # what working plans out has cost, in poll_plan's units
 
     def learn(self, bucket: str, seconds: float, *, key: Hashable | None = None) -> None:
         """Remember how long a run took to reach `completed` (also into the "any" bucket);
-        `key` names the run if it was followed with `next_delay(key=...)`."""
+        `key` names the run if it was followed with `next_delay(key=...)`. The RENDER bucket
+        holds render times (as run_history keeps them)."""
         if key is not None:
             self._close(key)
         if not math.isfinite(seconds) or seconds <= 0:
+            return
+        if bucket == RENDER:
+            self._renders.append(seconds)
             return
         for name in {bucket, ANY}:
             samples = self._samples.setdefault(name, deque(maxlen=HISTORY))
             samples.append(seconds)
             self._sorted.pop(name, None)
+
+    def learn_render(self, seconds: float) -> None:
+        """Remember how long a render took (from `completed_at` to the link)."""
+        self.learn(RENDER, seconds)
 
     def samples(self, bucket: str) -> list[float]:
         if bucket not in self._sorted:
@@ -81,54 +110,114 @@ class PollSchedule:
         return self._sorted[bucket]
 
     def next_delay(self, *, elapsed: float, status: str | None, rendering: bool,
-                   bucket: str = ANY, key: Hashable | None = None) -> float:  # fmt: skip
+                   bucket: str = ANY, key: Hashable | None = None,
+                   rendered: float | None = None) -> float:  # fmt: skip
         """Seconds until the next status call for a run that has been going `elapsed` seconds.
 
         `key` names the run (any hashable, e.g. its database id): while it generates, it counts
-        as a run known to last at least `elapsed`, until `learn(..., key=key)`."""
-        if rendering:  # the only place allowed below POLL_INITIAL_SECONDS: the link is close
-            if key is not None:
-                self._close(key)
-            return min(self.maximum, self.initial * RENDER_GAP)
-        if status == "awaiting_user_input":
-            return self.maximum  # a person has to act in the web app: no rush
-        age = max(0.0, elapsed) / self.initial  # in units from here on
-        if key is not None:
-            self._track(key, bucket, elapsed)
+        as a run known to last at least `elapsed`, until `learn(..., key=key)`. `rendered`:
+        while rendering, seconds since Motion's `completed_at`, when known."""
         if len(self.samples(bucket)) < MIN_SAMPLES:
             bucket = ANY
-        seen = len(self.samples(bucket))
-        eagerness = self.eagerness * (1 + THIN * max(0.0, 1 - seen / SETTLED))
-        eagerness *= (TUNED_TARGET * self.initial / self.target) ** 2  # gaps ∝ the target
-        gap = math.sqrt(2.0 / (eagerness * self._hazard(bucket, age)))
-        if len(self.samples(bucket)) < SETTLED:  # little seen yet: a short run is possible
-            gap = min(gap, max(1.0, AGE_SHARE * age))
-        return min(self.maximum, max(self.initial, gap * self.initial))
+        if rendering:
+            if key is not None:
+                self._close(key)
+            if rendered is None:  # the render's start is unknown: the link may be close
+                return min(self.maximum, self.initial * RENDER_GAP)
+            gap = self._plan(bucket).rendering_gap(max(0.0, rendered))
+            return min(self.maximum, max(self.initial, gap))
+        if status == "awaiting_user_input":
+            return self.maximum  # a person has to act in the web app: no rush
+        if key is not None:
+            self._track(key, bucket, elapsed)
+        gap = self._plan(bucket).generating_gap(max(0.0, elapsed))
+        return min(self.maximum, max(self.initial, gap))
 
-    def _hazard(self, bucket: str, age: float) -> float:
-        """Chance per unit of time that a run still going at `age` units finishes soon: the
-        runs that ended in the window ahead over the time all runs spent in it (finished runs,
-        runs still going as far as they got, and the prior's pseudo-runs)."""
-        window = max(WINDOW, WINDOW_SHARE * age)
-        unit, end = self.initial, age + window
-        history = self.samples(bucket)
-        low, high = (
-            bisect.bisect_right(history, age * unit),
-            bisect.bisect_right(history, end * unit),
-        )
-        ending = high - low
-        seen = (len(history) - high) * window + sum(history[low:high]) / unit - ending * age
+    def _plan(self, bucket: str) -> Plan:
+        """The bucket's plan, worked out again once what is known of its runs has moved."""
+        finished = len(self.samples(bucket))
         going = self._open_sorted.get(bucket, [])
-        low, high = bisect.bisect_right(going, age * unit), bisect.bisect_right(going, end * unit)
-        seen += (len(going) - high) * window + sum(going[low:high]) / unit - (high - low) * age
-        ending_prior = PRIOR_WEIGHT * (_survival(age) - _survival(end))
-        exposure = seen + PRIOR_WEIGHT * _survival_integral(age, end)
-        if exposure < 1e-9 or ending + ending_prior <= 0:
-            return 1e-9  # far past every run and the prior: the longest gap
-        hazard = (ending + ending_prior) / exposure
-        if seen > 0:  # real runs reached this age, but few ended here yet: look more often
-            hazard *= 1 + DOUBT / math.sqrt(1 + ending)
-        return hazard
+        oldest = going[-1] if going else 0.0
+        known = self._plans.get(bucket)
+        self._looks += 1
+        if known is not None and (
+            self._work > WORK_ALLOWANCE + WORK_PER_LOOK * self._looks  # spent its share for now
+            or not (
+                _grew(known.finished, finished)
+                or _grew(known.going, len(going))
+                or _grew(known.renders, len(self._renders))
+                or oldest > known.oldest * (1 + REPLAN_SHARE) + self.initial
+            )
+        ):
+            return known.plan
+        step = self.target / CELLS_PER_TARGET
+        generation = self._generation_chances(bucket, step)
+        if len(generation) > MAX_CELLS:  # very long runs: a coarser grid
+            step *= math.ceil(len(generation) / MAX_CELLS)
+            generation = self._generation_chances(bucket, step)
+        settled = min(1.0, finished / SETTLED)
+        plan = solve(
+            generation,
+            self._render_chances(step),
+            step=step,
+            delay=self.target,
+            late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
+            shortest=self.initial,
+            longest=self.maximum,
+            render_longest=min(self.maximum, max(self.initial, RENDER_LONGEST * self.target)),
+            first=self.initial,
+            price_hint=known.plan.price if known else None,
+        )
+        self._work += plan.work
+        self._plans[bucket] = _Planned(plan, finished, len(going), oldest, len(self._renders))
+        return plan
+
+    def _generation_chances(self, bucket: str, step: float) -> list[float]:
+        """Chance that a generation ends in each cell of the grid: runs that finished, runs
+        still going (censored at their age) and the prior, by Kaplan–Meier with pseudo-runs."""
+        finished, going = self.samples(bucket), self._open_sorted.get(bucket, [])
+        median, spread = PRIOR_MEDIAN * self.initial, PRIOR_SPREAD
+        chances, alive, cell = [0.0], 1.0, 1
+        end_i = 0  # finished runs ending before this cell
+        gone_g = 0  # runs still going whose age ends before this cell
+        while alive > HORIZON:
+            low, high = (cell - 1) * step, cell * step
+            while end_i < len(finished) and finished[end_i] <= low:
+                end_i += 1
+            ending = bisect.bisect_right(finished, high, lo=end_i) - end_i
+            while gone_g < len(going) and going[gone_g] < high:
+                gone_g += 1
+            risk = (len(finished) - end_i) + (len(going) - gone_g)
+            prior_alive = _lognormal_survival(low, median, spread)
+            prior_ending = prior_alive - _lognormal_survival(high, median, spread)
+            exposure = risk + PRIOR_WEIGHT * prior_alive
+            hazard = (ending + PRIOR_WEIGHT * prior_ending) / exposure if exposure > 0 else 1.0
+            hazard = min(1.0, hazard)
+            chances.append(alive * hazard)
+            alive *= 1 - hazard
+            cell += 1
+            if cell > 20 * MAX_CELLS:
+                break
+        chances[-1] += alive  # the few still going past the grid end there
+        return _smoothed(chances, _bandwidth(finished))
+
+    def _render_chances(self, step: float) -> list[float]:
+        """Chance that a render takes each cell of the grid: the renders seen and a broad prior
+        (lognormal), smoothed like the generations."""
+        median, spread = RENDER_PRIOR * self.initial, RENDER_SPREAD
+        renders = sorted(self._renders)
+        top = max([median * math.exp(3 * spread), *renders])
+        cells = math.ceil(top / step) + 1
+        chances = [0.0] * (cells + 1)
+        for j in range(1, cells + 1):
+            low, high = (j - 0.5) * step, (j + 0.5) * step
+            ending = _lognormal_survival(low, median, spread)
+            chances[j] = RENDER_WEIGHT * (ending - _lognormal_survival(high, median, spread))
+        seen = [0.0] * (cells + 1)
+        for seconds in renders:
+            seen[min(cells, max(1, round(seconds / step)))] += 1.0
+        smoothed = _smoothed(seen, _bandwidth(renders))
+        return [a + b for a, b in zip(chances, smoothed, strict=True)]
 
     def going(self, key: Hashable, bucket: str, elapsed: float) -> None:
         """A run still generating after `elapsed` seconds (e.g. found in the database at start)."""
@@ -165,21 +254,51 @@ class PollSchedule:
         return delay
 
 
-def _survival(age: float) -> float:
-    """The prior's share of runs still generating after `age` units (lognormal)."""
-    if age <= 0:
+def _bandwidth(samples: list[float]) -> float:
+    """Half-width of the smoothing, as a share of the age (Silverman's rule on the logarithms):
+    a plan worked out from a few hundred runs must not fit the gaps between them."""
+    logs = [math.log(x) for x in samples if x > 0]
+    if len(logs) < 2:
+        return SMOOTH_MAX
+    mean = sum(logs) / len(logs)
+    spread = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    return min(SMOOTH_MAX, max(SMOOTH_MIN, 1.06 * spread * math.pow(len(logs), -0.2)))
+
+
+def _smoothed(chances: list[float], share: float) -> list[float]:
+    """Each cell's chance spread evenly over the cells within `share` of its age (at least one
+    cell either way), keeping the total."""
+    out = [0.0] * len(chances)
+    last = len(chances) - 1
+    delta = [0.0] * (len(chances) + 1)
+    for i, c in enumerate(chances):
+        if c <= 0:
+            continue
+        half = max(1, round(i * share))
+        low, high = max(1, i - half), min(last, i + half)
+        each = c / (high - low + 1)
+        delta[low] += each
+        delta[high + 1] -= each
+    running = 0.0
+    for i in range(len(chances)):
+        running += delta[i]
+        out[i] = running
+    return out
+
+
+def _grew(before: int, now: int) -> bool:
+    """Whether a count moved enough to plan again (from or to none always does)."""
+    return (before == 0) != (now == 0) or abs(now - before) >= max(
+        REPLAN_MIN, REPLAN_SHARE * before
+    )
+
+
+def _lognormal_survival(seconds: float, median: float, spread: float) -> float:
+    """The prior's share of runs still generating after `seconds`."""
+    if seconds <= 0:
         return 1.0
-    z = (math.log(age) - math.log(PRIOR_MEDIAN)) / PRIOR_SPREAD
+    z = (math.log(seconds) - math.log(median)) / spread
     return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
-def _survival_integral(start: float, end: float, steps: int = 8) -> float:
-    """Units of time the prior's runs spend generating between `start` and `end` (Simpson)."""
-    width = (end - start) / steps
-    total = _survival(start) + _survival(end)
-    for i in range(1, steps):
-        total += (4 if i % 2 else 2) * _survival(start + i * width)
-    return total * width / 3
 
 
 def generation_seconds(*, completed_at: float | None, sent_at: float, previous_look: float,

@@ -30,7 +30,7 @@ from bot.motion import (
     Retry,
     ServerError,
 )
-from bot.schedule import ANY, generation_seconds
+from bot.schedule import ANY, RENDER, generation_seconds
 from bot.slack import messages
 from bot.store import DatabaseUnavailable, Job, NewPost, Run, RunKind, RunState
 
@@ -262,6 +262,8 @@ class MotionCalls:
             )
         if status.status == MotionStatus.COMPLETED and run.motion_status != MotionStatus.COMPLETED:
             self._learn(run, status, now)
+        if status.download_url and status.status == MotionStatus.COMPLETED:
+            self._learn_render(run, status, now)
         quiet = not posts and run.state != RunState.VERIFYING
         if quiet and not job.errors:  # the common look: written with the job's release
             if not ctx.store.hold_quiet_poll(job.id, run.id, motion_status=status.status, now=now):
@@ -299,8 +301,9 @@ class MotionCalls:
                 await outcomes.result(job, seen, status)
                 return Step(None)
             rendering = ctx.schedule.next_delay(
-                elapsed=elapsed, status=status.status, rendering=True, key=seen.id
-            )
+                elapsed=elapsed, status=status.status, rendering=True, key=seen.id,
+                rendered=_rendered_for(status, seen, elapsed),
+            )  # fmt: skip
             return Step(rendering, changed=not quiet, run=seen)
         delay = ctx.schedule.next_delay(
             elapsed=elapsed, status=status.status, rendering=False, bucket=bucket(seen),
@@ -336,6 +339,30 @@ class MotionCalls:
         )
         self.ctx.store.record_generation_time(bucket(run), seconds, now)
         self.ctx.schedule.learn(bucket(run), seconds, key=run.id)
+
+
+    def _learn_render(self, run: Run, status: JobStatus, now: float) -> None:
+        """Teach the poll schedule how long this run's file took to render: from Motion's
+        `completed_at` to the middle of the window in which the link appeared."""
+        completed = _epoch(status.completed_at)
+        if completed is None:
+            return
+        low = max(0.0, (run.last_poll_at or completed) - completed)
+        high = now - completed
+        if high <= 0:
+            return  # clocks apart: nothing sensible to learn
+        seconds = (min(low, high) + high) / 2
+        self.ctx.store.record_generation_time(RENDER, seconds, now)
+        self.ctx.schedule.learn_render(seconds)
+
+
+def _rendered_for(status: JobStatus, run: Run, elapsed: float) -> float | None:
+    """Seconds the run's file has been rendering (since Motion's `completed_at`), within what
+    we saw; None when Motion gave no time."""
+    completed = _epoch(status.completed_at)
+    if completed is None or run.last_poll_at is None:
+        return None
+    return min(max(0.0, elapsed), max(0.0, run.last_poll_at - completed))
 
 
 def bucket(run: Run) -> str:

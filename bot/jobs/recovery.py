@@ -34,7 +34,7 @@ class Recovery:
         ctx.store.forget_events_before(now - EVENT_MEMORY_SECONDS)
         ctx.store.forget_previews_before(now - EVENT_MEMORY_SECONDS)
         for duration, seconds in ctx.store.generation_times():
-            ctx.schedule.learn(duration, seconds)
+            ctx.schedule.learn(duration, seconds)  # render times too, under their bucket
         for run in ctx.store.generating_runs():  # a restart keeps what the runs going tell
             assert run.sent_at is not None
             ctx.schedule.going(run.id, bucket(run), now - run.sent_at)

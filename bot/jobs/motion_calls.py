@@ -340,7 +340,6 @@ class MotionCalls:
         self.ctx.store.record_generation_time(bucket(run), seconds, now)
         self.ctx.schedule.learn(bucket(run), seconds, key=run.id)
 
-
     def _learn_render(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run's file took to render: from Motion's
         `completed_at` to the middle of the window in which the link appeared."""

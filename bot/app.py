@@ -205,6 +205,7 @@ class MotionBot:
             settings.poll_initial_seconds,
             settings.poll_max_seconds,
             target=settings.poll_target_p95_seconds,
+            background=True,  # plans are worked out off the event loop, never holding an ack
         )
         links = signer_for(
             settings.slack_signing_secret,

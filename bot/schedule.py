@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -59,6 +60,16 @@ ANY = "any"
 RENDER = "(render)"  # run_history's bucket for render times
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What a plan is worked out from: finished and still-going generation times, render times
+    (each sorted, in seconds)."""
+
+    finished: list[float]
+    going: list[float]
+    renders: list[float]
+
+
 @dataclass
 class _Planned:
     plan: Plan
@@ -75,6 +86,7 @@ class PollSchedule:
     rng: random.Random = field(default_factory=random.Random)
     target: float = 5.0  # POLL_TARGET_P95_SECONDS: the p95 delay aimed at
     late_share: float = LATE_SHARE
+    background: bool = False  # work plans out on a thread, so the event loop never waits
     _samples: dict[str, deque[float]] = field(default_factory=dict)
     _sorted: dict[str, list[float]] = field(default_factory=dict)
     _renders: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
@@ -83,6 +95,7 @@ class PollSchedule:
     _plans: dict[str, _Planned] = field(default_factory=dict)
     _looks: int = 0  # next_delay calls that asked for a plan
     _work: int = 0  # what working plans out has cost, in poll_plan's units
+    _planning: set[str] = field(default_factory=set)  # buckets being planned on a thread
 
     def learn(self, bucket: str, seconds: float, *, key: Hashable | None = None) -> None:
         """Remember how long a run took to reach `completed` (also into the "any" bucket);
@@ -134,48 +147,68 @@ class PollSchedule:
         return min(self.maximum, max(self.initial, gap))
 
     def _plan(self, bucket: str) -> Plan:
-        """The bucket's plan, worked out again once what is known of its runs has moved."""
-        finished = len(self.samples(bucket))
+        """The bucket's plan, worked out again once what is known of its runs has moved (on a
+        thread of its own when `background`, meanwhile keeping the plan it has)."""
+        finished = self.samples(bucket)
         going = self._open_sorted.get(bucket, [])
         oldest = going[-1] if going else 0.0
         known = self._plans.get(bucket)
         self._looks += 1
         if known is not None and (
-            self._work > WORK_ALLOWANCE + WORK_PER_LOOK * self._looks  # spent its share for now
+            bucket in self._planning
+            or self._work > WORK_ALLOWANCE + WORK_PER_LOOK * self._looks  # spent its share
             or not (
-                _grew(known.finished, finished)
+                _grew(known.finished, len(finished))
                 or _grew(known.going, len(going))
                 or _grew(known.renders, len(self._renders))
                 or oldest > known.oldest * (1 + REPLAN_SHARE) + self.initial
             )
         ):
             return known.plan
-        step = self.target / CELLS_PER_TARGET
-        generation = self._generation_chances(bucket, step)
-        if len(generation) > MAX_CELLS:  # very long runs: a coarser grid
-            step *= math.ceil(len(generation) / MAX_CELLS)
-            generation = self._generation_chances(bucket, step)
-        settled = min(1.0, finished / SETTLED)
-        plan = solve(
-            generation,
-            self._render_chances(step),
-            step=step,
-            delay=self.target,
-            late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
-            shortest=self.initial,
-            longest=self.maximum,
-            render_longest=min(self.maximum, max(self.initial, RENDER_LONGEST * self.target)),
-            first=self.initial,
-            price_hint=known.plan.price if known else None,
-        )
-        self._work += plan.work
-        self._plans[bucket] = _Planned(plan, finished, len(going), oldest, len(self._renders))
-        return plan
+        # What is known now, copied: a planning thread must not read lists the loop changes.
+        facts = _Facts(list(finished), list(going), sorted(self._renders))
+        hint = known.plan.price if known else None
+        if known is None or not self.background:
+            return self._work_out(bucket, facts, hint)
+        self._planning.add(bucket)
+        threading.Thread(
+            target=self._work_out, args=(bucket, facts, hint), name="poll-plan", daemon=True
+        ).start()
+        return known.plan
 
-    def _generation_chances(self, bucket: str, step: float) -> list[float]:
+    def _work_out(self, bucket: str, facts: _Facts, hint: float | None) -> Plan:
+        try:
+            step = self.target / CELLS_PER_TARGET
+            generation = self._generation_chances(facts, step)
+            if len(generation) > MAX_CELLS:  # very long runs: a coarser grid
+                step *= math.ceil(len(generation) / MAX_CELLS)
+                generation = self._generation_chances(facts, step)
+            settled = min(1.0, len(facts.finished) / SETTLED)
+            plan = solve(
+                generation,
+                self._render_chances(facts.renders, step),
+                step=step,
+                delay=self.target,
+                late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
+                shortest=self.initial,
+                longest=self.maximum,
+                render_longest=min(self.maximum, max(self.initial, RENDER_LONGEST * self.target)),
+                first=self.initial,
+                price_hint=hint,
+            )
+            self._work += plan.work
+            oldest = facts.going[-1] if facts.going else 0.0
+            self._plans[bucket] = _Planned(
+                plan, len(facts.finished), len(facts.going), oldest, len(facts.renders)
+            )
+            return plan
+        finally:
+            self._planning.discard(bucket)
+
+    def _generation_chances(self, facts: _Facts, step: float) -> list[float]:
         """Chance that a generation ends in each cell of the grid: runs that finished, runs
         still going (censored at their age) and the prior, by Kaplan–Meier with pseudo-runs."""
-        finished, going = self.samples(bucket), self._open_sorted.get(bucket, [])
+        finished, going = facts.finished, facts.going
         median, spread = PRIOR_MEDIAN * self.initial, PRIOR_SPREAD
         chances, alive, cell = [0.0], 1.0, 1
         end_i = 0  # finished runs ending before this cell
@@ -201,11 +234,10 @@ class PollSchedule:
         chances[-1] += alive  # the few still going past the grid end there
         return _smoothed(chances, _bandwidth(finished))
 
-    def _render_chances(self, step: float) -> list[float]:
+    def _render_chances(self, renders: list[float], step: float) -> list[float]:
         """Chance that a render takes each cell of the grid: the renders seen and a broad prior
         (lognormal), smoothed like the generations."""
         median, spread = RENDER_PRIOR * self.initial, RENDER_SPREAD
-        renders = sorted(self._renders)
         top = max([median * math.exp(3 * spread), *renders])
         cells = math.ceil(top / step) + 1
         chances = [0.0] * (cells + 1)

@@ -16,7 +16,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # layer: the other layers it may import. The leaves first: they know nothing of the app.
     "bot.motion": (),  # the only place that knows Motion's wire format
     "bot.store": (),  # the only place with SQL
-    "bot.schedule": (),
+    "bot.poll_plan": (),  # the arithmetic of the fewest looks
+    "bot.schedule": ("bot.poll_plan",),
     "bot.links": (),
     "bot.logs": (),
     "bot.refresher": (),  # a snapshot refreshed in the background

@@ -68,9 +68,9 @@ class MotionCalls:
         """Motion answered the run's write here, and the answer is still to be recorded."""
         return run_id in self._answers
 
-    def record_answer(self, job: Job, run: Run) -> Step:
+    async def record_answer(self, job: Job, run: Run) -> Step:
         """Record the answer `has_answer` holds for this run (still "sending" in the store)."""
-        return self._answered(job, run, self._answers.pop(run.id))
+        return await self._answered(job, run, self._answers.pop(run.id))
 
     # ------------------------------------------------------------ sending a run
 
@@ -113,16 +113,18 @@ class MotionCalls:
             answer = exc
         finally:
             self._sending.discard(run.id)
-        return self._answered(job, run, answer)
+        return await self._answered(job, run, answer)
 
-    def _answered(self, job: Job, run: Run, answer: str | MotionError) -> Step:
+    async def _answered(self, job: Job, run: Run, answer: str | MotionError) -> Step:
         """Record Motion's answer to the run's write; kept for the next look if the database
         is away (never sent again: the run stays "sending" in the store meanwhile)."""
         ctx = self.ctx
         try:
             if isinstance(answer, MotionError):
                 return self._not_sent(job, run, answer)
-            taken = ctx.store.mark_running(run.id, job.id, answer, ctx.clock())
+            taken = await ctx.store.off_loop(
+                ctx.store.mark_running, run.id, job.id, answer, ctx.clock()
+            )
         except DatabaseUnavailable:
             self._answers[run.id] = answer
             raise
@@ -261,9 +263,9 @@ class MotionCalls:
                 NewPost.of(messages.awaiting_input(run_number=run.number, sandbox=job.sandbox))
             )
         if status.status == MotionStatus.COMPLETED and run.motion_status != MotionStatus.COMPLETED:
-            self._learn(run, status, now)
+            await self._learn(run, status, now)
         if status.download_url and status.status == MotionStatus.COMPLETED:
-            self._learn_render(run, status, now)
+            await self._learn_render(run, status, now)
         quiet = not posts and run.state != RunState.VERIFYING
         if quiet and not job.errors:  # the common look: written with the job's release
             if not ctx.store.hold_quiet_poll(job.id, run.id, motion_status=status.status, now=now):
@@ -328,7 +330,7 @@ class MotionCalls:
         delay = ctx.schedule.next_delay(elapsed=elapsed, status="running", rendering=False)
         return Step(delay, changed=False)
 
-    def _learn(self, run: Run, status: JobStatus, now: float) -> None:
+    async def _learn(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run took to generate."""
         sent_at = run.sent_at if run.sent_at is not None else now
         seconds = generation_seconds(
@@ -337,10 +339,11 @@ class MotionCalls:
             previous_look=run.last_poll_at or sent_at,
             now=now,
         )
-        self.ctx.store.record_generation_time(bucket(run), seconds, now)
+        store = self.ctx.store
+        await store.off_loop(store.record_generation_time, bucket(run), seconds, now)
         self.ctx.schedule.learn(bucket(run), seconds, key=run.id)
 
-    def _learn_render(self, run: Run, status: JobStatus, now: float) -> None:
+    async def _learn_render(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run's file took to render: from Motion's
         `completed_at` to the middle of the window in which the link appeared."""
         completed = _epoch(status.completed_at)
@@ -351,7 +354,8 @@ class MotionCalls:
         if high <= 0:
             return  # clocks apart: nothing sensible to learn
         seconds = (min(low, high) + high) / 2
-        self.ctx.store.record_generation_time(RENDER, seconds, now)
+        store = self.ctx.store
+        await store.off_loop(store.record_generation_time, RENDER, seconds, now)
         self.ctx.schedule.learn_render(seconds)
 
 

@@ -128,7 +128,7 @@ class Stepper:
                     if self.calls.is_sending(active.id):  # its answer is still on its way here
                         return Look(job, runs, SENDING_GRACE, failed)
                     if self.calls.has_answer(active.id):  # it came while the database was away
-                        step = self.calls.record_answer(job, active)
+                        step = await self.calls.record_answer(job, active)
                         failed |= step.failed
                         job, runs = await ctx.reread(job.id)
                         if any(r.id == active.id and r.active for r in runs):

@@ -9,7 +9,7 @@ by dynamic programming: the cost of a run is its calls plus `price` for a run an
 runs is within `late_share` (that is what "p95 delay ≤ delay" asks when `late_share` is 5 %).
 
 The same arithmetic serves two callers: the schedule (bot/schedule.py), which plans from the runs
-it has learned, and bench/polling_bound.py, which plans from a workload's true distributions to
+it has learned, and `bench/polling.py --bound`, which plans from a workload's true distributions to
 show the least any poller could spend on it.
 """
 
@@ -66,14 +66,15 @@ class _Limits:
     shortest_render: int
     longest_render: int
     first: int | None
+    fine: int  # gaps up to this many cells are all tried; longer ones every other cell
 
     @property
     def gaps(self) -> tuple[int, ...]:
-        return _gaps(self.shortest, self.longest)
+        return _gaps(self.shortest, self.longest, self.fine)
 
     @property
     def render_gaps(self) -> tuple[int, ...]:
-        return _gaps(self.shortest_render, self.longest_render)
+        return _gaps(self.shortest_render, self.longest_render, self.fine)
 
     def work(self, generation_cells: int, render_cells: int) -> int:
         return generation_cells * (len(self.gaps) + self.longest) + render_cells * len(
@@ -81,10 +82,10 @@ class _Limits:
         )
 
 
-def _gaps(shortest: int, longest: int) -> tuple[int, ...]:
-    """The gaps tried, in cells: every one up to FINE_GAPS, then every other, and the longest."""
-    fine = range(shortest, min(longest, FINE_GAPS) + 1)
-    coarse = range(max(shortest, FINE_GAPS) + 2, longest, 2)
+def _gaps(shortest: int, longest: int, fine_up_to: int) -> tuple[int, ...]:
+    """The gaps tried, in cells: every one up to `fine_up_to`, then every other, the longest."""
+    fine = range(shortest, min(longest, fine_up_to) + 1)
+    coarse = range(max(shortest, fine_up_to) + 2, longest, 2)
     return tuple(sorted({*fine, *coarse, longest}))
 
 
@@ -109,6 +110,7 @@ def solve(
     render_longest: float | None = None,
     first: float | None = None,
     price_hint: float | None = None,
+    fine_gaps: int = FINE_GAPS,
 ) -> Plan:
     """The cheapest plan whose expected share of late runs is within `late_share`.
 
@@ -116,7 +118,8 @@ def solve(
     scaled to sum to 1), `render[j]` that its render takes j·step. Gaps are between `shortest`
     and `longest` seconds (at least one step), `render_longest` while rendering; the first look
     comes `first` seconds after the create when given. `price_hint`, the price of an earlier
-    plan for similar runs, shortens the search.
+    plan for similar runs, shortens the search. Gaps longer than `fine_gaps` cells are tried
+    every other cell (a bound wants them all).
     """
     gen, ren = _normalised(generation), _normalised(render)
     longest_cells = max(1, round(longest / step))
@@ -127,7 +130,9 @@ def solve(
     # A generation is known to the cell (it ends somewhere within the one it is put at the end
     # of), so a run is counted late one cell early: the plan never relies on that cell.
     late_cells = delay / step - 1
-    limits = _Limits(shortest_cells, longest_cells, shortest_render, render_cells, first_cells)
+    limits = _Limits(
+        shortest_cells, longest_cells, shortest_render, render_cells, first_cells, fine_gaps
+    )
 
     solves = 0
 

@@ -22,6 +22,8 @@ tenth of the delay.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import logging
 import math
 import random
 import threading
@@ -30,6 +32,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from bot.poll_plan import Plan, solve
+
+log = logging.getLogger(__name__)
 
 # Durations in units of `initial` (POLL_INITIAL_SECONDS; 3 s by default) unless said otherwise.
 PRIOR_MEDIAN = 30.0  # the prior: generation times lognormal around 30 units (90 s at 3 s)...
@@ -43,7 +47,8 @@ LATE_SHARE = 0.03  # planned share of runs announced later than the target (p95 
 CAUTION = 0.35  # with nothing learned, aim at this fraction of LATE_SHARE...
 SETTLED = 150  # ...rising to all of it once this many runs have finished
 CELLS_PER_TARGET = 5  # the plan's grid: this many cells per `target`...
-MAX_CELLS = 3000  # ...and no more cells than this (a coarser grid for very long runs)
+MAX_CELLS = 3000  # ...and no more cells than this (a coarser grid for very long runs...
+COARSEST = 0.5  # ...but cells of at most half the target: runs beyond the grid are cut off)
 HORIZON = 0.001  # the grid ends where fewer than this share of runs are still generating
 REPLAN_SHARE = 0.1  # plan again once the runs known grew by this share...
 REPLAN_MIN = 3  # ...and at least by this many...
@@ -96,6 +101,9 @@ class PollSchedule:
     _looks: int = 0  # next_delay calls that asked for a plan
     _work: int = 0  # what working plans out has cost, in poll_plan's units
     _planning: set[str] = field(default_factory=set)  # buckets being planned on a thread
+    # Runs learned so far, per bucket (never capped, unlike the history kept): a plan is
+    # redone when these move, also once the history is full.
+    _learned: dict[str, int] = field(default_factory=dict)
 
     def learn(self, bucket: str, seconds: float, *, key: Hashable | None = None) -> None:
         """Remember how long a run took to reach `completed` (also into the "any" bucket);
@@ -105,10 +113,13 @@ class PollSchedule:
             self._close(key)
         if not math.isfinite(seconds) or seconds <= 0:
             return
+        self._learned[bucket] = self._learned.get(bucket, 0) + 1
         if bucket == RENDER:
             self._renders.append(seconds)
             return
-        for name in {bucket, ANY}:
+        for name in {bucket, ANY} - {RENDER}:
+            if name != bucket:
+                self._learned[name] = self._learned.get(name, 0) + 1
             samples = self._samples.setdefault(name, deque(maxlen=HISTORY))
             samples.append(seconds)
             self._sorted.pop(name, None)
@@ -143,13 +154,15 @@ class PollSchedule:
             return self.maximum  # a person has to act in the web app: no rush
         if key is not None:
             self._track(key, bucket, elapsed)
-        gap = self._plan(bucket).generating_gap(max(0.0, elapsed))
+        if elapsed <= 0:
+            return min(self.maximum, self.initial)  # the first look: POLL_INITIAL_SECONDS
+        gap = self._plan(bucket).generating_gap(elapsed)
         return min(self.maximum, max(self.initial, gap))
 
     def _plan(self, bucket: str) -> Plan:
         """The bucket's plan, worked out again once what is known of its runs has moved (on a
         thread of its own when `background`, meanwhile keeping the plan it has)."""
-        finished = self.samples(bucket)
+        learned, renders = self._learned.get(bucket, 0), self._learned.get(RENDER, 0)
         going = self._open_sorted.get(bucket, [])
         oldest = going[-1] if going else 0.0
         known = self._plans.get(bucket)
@@ -158,52 +171,78 @@ class PollSchedule:
             bucket in self._planning
             or self._work > WORK_ALLOWANCE + WORK_PER_LOOK * self._looks  # spent its share
             or not (
-                _grew(known.finished, len(finished))
+                _grew(known.finished, learned)
                 or _grew(known.going, len(going))
-                or _grew(known.renders, len(self._renders))
+                or _grew(known.renders, renders)
                 or oldest > known.oldest * (1 + REPLAN_SHARE) + self.initial
             )
         ):
             return known.plan
         # What is known now, copied: a planning thread must not read lists the loop changes.
-        facts = _Facts(list(finished), list(going), sorted(self._renders))
-        hint = known.plan.price if known else None
-        if known is None or not self.background:
-            return self._work_out(bucket, facts, hint)
+        facts = _Facts(list(self.samples(bucket)), list(going), sorted(self._renders))
+        counts = _Planned(known.plan if known else self._stand_in, learned, len(going), oldest,
+                          renders)  # fmt: skip
+        if not self.background:
+            return self._work_out(bucket, facts, counts)
         self._planning.add(bucket)
-        threading.Thread(
-            target=self._work_out, args=(bucket, facts, hint), name="poll-plan", daemon=True
-        ).start()
-        return known.plan
-
-    def _work_out(self, bucket: str, facts: _Facts, hint: float | None) -> Plan:
         try:
-            step = self.target / CELLS_PER_TARGET
-            generation = self._generation_chances(facts, step)
-            if len(generation) > MAX_CELLS:  # very long runs: a coarser grid
-                step *= math.ceil(len(generation) / MAX_CELLS)
-                generation = self._generation_chances(facts, step)
-            settled = min(1.0, len(facts.finished) / SETTLED)
-            plan = solve(
-                generation,
-                self._render_chances(facts.renders, step),
-                step=step,
-                delay=self.target,
-                late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
-                shortest=self.initial,
-                longest=self.maximum,
-                render_longest=min(self.maximum, max(self.initial, RENDER_LONGEST * self.target)),
-                first=self.initial,
-                price_hint=hint,
-            )
-            self._work += plan.work
-            oldest = facts.going[-1] if facts.going else 0.0
-            self._plans[bucket] = _Planned(
-                plan, len(facts.finished), len(facts.going), oldest, len(facts.renders)
-            )
-            return plan
+            threading.Thread(
+                target=self._work_out, args=(bucket, facts, counts), name="poll-plan", daemon=True
+            ).start()
+        except RuntimeError:  # no thread to be had: plan here, this once
+            self._planning.discard(bucket)
+            return self._work_out(bucket, facts, counts)
+        return counts.plan  # the plan it has, or (none yet) a look every target meanwhile
+
+    def _work_out(self, bucket: str, facts: _Facts, counts: _Planned) -> Plan:
+        """Solve a plan from `facts` and keep it with the counts it was made from. A failure is
+        logged and the plan it had kept, so it is not tried again before the counts move."""
+        try:
+            plan = self._solve(facts, counts.plan.price if counts.plan.work else None)
+        except Exception:
+            log.exception("the poll schedule could not work out a plan; keeping the one it had")
+            plan = counts.plan
         finally:
             self._planning.discard(bucket)
+        self._work += plan.work
+        self._plans[bucket] = dataclasses.replace(counts, plan=plan)
+        return plan
+
+    @property
+    def _stand_in(self) -> Plan:
+        """Before the first plan is worked out (on a thread): a look every target, no later."""
+        gap = min(self.maximum, max(self.initial, self.target))
+        return Plan(step=gap, generating=(gap,), rendering=(gap,), calls=0, late=0, price=0,
+                    work=0)  # fmt: skip
+
+    def _grid_step(self) -> float:
+        """Cells of a fifth of the target, fitted so POLL_INITIAL_SECONDS is a whole number."""
+        step = self.target / CELLS_PER_TARGET
+        cells = self.initial / step
+        if abs(cells - round(cells)) < 1e-6 and round(cells) >= 1:
+            return step  # (as is: the same arithmetic at any scale)
+        return self.initial / max(1, math.ceil(cells))
+
+    def _solve(self, facts: _Facts, hint: float | None) -> Plan:
+        step = self._grid_step()
+        generation = self._generation_chances(facts, step)
+        if len(generation) > MAX_CELLS:  # very long runs: a coarser grid, never past half the
+            coarser = min(math.ceil(len(generation) / MAX_CELLS), COARSEST * self.target / step)
+            step *= max(1, math.floor(coarser))  # target (a late run must still be told apart)
+            generation = _truncated(self._generation_chances(facts, step), MAX_CELLS)
+        settled = min(1.0, len(facts.finished) / SETTLED)
+        return solve(
+            generation,
+            _truncated(self._render_chances(facts.renders, step), MAX_CELLS),
+            step=step,
+            delay=self.target,
+            late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
+            shortest=self.initial,
+            longest=self.maximum,
+            render_longest=min(self.maximum, max(self.initial, RENDER_LONGEST * self.target)),
+            first=self.initial,
+            price_hint=hint,
+        )
 
     def _generation_chances(self, facts: _Facts, step: float) -> list[float]:
         """Chance that a generation ends in each cell of the grid: runs that finished, runs
@@ -284,6 +323,14 @@ class PollSchedule:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return delay
+
+
+def _truncated(chances: list[float], cells: int) -> list[float]:
+    """At most `cells` cells: whatever lies beyond is put in the last (those few runs are
+    looked at every POLL_MAX_SECONDS there)."""
+    if len(chances) <= cells:
+        return chances
+    return [*chances[: cells - 1], sum(chances[cells - 1 :])]
 
 
 def _bandwidth(samples: list[float]) -> float:

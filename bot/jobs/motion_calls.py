@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +38,7 @@ from bot.store import DatabaseUnavailable, Job, NewPost, Run, RunKind, RunState
 log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 6  # Motion unreachable before sending: retried with backoff, then reported
 VERIFY_LOOKS = 40  # look this many initial waits (2 min by default) for a lost followup
+RENDERS_REMEMBERED = 10_000  # runs whose render time was learned, remembered at most
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class MotionCalls:
         # Motion's answers (a job id, or the error) to writes whose recording failed because
         # the database was away: recorded by the job's next look.
         self._answers: dict[int, str | MotionError] = {}
+        # Runs whose render time was learned (a look retried after a failed post must not
+        # teach it twice); the oldest forgotten first.
+        self._renders_learned: OrderedDict[int, None] = OrderedDict()
 
     def is_sending(self, run_id: int) -> bool:
         """This process has the run's create or followup out now (its answer is on its way)."""
@@ -345,14 +350,22 @@ class MotionCalls:
 
     async def _learn_render(self, run: Run, status: JobStatus, now: float) -> None:
         """Teach the poll schedule how long this run's file took to render: from Motion's
-        `completed_at` to the middle of the window in which the link appeared."""
-        completed = _epoch(status.completed_at)
-        if completed is None:
+        `completed_at` to the middle of the window in which the link appeared. Only from two
+        looks in a row (not across a restart or an outage, which would stretch it), once per
+        run, with `completed_at` kept within what we saw (clock skew)."""
+        completed, previous = _epoch(status.completed_at), run.last_poll_at
+        if completed is None or previous is None or run.id in self._renders_learned:
             return
-        low = max(0.0, (run.last_poll_at or completed) - completed)
-        high = now - completed
+        if now - previous > 2 * self.ctx.schedule.maximum + self.ctx.schedule.initial:
+            return  # looks far apart: the render's end is not known closely enough
+        started = run.sent_at if run.sent_at is not None else previous
+        completed = min(now, max(completed, started))
+        low, high = max(0.0, previous - completed), now - completed
         if high <= 0:
-            return  # clocks apart: nothing sensible to learn
+            return
+        self._renders_learned[run.id] = None
+        while len(self._renders_learned) > RENDERS_REMEMBERED:
+            self._renders_learned.popitem(last=False)
         seconds = (min(low, high) + high) / 2
         store = self.ctx.store
         await store.off_loop(store.record_generation_time, RENDER, seconds, now)

@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ COARSEST = 0.5  # ...but cells of at most half the target: runs beyond the grid 
 HORIZON = 0.001  # the grid ends where fewer than this share of runs are still generating
 REPLAN_SHARE = 0.1  # plan again once the runs known grew by this share...
 REPLAN_MIN = 3  # ...and at least by this many...
+PLAN_EVERY = 2.0  # in the app (background), seconds at least between two plans of a bucket
 WORK_PER_LOOK = 1_000  # ...as long as plans cost at most this much work per look on average
 WORK_ALLOWANCE = 5_000_000  # (plus this much to begin with: ~2 s of CPU), so planning stays a
 # small part of a status call's cost however fast runs come and go
@@ -104,6 +106,7 @@ class PollSchedule:
     # Runs learned so far, per bucket (never capped, unlike the history kept): a plan is
     # redone when these move, also once the history is full.
     _learned: dict[str, int] = field(default_factory=dict)
+    _started: dict[str, float] = field(default_factory=dict)  # when a thread last began, per bucket
 
     def learn(self, bucket: str, seconds: float, *, key: Hashable | None = None) -> None:
         """Remember how long a run took to reach `completed` (also into the "any" bucket);
@@ -170,6 +173,10 @@ class PollSchedule:
         if known is not None and (
             bucket in self._planning
             or self._work > WORK_ALLOWANCE + WORK_PER_LOOK * self._looks  # spent its share
+            or (  # in the app, at most one plan a while: a burst of jobs is not a burst of plans
+                self.background
+                and time.monotonic() - self._started.get(bucket, -math.inf) < PLAN_EVERY
+            )
             or not (
                 _grew(known.finished, learned)
                 or _grew(known.going, len(going))
@@ -185,6 +192,7 @@ class PollSchedule:
         if not self.background:
             return self._work_out(bucket, facts, counts)
         self._planning.add(bucket)
+        self._started[bucket] = time.monotonic()
         try:
             threading.Thread(
                 target=self._work_out, args=(bucket, facts, counts), name="poll-plan", daemon=True

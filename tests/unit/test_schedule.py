@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.schedule import LATE_SHARE, PollSchedule, generation_seconds
+from bot.schedule import LATE_SHARE, PLAN_EVERY, PollSchedule, generation_seconds
 
 
 def schedule(
@@ -411,6 +411,10 @@ def test_a_background_schedule_keeps_its_plan_until_the_new_one_is_worked_out() 
     assert plan._plans["any"].finished == 40 and first > 5.0
     for i in range(40):
         plan.learn("any", 20.0 + i * 0.25)  # now runs end around 20-30 s too
+    # Within PLAN_EVERY of the last plan, a burst of news starts no new one...
+    assert plan.next_delay(elapsed=20.0, status="running", rendering=False) == first
+    assert not plan._planning and plan._plans["any"].finished == 40
+    plan._started["any"] -= PLAN_EVERY  # ...after it, one is started
     # The old plan answers (the new one, once there, looks sooner): handed to a thread.
     assert plan.next_delay(elapsed=20.0, status="running", rendering=False) == first
     for _ in range(200):

@@ -91,7 +91,6 @@ def _gaps(shortest: int, longest: int, fine_up_to: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class _Solution:
-    cost: float
     calls: float
     late: float
     generating: tuple[float, ...]
@@ -287,7 +286,6 @@ def _solve_at(
         v_late[i] = pending_late[choice - 1] + v_late[i + choice]
         g_gap[i] = choice
     return _Solution(
-        cost=v_cost[0],
         calls=v_calls[0],
         late=v_late[0],
         generating=tuple(float(g) for g in g_gap),

@@ -116,13 +116,12 @@ class PollSchedule:
             self._close(key)
         if not math.isfinite(seconds) or seconds <= 0:
             return
-        self._learned[bucket] = self._learned.get(bucket, 0) + 1
         if bucket == RENDER:
+            self._learned[RENDER] = self._learned.get(RENDER, 0) + 1
             self._renders.append(seconds)
             return
-        for name in {bucket, ANY} - {RENDER}:
-            if name != bucket:
-                self._learned[name] = self._learned.get(name, 0) + 1
+        for name in {bucket, ANY}:
+            self._learned[name] = self._learned.get(name, 0) + 1
             samples = self._samples.setdefault(name, deque(maxlen=HISTORY))
             samples.append(seconds)
             self._sorted.pop(name, None)
@@ -241,7 +240,7 @@ class PollSchedule:
         settled = min(1.0, len(facts.finished) / SETTLED)
         return solve(
             generation,
-            _truncated(self._render_chances(facts.renders, step), MAX_CELLS),
+            self._render_chances(facts.renders, step),
             step=step,
             delay=self.target,
             late_share=self.late_share * (CAUTION + (1 - CAUTION) * settled),
@@ -286,7 +285,7 @@ class PollSchedule:
         (lognormal), smoothed like the generations."""
         median, spread = RENDER_PRIOR * self.initial, RENDER_SPREAD
         top = max([median * math.exp(3 * spread), *renders])
-        cells = math.ceil(top / step) + 1
+        cells = min(math.ceil(top / step) + 1, MAX_CELLS - 1)  # longer renders: in the last
         chances = [0.0] * (cells + 1)
         for j in range(1, cells + 1):
             low, high = (j - 0.5) * step, (j + 0.5) * step
